@@ -1,0 +1,129 @@
+//! `cargo bench -p faultline-checker`: checks every history of
+//! ../shared/bench/porcupine and a generated 1M-op, 1000-key history,
+//! printing per-file and total times and peak heap memory.
+//!
+//! Peak memory is measured by a counting global allocator, so the figure is
+//! the checker's own heap, not the process RSS.
+
+use faultline_checker::{linearizability, load_history, Event, EventType, Process};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(l.size(), Relaxed) + l.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        CURRENT.fetch_sub(l.size(), Relaxed);
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn reset_peak() -> usize {
+    let now = CURRENT.load(Relaxed);
+    PEAK.store(now, Relaxed);
+    now
+}
+
+const REPS: usize = 5;
+
+fn main() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/porcupine");
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv"))
+        .expect("../shared/bench/porcupine/MANIFEST.tsv must sit beside the repo");
+    let mut totals = [(0.0f64, 0usize); 2];
+    println!("{:<34} {:>6} {:>9} {:>10} {:>10}", "file", "ops", "verdict", "check_ms", "peak_MB");
+    for row in manifest.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        let path = dir.join(cols[0]);
+        let (format, ops) = load_history(path.to_str().unwrap(), None).unwrap();
+        let opts = linearizability::Options { model: format.default_model(), ..Default::default() };
+        // Median of REPS runs: the machine is shared and noisy.
+        let mut times = Vec::new();
+        let mut verdict = None;
+        let base = reset_peak();
+        for _ in 0..REPS {
+            let t = Instant::now();
+            let r = linearizability::check(&ops, &opts).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            verdict = Some(r.verdict);
+        }
+        let peak_mb = (PEAK.load(Relaxed) - base) as f64 / 1e6;
+        times.sort_by(f64::total_cmp);
+        let med = times[REPS / 2];
+        let slot = usize::from(cols[1] == "kv");
+        totals[slot].0 += med;
+        totals[slot].1 += 1;
+        println!("{:<34} {:>6} {:>9} {:>10.3} {:>10.2}", cols[0], cols[2], verdict.unwrap().as_str(), med, peak_mb);
+    }
+    println!();
+    println!("etcd: {} files, total {:.1} ms (sum of per-file medians)", totals[0].1, totals[0].0);
+    println!("kv:   {} files, total {:.1} ms (sum of per-file medians)", totals[1].1, totals[1].0);
+
+    let ops = generated(1_000_000, 1000, 10);
+    let base = reset_peak();
+    let t = Instant::now();
+    let paired = faultline_checker::history::pair("generated", &ops).unwrap();
+    let r = linearizability::check(&paired, &linearizability::Options::default()).unwrap();
+    println!(
+        "generated 1M ops / 1000 keys: {} in {:.2} s (pair + check), peak {:.0} MB",
+        r.verdict.as_str(),
+        t.elapsed().as_secs_f64(),
+        (PEAK.load(Relaxed) - base) as f64 / 1e6
+    );
+}
+
+/// A valid history from a simulated register per key: `procs` concurrent
+/// processes, each op taking effect at a random point of its interval.
+fn generated(n_ops: usize, keys: u64, procs: u64) -> Vec<(usize, Event)> {
+    let mut rng: u64 = 42;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut state = vec![serde_json::Value::Null; keys as usize];
+    let mut counter = vec![0u64; keys as usize];
+    let mut out = Vec::with_capacity(n_ops * 2);
+    let mut t = 0u64;
+    let ev = |i: usize, t: u64, p: u64, kind, f: &str, k: u64, v: serde_json::Value| {
+        (i + 1, Event { index: i as u64, time: t, process: Process::Client(p), kind, f: f.into(), key: Some(serde_json::json!(k)), value: v, extra: Default::default() })
+    };
+    // Ops are executed atomically in sequence but their intervals overlap
+    // with neighbours: invoke all procs, apply in order, complete all.
+    while out.len() < n_ops * 2 {
+        let batch: Vec<(u64, u64, u64)> = (0..procs).map(|p| (p, next() % keys, next() % 3)).collect();
+        for &(p, k, f) in &batch {
+            t += 1;
+            let (name, v) = match f {
+                0 => ("read", serde_json::Value::Null),
+                1 => { counter[k as usize] += 1; ("write", serde_json::json!(counter[k as usize])) }
+                _ => ("read", serde_json::Value::Null),
+            };
+            out.push(ev(out.len(), t, p, EventType::Invoke, name, k, v));
+        }
+        for &(p, k, f) in &batch {
+            t += 1;
+            let i = out.iter().rposition(|(_, e)| e.process == Process::Client(p)).unwrap();
+            let inv = out[i].1.clone();
+            let value = if f == 1 { state[k as usize] = inv.value.clone(); inv.value.clone() } else { state[k as usize].clone() };
+            out.push(ev(out.len(), t, p, EventType::Ok, &inv.f, k, value));
+        }
+    }
+    out
+}

@@ -1,0 +1,253 @@
+//! Raft invariants checked from trace events (traces.jsonl, DESIGN §2).
+//!
+//! Each line is `{"time":NS,"node":"n1","event":E,...}`. The harness adds
+//! `{"event":"start"}` each time it (re)starts a node, which begins a new
+//! "life" of that node: volatile state (commit and apply indices) may reset
+//! there, persistent state (votes) may not.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+
+use crate::error::{CheckError, Located};
+use crate::Verdict;
+
+/// More violations than this are counted but not listed.
+const MAX_LISTED: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub summary: String,
+    pub nodes: Vec<String>,
+    pub terms: Vec<u64>,
+    pub indices: Vec<u64>,
+    /// traces.jsonl line numbers (1-based) of the events involved.
+    pub lines: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub checker: &'static str,
+    pub verdict: Verdict,
+    pub events: usize,
+    pub violation_count: usize,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Start,
+    Vote { term: u64, candidate: String },
+    Leader { term: u64 },
+    Commit { index: u64, term: u64 },
+    Apply { index: u64, term: u64, digest: String },
+    Truncate { from: u64, term: Option<u64> },
+    Other,
+}
+
+fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckError> {
+    let err = |m: String| CheckError::Parse(Located::new(file, n, m));
+    let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not a trace event: {e}")))?;
+    let node = v.get("node").and_then(Value::as_str).ok_or_else(|| err("trace event lacks \"node\"".into()))?;
+    let event = v.get("event").and_then(Value::as_str).ok_or_else(|| err("trace event lacks \"event\"".into()))?;
+    let num = |k: &str| -> Result<u64, CheckError> {
+        v.get(k).and_then(Value::as_u64).ok_or_else(|| err(format!("{event} event lacks a numeric {k:?}")))
+    };
+    let text = |k: &str| -> Result<String, CheckError> {
+        match v.get(k) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) if !other.is_null() => Ok(other.to_string()),
+            _ => Err(err(format!("{event} event lacks {k:?}"))),
+        }
+    };
+    let ev = match event {
+        "start" => Ev::Start,
+        "vote" => Ev::Vote { term: num("term")?, candidate: text("candidate")? },
+        "leader" => Ev::Leader { term: num("term")? },
+        "commit" => Ev::Commit { index: num("index")?, term: num("term")? },
+        "apply" => Ev::Apply { index: num("index")?, term: num("term")?, digest: text("digest")? },
+        "truncate" => Ev::Truncate { from: num("from")?, term: v.get("term").and_then(Value::as_u64) },
+        _ => Ev::Other,
+    };
+    Ok((node.to_string(), ev))
+}
+
+#[derive(Default)]
+struct Life {
+    commit: Option<(u64, usize)>,
+    apply: Option<(u64, usize)>,
+}
+
+/// Checks a traces.jsonl text. A torn last line (no newline) is ignored.
+pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
+    let mut violations: Vec<Violation> = Vec::new();
+    let mut count = 0usize;
+    let mut push = |v: Violation| {
+        count += 1;
+        if violations.len() < MAX_LISTED {
+            violations.push(v);
+        }
+    };
+    let mut leaders: HashMap<u64, (String, usize)> = HashMap::new();
+    let mut votes: HashMap<(String, u64), (String, usize)> = HashMap::new();
+    let mut applied: HashMap<u64, (u64, String, String, usize)> = HashMap::new();
+    let mut committed: HashMap<u64, (u64, String, usize)> = HashMap::new();
+    let mut lives: HashMap<String, Life> = HashMap::new();
+    let torn_tail = !text.is_empty() && !text.ends_with('\n');
+    let total = text.lines().count();
+    let mut events = 0;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (node, ev) = match parse_line(file, n, line) {
+            Ok(x) => x,
+            Err(_) if torn_tail && n == total => break,
+            Err(e) => return Err(e),
+        };
+        events += 1;
+        match ev {
+            Ev::Start => {
+                lives.insert(node, Life::default());
+            }
+            Ev::Leader { term } => match leaders.get(&term) {
+                Some((other, l)) if *other != node => push(Violation {
+                    invariant: "election-safety",
+                    summary: format!("two leaders in term {term}: {other} (line {l}) and {node} (line {n})"),
+                    nodes: vec![other.clone(), node.clone()],
+                    terms: vec![term],
+                    indices: vec![],
+                    lines: vec![*l, n],
+                }),
+                Some(_) => {}
+                None => {
+                    leaders.insert(term, (node, n));
+                }
+            },
+            Ev::Vote { term, candidate } => match votes.get(&(node.clone(), term)) {
+                Some((prev, l)) if *prev != candidate => push(Violation {
+                    invariant: "one-vote-per-term",
+                    summary: format!(
+                        "{node} voted twice in term {term}: for {prev} (line {l}) and for {candidate} (line {n})"
+                    ),
+                    nodes: vec![node.clone(), prev.clone(), candidate.clone()],
+                    terms: vec![term],
+                    indices: vec![],
+                    lines: vec![*l, n],
+                }),
+                Some(_) => {}
+                None => {
+                    votes.insert((node, term), (candidate, n));
+                }
+            },
+            Ev::Commit { index, term } => {
+                let life = lives.entry(node.clone()).or_default();
+                if let Some((prev, l)) = life.commit {
+                    if index < prev {
+                        push(Violation {
+                            invariant: "commit-monotonic",
+                            summary: format!("{node}'s commit index went back from {prev} (line {l}) to {index} (line {n})"),
+                            nodes: vec![node.clone()],
+                            terms: vec![term],
+                            indices: vec![prev, index],
+                            lines: vec![l, n],
+                        });
+                    }
+                }
+                life.commit = Some((index.max(life.commit.map_or(0, |c| c.0)), n));
+                match committed.get(&index) {
+                    Some((t, other, l)) if *t != term => push(Violation {
+                        invariant: "commit-agreement",
+                        summary: format!(
+                            "index {index} committed with term {t} on {other} (line {l}) but term {term} on {node} (line {n})"
+                        ),
+                        nodes: vec![other.clone(), node.clone()],
+                        terms: vec![*t, term],
+                        indices: vec![index],
+                        lines: vec![*l, n],
+                    }),
+                    Some(_) => {}
+                    None => {
+                        committed.insert(index, (term, node, n));
+                    }
+                }
+            }
+            Ev::Apply { index, term, digest } => {
+                let life = lives.entry(node.clone()).or_default();
+                if let Some((prev, l)) = life.apply {
+                    if index <= prev {
+                        push(Violation {
+                            invariant: "apply-monotonic",
+                            summary: format!(
+                                "{node} applied index {index} (line {n}) after already applying {prev} (line {l})"
+                            ),
+                            nodes: vec![node.clone()],
+                            terms: vec![term],
+                            indices: vec![prev, index],
+                            lines: vec![l, n],
+                        });
+                    }
+                }
+                life.apply = Some((index.max(life.apply.map_or(0, |a| a.0)), n));
+                match applied.get(&index) {
+                    Some((t, d, other, l)) if *t != term || *d != digest => push(Violation {
+                        invariant: "state-machine-safety",
+                        summary: format!(
+                            "index {index}: {other} applied term {t} digest {d} (line {l}) but {node} applied term {term} digest {digest} (line {n})"
+                        ),
+                        nodes: vec![other.clone(), node.clone()],
+                        terms: vec![*t, term],
+                        indices: vec![index],
+                        lines: vec![*l, n],
+                    }),
+                    Some(_) => {}
+                    None => {
+                        applied.insert(index, (term, digest, node, n));
+                    }
+                }
+            }
+            Ev::Truncate { from, term } => {
+                let life = lives.entry(node.clone()).or_default();
+                if let Some((c, l)) = life.commit {
+                    if from <= c {
+                        push(Violation {
+                            invariant: "committed-entry-truncated",
+                            summary: format!(
+                                "{node} truncated its log from index {from} (line {n}) although it had committed up to {c} (line {l})"
+                            ),
+                            nodes: vec![node.clone()],
+                            terms: vec![],
+                            indices: vec![from, c],
+                            lines: vec![l, n],
+                        });
+                        continue;
+                    }
+                }
+                if let (Some(t), Some((ct, other, l))) = (term, committed.get(&from)) {
+                    if *ct == t {
+                        push(Violation {
+                            invariant: "committed-entry-truncated",
+                            summary: format!(
+                                "{node} truncated index {from} of term {t} (line {n}), an entry {other} had committed (line {l})"
+                            ),
+                            nodes: vec![other.clone(), node.clone()],
+                            terms: vec![t],
+                            indices: vec![from],
+                            lines: vec![*l, n],
+                        });
+                    }
+                }
+            }
+            Ev::Other => {}
+        }
+    }
+    Ok(Report {
+        checker: "raft-invariants",
+        verdict: if count == 0 { Verdict::Valid } else { Verdict::Invalid },
+        events,
+        violation_count: count,
+        violations,
+    })
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the checker crate: the shared Porcupine benchmark
+//! set, generated histories (property tests), malformed input and Raft
+//! traces.
+
+mod bench_set;
+mod malformed;
+mod properties;
+mod traces;
