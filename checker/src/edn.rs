@@ -22,7 +22,10 @@ impl Edn {
     /// Looks up a keyword key in a map.
     pub fn get(&self, keyword: &str) -> Option<&Edn> {
         match self {
-            Edn::Map(pairs) => pairs.iter().find(|(k, _)| matches!(k, Edn::Keyword(s) if s == keyword)).map(|(_, v)| v),
+            Edn::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| matches!(k, Edn::Keyword(s) if s == keyword))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -75,7 +78,8 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         while self.pos < self.s.len() {
             match self.s[self.pos] {
-                b' ' | b'\t' | b'\r' | b'\n' | b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';' => break,
+                b' ' | b'\t' | b'\r' | b'\n' | b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}'
+                | b'"' | b';' => break,
                 _ => self.pos += 1,
             }
         }
@@ -87,7 +91,12 @@ impl<'a> Reader<'a> {
         loop {
             self.skip_ws();
             match self.s.get(self.pos) {
-                None => return self.err(format!("unterminated collection: expected `{}`", close as char)),
+                None => {
+                    return self.err(format!(
+                        "unterminated collection: expected `{}`",
+                        close as char
+                    ))
+                }
                 Some(&c) if c == close => {
                     self.pos += 1;
                     return Ok(items);
@@ -110,7 +119,9 @@ impl<'a> Reader<'a> {
             return self.err(format!("nested deeper than {MAX_DEPTH} levels"));
         }
         self.skip_ws();
-        let Some(&c) = self.s.get(self.pos) else { return self.err("unexpected end of input") };
+        let Some(&c) = self.s.get(self.pos) else {
+            return self.err("unexpected end of input");
+        };
         let v = match c {
             b'(' => {
                 self.pos += 1;
@@ -192,12 +203,16 @@ impl<'a> Reader<'a> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
-            let Some(&c) = self.s.get(self.pos) else { return self.err("unterminated string") };
+            let Some(&c) = self.s.get(self.pos) else {
+                return self.err("unterminated string");
+            };
             self.pos += 1;
             match c {
                 b'"' => break,
                 b'\\' => {
-                    let Some(&e) = self.s.get(self.pos) else { return self.err("unterminated string") };
+                    let Some(&e) = self.s.get(self.pos) else {
+                        return self.err("unterminated string");
+                    };
                     self.pos += 1;
                     out.push(match e {
                         b'n' => b'\n',
@@ -230,7 +245,10 @@ fn atom(t: &str) -> Result<Edn, String> {
         }
         _ => {
             let first = t.as_bytes()[0];
-            let numeric = first.is_ascii_digit() || ((first == b'-' || first == b'+') && t.len() > 1 && t.as_bytes()[1].is_ascii_digit());
+            let numeric = first.is_ascii_digit()
+                || ((first == b'-' || first == b'+')
+                    && t.len() > 1
+                    && t.as_bytes()[1].is_ascii_digit());
             if numeric {
                 let body = t.trim_end_matches(['N', 'M']);
                 if let Ok(i) = body.parse::<i64>() {
@@ -249,7 +267,11 @@ fn atom(t: &str) -> Result<Edn, String> {
 
 /// Parses exactly one form; trailing content is an error.
 pub fn parse_one(text: &str) -> Result<Edn, String> {
-    let mut r = Reader { s: text.as_bytes(), pos: 0, line: 1 };
+    let mut r = Reader {
+        s: text.as_bytes(),
+        pos: 0,
+        line: 1,
+    };
     let v = loop {
         match r.value(0)? {
             Some(v) => break v,
@@ -265,7 +287,11 @@ pub fn parse_one(text: &str) -> Result<Edn, String> {
 /// Parses every top-level form, each with the line it starts on. Errors
 /// carry the line where reading failed.
 pub fn parse_all(text: &str) -> Result<Vec<(usize, Edn)>, (usize, String)> {
-    let mut r = Reader { s: text.as_bytes(), pos: 0, line: 1 };
+    let mut r = Reader {
+        s: text.as_bytes(),
+        pos: 0,
+        line: 1,
+    };
     let mut out = Vec::new();
     while !r.at_end() {
         let line = r.line;
@@ -284,15 +310,21 @@ mod tests {
 
     #[test]
     fn reads_jepsen_op_maps() {
-        let v = parse_one(r#"{:type :invoke, :f :cas, :value [1 2], :process 3, :time 12N}"#).unwrap();
+        let v =
+            parse_one(r#"{:type :invoke, :f :cas, :value [1 2], :process 3, :time 12N}"#).unwrap();
         assert_eq!(v.get("f"), Some(&Edn::Keyword("cas".into())));
-        assert_eq!(v.get("value"), Some(&Edn::Vector(vec![Edn::Int(1), Edn::Int(2)])));
+        assert_eq!(
+            v.get("value"),
+            Some(&Edn::Vector(vec![Edn::Int(1), Edn::Int(2)]))
+        );
         assert_eq!(v.get("time"), Some(&Edn::Int(12)));
     }
 
     #[test]
     fn errors_instead_of_panicking() {
-        for bad in ["{:a", "[1 2", "\"abc", "{:a}", ")", "#", "{:a 1 :b", "[[[[", ":"] {
+        for bad in [
+            "{:a", "[1 2", "\"abc", "{:a}", ")", "#", "{:a 1 :b", "[[[[", ":",
+        ] {
             assert!(parse_one(bad).is_err(), "{bad} should fail");
         }
         let deep = "[".repeat(10_000);

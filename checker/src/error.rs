@@ -12,7 +12,11 @@ pub struct Located {
 
 impl Located {
     pub fn new(file: &str, line: usize, reason: impl Into<String>) -> Self {
-        Located { file: file.to_string(), line, reason: reason.into() }
+        Located {
+            file: file.to_string(),
+            line,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -27,7 +31,10 @@ pub enum CheckError {
     #[error("{0}")]
     Parse(Located),
     #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Model(String),
 }

@@ -43,7 +43,11 @@ impl Format {
         if path.ends_with(".edn") {
             return Format::JepsenEdn;
         }
-        let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
         if first.starts_with("INFO") || first.contains("jepsen.util") {
             Format::PorcupineEtcd
         } else if first.starts_with("{:process") {
@@ -81,7 +85,15 @@ fn perr(file: &str, line: usize, msg: impl Into<String>) -> CheckError {
 
 fn check_len(file: &str, n: usize, line: &str) -> Result<(), CheckError> {
     if line.len() > MAX_LINE_BYTES {
-        return Err(perr(file, n, format!("line is {} bytes, over the {} byte limit", line.len(), MAX_LINE_BYTES)));
+        return Err(perr(
+            file,
+            n,
+            format!(
+                "line is {} bytes, over the {} byte limit",
+                line.len(),
+                MAX_LINE_BYTES
+            ),
+        ));
     }
     Ok(())
 }
@@ -108,7 +120,15 @@ pub fn parse_jsonl(file: &str, text: &str) -> Result<Vec<LinedEvent>, CheckError
     Ok(out)
 }
 
-fn event(index: usize, time: u64, process: u64, kind: EventType, f: &str, key: Option<Value>, value: Value) -> Event {
+fn event(
+    index: usize,
+    time: u64,
+    process: u64,
+    kind: EventType,
+    f: &str,
+    key: Option<Value>,
+    value: Value,
+) -> Event {
     Event {
         index: index as u64,
         time,
@@ -143,26 +163,48 @@ pub fn parse_etcd(file: &str, text: &str) -> Result<Vec<LinedEvent>, CheckError>
             continue;
         }
         let Some(rest) = line.split_once("jepsen.util -").map(|(_, r)| r) else {
-            return Err(perr(file, n, "expected `INFO jepsen.util - PROCESS :TYPE :F VALUE`"));
+            return Err(perr(
+                file,
+                n,
+                "expected `INFO jepsen.util - PROCESS :TYPE :F VALUE`",
+            ));
         };
         let mut fields = rest.split_whitespace();
         let (Some(p), Some(t), Some(f)) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(perr(file, n, "expected PROCESS :TYPE :F VALUE after `jepsen.util -`"));
+            return Err(perr(
+                file,
+                n,
+                "expected PROCESS :TYPE :F VALUE after `jepsen.util -`",
+            ));
         };
         let value_text = fields.collect::<Vec<_>>().join(" ");
-        let process: u64 = p.parse().map_err(|_| perr(file, n, format!("process {p:?} is not a number")))?;
+        let process: u64 = p
+            .parse()
+            .map_err(|_| perr(file, n, format!("process {p:?} is not a number")))?;
         let kind = kind_of(t).ok_or_else(|| perr(file, n, format!("unknown type {t:?}")))?;
-        let f = f.strip_prefix(':').ok_or_else(|| perr(file, n, format!("f {f:?} is not a keyword")))?;
+        let f = f
+            .strip_prefix(':')
+            .ok_or_else(|| perr(file, n, format!("f {f:?} is not a keyword")))?;
         if !matches!(f, "read" | "write" | "cas") {
-            return Err(perr(file, n, format!("unknown f {f:?} (expected :read, :write or :cas)")));
+            return Err(perr(
+                file,
+                n,
+                format!("unknown f {f:?} (expected :read, :write or :cas)"),
+            ));
         }
         let value = match value_text.as_str() {
             "nil" | ":timed-out" | "" => Value::Null,
-            v => edn_to_json(&edn::parse_one(v).map_err(|e| perr(file, n, format!("value {v:?}: {e}")))?)
-                .map_err(|e| perr(file, n, e))?,
+            v => edn_to_json(
+                &edn::parse_one(v).map_err(|e| perr(file, n, format!("value {v:?}: {e}")))?,
+            )
+            .map_err(|e| perr(file, n, e))?,
         };
         // A timed-out read says nothing: it completes as info (unknown).
-        let kind = if kind == EventType::Fail && value_text == ":timed-out" { EventType::Info } else { kind };
+        let kind = if kind == EventType::Fail && value_text == ":timed-out" {
+            EventType::Info
+        } else {
+            kind
+        };
         out.push((n, event(out.len(), n as u64, process, kind, f, None, value)));
     }
     Ok(out)
@@ -211,25 +253,55 @@ pub fn parse_edn(file: &str, text: &str) -> Result<Vec<LinedEvent>, CheckError> 
     Ok(out)
 }
 
-fn edn_event(file: &str, line: usize, index: usize, form: &Edn, independent: bool) -> Result<Event, CheckError> {
+fn edn_event(
+    file: &str,
+    line: usize,
+    index: usize,
+    form: &Edn,
+    independent: bool,
+) -> Result<Event, CheckError> {
     edn_event_opt(file, line, index, form, independent)?
         .ok_or_else(|| perr(file, line, "op map has no client :process"))
 }
 
 /// `None` for nemesis and other non-client ops.
-fn edn_event_opt(file: &str, line: usize, index: usize, form: &Edn, independent: bool) -> Result<Option<Event>, CheckError> {
+fn edn_event_opt(
+    file: &str,
+    line: usize,
+    index: usize,
+    form: &Edn,
+    independent: bool,
+) -> Result<Option<Event>, CheckError> {
     let Edn::Map(_) = form else {
-        return Err(perr(file, line, "expected an op map like {:type :invoke, :f :read, :process 0, ...}"));
+        return Err(perr(
+            file,
+            line,
+            "expected an op map like {:type :invoke, :f :read, :process 0, ...}",
+        ));
     };
     let process = match form.get("process") {
         Some(Edn::Int(p)) if *p >= 0 => *p as u64,
         Some(Edn::Keyword(_)) | None => return Ok(None),
-        Some(other) => return Err(perr(file, line, format!(":process {other:?} is not a client number"))),
+        Some(other) => {
+            return Err(perr(
+                file,
+                line,
+                format!(":process {other:?} is not a client number"),
+            ))
+        }
     };
-    let t = form.get("type").and_then(Edn::as_keyword).ok_or_else(|| perr(file, line, "op map lacks :type"))?;
-    let kind = kind_of(&format!(":{t}")).ok_or_else(|| perr(file, line, format!("unknown :type :{t}")))?;
-    let f = form.get("f").and_then(Edn::as_keyword).ok_or_else(|| perr(file, line, "op map lacks :f"))?;
-    let mut value = edn_to_json(form.get("value").unwrap_or(&Edn::Nil)).map_err(|e| perr(file, line, e))?;
+    let t = form
+        .get("type")
+        .and_then(Edn::as_keyword)
+        .ok_or_else(|| perr(file, line, "op map lacks :type"))?;
+    let kind =
+        kind_of(&format!(":{t}")).ok_or_else(|| perr(file, line, format!("unknown :type :{t}")))?;
+    let f = form
+        .get("f")
+        .and_then(Edn::as_keyword)
+        .ok_or_else(|| perr(file, line, "op map lacks :f"))?;
+    let mut value =
+        edn_to_json(form.get("value").unwrap_or(&Edn::Nil)).map_err(|e| perr(file, line, e))?;
     let mut key = match form.get("key") {
         Some(k) => Some(edn_to_json(k).map_err(|e| perr(file, line, e))?),
         None => None,
@@ -243,7 +315,11 @@ fn edn_event_opt(file: &str, line: usize, index: usize, form: &Edn, independent:
             }
             Value::Null => {}
             other => {
-                return Err(perr(file, line, format!("independent op value must be [key value], got {other}")));
+                return Err(perr(
+                    file,
+                    line,
+                    format!("independent op value must be [key value], got {other}"),
+                ));
             }
         }
     }
@@ -259,7 +335,9 @@ pub fn edn_to_json(e: &Edn) -> Result<Value, String> {
         Edn::Nil => Value::Null,
         Edn::Bool(b) => Value::Bool(*b),
         Edn::Int(i) => Value::Number((*i).into()),
-        Edn::Float(f) => Number::from_f64(*f).map(Value::Number).ok_or("non-finite number")?,
+        Edn::Float(f) => Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or("non-finite number")?,
         Edn::Str(s) => Value::String(s.clone()),
         Edn::Keyword(k) => Value::String(format!(":{k}")),
         Edn::Symbol(s) => Value::String(s.clone()),

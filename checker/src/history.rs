@@ -146,18 +146,30 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                 let Some(i) = open.remove(&ev.process) else {
                     return Err(err(
                         *line,
-                        format!("completion for process {} which has no open invocation", ev.process),
+                        format!(
+                            "completion for process {} which has no open invocation",
+                            ev.process
+                        ),
                     ));
                 };
                 let op = &mut ops[i];
                 if op.f != ev.f {
                     return Err(err(
                         *line,
-                        format!("completion f {:?} does not match invocation f {:?} (line {})", ev.f, op.f, op.line),
+                        format!(
+                            "completion f {:?} does not match invocation f {:?} (line {})",
+                            ev.f, op.f, op.line
+                        ),
                     ));
                 }
                 if ev.time < op.invoke_time {
-                    return Err(err(*line, format!("completion time {} precedes its invocation time {}", ev.time, op.invoke_time)));
+                    return Err(err(
+                        *line,
+                        format!(
+                            "completion time {} precedes its invocation time {}",
+                            ev.time, op.invoke_time
+                        ),
+                    ));
                 }
                 op.complete_index = Some(ev.index);
                 op.output = ev.value.clone();
@@ -167,7 +179,11 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                     _ => Outcome::Info,
                 };
                 // An info op's effect may land any time later: no upper bound.
-                op.complete_time = if op.outcome == Outcome::Info { None } else { Some(ev.time) };
+                op.complete_time = if op.outcome == Outcome::Info {
+                    None
+                } else {
+                    Some(ev.time)
+                };
             }
         }
     }

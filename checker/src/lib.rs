@@ -57,11 +57,18 @@ impl Verdict {
 
 /// Reads a history file in `format` (detected when `None`) and pairs it.
 pub fn load_history(path: &str, format: Option<Format>) -> Result<(Format, Vec<Op>), CheckError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CheckError::Io { file: path.to_string(), source: e })?;
+    let text = std::fs::read_to_string(path).map_err(|e| CheckError::Io {
+        file: path.to_string(),
+        source: e,
+    })?;
     parse_history(path, &text, format)
 }
 
-pub fn parse_history(path: &str, text: &str, format: Option<Format>) -> Result<(Format, Vec<Op>), CheckError> {
+pub fn parse_history(
+    path: &str,
+    text: &str,
+    format: Option<Format>,
+) -> Result<(Format, Vec<Op>), CheckError> {
     let format = format.unwrap_or_else(|| Format::detect(path, text));
     let events = formats::parse(path, text, format)?;
     Ok((format, history::pair(path, &events)?))

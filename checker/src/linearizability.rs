@@ -25,7 +25,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { model: ModelKind::LinKv, time_limit: None, max_memo_entries: Some(20_000_000) }
+        Options {
+            model: ModelKind::LinKv,
+            time_limit: None,
+            max_memo_entries: Some(20_000_000),
+        }
     }
 }
 
@@ -134,7 +138,11 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
     let mut parts: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     let mut by_key: std::collections::HashMap<Option<String>, usize> = Default::default();
     for (i, op) in ops.iter().enumerate() {
-        let key = if opts.model.partitioned() { op.key.clone() } else { None };
+        let key = if opts.model.partitioned() {
+            op.key.clone()
+        } else {
+            None
+        };
         let p = *by_key.entry(key.clone()).or_insert_with(|| {
             parts.push((key, Vec::new()));
             parts.len() - 1
@@ -142,7 +150,11 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
         parts[p].1.push(i);
     }
     let cancel = AtomicBool::new(false);
-    let budget = Budget { deadline, max_cache_entries: opts.max_memo_entries, cancel: Some(&cancel) };
+    let budget = Budget {
+        deadline,
+        max_cache_entries: opts.max_memo_entries,
+        cancel: Some(&cancel),
+    };
     let results: Vec<Result<PartResult, CheckError>> = parts
         .par_iter()
         .map(|(key, idx)| {
@@ -158,7 +170,10 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
     let (mut removed, mut bounded) = (0, 0);
     for ((key, _), r) in parts.iter().zip(results) {
         match r? {
-            PartResult::Valid { removed: r, bounded: b } => {
+            PartResult::Valid {
+                removed: r,
+                bounded: b,
+            } => {
                 removed += r;
                 bounded += b;
             }
@@ -169,7 +184,10 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
                     anomaly = Some(*a);
                 }
             }
-            PartResult::Unknown(reason) => unknown.push(UnknownPartition { key: key.clone(), reason }),
+            PartResult::Unknown(reason) => unknown.push(UnknownPartition {
+                key: key.clone(),
+                reason,
+            }),
         }
     }
     let verdict = if anomaly.is_some() {
@@ -204,7 +222,10 @@ fn check_partition(
     budget: &Budget,
 ) -> Result<PartResult, CheckError> {
     let model_err = |i: usize, m: String| {
-        CheckError::Model(format!("line {} (history index {}): {m}", ops[i].line, ops[i].invoke_index))
+        CheckError::Model(format!(
+            "line {} (history index {}): {m}",
+            ops[i].line, ops[i].invoke_index
+        ))
     };
     match model {
         ModelKind::Register | ModelKind::LinKv => {
@@ -213,7 +234,9 @@ fn check_partition(
             let mut search_ops = Vec::new();
             let mut source = Vec::new();
             for &i in idx {
-                if let Some(r) = models::register_op(&ops[i], &mut interner).map_err(|m| model_err(i, m))? {
+                if let Some(r) =
+                    models::register_op(&ops[i], &mut interner).map_err(|m| model_err(i, m))?
+                {
                     reg.push(r);
                     search_ops.push(models::search_op(&ops[i]));
                     source.push(i);
@@ -231,7 +254,9 @@ fn check_partition(
                         kind: p.kind.to_string(),
                         summary: format!(
                             "{}{}: {}",
-                            key.as_ref().map(|k| format!("key {k}: ")).unwrap_or_default(),
+                            key.as_ref()
+                                .map(|k| format!("key {k}: "))
+                                .unwrap_or_default(),
                             p.kind,
                             OpView::of(culprit).describe()
                         ),
@@ -245,13 +270,23 @@ fn check_partition(
                 }
             };
             let (reg, search_ops, source) = retain(reg, search_ops, source, &keep);
-            let mut spec = RegisterSpec { ops: reg };
+            let mut spec = RegisterSpec::new(reg);
             let state_of = |s: u32| interner.values[s as usize].clone();
             Ok(match search::check(&search_ops, &mut spec, budget) {
-                search::Outcome::Linearizable(_) => PartResult::Valid { removed: stats.removed, bounded: stats.bounded },
+                search::Outcome::Linearizable(_) => PartResult::Valid {
+                    removed: stats.removed,
+                    bounded: stats.bounded,
+                },
                 search::Outcome::Unknown(r) => PartResult::Unknown(r),
                 search::Outcome::Illegal(stuck) => {
-                    PartResult::Invalid(Box::new(explain(ops, key, &source, &stuck, state_of(stuck.state))))
+                    let stuck = clearer_stuck(&search_ops, &mut spec, budget).unwrap_or(stuck);
+                    PartResult::Invalid(Box::new(explain(
+                        ops,
+                        key,
+                        &source,
+                        &stuck,
+                        state_of(stuck.state),
+                    )))
                 }
             })
         }
@@ -274,7 +309,9 @@ fn check_partition(
             // independent 61-bit fingerprints plus lengths agreeing for
             // different strings, odds below 2^-100 per comparison.
             let outcome = match search::check(&search_ops, &mut hashed, budget) {
-                search::Outcome::Linearizable(w) if !exact.replay(&w) => search::check(&search_ops, &mut exact, budget),
+                search::Outcome::Linearizable(w) if !exact.replay(&w) => {
+                    search::check(&search_ops, &mut exact, budget)
+                }
                 search::Outcome::Illegal(mut stuck) => {
                     stuck.state = exact.state_after(&stuck.prefix);
                     search::Outcome::Illegal(stuck)
@@ -282,7 +319,10 @@ fn check_partition(
                 o => o,
             };
             Ok(match outcome {
-                search::Outcome::Linearizable(_) => PartResult::Valid { removed: 0, bounded: 0 },
+                search::Outcome::Linearizable(_) => PartResult::Valid {
+                    removed: 0,
+                    bounded: 0,
+                },
                 search::Outcome::Unknown(r) => PartResult::Unknown(r),
                 search::Outcome::Illegal(stuck) => {
                     let state = exact.state_value(stuck.state);
@@ -293,7 +333,33 @@ fn check_partition(
     }
 }
 
-fn retain<A, B>(a: Vec<A>, b: Vec<B>, c: Vec<usize>, keep: &[bool]) -> (Vec<A>, Vec<B>, Vec<usize>) {
+/// How long the explanation pass may take: the verdict is already known.
+const EXPLAIN_BUDGET: Duration = Duration::from_millis(500);
+
+/// Re-runs a failed search without dead-end pruning (bounded in time) for a
+/// stuck point that names the op that really cannot follow.
+fn clearer_stuck(
+    search_ops: &[search::SearchOp],
+    spec: &mut dyn search::Spec,
+    budget: &Budget,
+) -> Option<Stuck> {
+    let deadline = Instant::now() + EXPLAIN_BUDGET;
+    let b = Budget {
+        deadline: Some(budget.deadline.map_or(deadline, |d| d.min(deadline))),
+        ..budget.clone()
+    };
+    match search::check(search_ops, &mut search::NoPrune(spec), &b) {
+        search::Outcome::Illegal(stuck) => Some(stuck),
+        _ => None,
+    }
+}
+
+fn retain<A, B>(
+    a: Vec<A>,
+    b: Vec<B>,
+    c: Vec<usize>,
+    keep: &[bool],
+) -> (Vec<A>, Vec<B>, Vec<usize>) {
     let mut out = (Vec::new(), Vec::new(), Vec::new());
     for (((a, b), c), &k) in a.into_iter().zip(b).zip(c).zip(keep) {
         if k {
@@ -311,10 +377,23 @@ fn views(ops: &[Op], mut idx: Vec<usize>) -> Vec<OpView> {
     idx.into_iter().map(|i| OpView::of(&ops[i])).collect()
 }
 
-fn explain(ops: &[Op], key: &Option<String>, source: &[usize], stuck: &Stuck, state: Value) -> Anomaly {
+fn explain(
+    ops: &[Op],
+    key: &Option<String>,
+    source: &[usize],
+    stuck: &Stuck,
+    state: Value,
+) -> Anomaly {
     const TAIL: usize = 8;
     let blocked = OpView::of(&ops[source[stuck.blocked]]);
-    let tail_idx: Vec<usize> = stuck.prefix.iter().rev().take(TAIL).rev().map(|&l| source[l]).collect();
+    let tail_idx: Vec<usize> = stuck
+        .prefix
+        .iter()
+        .rev()
+        .take(TAIL)
+        .rev()
+        .map(|&l| source[l])
+        .collect();
     let cand: Vec<usize> = stuck.candidates.iter().map(|&l| source[l]).collect();
     let mut involved = tail_idx.clone();
     involved.extend(cand.iter().copied());
@@ -324,7 +403,10 @@ fn explain(ops: &[Op], key: &Option<String>, source: &[usize], stuck: &Stuck, st
     } else {
         format!(
             "none of the pending ops [{}] can go next either",
-            cand.iter().map(|&i| OpView::of(&ops[i]).describe()).collect::<Vec<_>>().join(", ")
+            cand.iter()
+                .map(|&i| OpView::of(&ops[i]).describe())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     Anomaly {

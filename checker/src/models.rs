@@ -7,8 +7,8 @@
 //! - `kv-string`: Porcupine's kv model, independent string registers with
 //!   get / put / append, each starting as `""`.
 
-use serde_json::Value;
 use rustc_hash::FxHashMap as HashMap;
+use serde_json::Value;
 use std::str::FromStr;
 
 use crate::history::{Op, Outcome};
@@ -29,7 +29,9 @@ impl FromStr for ModelKind {
             "register" | "cas-register" => Ok(ModelKind::Register),
             "lin-kv" | "kv" => Ok(ModelKind::LinKv),
             "kv-string" | "porcupine-kv" => Ok(ModelKind::KvString),
-            other => Err(format!("unknown model {other:?} (expected register, lin-kv or kv-string)")),
+            other => Err(format!(
+                "unknown model {other:?} (expected register, lin-kv or kv-string)"
+            )),
         }
     }
 }
@@ -93,8 +95,60 @@ impl RegOp {
     }
 }
 
+/// The register with a "dead value" prune: when the state leaves value v
+/// (or a potential writer of v is used up) while some unlinearized definite
+/// op still needs state v (a read of v, an ok cas from v) and no
+/// unlinearized op can install v any more, that op can never be linearized.
 pub struct RegisterSpec {
     pub ops: Vec<RegOp>,
+    /// Unlinearized definite ops that need the state to be v.
+    readers_left: Vec<u32>,
+    /// Unlinearized, undropped ops that may install v.
+    writers_left: Vec<u32>,
+}
+
+impl RegisterSpec {
+    pub fn new(ops: Vec<RegOp>) -> Self {
+        let nvals = ops
+            .iter()
+            .flat_map(|o| match *o {
+                RegOp::Read(v) | RegOp::Write(v) => [v, 0],
+                RegOp::Cas(a, b, _) => [a, b],
+            })
+            .max()
+            .map_or(1, |m| m as usize + 1);
+        let mut s = RegisterSpec {
+            ops,
+            readers_left: vec![0; nvals],
+            writers_left: vec![0; nvals],
+        };
+        for i in 0..s.ops.len() {
+            s.count(i, 1);
+        }
+        s
+    }
+
+    /// Adds `d` (+1 or -1 as wrapping u32) to the counters op `i` holds.
+    fn count(&mut self, i: usize, d: u32) {
+        match self.ops[i] {
+            RegOp::Read(v) => {
+                self.readers_left[v as usize] = self.readers_left[v as usize].wrapping_add(d)
+            }
+            RegOp::Write(v) => {
+                self.writers_left[v as usize] = self.writers_left[v as usize].wrapping_add(d)
+            }
+            RegOp::Cas(a, b, definite) => {
+                if definite {
+                    self.readers_left[a as usize] = self.readers_left[a as usize].wrapping_add(d);
+                }
+                self.writers_left[b as usize] = self.writers_left[b as usize].wrapping_add(d);
+            }
+        }
+    }
+
+    fn starved(&self, v: u32, state: u32) -> bool {
+        state != v && self.writers_left[v as usize] == 0 && self.readers_left[v as usize] > 0
+    }
 }
 
 impl Spec for RegisterSpec {
@@ -108,6 +162,22 @@ impl Spec for RegisterSpec {
             RegOp::Cas(a, b, true) => (s == a).then_some(b),
             RegOp::Cas(a, b, false) => Some(if s == a { b } else { s }),
         }
+    }
+    fn read_only(&self, op: usize) -> bool {
+        matches!(self.ops[op], RegOp::Read(_))
+    }
+    fn enter(&mut self, op: usize, _dropped: bool, from: u32, to: u32) -> bool {
+        self.count(op, u32::MAX);
+        let left_behind = self.starved(from, to);
+        let unwritten = self.ops[op].writes().is_some_and(|w| self.starved(w, to));
+        if left_behind || unwritten {
+            self.count(op, 1);
+            return false;
+        }
+        true
+    }
+    fn exit(&mut self, op: usize, _dropped: bool) {
+        self.count(op, 1);
     }
 }
 
@@ -129,7 +199,12 @@ pub struct StringSpec {
 
 impl StringSpec {
     pub fn new(ops: Vec<StrOp>) -> Self {
-        let mut s = StringSpec { ops, states: Vec::new(), ids: HashMap::default(), appended: HashMap::default() };
+        let mut s = StringSpec {
+            ops,
+            states: Vec::new(),
+            ids: HashMap::default(),
+            appended: HashMap::default(),
+        };
         s.intern(String::new());
         s
     }
@@ -175,6 +250,9 @@ impl StringSpec {
 impl Spec for StringSpec {
     fn init(&mut self) -> u32 {
         0
+    }
+    fn read_only(&self, op: usize) -> bool {
+        matches!(self.ops[op], StrOp::Get(_))
     }
     fn step(&mut self, s: u32, op: usize) -> Option<u32> {
         match &self.ops[op] {
@@ -228,7 +306,13 @@ fn sig_of(s: &str) -> (Sig, [u64; 2]) {
             p[k] = mulmod(p[k], BASES[k]);
         }
     }
-    (Sig { len: s.len() as u64, h }, p)
+    (
+        Sig {
+            len: s.len() as u64,
+            h,
+        },
+        p,
+    )
 }
 
 /// The string register with states as fingerprints: a step is O(1) however
@@ -243,6 +327,10 @@ pub struct HashedStringSpec {
 }
 
 impl HashedStringSpec {
+    fn is_get(&self, op: usize) -> bool {
+        self.kinds[op].0 == 0
+    }
+
     pub fn new(ops: &[StrOp]) -> Self {
         let kinds = ops
             .iter()
@@ -256,7 +344,12 @@ impl HashedStringSpec {
                 (k, sig, pow)
             })
             .collect();
-        let mut s = HashedStringSpec { kinds, states: Vec::new(), ids: HashMap::default(), appended: HashMap::default() };
+        let mut s = HashedStringSpec {
+            kinds,
+            states: Vec::new(),
+            ids: HashMap::default(),
+            appended: HashMap::default(),
+        };
         s.intern(sig_of("").0);
         s
     }
@@ -274,6 +367,9 @@ impl Spec for HashedStringSpec {
     fn init(&mut self) -> u32 {
         0
     }
+    fn read_only(&self, op: usize) -> bool {
+        self.is_get(op)
+    }
     fn step(&mut self, s: u32, op: usize) -> Option<u32> {
         let (kind, sig, pow) = self.kinds[op];
         match kind {
@@ -288,7 +384,10 @@ impl Spec for HashedStringSpec {
                 for k in 0..2 {
                     h[k] = (mulmod(cur.h[k], pow[k]) + sig.h[k]) % P61;
                 }
-                let n = self.intern(Sig { len: cur.len + sig.len, h });
+                let n = self.intern(Sig {
+                    len: cur.len + sig.len,
+                    h,
+                });
                 self.appended.insert((s, op as u32), n);
                 Some(n)
             }
@@ -299,8 +398,16 @@ impl Spec for HashedStringSpec {
 /// Time bounds of an op for the search: `fail` ops never reach here.
 pub fn search_op(op: &Op) -> SearchOp {
     match (op.outcome, op.complete_time) {
-        (Outcome::Ok, Some(t)) => SearchOp { call: op.invoke_time, ret: t, optional: false },
-        _ => SearchOp { call: op.invoke_time, ret: u64::MAX, optional: true },
+        (Outcome::Ok, Some(t)) => SearchOp {
+            call: op.invoke_time,
+            ret: t,
+            optional: false,
+        },
+        _ => SearchOp {
+            call: op.invoke_time,
+            ret: u64::MAX,
+            optional: true,
+        },
     }
 }
 
@@ -319,12 +426,16 @@ pub fn register_op(op: &Op, interner: &mut Interner) -> Result<Option<RegOp>, St
         }
         "write" | "put" => Ok(Some(RegOp::Write(interner.intern(&op.input)))),
         "cas" => match op.input.as_array().map(|a| a.as_slice()) {
-            Some([a, b]) => {
-                Ok(Some(RegOp::Cas(interner.intern(a), interner.intern(b), op.outcome == Outcome::Ok)))
-            }
+            Some([a, b]) => Ok(Some(RegOp::Cas(
+                interner.intern(a),
+                interner.intern(b),
+                op.outcome == Outcome::Ok,
+            ))),
             _ => Err(format!("cas value must be [from, to], got {}", op.input)),
         },
-        other => Err(format!("the register model has no operation {other:?} (expected read, write or cas)")),
+        other => Err(format!(
+            "the register model has no operation {other:?} (expected read, write or cas)"
+        )),
     }
 }
 
@@ -349,6 +460,8 @@ pub fn string_op(op: &Op) -> Result<Option<StrOp>, String> {
         }
         "put" | "write" => Ok(Some(StrOp::Put(text(&op.input)?))),
         "append" => Ok(Some(StrOp::Append(text(&op.input)?))),
-        other => Err(format!("the kv-string model has no operation {other:?} (expected get, put or append)")),
+        other => Err(format!(
+            "the kv-string model has no operation {other:?} (expected get, put or append)"
+        )),
     }
 }

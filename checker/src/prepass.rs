@@ -67,8 +67,9 @@ pub fn run(
     // Definite writers of a non-null value, sorted by call, with the suffix
     // minimum of their returns: "the earliest a definite write that began
     // after t has certainly finished".
-    let mut def_writers: Vec<usize> =
-        (0..n).filter(|&i| definite(i) && ops[i].writes().is_some_and(|v| v != 0)).collect();
+    let mut def_writers: Vec<usize> = (0..n)
+        .filter(|&i| definite(i) && ops[i].writes().is_some_and(|v| v != 0))
+        .collect();
     def_writers.sort_by_key(|&i| search[i].call);
     let mut suffix_min: Vec<(u64, usize)> = vec![(u64::MAX, usize::MAX); def_writers.len() + 1];
     for k in (0..def_writers.len()).rev() {
@@ -104,7 +105,10 @@ pub fn run(
             return Err(Proven {
                 kind: "read-unwritten",
                 ops: vec![r],
-                explanation: format!("the read returned {}, a value no operation ever wrote", describe(v)),
+                explanation: format!(
+                    "the read returned {}, a value no operation ever wrote",
+                    describe(v)
+                ),
             });
         }
         if ws.iter().all(|&w| search[w].call > rr) {

@@ -38,21 +38,45 @@ pub struct Report {
 #[derive(Debug, Clone)]
 enum Ev {
     Start,
-    Vote { term: u64, candidate: String },
-    Leader { term: u64 },
-    Commit { index: u64, term: u64 },
-    Apply { index: u64, term: u64, digest: String },
-    Truncate { from: u64, term: Option<u64> },
+    Vote {
+        term: u64,
+        candidate: String,
+    },
+    Leader {
+        term: u64,
+    },
+    Commit {
+        index: u64,
+        term: u64,
+    },
+    Apply {
+        index: u64,
+        term: u64,
+        digest: String,
+    },
+    Truncate {
+        from: u64,
+        term: Option<u64>,
+    },
     Other,
 }
 
 fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckError> {
     let err = |m: String| CheckError::Parse(Located::new(file, n, m));
-    let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not a trace event: {e}")))?;
-    let node = v.get("node").and_then(Value::as_str).ok_or_else(|| err("trace event lacks \"node\"".into()))?;
-    let event = v.get("event").and_then(Value::as_str).ok_or_else(|| err("trace event lacks \"event\"".into()))?;
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| err(format!("not a trace event: {e}")))?;
+    let node = v
+        .get("node")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("trace event lacks \"node\"".into()))?;
+    let event = v
+        .get("event")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("trace event lacks \"event\"".into()))?;
     let num = |k: &str| -> Result<u64, CheckError> {
-        v.get(k).and_then(Value::as_u64).ok_or_else(|| err(format!("{event} event lacks a numeric {k:?}")))
+        v.get(k)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| err(format!("{event} event lacks a numeric {k:?}")))
     };
     let text = |k: &str| -> Result<String, CheckError> {
         match v.get(k) {
@@ -63,11 +87,24 @@ fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckErr
     };
     let ev = match event {
         "start" => Ev::Start,
-        "vote" => Ev::Vote { term: num("term")?, candidate: text("candidate")? },
+        "vote" => Ev::Vote {
+            term: num("term")?,
+            candidate: text("candidate")?,
+        },
         "leader" => Ev::Leader { term: num("term")? },
-        "commit" => Ev::Commit { index: num("index")?, term: num("term")? },
-        "apply" => Ev::Apply { index: num("index")?, term: num("term")?, digest: text("digest")? },
-        "truncate" => Ev::Truncate { from: num("from")?, term: v.get("term").and_then(Value::as_u64) },
+        "commit" => Ev::Commit {
+            index: num("index")?,
+            term: num("term")?,
+        },
+        "apply" => Ev::Apply {
+            index: num("index")?,
+            term: num("term")?,
+            digest: text("digest")?,
+        },
+        "truncate" => Ev::Truncate {
+            from: num("from")?,
+            term: v.get("term").and_then(Value::as_u64),
+        },
         _ => Ev::Other,
     };
     Ok((node.to_string(), ev))
@@ -245,7 +282,11 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
     }
     Ok(Report {
         checker: "raft-invariants",
-        verdict: if count == 0 { Verdict::Valid } else { Verdict::Invalid },
+        verdict: if count == 0 {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        },
         events,
         violation_count: count,
         violations,

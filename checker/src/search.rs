@@ -29,6 +29,42 @@ pub trait Spec {
     fn init(&mut self) -> u32;
     /// The state after applying `op` to `state`, or `None` when illegal.
     fn step(&mut self, state: u32, op: usize) -> Option<u32>;
+
+    /// True for ops that leave every state unchanged (reads). A legal
+    /// pending read can be linearized at once without loss of generality:
+    /// it changes nothing, and every op that must precede it is already
+    /// linearized (it is pending). So the search takes it without branching.
+    fn read_only(&self, _op: usize) -> bool {
+        false
+    }
+
+    /// Called when the search linearizes (or, with `dropped`, removes) `op`,
+    /// moving from state `from` to `to`. Returning false declares the move a
+    /// dead end (the spec has proven no completion exists), and the spec
+    /// must then leave its bookkeeping as it was.
+    fn enter(&mut self, _op: usize, _dropped: bool, _from: u32, _to: u32) -> bool {
+        true
+    }
+
+    /// Undoes a successful `enter`, in LIFO order.
+    fn exit(&mut self, _op: usize, _dropped: bool) {}
+}
+
+/// Forwards to a spec without its dead-end pruning, so that a failing
+/// search gets stuck where a person would: at the op that cannot follow,
+/// not at an earlier move the prune already knew was hopeless.
+pub struct NoPrune<'a>(pub &'a mut dyn Spec);
+
+impl Spec for NoPrune<'_> {
+    fn init(&mut self) -> u32 {
+        self.0.init()
+    }
+    fn step(&mut self, state: u32, op: usize) -> Option<u32> {
+        self.0.step(state, op)
+    }
+    fn read_only(&self, op: usize) -> bool {
+        self.0.read_only(op)
+    }
 }
 
 /// Limits on one search; exceeding them yields `Outcome::Unknown`.
@@ -61,6 +97,17 @@ pub enum Outcome {
     Linearizable(Vec<usize>),
     Illegal(Stuck),
     Unknown(String),
+}
+
+/// How an op left the pending window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// Chosen among alternatives: on backtrack, try the next candidate.
+    Chosen,
+    /// A read taken greedily: no alternative at its level.
+    Forced,
+    /// An optional op removed at its bound: no alternative either.
+    Dropped,
 }
 
 const NIL: u32 = u32::MAX;
@@ -154,7 +201,11 @@ struct Memo {
 
 impl Memo {
     fn new(words: usize) -> Memo {
-        Memo { table: HashTable::new(), arena: Vec::new(), words }
+        Memo {
+            table: HashTable::new(),
+            arena: Vec::new(),
+            words,
+        }
     }
 
     fn len(&self) -> usize {
@@ -166,14 +217,17 @@ impl Memo {
         let (arena, w) = (&self.arena, self.words);
         let found = self
             .table
-            .find(hash, |&(h, s, off)| h == hash && s == state && &arena[off as usize * w..off as usize * w + w] == bits)
+            .find(hash, |&(h, s, off)| {
+                h == hash && s == state && &arena[off as usize * w..off as usize * w + w] == bits
+            })
             .is_some();
         if found {
             return false;
         }
         let off = (self.arena.len() / w) as u32;
         self.arena.extend_from_slice(bits);
-        self.table.insert_unique(hash, (hash, state, off), |&(h, _, _)| h);
+        self.table
+            .insert_unique(hash, (hash, state, off), |&(h, _, _)| h);
         true
     }
 }
@@ -193,7 +247,9 @@ fn zobrist(n: usize) -> Vec<u64> {
 }
 
 fn mix_state(h: u64, state: u32) -> u64 {
-    h ^ (state as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(17)
+    h ^ (state as u64)
+        .wrapping_mul(0xD6E8_FEB8_6659_FD93)
+        .rotate_left(17)
 }
 
 /// Decides whether `ops` are linearizable with respect to `spec`.
@@ -208,8 +264,8 @@ pub fn check(ops: &[SearchOp], spec: &mut dyn Spec, budget: &Budget) -> Outcome 
     let mut bits = vec![0u64; n.div_ceil(64)];
     let mut hash: u64 = 0;
     let mut state = spec.init();
-    // (call entry, state before, dropped instead of linearized)
-    let mut stack: Vec<(u32, u32, bool)> = Vec::with_capacity(n);
+    // (call entry, state before, move kind)
+    let mut stack: Vec<(u32, u32, Move)> = Vec::with_capacity(n);
     let mut memo = Memo::new(bits.len());
     let mut best: Option<Stuck> = None;
     let mut best_depth: usize = 0;
@@ -232,9 +288,23 @@ pub fn check(ops: &[SearchOp], spec: &mut dyn Spec, budget: &Budget) -> Outcome 
         }};
     }
 
+    macro_rules! untry {
+        ($op:expr) => {{
+            let op = $op as usize;
+            bits[op / 64] &= !(1 << (op % 64));
+            hash ^= z[op];
+        }};
+    }
+
     loop {
         if list.next[HEAD as usize] == NIL {
-            return Outcome::Linearizable(stack.iter().filter(|s| !s.2).map(|s| list.op[s.0 as usize] as usize).collect());
+            return Outcome::Linearizable(
+                stack
+                    .iter()
+                    .filter(|s| s.2 != Move::Dropped)
+                    .map(|s| list.op[s.0 as usize] as usize)
+                    .collect(),
+            );
         }
         steps += 1;
         if steps & 0xFFF == 0 {
@@ -250,69 +320,119 @@ pub fn check(ops: &[SearchOp], spec: &mut dyn Spec, budget: &Budget) -> Outcome 
             }
             if let Some(m) = budget.max_cache_entries {
                 if memo.len() > m {
-                    return Outcome::Unknown(format!("memory budget exhausted: {} memo entries", memo.len()));
+                    return Outcome::Unknown(format!(
+                        "memory budget exhausted: {} memo entries",
+                        memo.len()
+                    ));
                 }
             }
         }
         debug_assert!(cursor != NIL, "the list always ends in a return entry");
-        let e = cursor;
-        let op = list.op[e as usize];
-        if list.is_call[e as usize] {
-            if let Some(ns) = spec.step(state, op as usize) {
-                if try_enter!(op, ns) {
-                    stack.push((e, state, false));
-                    linearized_depth += 1;
-                    state = ns;
-                    list.lift(e);
-                    cursor = list.next[HEAD as usize];
-                    continue;
-                }
-            }
-            cursor = list.next[e as usize];
-            continue;
-        }
-        // A return entry: its op must be linearized by now.
-        if ops[op as usize].optional {
-            if try_enter!(op, state) {
-                let call = list.mate[e as usize];
-                stack.push((call, state, true));
-                list.lift(call);
-                cursor = list.next[HEAD as usize];
-                continue;
-            }
-        } else if best.is_none() || linearized_depth > best_depth {
-            best_depth = linearized_depth;
-            let mut candidates = Vec::new();
-            let mut c = list.next[HEAD as usize];
-            while c != NIL && c != e {
-                if list.is_call[c as usize] {
-                    candidates.push(list.op[c as usize] as usize);
+        let mut dead = false;
+        if cursor == list.next[HEAD as usize] {
+            // A fresh configuration: take a legal pending read first. If
+            // that fails (memo hit or dead end), so does this configuration.
+            let mut forced = false;
+            let mut c = cursor;
+            while c != NIL && list.is_call[c as usize] {
+                let op = list.op[c as usize] as usize;
+                if spec.read_only(op) && spec.step(state, op) == Some(state) {
+                    if try_enter!(op, state) {
+                        if spec.enter(op, false, state, state) {
+                            stack.push((c, state, Move::Forced));
+                            linearized_depth += 1;
+                            list.lift(c);
+                            forced = true;
+                        } else {
+                            untry!(op);
+                        }
+                    }
+                    dead = !forced;
+                    break;
                 }
                 c = list.next[c as usize];
             }
-            best = Some(Stuck {
-                prefix: stack.iter().filter(|s| !s.2).map(|s| list.op[s.0 as usize] as usize).collect(),
-                state,
-                blocked: op as usize,
-                candidates,
-            });
+            if forced {
+                cursor = list.next[HEAD as usize];
+                continue;
+            }
+        }
+        if !dead {
+            let e = cursor;
+            let op = list.op[e as usize];
+            if list.is_call[e as usize] {
+                if let Some(ns) = spec.step(state, op as usize) {
+                    if try_enter!(op, ns) {
+                        if spec.enter(op as usize, false, state, ns) {
+                            stack.push((e, state, Move::Chosen));
+                            linearized_depth += 1;
+                            state = ns;
+                            list.lift(e);
+                            cursor = list.next[HEAD as usize];
+                            continue;
+                        }
+                        // Dead end: the memo keeps the configuration as
+                        // visited; the search stays where it was.
+                        untry!(op);
+                    }
+                }
+                cursor = list.next[e as usize];
+                continue;
+            }
+            // A return entry: its op must be linearized by now.
+            if ops[op as usize].optional {
+                if try_enter!(op, state) {
+                    if spec.enter(op as usize, true, state, state) {
+                        let call = list.mate[e as usize];
+                        stack.push((call, state, Move::Dropped));
+                        list.lift(call);
+                        cursor = list.next[HEAD as usize];
+                        continue;
+                    }
+                    untry!(op);
+                }
+            } else if best.is_none() || linearized_depth > best_depth {
+                best_depth = linearized_depth;
+                let mut candidates = Vec::new();
+                let mut c = list.next[HEAD as usize];
+                while c != NIL && c != e {
+                    if list.is_call[c as usize] {
+                        candidates.push(list.op[c as usize] as usize);
+                    }
+                    c = list.next[c as usize];
+                }
+                best = Some(Stuck {
+                    prefix: stack
+                        .iter()
+                        .filter(|s| s.2 != Move::Dropped)
+                        .map(|s| list.op[s.0 as usize] as usize)
+                        .collect(),
+                    state,
+                    blocked: op as usize,
+                    candidates,
+                });
+            }
         }
         // Backtrack to the most recent choice that has an alternative.
         loop {
-            let Some((call, prev_state, dropped)) = stack.pop() else {
-                return Outcome::Illegal(best.expect("a failing search records where it got stuck"));
+            let Some((call, prev_state, how)) = stack.pop() else {
+                return Outcome::Illegal(
+                    best.expect("a failing search records where it got stuck"),
+                );
             };
             let pop = list.op[call as usize] as usize;
-            bits[pop / 64] &= !(1 << (pop % 64));
-            hash ^= z[pop];
+            untry!(pop);
             state = prev_state;
             list.unlift(call);
-            if !dropped {
+            spec.exit(pop, how == Move::Dropped);
+            if how != Move::Dropped {
                 linearized_depth -= 1;
+            }
+            if how == Move::Chosen {
                 cursor = list.next[call as usize];
                 break;
             }
-            // A drop was the last alternative at its level: keep unwinding.
+            // A forced read or a drop had no alternative: keep unwinding.
         }
     }
 }
@@ -338,14 +458,21 @@ mod tests {
     }
 
     fn op(call: u64, ret: u64) -> SearchOp {
-        SearchOp { call, ret, optional: false }
+        SearchOp {
+            call,
+            ret,
+            optional: false,
+        }
     }
 
     #[test]
     fn sequential_history() {
         let ops = [op(0, 1), op(2, 3)];
         let mut spec = Reg(vec![(1, 5, 0), (0, 5, 0)]);
-        assert!(matches!(check(&ops, &mut spec, &Budget::default()), Outcome::Linearizable(_)));
+        assert!(matches!(
+            check(&ops, &mut spec, &Budget::default()),
+            Outcome::Linearizable(_)
+        ));
     }
 
     #[test]
@@ -368,29 +495,66 @@ mod tests {
         // write 1 [0,10] concurrent with read 0 [1,2] -> read first.
         let ops = [op(0, 10), op(1, 2)];
         let mut spec = Reg(vec![(1, 1, 0), (0, 0, 0)]);
-        assert!(matches!(check(&ops, &mut spec, &Budget::default()), Outcome::Linearizable(_)));
+        assert!(matches!(
+            check(&ops, &mut spec, &Budget::default()),
+            Outcome::Linearizable(_)
+        ));
     }
 
     #[test]
     fn optional_op_may_never_happen_or_happen_late() {
         // info write 1 at [0, inf); read 0 at [1,2]; read 1 at [3,4].
-        let ops = [SearchOp { call: 0, ret: u64::MAX, optional: true }, op(1, 2), op(3, 4)];
+        let ops = [
+            SearchOp {
+                call: 0,
+                ret: u64::MAX,
+                optional: true,
+            },
+            op(1, 2),
+            op(3, 4),
+        ];
         let mut spec = Reg(vec![(1, 1, 0), (0, 0, 0), (0, 1, 0)]);
-        assert!(matches!(check(&ops, &mut spec, &Budget::default()), Outcome::Linearizable(_)));
+        assert!(matches!(
+            check(&ops, &mut spec, &Budget::default()),
+            Outcome::Linearizable(_)
+        ));
         // read 1 then read 0: the write cannot be undone.
         let mut spec = Reg(vec![(1, 1, 0), (0, 1, 0), (0, 0, 0)]);
-        assert!(matches!(check(&ops, &mut spec, &Budget::default()), Outcome::Illegal(_)));
+        assert!(matches!(
+            check(&ops, &mut spec, &Budget::default()),
+            Outcome::Illegal(_)
+        ));
         // never happening is fine when nobody reads it.
-        let ops = [SearchOp { call: 0, ret: u64::MAX, optional: true }, op(1, 2)];
+        let ops = [
+            SearchOp {
+                call: 0,
+                ret: u64::MAX,
+                optional: true,
+            },
+            op(1, 2),
+        ];
         let mut spec = Reg(vec![(1, 1, 0), (0, 0, 0)]);
-        assert!(matches!(check(&ops, &mut spec, &Budget::default()), Outcome::Linearizable(_)));
+        assert!(matches!(
+            check(&ops, &mut spec, &Budget::default()),
+            Outcome::Linearizable(_)
+        ));
     }
 
     #[test]
     fn bounded_optional_op_is_dropped_at_its_bound() {
         // optional write 1 bounded at 2; read 0 at [3,4]: drop it.
-        let ops = [SearchOp { call: 0, ret: 2, optional: true }, op(3, 4)];
+        let ops = [
+            SearchOp {
+                call: 0,
+                ret: 2,
+                optional: true,
+            },
+            op(3, 4),
+        ];
         let mut spec = Reg(vec![(1, 1, 0), (0, 0, 0)]);
-        assert!(matches!(check(&ops, &mut spec, &Budget::default()), Outcome::Linearizable(_)));
+        assert!(matches!(
+            check(&ops, &mut spec, &Budget::default()),
+            Outcome::Linearizable(_)
+        ));
     }
 }

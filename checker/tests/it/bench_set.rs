@@ -21,18 +21,39 @@ fn every_manifest_history_gets_its_expected_verdict() {
         let (path, expected) = (cols[0], cols[3]);
         let file = dir.join(path);
         let (format, ops) = load_history(file.to_str().unwrap(), None).unwrap();
-        let opts = linearizability::Options { model: format.default_model(), ..Default::default() };
+        let opts = linearizability::Options {
+            model: format.default_model(),
+            ..Default::default()
+        };
         let report = linearizability::check(&ops, &opts).unwrap();
-        let want = if expected == "linearizable" { Verdict::Valid } else { Verdict::Invalid };
+        let want = if expected == "linearizable" {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
         if report.verdict != want {
-            wrong.push(format!("{path}: expected {expected}, got {:?}", report.verdict));
+            wrong.push(format!(
+                "{path}: expected {expected}, got {:?}",
+                report.verdict
+            ));
         }
         if report.verdict == Verdict::Invalid {
-            let a = report.anomaly.as_ref().expect("invalid verdicts carry an anomaly");
-            assert!(!a.ops.is_empty() && !a.explanation.is_empty(), "{path}: empty explanation");
+            let a = report
+                .anomaly
+                .as_ref()
+                .expect("invalid verdicts carry an anomaly");
+            assert!(
+                !a.ops.is_empty() && !a.explanation.is_empty(),
+                "{path}: empty explanation"
+            );
         }
         checked += 1;
     }
-    assert!(wrong.is_empty(), "{} of {checked} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     assert_eq!(checked, 109);
 }

@@ -1,0 +1,142 @@
+//! Each Raft invariant has a violating and a clean trace.
+
+use faultline_checker::{raft, Verdict};
+
+fn run(lines: &[&str]) -> raft::Report {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    raft::check("traces.jsonl", &text).unwrap()
+}
+
+fn violated(lines: &[&str], invariant: &str) -> raft::Violation {
+    let r = run(lines);
+    assert_eq!(r.verdict, Verdict::Invalid, "{lines:?}");
+    let v = r
+        .violations
+        .into_iter()
+        .find(|v| v.invariant == invariant)
+        .expect(invariant);
+    assert!(!v.lines.is_empty() && !v.nodes.is_empty());
+    v
+}
+
+#[test]
+fn election_safety() {
+    let v = violated(
+        &[
+            r#"{"node":"n1","event":"leader","term":2}"#,
+            r#"{"node":"n2","event":"leader","term":2}"#,
+        ],
+        "election-safety",
+    );
+    assert_eq!((v.terms, v.lines), (vec![2], vec![1, 2]));
+    assert_eq!(
+        run(&[
+            r#"{"node":"n1","event":"leader","term":2}"#,
+            r#"{"node":"n2","event":"leader","term":3}"#
+        ])
+        .verdict,
+        Verdict::Valid
+    );
+}
+
+#[test]
+fn one_vote_per_term_across_restarts() {
+    let v = violated(
+        &[
+            r#"{"node":"n1","event":"vote","term":4,"candidate":"n2"}"#,
+            r#"{"node":"n1","event":"start"}"#,
+            r#"{"node":"n1","event":"vote","term":4,"candidate":"n3"}"#,
+        ],
+        "one-vote-per-term",
+    );
+    assert_eq!(v.lines, vec![1, 3]);
+    let clean = run(&[
+        r#"{"node":"n1","event":"vote","term":4,"candidate":"n2"}"#,
+        r#"{"node":"n1","event":"vote","term":4,"candidate":"n2"}"#,
+        r#"{"node":"n1","event":"vote","term":5,"candidate":"n3"}"#,
+    ]);
+    assert_eq!(clean.verdict, Verdict::Valid);
+}
+
+#[test]
+fn state_machine_safety() {
+    violated(
+        &[
+            r#"{"node":"n1","event":"apply","index":3,"term":1,"digest":"aa"}"#,
+            r#"{"node":"n2","event":"apply","index":3,"term":1,"digest":"bb"}"#,
+        ],
+        "state-machine-safety",
+    );
+    assert_eq!(
+        run(&[
+            r#"{"node":"n1","event":"apply","index":3,"term":1,"digest":"aa"}"#,
+            r#"{"node":"n2","event":"apply","index":3,"term":1,"digest":"aa"}"#,
+        ])
+        .verdict,
+        Verdict::Valid
+    );
+}
+
+#[test]
+fn commit_and_apply_never_go_backwards_within_a_life() {
+    violated(
+        &[
+            r#"{"node":"n1","event":"commit","index":5,"term":1}"#,
+            r#"{"node":"n1","event":"commit","index":4,"term":1}"#,
+        ],
+        "commit-monotonic",
+    );
+    violated(
+        &[
+            r#"{"node":"n1","event":"apply","index":5,"term":1,"digest":"a"}"#,
+            r#"{"node":"n1","event":"apply","index":5,"term":1,"digest":"a"}"#,
+        ],
+        "apply-monotonic",
+    );
+    // A restart begins a new life: indices may start over.
+    let clean = run(&[
+        r#"{"node":"n1","event":"commit","index":5,"term":1}"#,
+        r#"{"node":"n1","event":"apply","index":5,"term":1,"digest":"a"}"#,
+        r#"{"node":"n1","event":"start"}"#,
+        r#"{"node":"n1","event":"commit","index":2,"term":1}"#,
+        r#"{"node":"n1","event":"apply","index":1,"term":1,"digest":"x"}"#,
+    ]);
+    assert_eq!(clean.verdict, Verdict::Valid, "{:?}", clean.violations);
+}
+
+#[test]
+fn committed_entries_are_never_truncated() {
+    violated(
+        &[
+            r#"{"node":"n1","event":"commit","index":5,"term":1}"#,
+            r#"{"node":"n1","event":"truncate","from":3}"#,
+        ],
+        "committed-entry-truncated",
+    );
+    violated(
+        &[
+            r#"{"node":"n1","event":"commit","index":3,"term":2}"#,
+            r#"{"node":"n2","event":"truncate","from":3,"term":2}"#,
+        ],
+        "committed-entry-truncated",
+    );
+    let clean = run(&[
+        r#"{"node":"n1","event":"commit","index":3,"term":2}"#,
+        r#"{"node":"n2","event":"truncate","from":4,"term":1}"#,
+        r#"{"node":"n2","event":"truncate","from":3,"term":1}"#,
+    ]);
+    assert_eq!(clean.verdict, Verdict::Valid);
+}
+
+#[test]
+fn malformed_traces_are_errors_with_lines() {
+    let err = raft::check("t.jsonl", "{\"node\":\"n1\",\"event\":\"vote\"}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("t.jsonl:1:") && err.contains("term"),
+        "{err}"
+    );
+    let err = raft::check("t.jsonl", "{}\n[\n").unwrap_err().to_string();
+    assert!(err.starts_with("t.jsonl:1:"), "{err}");
+}
