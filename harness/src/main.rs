@@ -1,1 +1,284 @@
-fn main() {}
+//! The `faultline` binary: CLI parsing, exit codes and signal handling
+//! around the library.
+
+use faultline::{check, hygiene, net, run, EXIT_HARNESS, EXIT_USAGE};
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "faultline",
+    version,
+    about = "Jepsen-style fault injection for any stdio node binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a test: start nodes, drive clients, record, check.
+    Test(TestArgs),
+    /// Check existing histories (faultline JSONL, Porcupine logs, Jepsen EDN)
+    /// or run directories.
+    Check(check::CheckArgs),
+    /// Run the bundled target node on stdin/stdout (used by `test`).
+    #[command(name = "__target-node", hide = true)]
+    TargetNode {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// The node binary; without it, the bundled target node.
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    node_count: usize,
+    #[arg(long, default_value = "lin-kv")]
+    workload: String,
+    /// Comma list of faults, or `none`.
+    #[arg(long, default_value = "none")]
+    nemesis: String,
+    /// Seconds of client load.
+    #[arg(long, default_value_t = 10.0)]
+    time_limit: f64,
+    /// Total client ops per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Number of clients (default: twice the node count).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    #[arg(long, default_value_t = 5)]
+    key_count: u64,
+    /// Seed for every random choice (default: random, recorded in test.json).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Mean one-way latency of node-to-node links, in ms.
+    #[arg(long, default_value_t = 0.0)]
+    latency: f64,
+    #[arg(long, value_enum, default_value_t = net::LatencyDist::Constant)]
+    latency_dist: net::LatencyDist,
+    /// Client request timeout; a timed-out op is recorded as `info`.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// How long each node may take to answer `init`.
+    #[arg(long, default_value_t = 10_000)]
+    init_timeout_ms: u64,
+    /// Seconds the checker may take before answering `unknown`.
+    #[arg(long, default_value_t = 60.0)]
+    check_time_limit: f64,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Test name (the results sub-directory); default from the workload.
+    #[arg(long)]
+    name: Option<String>,
+    /// Most network-journal entries written to messages.jsonl.
+    #[arg(long, default_value_t = 200_000)]
+    journal_limit: u64,
+    /// Arguments for the node binary; `{node_id}` and `{data_dir}` are
+    /// substituted.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+use faultline::usage;
+
+fn build_config(a: TestArgs) -> Result<run::TestConfig, String> {
+    let workload: faultline_workloads::Workload =
+        a.workload.parse().map_err(|e| format!("--workload: {e}"))?;
+    let nemesis: Vec<String> = a
+        .nemesis
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if nemesis.iter().any(|n| n != "none") {
+        return Err(format!(
+            "--nemesis {:?}: no faults are available yet (only `none`)",
+            a.nemesis
+        ));
+    }
+    if !(1..=64).contains(&a.node_count) {
+        return Err(format!(
+            "--node-count must be between 1 and 64, got {}",
+            a.node_count
+        ));
+    }
+    let concurrency = a.concurrency.unwrap_or(2 * a.node_count);
+    if !(1..=1024).contains(&concurrency) {
+        return Err(format!(
+            "--concurrency must be between 1 and 1024, got {concurrency}"
+        ));
+    }
+    if !(a.time_limit > 0.0 && a.time_limit <= 86_400.0) {
+        return Err(format!(
+            "--time-limit must be in (0, 86400] seconds, got {}",
+            a.time_limit
+        ));
+    }
+    if !(a.rate > 0.0 && a.rate <= 1e6) {
+        return Err(format!(
+            "--rate must be in (0, 1000000] ops/s, got {}",
+            a.rate
+        ));
+    }
+    if !(1..=1_000_000).contains(&a.key_count) {
+        return Err(format!(
+            "--key-count must be between 1 and 1000000, got {}",
+            a.key_count
+        ));
+    }
+    if !(a.latency >= 0.0 && a.latency <= 60_000.0) {
+        return Err(format!(
+            "--latency must be in [0, 60000] ms, got {}",
+            a.latency
+        ));
+    }
+    if a.timeout_ms == 0 || a.init_timeout_ms == 0 {
+        return Err("--timeout-ms and --init-timeout-ms must be positive".into());
+    }
+    if let Some(bin) = &a.bin {
+        if !bin.exists() {
+            return Err(format!("--bin {}: no such file", bin.display()));
+        }
+    }
+    let name = a.name.unwrap_or_else(|| a.workload.clone());
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(format!("--name {name:?} must be a plain directory name"));
+    }
+    Ok(run::TestConfig {
+        name,
+        bin: a.bin,
+        args: a.args,
+        node_count: a.node_count,
+        workload,
+        nemesis,
+        time_limit_s: a.time_limit,
+        rate: a.rate,
+        concurrency,
+        key_count: a.key_count,
+        seed: a.seed.unwrap_or_else(rand::random),
+        latency_ms: a.latency,
+        latency_dist: a.latency_dist,
+        timeout_ms: a.timeout_ms,
+        init_timeout_ms: a.init_timeout_ms,
+        check_time_limit_s: a.check_time_limit,
+        results_dir: a.results_dir,
+        journal_limit: a.journal_limit,
+    })
+}
+
+/// Cancels the run on the first SIGINT/SIGTERM/SIGHUP; on a second one,
+/// kills every node and exits at once.
+fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut streams = vec![
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::hangup())?,
+    ];
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let any =
+                futures::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv()))).await;
+            drop(any);
+            seen += 1;
+            if seen == 1 {
+                eprintln!("faultline: interrupted; stopping clients and nodes (again to force)");
+                cancel.cancel();
+            } else {
+                hygiene::kill_all();
+                std::process::exit(EXIT_HARNESS as i32);
+            }
+        }
+    });
+    Ok(())
+}
+
+fn test(args: TestArgs) -> ExitCode {
+    let cfg = match build_config(args) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("faultline: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_HARNESS);
+        }
+    };
+    let seed = cfg.seed;
+    let outcome = rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        watch_signals(cancel.clone())?;
+        run::run(cfg, cancel).await
+    });
+    // Whatever happened, no node outlives the harness.
+    hygiene::kill_all();
+    match outcome {
+        Ok(o) => {
+            let report = o.dir.display();
+            match o.verdict {
+                Some(v) => {
+                    println!(
+                        "{}: {} (seed {seed})\nresults: {report}",
+                        v.as_str().to_uppercase(),
+                        o.summary
+                    );
+                    ExitCode::from(v.exit_code() as u8)
+                }
+                None => {
+                    eprintln!(
+                        "faultline: {} (seed {seed}); partial results in {report}",
+                        o.summary
+                    );
+                    ExitCode::from(EXIT_HARNESS)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("faultline: error: {e:#}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.cmd {
+        Cmd::TargetNode { args } => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            match target_node::run(stdin, stdout, &args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("target-node: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Test(a) => {
+            hygiene::install_panic_hook();
+            test(a)
+        }
+        Cmd::Check(a) => check::run(a),
+    }
+}

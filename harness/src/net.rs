@@ -1,0 +1,635 @@
+//! The network: every message a node writes passes through here. Node-to-
+//! node messages are routed over directed links whose `LinkPolicy` (latency,
+//! drop, duplicate, corrupt, cut, hold) is applied in one place,
+//! `route_to_node`, which is what the nemesis acts on. Messages to clients,
+//! to the controller (`c0`) and trace events (`faultline`) are delivered
+//! reliably. Anything malformed is counted, sampled and dropped.
+//!
+//! IO is generic (any `AsyncRead`/`AsyncWrite` pair per node) so the router
+//! can be benchmarked without processes.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::mpsc;
+
+/// Longest line a node may write; longer lines are counted and skipped.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Messages queued for one node before further ones are dropped: a node
+/// that stops reading (paused, wedged) must not grow the harness's memory.
+pub const NODE_QUEUE_CAPACITY: usize = 16 * 1024;
+/// Replies queued for one client before further ones are dropped.
+pub const CLIENT_QUEUE_CAPACITY: usize = 1024;
+/// Messages held on one link (`hold`) before further ones are dropped.
+pub const HOLD_CAPACITY: usize = 10_000;
+/// How many malformed lines are kept as samples for results.json.
+const SAMPLE_LIMIT: usize = 20;
+const SAMPLE_BYTES: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyDist {
+    Constant,
+    Uniform,
+    Exponential,
+}
+
+/// What a directed node-to-node link does to the messages it carries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkPolicy {
+    /// Mean one-way latency.
+    pub latency_ms: f64,
+    pub dist: LatencyDist,
+    /// Probabilities in [0, 1].
+    pub drop: f64,
+    pub duplicate: f64,
+    pub corrupt: f64,
+    /// Partitioned: every message is dropped.
+    pub cut: bool,
+    /// Held: messages are kept (up to `HOLD_CAPACITY`) and delivered when
+    /// the hold is released.
+    pub hold: bool,
+}
+
+impl LinkPolicy {
+    pub fn with_latency(latency_ms: f64, dist: LatencyDist) -> Self {
+        LinkPolicy {
+            latency_ms,
+            dist,
+            drop: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            cut: false,
+            hold: false,
+        }
+    }
+
+    fn sample_delay(&self, rng: &mut ChaCha8Rng) -> Duration {
+        if self.latency_ms <= 0.0 {
+            return Duration::ZERO;
+        }
+        let ms = match self.dist {
+            LatencyDist::Constant => self.latency_ms,
+            LatencyDist::Uniform => rng.gen_range(0.0..2.0 * self.latency_ms),
+            LatencyDist::Exponential => -self.latency_ms * (1.0 - rng.gen::<f64>()).ln(),
+        };
+        Duration::from_secs_f64(ms.min(60_000.0) / 1e3)
+    }
+}
+
+/// Counters shown in results.json.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub node_lines: AtomicU64,
+    pub routed: AtomicU64,
+    pub delivered: AtomicU64,
+    pub to_clients: AtomicU64,
+    pub from_clients: AtomicU64,
+    pub traces: AtomicU64,
+    pub malformed: AtomicU64,
+    pub oversize: AtomicU64,
+    pub unknown_dest: AtomicU64,
+    pub spoofed_src: AtomicU64,
+    pub dropped: AtomicU64,
+    pub cut: AtomicU64,
+    pub held: AtomicU64,
+    pub duplicated: AtomicU64,
+    pub corrupted: AtomicU64,
+    pub overflow: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NetStats {
+    pub node_lines: u64,
+    pub routed: u64,
+    pub delivered: u64,
+    pub to_clients: u64,
+    pub from_clients: u64,
+    pub traces: u64,
+    pub malformed: u64,
+    pub oversize: u64,
+    pub unknown_dest: u64,
+    pub spoofed_src: u64,
+    pub dropped: u64,
+    pub cut: u64,
+    pub held: u64,
+    pub duplicated: u64,
+    pub corrupted: u64,
+    pub overflow: u64,
+    /// The first few malformed lines, by node, truncated.
+    pub samples: Vec<(String, String)>,
+}
+
+/// One message queued for a node: deliver at `at`.
+struct Outgoing {
+    at: Instant,
+    line: Vec<u8>,
+}
+
+/// Where trace events and journal entries go.
+pub trait Sink: Send + Sync {
+    fn trace(&self, node: &str, body: &Value);
+    /// One routed message and what happened to it.
+    fn journal(&self, from: &str, to: &str, body: &RawValue, fate: &'static str);
+}
+
+pub struct Network {
+    node_ids: Vec<String>,
+    index: HashMap<String, usize>,
+    links: RwLock<Vec<LinkPolicy>>,
+    held: Mutex<Vec<Vec<(String, Box<RawValue>)>>>,
+    /// The current incarnation's queue, tagged with its generation so a
+    /// late-finishing reader of a dead incarnation cannot detach a new one.
+    outboxes: Vec<Mutex<Option<(u64, mpsc::Sender<Outgoing>)>>>,
+    generation: AtomicU64,
+    clients: Vec<mpsc::Sender<Value>>,
+    client_inboxes: Mutex<Vec<Option<mpsc::Receiver<Value>>>>,
+    controller: Vec<mpsc::Sender<Value>>,
+    controller_inboxes: Mutex<Vec<Option<mpsc::Receiver<Value>>>>,
+    next_id: AtomicU64,
+    pub counters: Counters,
+    samples: Mutex<Vec<(String, String)>>,
+    sink: Arc<dyn Sink>,
+    seed: u64,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    src: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    dest: Cow<'a, str>,
+    #[serde(borrow)]
+    body: &'a RawValue,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("node {0} is down")]
+    NodeDown(String),
+    #[error("node {0}'s queue is full")]
+    Full(String),
+}
+
+impl Network {
+    pub fn new(
+        node_ids: Vec<String>,
+        clients: usize,
+        policy: LinkPolicy,
+        seed: u64,
+        sink: Arc<dyn Sink>,
+    ) -> Arc<Self> {
+        let n = node_ids.len();
+        let index = node_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        let (ctx, crx): (Vec<_>, Vec<_>) = (0..clients)
+            .map(|_| mpsc::channel(CLIENT_QUEUE_CAPACITY))
+            .unzip();
+        let (ktx, krx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(16)).unzip();
+        Arc::new(Network {
+            node_ids,
+            index,
+            links: RwLock::new(vec![policy; n * n]),
+            held: Mutex::new(vec![Vec::new(); n * n]),
+            outboxes: (0..n).map(|_| Mutex::new(None)).collect(),
+            clients: ctx,
+            client_inboxes: Mutex::new(crx.into_iter().map(Some).collect()),
+            controller: ktx,
+            controller_inboxes: Mutex::new(krx.into_iter().map(Some).collect()),
+            next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(1),
+            counters: Counters::default(),
+            samples: Mutex::new(Vec::new()),
+            sink,
+            seed,
+        })
+    }
+
+    pub fn node_ids(&self) -> &[String] {
+        &self.node_ids
+    }
+
+    /// Client `k` (1-based) takes its inbox once.
+    pub fn take_client_inbox(&self, k: usize) -> mpsc::Receiver<Value> {
+        self.client_inboxes.lock().unwrap()[k - 1]
+            .take()
+            .expect("each client inbox is taken once")
+    }
+
+    pub fn take_controller_inbox(&self, node: usize) -> mpsc::Receiver<Value> {
+        self.controller_inboxes.lock().unwrap()[node]
+            .take()
+            .expect("each controller inbox is taken once")
+    }
+
+    pub fn link(&self, from: usize, to: usize) -> LinkPolicy {
+        self.links.read().unwrap()[from * self.node_ids.len() + to].clone()
+    }
+
+    /// Changes one directed link. Releasing a hold delivers what it kept.
+    pub fn set_link(&self, from: usize, to: usize, policy: LinkPolicy) {
+        let n = self.node_ids.len();
+        let released = {
+            let mut links = self.links.write().unwrap();
+            let was_held = links[from * n + to].hold;
+            links[from * n + to] = policy.clone();
+            was_held && !policy.hold
+        };
+        if released {
+            let msgs = std::mem::take(&mut self.held.lock().unwrap()[from * n + to]);
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (from * n + to) as u64);
+            for (src, body) in msgs {
+                self.route_to_node(from, to, &src, &body, &mut rng);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> NetStats {
+        let c = &self.counters;
+        NetStats {
+            node_lines: c.node_lines.load(Relaxed),
+            routed: c.routed.load(Relaxed),
+            delivered: c.delivered.load(Relaxed),
+            to_clients: c.to_clients.load(Relaxed),
+            from_clients: c.from_clients.load(Relaxed),
+            traces: c.traces.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+            oversize: c.oversize.load(Relaxed),
+            unknown_dest: c.unknown_dest.load(Relaxed),
+            spoofed_src: c.spoofed_src.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
+            cut: c.cut.load(Relaxed),
+            held: c.held.load(Relaxed),
+            duplicated: c.duplicated.load(Relaxed),
+            corrupted: c.corrupted.load(Relaxed),
+            overflow: c.overflow.load(Relaxed),
+            samples: self.samples.lock().unwrap().clone(),
+        }
+    }
+
+    fn sample(&self, node: usize, what: &str, line: &[u8]) {
+        let mut s = self.samples.lock().unwrap();
+        if s.len() < SAMPLE_LIMIT {
+            let text = String::from_utf8_lossy(&line[..line.len().min(SAMPLE_BYTES)]);
+            s.push((self.node_ids[node].clone(), format!("{what}: {text}")));
+        }
+    }
+
+    fn envelope(&self, src: &str, dest: &str, body: &str) -> Vec<u8> {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let mut out = Vec::with_capacity(body.len() + src.len() + dest.len() + 48);
+        out.extend_from_slice(b"{\"id\":");
+        out.extend_from_slice(id.to_string().as_bytes());
+        out.extend_from_slice(b",\"src\":");
+        serde_json::to_writer(&mut out, src).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(b",\"dest\":");
+        serde_json::to_writer(&mut out, dest).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(b",\"body\":");
+        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    fn enqueue(&self, to: usize, at: Instant, line: Vec<u8>) -> Result<(), SendError> {
+        let guard = self.outboxes[to].lock().unwrap();
+        let Some((_, tx)) = guard.as_ref() else {
+            return Err(SendError::NodeDown(self.node_ids[to].clone()));
+        };
+        match tx.try_send(Outgoing { at, line }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.overflow.fetch_add(1, Relaxed);
+                Err(SendError::Full(self.node_ids[to].clone()))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(SendError::NodeDown(self.node_ids[to].clone()))
+            }
+        }
+    }
+
+    /// A controller or client message to a node: reliable, no added latency.
+    pub fn send_to_node(&self, src: &str, to: usize, body: &Value) -> Result<(), SendError> {
+        let line = self.envelope(src, &self.node_ids[to], &body.to_string());
+        self.counters.from_clients.fetch_add(1, Relaxed);
+        self.enqueue(to, Instant::now(), line)
+    }
+
+    /// The one place where link faults act on node-to-node messages.
+    fn route_to_node(
+        &self,
+        from: usize,
+        to: usize,
+        src: &str,
+        body: &RawValue,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let n = self.node_ids.len();
+        let policy = self.links.read().unwrap()[from * n + to].clone();
+        let dest = &self.node_ids[to];
+        self.counters.routed.fetch_add(1, Relaxed);
+        if policy.cut {
+            self.counters.cut.fetch_add(1, Relaxed);
+            self.sink.journal(src, dest, body, "cut");
+            return;
+        }
+        if policy.hold {
+            let mut held = self.held.lock().unwrap();
+            if held[from * n + to].len() < HOLD_CAPACITY {
+                held[from * n + to].push((src.to_string(), body.to_owned()));
+                self.counters.held.fetch_add(1, Relaxed);
+                self.sink.journal(src, dest, body, "held");
+            } else {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                self.sink.journal(src, dest, body, "dropped");
+            }
+            return;
+        }
+        if policy.drop > 0.0 && rng.gen_bool(policy.drop.min(1.0)) {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            self.sink.journal(src, dest, body, "dropped");
+            return;
+        }
+        let copies = if policy.duplicate > 0.0 && rng.gen_bool(policy.duplicate.min(1.0)) {
+            self.counters.duplicated.fetch_add(1, Relaxed);
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut line = self.envelope(src, dest, body.get());
+            let mut fate = "delivered";
+            if policy.corrupt > 0.0 && rng.gen_bool(policy.corrupt.min(1.0)) {
+                corrupt(&mut line, rng);
+                self.counters.corrupted.fetch_add(1, Relaxed);
+                fate = "corrupted";
+            }
+            let at = Instant::now() + policy.sample_delay(rng);
+            if self.enqueue(to, at, line).is_ok() {
+                self.counters.delivered.fetch_add(1, Relaxed);
+            } else {
+                fate = "overflow";
+            }
+            self.sink.journal(src, dest, body, fate);
+        }
+    }
+
+    /// Handles one line a node wrote on stdout.
+    fn on_node_line(&self, from: usize, line: &[u8], rng: &mut ChaCha8Rng) {
+        self.counters.node_lines.fetch_add(1, Relaxed);
+        let Ok(text) = std::str::from_utf8(line) else {
+            self.counters.malformed.fetch_add(1, Relaxed);
+            self.sample(from, "not UTF-8", line);
+            return;
+        };
+        if text.trim().is_empty() {
+            return;
+        }
+        let env: Envelope = match serde_json::from_str(text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.counters.malformed.fetch_add(1, Relaxed);
+                self.sample(from, &format!("not a message ({e})"), line);
+                return;
+            }
+        };
+        let me = &self.node_ids[from];
+        if env.src.as_deref().is_some_and(|s| s != me) {
+            // A node cannot speak for another: route it as itself.
+            self.counters.spoofed_src.fetch_add(1, Relaxed);
+        }
+        let dest: &str = &env.dest;
+        if dest == "faultline" {
+            match serde_json::from_str::<Value>(env.body.get()) {
+                Ok(body) if body.get("type").and_then(Value::as_str) == Some("trace") => {
+                    self.counters.traces.fetch_add(1, Relaxed);
+                    self.sink.trace(me, &body);
+                }
+                _ => {
+                    self.counters.malformed.fetch_add(1, Relaxed);
+                    self.sample(
+                        from,
+                        "a message to faultline that is not a trace event",
+                        line,
+                    );
+                }
+            }
+            return;
+        }
+        if let Some(&to) = self.index.get(dest) {
+            self.route_to_node(from, to, me, env.body, rng);
+            return;
+        }
+        let client = dest.strip_prefix('c').and_then(|k| k.parse::<usize>().ok());
+        let Ok(body) = serde_json::from_str::<Value>(env.body.get()) else {
+            self.counters.malformed.fetch_add(1, Relaxed);
+            self.sample(from, "body is not JSON", line);
+            return;
+        };
+        match client {
+            Some(0) => {
+                let _ = self.controller[from].try_send(body);
+            }
+            Some(k) if k <= self.clients.len() => {
+                self.counters.to_clients.fetch_add(1, Relaxed);
+                if self.clients[k - 1].try_send(body).is_err() {
+                    self.counters.overflow.fetch_add(1, Relaxed);
+                }
+            }
+            _ => {
+                self.counters.unknown_dest.fetch_add(1, Relaxed);
+                self.sample(from, &format!("unknown destination {dest:?}"), line);
+            }
+        }
+    }
+
+    /// Connects a (re)started node: spawns its writer and reader tasks. The
+    /// returned handle finishes when the node's stdout closes.
+    pub fn attach<R, W>(
+        self: &Arc<Self>,
+        node: usize,
+        stdout: R,
+        stdin: W,
+    ) -> (u64, tokio::task::JoinHandle<()>)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(NODE_QUEUE_CAPACITY);
+        let generation = self.generation.fetch_add(1, Relaxed);
+        *self.outboxes[node].lock().unwrap() = Some((generation, tx));
+        tokio::spawn(write_node(rx, stdin));
+        let net = self.clone();
+        let seed = self.seed ^ (0xA5A5_0000 + node as u64) ^ (generation << 32);
+        let reader = tokio::spawn(async move {
+            read_node(&net, node, stdout, seed).await;
+            net.detach(node, generation);
+        });
+        (generation, reader)
+    }
+
+    /// Incarnation `generation` of the node is gone: messages to it are not
+    /// delivered (a later incarnation is left alone).
+    pub fn detach(&self, node: usize, generation: u64) {
+        let mut slot = self.outboxes[node].lock().unwrap();
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+
+    pub fn is_attached(&self, node: usize) -> bool {
+        self.outboxes[node].lock().unwrap().is_some()
+    }
+}
+
+/// Flips one or a few bits in the body of a delivered line. The result is
+/// sometimes still valid JSON with a changed value (a digit or letter
+/// flipped), sometimes garbage; it never gains or loses a newline, so line
+/// framing survives.
+pub fn corrupt(line: &mut [u8], rng: &mut ChaCha8Rng) {
+    let body_start = line
+        .windows(7)
+        .position(|w| w == b"\"body\":")
+        .map_or(0, |p| p + 7);
+    let end = line.len().saturating_sub(2); // keep the closing brace and newline
+    if end <= body_start {
+        return;
+    }
+    let flips = rng.gen_range(1..=2);
+    for _ in 0..flips {
+        for _attempt in 0..8 {
+            let i = rng.gen_range(body_start..end);
+            let flipped = line[i] ^ (1 << rng.gen_range(0..3));
+            if flipped != b'\n' && flipped != b'\r' {
+                line[i] = flipped;
+                break;
+            }
+        }
+    }
+}
+
+async fn read_node<R: AsyncRead + Unpin>(net: &Network, node: usize, stdout: R, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut line: Vec<u8> = Vec::new();
+    let mut discarding = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return,
+            Ok(b) => b,
+        };
+        let (chunk, complete) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !discarding {
+            if line.len() + chunk.len() > MAX_LINE_BYTES {
+                discarding = true;
+                net.counters.oversize.fetch_add(1, Relaxed);
+                net.sample(node, &format!("line over {MAX_LINE_BYTES} bytes"), &line);
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        match complete {
+            Some(n) => {
+                reader.consume(n);
+                if !discarding {
+                    net.on_node_line(node, &line, &mut rng);
+                }
+                line.clear();
+                discarding = false;
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Due(std::cmp::Reverse<(Instant, u64)>, Vec<u8>);
+
+async fn write_node<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Outgoing>, stdin: W) {
+    let mut w = BufWriter::with_capacity(64 * 1024, stdin);
+    let mut heap: BinaryHeap<Due> = BinaryHeap::new();
+    let mut seq = 0u64;
+    loop {
+        let now = Instant::now();
+        let mut wrote = false;
+        while heap.peek().is_some_and(|d| d.0 .0 .0 <= now) {
+            let Due(_, line) = heap.pop().expect("peeked");
+            if w.write_all(&line).await.is_err() {
+                return;
+            }
+            wrote = true;
+        }
+        if wrote && w.flush().await.is_err() {
+            return;
+        }
+        let next_due = heap.peek().map(|d| d.0 .0 .0);
+        let msg = match next_due {
+            Some(at) => tokio::select! {
+                m = rx.recv() => m,
+                _ = tokio::time::sleep_until(at.into()) => continue,
+            },
+            None => rx.recv().await,
+        };
+        let Some(mut m) = msg else { return };
+        // Take everything already queued before flushing once.
+        loop {
+            if m.at <= Instant::now() {
+                if w.write_all(&m.line).await.is_err() {
+                    return;
+                }
+            } else {
+                seq += 1;
+                heap.push(Due(std::cmp::Reverse((m.at, seq)), m.line));
+            }
+            match rx.try_recv() {
+                Ok(next) => m = next,
+                Err(_) => break,
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corruption_keeps_line_framing() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..1000 {
+            let mut line =
+                br#"{"id":1,"src":"n1","dest":"n2","body":{"type":"append","term":3}}"#.to_vec();
+            line.push(b'\n');
+            let orig = line.clone();
+            corrupt(&mut line, &mut rng);
+            assert_ne!(line, orig);
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(
+                &line[..38],
+                &orig[..38],
+                "the envelope before the body is untouched"
+            );
+        }
+    }
+}

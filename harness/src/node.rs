@@ -1,0 +1,262 @@
+//! Starting, watching and killing node processes.
+//!
+//! Each node runs in its own process group (so a pause or kill reaches any
+//! children it starts), with a parent-death signal (so a SIGKILLed harness
+//! leaves nothing behind), its `FAULTLINE_*` environment, and no shell in
+//! between. stderr goes to nodes/<id>.log, appended across restarts.
+
+use serde::Serialize;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::hygiene;
+use crate::net::Network;
+use crate::recorder::{Clock, Recorder};
+
+/// A node's stderr log stops growing past this (a flooding node must not
+/// fill the disk); what is cut is counted in the log's last line.
+pub const LOG_CAP_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSpec {
+    pub id: String,
+    pub index: usize,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ExitInfo {
+    pub node: String,
+    pub pid: i32,
+    pub time_ns: u64,
+    pub status: String,
+    /// The harness killed it (end of run, nemesis) rather than it dying.
+    pub expected: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot start node {node}: {program}: {source}")]
+    Spawn {
+        node: String,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open log {path}: {source}")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct NodeHandle {
+    pub spec: NodeSpec,
+    pub pid: i32,
+    pub exit: watch::Receiver<Option<ExitInfo>>,
+    expected: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn describe_status(s: std::process::ExitStatus) -> String {
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("unknown");
+            format!("killed by signal {sig} ({name})")
+        }
+        _ => "unknown status".to_string(),
+    }
+}
+
+/// The last `max_lines` lines of a log, for error messages.
+pub fn log_tail(path: &Path, max_lines: usize) -> String {
+    const MAX_BYTES: u64 = 4096;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    use std::io::{Read, Seek, SeekFrom};
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(max_lines)..].join("\n")
+}
+
+/// Starts one incarnation of a node and attaches it to the network.
+pub fn spawn(
+    spec: &NodeSpec,
+    net: &Arc<Network>,
+    recorder: &Arc<Recorder>,
+    clock: Clock,
+) -> Result<NodeHandle, NodeError> {
+    let log_err = |source| NodeError::Log {
+        path: spec.log_path.display().to_string(),
+        source,
+    };
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log_path)
+        .map_err(log_err)?;
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env("FAULTLINE_NODE_ID", &spec.id)
+        .env("FAULTLINE_DATA_DIR", &spec.data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The death signal fires when the thread that forked exits; the
+            // harness forks from tokio worker threads, which live as long as
+            // the runtime, i.e. until every node is already killed.
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The harness may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|source| NodeError::Spawn {
+        node: spec.id.clone(),
+        program: spec.program.display().to_string(),
+        source,
+    })?;
+    let pid = child.id().expect("a just-spawned child has a pid") as i32;
+    hygiene::register(pid);
+    let _ = writeln!(
+        log,
+        "=== faultline: {} started as pid {pid} at {} ms ===",
+        spec.id,
+        clock.now_ns() / 1_000_000
+    );
+    recorder.node_event(&spec.id, "start", serde_json::json!({"pid": pid}));
+
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (generation, reader) = net.attach(spec.index, stdout, stdin);
+
+    let log_path = spec.log_path.clone();
+    let stderr_task = tokio::spawn(async move {
+        let mut written = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut dropped = 0u64;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if written + n as u64 <= LOG_CAP_BYTES {
+                        let _ = log.write_all(&buf[..n]);
+                        written += n as u64;
+                    } else {
+                        dropped += n as u64;
+                    }
+                }
+            }
+        }
+        if dropped > 0 {
+            let _ = writeln!(log, "\n=== faultline: {dropped} bytes of stderr dropped: {} is capped at {LOG_CAP_BYTES} bytes ===", log_path.display());
+        }
+        log
+    });
+
+    let (tx, rx) = watch::channel(None);
+    let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (id, exp, rec, net2, index) = (
+        spec.id.clone(),
+        expected.clone(),
+        recorder.clone(),
+        net.clone(),
+        spec.index,
+    );
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        // Anything the node left in its group goes with it.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        hygiene::unregister(pid);
+        net2.detach(index, generation);
+        let status = status
+            .map(describe_status)
+            .unwrap_or_else(|e| format!("wait failed: {e}"));
+        let info = ExitInfo {
+            node: id.clone(),
+            pid,
+            time_ns: clock.now_ns(),
+            status: status.clone(),
+            expected: exp.load(std::sync::atomic::Ordering::SeqCst),
+        };
+        // Let the last stdout lines and stderr bytes drain before reporting.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
+        if let Ok(Ok(mut log)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), stderr_task).await
+        {
+            let _ = writeln!(log, "=== faultline: {id} (pid {pid}) ended: {status} ===");
+        }
+        rec.node_event(
+            &id,
+            "exit",
+            serde_json::json!({"pid": pid, "status": status, "expected": info.expected}),
+        );
+        let _ = tx.send(Some(info));
+    });
+
+    Ok(NodeHandle {
+        spec: spec.clone(),
+        pid,
+        exit: rx,
+        expected,
+    })
+}
+
+impl NodeHandle {
+    pub fn is_running(&self) -> bool {
+        self.exit.borrow().is_none()
+    }
+
+    /// SIGKILLs the node's group and waits (bounded) until it is reaped.
+    pub async fn kill(&mut self) -> Option<ExitInfo> {
+        self.expected
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        self.wait_exit(std::time::Duration::from_secs(10)).await
+    }
+
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> Option<ExitInfo> {
+        let _ = tokio::time::timeout(limit, self.exit.wait_for(|e| e.is_some())).await;
+        self.exit.borrow().clone()
+    }
+}

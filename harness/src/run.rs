@@ -1,0 +1,425 @@
+//! `faultline test`: start the nodes, initialise them, drive the clients,
+//! read every key once more, tear everything down, check, and write the
+//! results. Data flows one way: the checker reads history.jsonl back from
+//! disk like any other history.
+
+use anyhow::{anyhow, Context};
+use faultline_checker::{linearizability, raft, Format, Outcome, Verdict};
+use faultline_workloads::{LinKvGen, Workload};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, Pacer};
+use crate::net::{LatencyDist, LinkPolicy, Network};
+use crate::node::{self, ExitInfo, NodeHandle, NodeSpec};
+use crate::recorder::{Clock, History, Recorder};
+use crate::results;
+
+/// The full configuration of a run, written to test.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestConfig {
+    pub name: String,
+    /// `None`: the bundled target node.
+    pub bin: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub node_count: usize,
+    pub workload: Workload,
+    pub nemesis: Vec<String>,
+    pub time_limit_s: f64,
+    pub rate: f64,
+    pub concurrency: usize,
+    pub key_count: u64,
+    pub seed: u64,
+    pub latency_ms: f64,
+    pub latency_dist: LatencyDist,
+    pub timeout_ms: u64,
+    pub init_timeout_ms: u64,
+    /// How long the checker may take before answering `unknown`.
+    pub check_time_limit_s: f64,
+    pub results_dir: PathBuf,
+    pub journal_limit: u64,
+}
+
+/// What `test` reports back to main.
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    /// `None` when the run was interrupted before it could be checked.
+    pub verdict: Option<Verdict>,
+    pub summary: String,
+}
+
+fn substitute(arg: &str, spec_id: &str, data_dir: &Path) -> String {
+    arg.replace("{node_id}", spec_id)
+        .replace("{data_dir}", &data_dir.display().to_string())
+}
+
+async fn init_node(
+    net: &Network,
+    inbox: &mut tokio::sync::mpsc::Receiver<Value>,
+    node: &mut NodeHandle,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let id = node.spec.id.clone();
+    let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
+    let tail = |n: &NodeHandle| {
+        let t = node::log_tail(&n.spec.log_path, 20);
+        if t.trim().is_empty() {
+            format!("(its stderr, {}, is empty)", n.spec.log_path.display())
+        } else {
+            format!(
+                "Last lines of its stderr ({}):\n{t}",
+                n.spec.log_path.display()
+            )
+        }
+    };
+    if let Err(e) = net.send_to_node("c0", node.spec.index, &body) {
+        let exit = node.wait_exit(Duration::from_millis(500)).await;
+        let how = exit.map(|e| e.status).unwrap_or_else(|| e.to_string());
+        return Err(anyhow!(
+            "node {id} could not receive init ({how}). {}",
+            tail(node)
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut exit = node.exit.clone();
+        tokio::select! {
+            m = inbox.recv() => {
+                let Some(reply) = m else { return Err(anyhow!("node {id}: controller inbox closed")) };
+                match reply.get("type").and_then(Value::as_str) {
+                    Some("init_ok") => return Ok(()),
+                    Some("error") => return Err(anyhow!("node {id} answered init with an error: {reply}. {}", tail(node))),
+                    _ => continue,
+                }
+            }
+            _ = exit.wait_for(|e| e.is_some()) => {
+                let status = node.exit.borrow().as_ref().map(|e| e.status.clone()).unwrap_or_default();
+                // Give its stderr a moment to land in the log.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(anyhow!("node {id} exited ({status}) before answering init. {}", tail(node)));
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(anyhow!(
+                    "node {id} did not answer init within {} ms (it is still running). {}",
+                    timeout.as_millis(), tail(node)
+                ));
+            }
+        }
+    }
+}
+
+/// Kills every node and waits until each is reaped.
+async fn stop_all(nodes: &mut [NodeHandle]) -> Vec<ExitInfo> {
+    let mut exits = Vec::new();
+    for n in nodes.iter_mut() {
+        let was_running = n.is_running();
+        if let Some(e) = n.kill().await {
+            if was_running || !e.expected {
+                exits.push(e);
+            }
+        }
+    }
+    exits
+}
+
+#[derive(Serialize, Default)]
+struct OpCounts {
+    invoked: usize,
+    ok: usize,
+    fail: usize,
+    info: usize,
+}
+
+pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<RunOutcome> {
+    let run_dir = results::create_run_dir(&cfg.results_dir, &cfg.name).with_context(|| {
+        format!(
+            "creating a run directory under {}",
+            cfg.results_dir.display()
+        )
+    })?;
+    std::fs::write(run_dir.join("test.json"), serde_json::to_vec_pretty(&cfg)?)
+        .with_context(|| format!("writing {}", run_dir.join("test.json").display()))?;
+    let _ = results::update_latest(&cfg.results_dir, &run_dir);
+    eprintln!("faultline: run directory {}", run_dir.display());
+
+    let clock = Clock::new();
+    let history = Arc::new(
+        History::create(&run_dir.join("history.jsonl"), clock).context("creating history.jsonl")?,
+    );
+    let recorder = Arc::new(
+        Recorder::create(&run_dir, clock, cfg.journal_limit)
+            .context("creating traces/messages files")?,
+    );
+    let data_root = tempfile::Builder::new()
+        .prefix("faultline-data-")
+        .tempdir()
+        .context("creating node data directories")?;
+
+    let (program, mut base_args) = match &cfg.bin {
+        Some(p) => (p.clone(), Vec::new()),
+        None => (
+            std::env::current_exe().context("locating the faultline binary")?,
+            vec!["__target-node".to_string()],
+        ),
+    };
+    base_args.extend(cfg.args.iter().cloned());
+    let ids: Vec<String> = (1..=cfg.node_count).map(|i| format!("n{i}")).collect();
+    let specs: Vec<NodeSpec> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let data_dir = data_root.path().join(id);
+            NodeSpec {
+                id: id.clone(),
+                index: i,
+                program: program.clone(),
+                args: base_args
+                    .iter()
+                    .map(|a| substitute(a, id, &data_dir))
+                    .collect(),
+                log_path: run_dir.join("nodes").join(format!("{id}.log")),
+                data_dir,
+            }
+        })
+        .collect();
+    for s in &specs {
+        std::fs::create_dir_all(&s.data_dir)
+            .with_context(|| format!("creating {}", s.data_dir.display()))?;
+    }
+
+    let policy = LinkPolicy::with_latency(cfg.latency_ms, cfg.latency_dist);
+    let net = Network::new(
+        ids.clone(),
+        cfg.concurrency,
+        policy,
+        cfg.seed,
+        recorder.clone(),
+    );
+    let mut nodes: Vec<NodeHandle> = Vec::new();
+    let mut controller_inboxes: Vec<_> = (0..ids.len())
+        .map(|i| net.take_controller_inbox(i))
+        .collect();
+
+    // Start and initialise every node; any failure tears down what started.
+    let started: anyhow::Result<()> = async {
+        for s in &specs {
+            nodes.push(node::spawn(s, &net, &recorder, clock)?);
+        }
+        let timeout = Duration::from_millis(cfg.init_timeout_ms);
+        let inits = nodes
+            .iter_mut()
+            .zip(controller_inboxes.iter_mut())
+            .map(|(n, inbox)| init_node(&net, inbox, n, timeout));
+        for r in futures::future::join_all(inits).await {
+            r?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = started {
+        stop_all(&mut nodes).await;
+        recorder.flush();
+        return Err(e);
+    }
+    eprintln!(
+        "faultline: {} nodes up; running {} clients for {} s",
+        nodes.len(),
+        cfg.concurrency,
+        cfg.time_limit_s
+    );
+
+    // Main phase.
+    let gen = Arc::new(Mutex::new(LinKvGen::new(cfg.seed, cfg.key_count)));
+    let pacer = Arc::new(Pacer::new(cfg.rate));
+    let deadline = Instant::now() + Duration::from_secs_f64(cfg.time_limit_s);
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let mut tasks = Vec::new();
+    for k in 1..=cfg.concurrency {
+        let mut c = Client::new(
+            k,
+            (k - 1) % cfg.node_count,
+            cfg.concurrency,
+            net.clone(),
+            history.clone(),
+            timeout,
+        );
+        let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = c.run(&gen, &pacer, deadline, &cancel).await;
+            (c, r)
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        let (c, r) = t.await.context("a client task panicked")?;
+        r.context("writing history.jsonl")?;
+        clients.push(c);
+    }
+
+    // Final phase: every key is read once more, spread over the clients.
+    if !cancel.is_cancelled() {
+        let mut tasks = Vec::new();
+        for mut c in clients.drain(..) {
+            let keys: Vec<u64> = (0..cfg.key_count)
+                .filter(|k| (*k as usize) % cfg.concurrency == c.k - 1)
+                .collect();
+            let cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                for k in keys {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    c.invoke(&LinKvGen::read(k)).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await
+                .context("a client task panicked")?
+                .context("writing history.jsonl")?;
+        }
+    }
+
+    // Teardown: every node killed and reaped, then the data removed.
+    let unexpected: Vec<ExitInfo> = {
+        let mut crashed: Vec<ExitInfo> = nodes
+            .iter()
+            .filter_map(|n| n.exit.borrow().clone())
+            .filter(|e| !e.expected)
+            .collect();
+        stop_all(&mut nodes).await;
+        crashed.dedup();
+        crashed
+    };
+    recorder.flush();
+    drop(data_root);
+    let stats = net.stats();
+    for e in &unexpected {
+        eprintln!(
+            "faultline: node {} crashed during the run ({} at {:.2} s); see {}",
+            e.node,
+            e.status,
+            e.time_ns as f64 / 1e9,
+            run_dir
+                .join("nodes")
+                .join(format!("{}.log", e.node))
+                .display()
+        );
+    }
+    if stats.malformed + stats.oversize + stats.unknown_dest > 0 {
+        eprintln!(
+            "faultline: nodes wrote {} malformed lines, {} oversized lines and {} messages to unknown destinations (see results.json)",
+            stats.malformed, stats.oversize, stats.unknown_dest
+        );
+    }
+    if cancel.is_cancelled() {
+        let results = json!({"verdict": null, "interrupted": true, "network": stats, "unexpected_exits": unexpected});
+        std::fs::write(
+            run_dir.join("results.json"),
+            serde_json::to_vec_pretty(&results)?,
+        )?;
+        return Ok(RunOutcome {
+            dir: run_dir,
+            verdict: None,
+            summary: "interrupted before checking".into(),
+        });
+    }
+
+    // Check.
+    let history_path = run_dir.join("history.jsonl");
+    let (_, ops) =
+        faultline_checker::load_history(&history_path.display().to_string(), Some(Format::Jsonl))
+            .context("reading back history.jsonl")?;
+    let mut counts = OpCounts {
+        invoked: ops.len(),
+        ..Default::default()
+    };
+    for o in &ops {
+        match o.outcome {
+            Outcome::Ok => counts.ok += 1,
+            Outcome::Fail => counts.fail += 1,
+            Outcome::Info => counts.info += 1,
+        }
+    }
+    let opts = linearizability::Options {
+        model: cfg.workload.model(),
+        time_limit: Some(Duration::from_secs_f64(cfg.check_time_limit_s)),
+        ..Default::default()
+    };
+    let lin = linearizability::check(&ops, &opts).context("checking linearizability")?;
+    let traces_path = run_dir.join("traces.jsonl");
+    let raft_report = if recorder
+        .trace_count
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+    {
+        let text = std::fs::read_to_string(&traces_path).context("reading traces.jsonl")?;
+        Some(
+            raft::check(&traces_path.display().to_string(), &text)
+                .context("checking Raft invariants")?,
+        )
+    } else {
+        None
+    };
+    let mut verdict = lin.verdict;
+    if let Some(r) = &raft_report {
+        verdict = verdict.combine(r.verdict);
+    }
+    let mut summary = match (&lin.anomaly, &raft_report) {
+        (Some(a), _) => format!("linearizability violated: {}", a.summary),
+        (None, Some(r)) if r.verdict == Verdict::Invalid => {
+            format!(
+                "Raft invariant violated: {}",
+                r.violations
+                    .first()
+                    .map(|v| v.summary.clone())
+                    .unwrap_or_default()
+            )
+        }
+        _ if verdict == Verdict::Unknown => {
+            format!(
+                "the checker gave up: {}",
+                lin.unknown
+                    .first()
+                    .map(|u| u.reason.clone())
+                    .unwrap_or_default()
+            )
+        }
+        _ => format!(
+            "{} ops ({} ok, {} fail, {} info) linearizable",
+            counts.invoked, counts.ok, counts.fail, counts.info
+        ),
+    };
+    if !unexpected.is_empty() {
+        summary.push_str(&format!(
+            "; {} node crash(es) during the run",
+            unexpected.len()
+        ));
+    }
+    let results = json!({
+        "name": cfg.name,
+        "verdict": verdict,
+        "summary": summary,
+        "ops": counts,
+        "checkers": {"linearizability": lin, "raft-invariants": raft_report},
+        "network": stats,
+        "journal_skipped": recorder.journal_skipped.load(std::sync::atomic::Ordering::Relaxed),
+        "unexpected_exits": unexpected,
+        "duration_s": clock.now_ns() as f64 / 1e9,
+    });
+    std::fs::write(
+        run_dir.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )
+    .context("writing results.json")?;
+    Ok(RunOutcome {
+        dir: run_dir,
+        verdict: Some(verdict),
+        summary,
+    })
+}
