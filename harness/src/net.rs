@@ -505,13 +505,16 @@ pub fn corrupt(line: &mut [u8], rng: &mut ChaCha8Rng) {
     if end <= body_start {
         return;
     }
-    let flips = rng.gen_range(1..=2);
-    for _ in 0..flips {
+    let flips = rng.gen_range(1..=2).min(end - body_start);
+    let mut used: [usize; 2] = [usize::MAX; 2];
+    for f in 0..flips {
         for _attempt in 0..8 {
             let i = rng.gen_range(body_start..end);
             let flipped = line[i] ^ (1 << rng.gen_range(0..3));
-            if flipped != b'\n' && flipped != b'\r' {
+            // Distinct positions, so a second flip never undoes the first.
+            if !used.contains(&i) && flipped != b'\n' && flipped != b'\r' {
                 line[i] = flipped;
+                used[f] = i;
                 break;
             }
         }

@@ -45,17 +45,16 @@ pub struct ExitInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("cannot start node {node}: {program}: {source}")]
+    // The io error is part of the message rather than a `source`, so that
+    // anyhow's error chain does not print it twice.
+    #[error("cannot start node {node}: {program}: {cause}")]
     Spawn {
         node: String,
         program: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot open log {path}: {source}")]
-    Log {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot open log {path}: {cause}")]
+    Log { path: String, cause: std::io::Error },
 }
 
 pub struct NodeHandle {
@@ -101,9 +100,9 @@ pub fn spawn(
     recorder: &Arc<Recorder>,
     clock: Clock,
 ) -> Result<NodeHandle, NodeError> {
-    let log_err = |source| NodeError::Log {
+    let log_err = |cause| NodeError::Log {
         path: spec.log_path.display().to_string(),
-        source,
+        cause,
     };
     let mut log = OpenOptions::new()
         .create(true)
@@ -144,10 +143,10 @@ pub fn spawn(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| NodeError::Spawn {
+    let mut child = cmd.spawn().map_err(|cause| NodeError::Spawn {
         node: spec.id.clone(),
         program: spec.program.display().to_string(),
-        source,
+        cause,
     })?;
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     hygiene::register(pid);

@@ -90,6 +90,9 @@ pub struct Recorder {
     traces: Mutex<Lines>,
     journal: Mutex<Lines>,
     pub journal_skipped: AtomicU64,
+    /// Set once the journal hit its line budget: later messages skip it
+    /// without being parsed.
+    journal_full: std::sync::atomic::AtomicBool,
     pub trace_count: AtomicU64,
 }
 
@@ -107,6 +110,7 @@ impl Recorder {
             traces: open("traces.jsonl", u64::MAX)?,
             journal: open("messages.jsonl", journal_limit)?,
             journal_skipped: AtomicU64::new(0),
+            journal_full: std::sync::atomic::AtomicBool::new(false),
             trace_count: AtomicU64::new(0),
         })
     }
@@ -185,6 +189,7 @@ impl Sink for Recorder {
             "msg_id": head.msg_id, "in_reply_to": head.in_reply_to, "fate": fate,
         });
         if !Self::write(&self.journal, &v) {
+            self.journal_full.store(true, Relaxed);
             self.journal_skipped.fetch_add(1, Relaxed);
         }
     }

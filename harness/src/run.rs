@@ -231,6 +231,24 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         cfg.concurrency,
         cfg.time_limit_s
     );
+    // Lets the test suite prove that a panic of the harness kills the nodes.
+    if std::env::var_os("FAULTLINE_PANIC_AFTER_INIT").is_some() {
+        panic!(
+            "FAULTLINE_PANIC_AFTER_INIT is set: panicking with {} nodes up",
+            nodes.len()
+        );
+    }
+    // Traces and the journal are buffered; flush them often so a killed
+    // harness loses at most a fraction of a second of them.
+    let flusher = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                recorder.flush();
+            }
+        })
+    };
 
     // Main phase.
     let gen = Arc::new(Mutex::new(LinKvGen::new(cfg.seed, cfg.key_count)));
@@ -296,6 +314,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         crashed.dedup();
         crashed
     };
+    flusher.abort();
     recorder.flush();
     drop(data_root);
     let stats = net.stats();

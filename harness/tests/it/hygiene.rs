@@ -1,0 +1,82 @@
+//! Signals to the harness never leave a node process alive, and a killed
+//! harness leaves a history that parses up to its last line.
+
+use crate::support::*;
+use faultline_checker::{parse_history, Format};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::time::Duration;
+
+fn long_run(results: &std::path::Path) -> std::process::Command {
+    let mut c = faultline();
+    c.arg("test")
+        .arg("--results-dir")
+        .arg(results)
+        .args(["--time-limit", "60", "--rate", "300"]);
+    c
+}
+
+fn signal_leaves_no_survivors(sig: Signal, expect_clean_exit: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, _lines) =
+        start_until_nodes_up(&mut long_run(tmp.path()), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = latest(tmp.path());
+    let pids = node_pids(&dir);
+    assert_eq!(pids.len(), 5, "five nodes started");
+    assert!(pids.iter().all(|&p| alive(p)));
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let left = survivors(&pids, Duration::from_secs(5));
+    reap(&left);
+    assert!(left.is_empty(), "nodes {left:?} survived {sig}");
+    let status = status.unwrap_or_else(|| panic!("harness did not exit after {sig}"));
+    if expect_clean_exit {
+        assert_eq!(status.code(), Some(255), "interrupted runs exit 255");
+        let results = read_json(&dir.join("results.json"));
+        assert_eq!(results["interrupted"], true);
+    }
+    // Whatever the signal, every complete history line parses.
+    let text = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let (_, ops) = parse_history("history.jsonl", &text, Some(Format::Jsonl)).unwrap();
+    assert!(!ops.is_empty());
+}
+
+#[test]
+fn sigint_leaves_no_node_alive() {
+    signal_leaves_no_survivors(Signal::SIGINT, true);
+}
+
+#[test]
+fn sigterm_leaves_no_node_alive() {
+    signal_leaves_no_survivors(Signal::SIGTERM, true);
+}
+
+#[test]
+fn sigkill_of_the_harness_leaves_no_node_alive_and_a_parseable_history() {
+    signal_leaves_no_survivors(Signal::SIGKILL, false);
+}
+
+#[test]
+fn a_panic_in_the_harness_leaves_no_node_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        long_run(tmp.path()).env("FAULTLINE_PANIC_AFTER_INIT", "1"),
+        Duration::from_secs(60),
+    );
+    assert!(!f.status.success());
+    assert!(
+        f.stderr.contains("panicking with 5 nodes up"),
+        "{}",
+        f.stderr
+    );
+    let pids = node_pids(&latest(tmp.path()));
+    assert_eq!(pids.len(), 5);
+    let left = survivors(&pids, Duration::from_secs(5));
+    reap(&left);
+    assert!(left.is_empty(), "nodes {left:?} survived a panic");
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the faultline binary with real processes. Every
+//! test bounds its waits, uses temporary directories and loopback only, and
+//! checks that no node it started survives.
+
+mod support;
+
+mod hygiene;
+mod runs;

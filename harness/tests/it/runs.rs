@@ -1,0 +1,249 @@
+//! Whole runs: healthy, foreign node, misbehaving nodes, bad usage.
+
+use crate::support::*;
+use faultline_checker::{parse_history, Format, Outcome};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn test_cmd(results: &std::path::Path) -> std::process::Command {
+    let mut c = faultline();
+    c.arg("test").arg("--results-dir").arg(results).args([
+        "--time-limit",
+        "2",
+        "--rate",
+        "200",
+        "--seed",
+        "7",
+    ]);
+    c
+}
+
+#[test]
+fn healthy_run_of_the_bundled_node_records_hundreds_of_ok_ops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(&mut test_cmd(tmp.path()), LIMIT);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        f.stdout,
+        f.stderr
+    );
+    assert!(f.stdout.starts_with("VALID"), "{}", f.stdout);
+    let dir = latest(tmp.path());
+    for file in [
+        "test.json",
+        "history.jsonl",
+        "traces.jsonl",
+        "messages.jsonl",
+        "results.json",
+        "nodes/n1.log",
+        "nodes/n5.log",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let text = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let (_, ops) = parse_history("history.jsonl", &text, Some(Format::Jsonl)).unwrap();
+    let ok = ops.iter().filter(|o| o.outcome == Outcome::Ok).count();
+    assert!(ok >= 200, "only {ok} ok ops");
+    // Indices are dense and times never go backwards.
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (i, w) in events.windows(2).enumerate() {
+        assert_eq!(w[0]["index"], i as u64);
+        assert!(w[0]["time"].as_u64() <= w[1]["time"].as_u64());
+    }
+    // The final phase read every key.
+    let final_reads = ops.iter().rev().take(5).filter(|o| o.f == "read").count();
+    assert_eq!(final_reads, 5);
+    let config = read_json(&dir.join("test.json"));
+    assert_eq!(config["seed"], 7);
+    assert_eq!(config["node_count"], 5);
+    let results = read_json(&dir.join("results.json"));
+    assert_eq!(results["verdict"], "valid");
+    assert_eq!(results["checkers"]["linearizability"]["verdict"], "valid");
+    assert!(
+        results["network"]["routed"].as_u64().unwrap() > 0,
+        "followers forward through the router"
+    );
+    assert!(survivors(&node_pids(&dir), Duration::from_secs(5)).is_empty());
+    assert_eq!(node_pids(&dir).len(), 5);
+}
+
+#[test]
+fn a_maelstrom_python_node_runs_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        test_cmd(tmp.path())
+            .arg("--bin")
+            .arg(fixture("linkv_node.py")),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let results = read_json(&latest(tmp.path()).join("results.json"));
+    assert!(results["ops"]["ok"].as_u64().unwrap() >= 200, "{results}");
+    assert_eq!(results["ops"]["info"], 0);
+}
+
+#[test]
+fn a_node_printing_garbage_is_counted_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        test_cmd(tmp.path())
+            .arg("--bin")
+            .arg(fixture("linkv_node.py"))
+            .args(["--", "--garbage"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("malformed lines"), "{}", f.stderr);
+    let results = read_json(&latest(tmp.path()).join("results.json"));
+    let net = &results["network"];
+    assert!(net["malformed"].as_u64().unwrap() > 0);
+    assert!(net["unknown_dest"].as_u64().unwrap() > 0);
+    assert!(!net["samples"].as_array().unwrap().is_empty());
+    assert!(results["ops"]["ok"].as_u64().unwrap() >= 200);
+}
+
+#[test]
+fn a_node_crashing_mid_run_ends_its_ops_info_and_the_run_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    // n1 holds the data; it dies after 40 requests (the fixture crashes
+    // only the first node).
+    let f = run(
+        test_cmd(tmp.path())
+            .arg("--bin")
+            .arg(fixture("linkv_node.py"))
+            .args(["--", "--crash-after", "40"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stderr
+            .contains("node n1 crashed during the run (exit code 3"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stdout.contains("1 node crash(es)"), "{}", f.stdout);
+    let dir = latest(tmp.path());
+    let results = read_json(&dir.join("results.json"));
+    assert_eq!(results["unexpected_exits"][0]["node"], "n1");
+    assert!(
+        results["ops"]["info"].as_u64().unwrap() >= 1,
+        "the op in flight at the crash is info"
+    );
+    let log = std::fs::read_to_string(dir.join("nodes/n1.log")).unwrap();
+    assert!(
+        log.contains("crashing on purpose") && log.contains("ended: exit code 3"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_node_that_never_answers_init_is_named_with_its_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        test_cmd(tmp.path())
+            .args(["--init-timeout-ms", "3000"])
+            .arg("--bin")
+            .arg(fixture("linkv_node.py"))
+            .args(["--", "--silent-init"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(255));
+    assert!(
+        f.stderr.contains("did not answer init within 3000 ms"),
+        "{}",
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains("n1 up"),
+        "the stderr tail is shown: {}",
+        f.stderr
+    );
+    assert!(survivors(&node_pids(&latest(tmp.path())), Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn nodes_that_exit_or_cannot_start_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(test_cmd(tmp.path()).args(["--bin", "/bin/false"]), LIMIT);
+    assert_eq!(f.status.code(), Some(255));
+    assert!(
+        f.stderr.contains("node n1") && f.stderr.contains("exit code 1"),
+        "{}",
+        f.stderr
+    );
+
+    let not_exec = tmp.path().join("plain.txt");
+    std::fs::write(&not_exec, "hello").unwrap();
+    let f = run(test_cmd(tmp.path()).arg("--bin").arg(&not_exec), LIMIT);
+    assert_eq!(f.status.code(), Some(255));
+    assert!(
+        f.stderr.contains("cannot start node n1") && f.stderr.contains("Permission denied"),
+        "{}",
+        f.stderr
+    );
+}
+
+#[test]
+fn bad_usage_exits_254_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["--node-count", "0"], "--node-count"),
+        (vec!["--rate=0"], "--rate"),
+        (vec!["--workload", "bank"], "--workload"),
+        (vec!["--bin", "/no/such/binary"], "--bin"),
+        (vec!["--frobnicate"], "--frobnicate"),
+    ] {
+        let f = run(test_cmd(tmp.path()).args(&args), LIMIT);
+        assert_eq!(f.status.code(), Some(254), "{args:?}: {}", f.stderr);
+        assert!(f.stderr.contains(needle), "{args:?}: {}", f.stderr);
+    }
+}
+
+#[test]
+fn check_reads_every_format_and_exits_by_verdict() {
+    let bench = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/bench/porcupine/test_data");
+    let f = run(
+        faultline()
+            .arg("check")
+            .arg(bench.join("jepsen/etcd_002.log"))
+            .arg(bench.join("kv/c10-ok.txt")),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("overall: valid"));
+    let f = run(
+        faultline()
+            .args(["check", "--json"])
+            .arg(bench.join("jepsen/etcd_000.log")),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
+    assert_eq!(v["verdict"], "invalid");
+    assert!(
+        v["files"][0]["report"]["anomaly"]["explanation"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 20
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("h.jsonl");
+    std::fs::write(&bad, "{\"index\":0}\n{}\n").unwrap();
+    let f = run(faultline().arg("check").arg(&bad), LIMIT);
+    assert_eq!(f.status.code(), Some(254));
+    assert!(f.stderr.contains("h.jsonl:1:"), "{}", f.stderr);
+    let f = run(
+        faultline().args(["check", "--model", "bogus"]).arg(&bad),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254));
+}
