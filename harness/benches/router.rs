@@ -26,17 +26,31 @@ fn now_ns(base: Instant) -> u64 {
 /// Pulls `"t":<digits>` out of a line without a full parse.
 fn stamp(line: &str) -> Option<u64> {
     let i = line.find("\"t\":")? + 4;
-    let digits: String = line[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = line[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
-async fn scenario(in_flight: usize, seconds: f64) -> (f64, Histogram<u64>, faultline::net::NetStats) {
+async fn scenario(
+    in_flight: usize,
+    seconds: f64,
+) -> (f64, Histogram<u64>, faultline::net::NetStats) {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder::create(dir.path(), Clock::new(), 200_000).unwrap());
     let ids: Vec<String> = (1..=NODES).map(|i| format!("n{i}")).collect();
-    let net = Network::new(ids.clone(), 1, LinkPolicy::with_latency(0.0, LatencyDist::Constant), 1, recorder);
+    let net = Network::new(
+        ids.clone(),
+        1,
+        LinkPolicy::with_latency(0.0, LatencyDist::Constant),
+        1,
+        recorder,
+    );
     let base = Instant::now();
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap()));
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap(),
+    ));
     let received = Arc::new(AtomicU64::new(0));
     let warmup_until = base + Duration::from_secs_f64(0.3);
     let stop = base + Duration::from_secs_f64(0.3 + seconds);
@@ -82,8 +96,14 @@ async fn scenario(in_flight: usize, seconds: f64) -> (f64, Histogram<u64>, fault
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("router benchmark: {NODES} nodes in-process, tokio multi-thread runtime, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "router benchmark: {NODES} nodes in-process, tokio multi-thread runtime, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     for (label, in_flight) in [
         ("light load (1 in flight per node)", 1),
         ("moderate load (4 in flight per node)", 4),

@@ -265,7 +265,7 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::TargetNode { args } => {
-            let stdin = std::io::stdin().lock();
+            let stdin = std::io::BufReader::new(std::io::stdin());
             let stdout = std::io::BufWriter::new(std::io::stdout().lock());
             match target_node::run(stdin, stdout, &args) {
                 Ok(()) => ExitCode::SUCCESS,

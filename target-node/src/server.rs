@@ -1,0 +1,674 @@
+//! The thin IO loop around the Raft core: stdin lines in (a reader thread),
+//! ticks from a monotonic clock, and for each batch of input one `Ready`
+//! handled in order: persist and fsync, then send, then apply, answer
+//! clients and emit trace events. Nothing leaves the node before the state
+//! it depends on is durable.
+
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::raft::{
+    Bugs, Command, Config, Entry, Msg, NodeIx, Raft, ReadId, ReadMode, Snapshot, Trace,
+};
+use crate::storage::Storage;
+
+/// Longest input line accepted.
+const MAX_LINE_BYTES: usize = 4 << 20;
+/// Most stdin lines handled before the core's output is processed.
+const MAX_BATCH: usize = 1024;
+/// Lines buffered between the reader thread and the loop.
+const INPUT_QUEUE: usize = 16 * 1024;
+/// Most reads waiting at once; more are refused with error 11.
+const MAX_PENDING_READS: usize = 100_000;
+/// How many times a request may be forwarded between nodes.
+const MAX_HOPS: u64 = 3;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bugs: Bugs,
+    pub read_mode: ReadMode,
+    pub tick_ms: u64,
+    pub snapshot_every: u64,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub const BUG_NAMES: [&str; 8] = [
+    "vote-any",
+    "volatile-vote",
+    "commit-prior-term",
+    "even-quorum",
+    "local-read",
+    "lease-no-bound",
+    "no-checksum",
+    "readindex-no-noop",
+];
+
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        bugs: Bugs::default(),
+        read_mode: ReadMode::ReadIndex,
+        tick_ms: 10,
+        snapshot_every: 10_000,
+        data_dir: std::env::var_os("FAULTLINE_DATA_DIR").map(PathBuf::from),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--bug" => {
+                let b = value("--bug")?;
+                match b.as_str() {
+                    "vote-any" => o.bugs.vote_any = true,
+                    "volatile-vote" => o.bugs.volatile_vote = true,
+                    "commit-prior-term" => o.bugs.commit_prior_term = true,
+                    "even-quorum" => o.bugs.even_quorum = true,
+                    "local-read" => o.bugs.local_read = true,
+                    "lease-no-bound" => {
+                        o.bugs.lease_no_bound = true;
+                        o.read_mode = ReadMode::Lease;
+                    }
+                    "no-checksum" => o.bugs.no_checksum = true,
+                    "readindex-no-noop" => o.bugs.readindex_no_noop = true,
+                    other => {
+                        return Err(format!(
+                            "unknown --bug {other:?} (known: {})",
+                            BUG_NAMES.join(", ")
+                        ))
+                    }
+                }
+            }
+            "--read-mode" => {
+                o.read_mode = match value("--read-mode")?.as_str() {
+                    "readindex" => ReadMode::ReadIndex,
+                    "lease" => ReadMode::Lease,
+                    other => {
+                        return Err(format!(
+                            "unknown --read-mode {other:?} (readindex or lease)"
+                        ))
+                    }
+                }
+            }
+            "--tick-ms" => {
+                o.tick_ms = value("--tick-ms")?
+                    .parse()
+                    .map_err(|_| "--tick-ms needs a number".to_string())?
+            }
+            "--snapshot-every" => {
+                o.snapshot_every = value("--snapshot-every")?
+                    .parse()
+                    .map_err(|_| "--snapshot-every needs a number".to_string())?
+            }
+            "--data-dir" => o.data_dir = Some(PathBuf::from(value("--data-dir")?)),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if o.tick_ms == 0 || o.snapshot_every == 0 {
+        return Err("--tick-ms and --snapshot-every must be positive".into());
+    }
+    Ok(o)
+}
+
+/// The digest of a command in apply trace events.
+pub fn digest(cmd: &Command) -> String {
+    format!(
+        "{:08x}",
+        crc32c::crc32c(&serde_json::to_vec(cmd).expect("commands serialize"))
+    )
+}
+
+struct Cluster {
+    raft: Raft,
+    storage: Option<Storage>,
+    ids: Vec<String>,
+    kv: BTreeMap<String, Value>,
+    applied: u64,
+    /// Log index -> the client request proposed there by this node.
+    proposals: HashMap<u64, (String, u64)>,
+    reads: HashMap<ReadId, (String, u64, Value)>,
+    /// Confirmed reads waiting for the state machine to reach their index.
+    waiting: Vec<(u64, ReadId)>,
+    next_read: ReadId,
+}
+
+pub struct Server<W: Write> {
+    opts: Options,
+    me: String,
+    next_msg_id: u64,
+    out: W,
+    cluster: Option<Cluster>,
+}
+
+fn error_body(code: u32, text: &str) -> Value {
+    json!({"type": "error", "code": code, "text": text})
+}
+
+impl<W: Write> Server<W> {
+    pub fn new(opts: Options, out: W) -> Self {
+        Server {
+            opts,
+            me: String::new(),
+            next_msg_id: 1,
+            out,
+            cluster: None,
+        }
+    }
+
+    fn emit(&mut self, dest: &str, mut body: Value) {
+        body["msg_id"] = json!(self.next_msg_id);
+        self.next_msg_id += 1;
+        let line = json!({"src": self.me, "dest": dest, "body": body});
+        // A closed stdout means the harness is gone; the reader sees EOF too.
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    fn reply(&mut self, dest: &str, in_reply_to: u64, mut body: Value) {
+        body["in_reply_to"] = json!(in_reply_to);
+        self.emit(dest, body);
+    }
+
+    fn trace(&mut self, mut body: Value) {
+        body["type"] = json!("trace");
+        let line = json!({"src": self.me, "dest": "faultline", "body": body});
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    /// Handles one input line; `Err` means the node must stop.
+    pub fn handle_line(&mut self, line: &str) -> Result<(), String> {
+        let msg: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!(
+                    "ignoring malformed input ({e}): {}",
+                    &line[..line.len().min(200)]
+                );
+                return Ok(());
+            }
+        };
+        let src = msg
+            .get("src")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let body = msg.get("body").cloned().unwrap_or(Value::Null);
+        let ty = body
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let msg_id = body.get("msg_id").and_then(Value::as_u64);
+        let from_node = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.ids.iter().position(|i| *i == src));
+        if ty == "init" {
+            return self.init(&src, &body, msg_id.unwrap_or(0));
+        }
+        if let Some(from) = from_node {
+            match ty.as_str() {
+                "raft" => self.peer_message(from, &body),
+                "forward" => {
+                    let client = body
+                        .get("client")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let hops = body.get("hops").and_then(Value::as_u64).unwrap_or(MAX_HOPS);
+                    let req = body.get("request").cloned().unwrap_or(Value::Null);
+                    if let Some(id) = req.get("msg_id").and_then(Value::as_u64) {
+                        self.client_request(&client, id, req, hops);
+                    }
+                }
+                // Anything else from a peer is ignored, never a crash.
+                _ => {}
+            }
+            return Ok(());
+        }
+        let Some(msg_id) = msg_id else {
+            eprintln!("ignoring a {ty:?} message from {src:?} without msg_id");
+            return Ok(());
+        };
+        if self.cluster.is_none() {
+            self.reply(&src, msg_id, error_body(11, "not initialised"));
+            return Ok(());
+        }
+        match ty.as_str() {
+            "read" | "write" | "cas" => self.client_request(&src, msg_id, body, 0),
+            "transfer_leader" => {
+                let c = self.cluster.as_mut().expect("initialised");
+                let target = body
+                    .get("to")
+                    .and_then(Value::as_str)
+                    .and_then(|t| c.ids.iter().position(|i| i == t));
+                match target {
+                    Some(t) if c.raft.is_leader() => {
+                        c.raft.transfer_leadership(t);
+                        self.reply(&src, msg_id, json!({"type": "transfer_leader_ok"}));
+                    }
+                    _ => self.reply(
+                        &src,
+                        msg_id,
+                        error_body(11, "not the leader, or no such node"),
+                    ),
+                }
+            }
+            "" => self.reply(&src, msg_id, error_body(12, "missing body.type")),
+            other => self.reply(
+                &src,
+                msg_id,
+                error_body(10, &format!("unsupported request type {other:?}")),
+            ),
+        }
+        Ok(())
+    }
+
+    fn init(&mut self, src: &str, body: &Value, msg_id: u64) -> Result<(), String> {
+        let me = body.get("node_id").and_then(Value::as_str);
+        let ids: Option<Vec<String>> = body.get("node_ids").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        });
+        let (Some(me), Some(ids)) = (me, ids) else {
+            self.reply(
+                src,
+                msg_id,
+                error_body(12, "init needs node_id and node_ids"),
+            );
+            return Ok(());
+        };
+        let Some(ix) = ids.iter().position(|i| i == me) else {
+            self.reply(src, msg_id, error_body(12, "node_id is not in node_ids"));
+            return Ok(());
+        };
+        self.me = me.to_string();
+        let (storage, durable) = match &self.opts.data_dir {
+            Some(dir) => {
+                let (s, d) = Storage::open(&dir.join(me)).map_err(|e| e.to_string())?;
+                if s.recovered_torn_bytes > 0 {
+                    eprintln!(
+                        "recovered the WAL: cut {} bytes of torn tail",
+                        s.recovered_torn_bytes
+                    );
+                }
+                (Some(s), d)
+            }
+            None => {
+                eprintln!("warning: no FAULTLINE_DATA_DIR or --data-dir: state is not durable");
+                (None, Default::default())
+            }
+        };
+        let mut kv = BTreeMap::new();
+        let mut applied = 0;
+        if let Some(s) = &durable.snapshot {
+            if let Value::Object(m) = &s.data {
+                kv = m.clone().into_iter().collect();
+            }
+            applied = s.index;
+        }
+        eprintln!(
+            "{me} starting: term {}, log {}..={}, snapshot at {applied}, bugs {:?}, read mode {:?}",
+            durable.term,
+            durable.log.snap_index + 1,
+            durable.log.last_index(),
+            self.opts.bugs,
+            self.opts.read_mode
+        );
+        let mut cfg = Config::new(ix, ids.len());
+        cfg.bugs = self.opts.bugs;
+        cfg.read_mode = self.opts.read_mode;
+        cfg.seed = std::process::id() as u64 ^ (ix as u64) << 32;
+        self.cluster = Some(Cluster {
+            raft: Raft::new(cfg, durable),
+            storage,
+            ids,
+            kv,
+            applied,
+            proposals: HashMap::new(),
+            reads: HashMap::new(),
+            waiting: Vec::new(),
+            next_read: 1,
+        });
+        self.reply(src, msg_id, json!({"type": "init_ok"}));
+        Ok(())
+    }
+
+    fn peer_message(&mut self, from: NodeIx, body: &Value) {
+        let (Some(m), Some(crc)) = (
+            body.get("m").and_then(Value::as_str),
+            body.get("crc").and_then(Value::as_u64),
+        ) else {
+            eprintln!("dropping a malformed raft message from {}", from);
+            return;
+        };
+        if !self.opts.bugs.no_checksum && crc32c::crc32c(m.as_bytes()) as u64 != crc {
+            eprintln!(
+                "dropping a raft message from n{} with a bad checksum",
+                from + 1
+            );
+            return;
+        }
+        match serde_json::from_str::<Msg>(m) {
+            Ok(msg) => self
+                .cluster
+                .as_mut()
+                .expect("peers are known after init")
+                .raft
+                .step(from, msg),
+            Err(e) => eprintln!("dropping an undecodable raft message: {e}"),
+        }
+    }
+
+    fn client_request(&mut self, client: &str, msg_id: u64, body: Value, hops: u64) {
+        let ty = body.get("type").and_then(Value::as_str).unwrap_or("");
+        let valid = match ty {
+            "read" => body.get("key").is_some(),
+            "write" => body.get("key").is_some() && body.get("value").is_some(),
+            "cas" => {
+                body.get("key").is_some() && body.get("from").is_some() && body.get("to").is_some()
+            }
+            _ => false,
+        };
+        if !valid {
+            self.reply(
+                client,
+                msg_id,
+                error_body(12, &format!("malformed {ty:?} request: missing fields")),
+            );
+            return;
+        }
+        let c = self.cluster.as_mut().expect("initialised");
+        if c.raft.is_leader() {
+            if ty == "read" {
+                if c.reads.len() >= MAX_PENDING_READS {
+                    self.reply(client, msg_id, error_body(11, "too many pending reads"));
+                    return;
+                }
+                let id = c.next_read;
+                c.next_read += 1;
+                c.reads
+                    .insert(id, (client.to_string(), msg_id, body["key"].clone()));
+                c.raft.read(id);
+            } else {
+                let cmd = Command::Op {
+                    client: client.to_string(),
+                    msg_id,
+                    op: body.clone(),
+                };
+                match c.raft.propose(cmd) {
+                    Some(index) => {
+                        c.proposals.insert(index, (client.to_string(), msg_id));
+                    }
+                    None => self.reply(
+                        client,
+                        msg_id,
+                        error_body(11, "leadership transfer in progress"),
+                    ),
+                }
+            }
+            return;
+        }
+        self.forward(client, msg_id, body, hops);
+    }
+
+    /// Sends a client request to the leader, or answers error 11 (definite:
+    /// nothing was proposed) when there is none or it has bounced too often.
+    fn forward(&mut self, client: &str, msg_id: u64, mut body: Value, hops: u64) {
+        let c = self.cluster.as_ref().expect("initialised");
+        match c.raft.leader {
+            Some(l) if l != c.raft.cfg.id && hops < MAX_HOPS => {
+                let leader = c.ids[l].clone();
+                body["msg_id"] = json!(msg_id);
+                self.emit(
+                    &leader,
+                    json!({"type": "forward", "client": client, "request": body, "hops": hops + 1}),
+                );
+            }
+            _ => self.reply(client, msg_id, error_body(11, "no leader known")),
+        }
+    }
+
+    fn apply(&mut self, e: Entry) {
+        let c = self.cluster.as_mut().expect("initialised");
+        if e.index <= c.applied {
+            return;
+        }
+        assert_eq!(e.index, c.applied + 1, "entries apply in order");
+        c.applied = e.index;
+        let result = match &e.cmd {
+            Command::Noop => None,
+            Command::Op { op, .. } => {
+                let key = op["key"].to_string();
+                Some(match op["type"].as_str() {
+                    Some("write") => {
+                        c.kv.insert(key, op["value"].clone());
+                        json!({"type": "write_ok"})
+                    }
+                    Some("cas") => match c.kv.get(&key) {
+                        None => error_body(20, "key does not exist"),
+                        Some(cur) if *cur != op["from"] => {
+                            error_body(22, &format!("expected {}, found {cur}", op["from"]))
+                        }
+                        Some(_) => {
+                            c.kv.insert(key, op["to"].clone());
+                            json!({"type": "cas_ok"})
+                        }
+                    },
+                    _ => error_body(12, "unknown op"),
+                })
+            }
+        };
+        let proposal = c.proposals.remove(&e.index);
+        let d = digest(&e.cmd);
+        self.trace(json!({"event": "apply", "index": e.index, "term": e.term, "digest": d}));
+        if let Some((client, msg_id)) = proposal {
+            match (&e.cmd, result) {
+                (
+                    Command::Op {
+                        client: cc,
+                        msg_id: mm,
+                        ..
+                    },
+                    Some(r),
+                ) if *cc == client && *mm == msg_id => {
+                    self.reply(&client, msg_id, r);
+                }
+                // Another leader's entry won this index: ours never commits.
+                _ => self.reply(
+                    &client,
+                    msg_id,
+                    error_body(11, "proposal lost to a leader change"),
+                ),
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let c = self.cluster.as_mut().expect("initialised");
+        let applied = c.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            c.waiting.drain(..).partition(|(i, _)| *i <= applied);
+        c.waiting = waiting;
+        for (_, id) in ready {
+            let c = self.cluster.as_mut().expect("initialised");
+            if let Some((client, msg_id, key)) = c.reads.remove(&id) {
+                let body = match c.kv.get(&key.to_string()) {
+                    Some(v) => json!({"type": "read_ok", "value": v}),
+                    None => error_body(20, "key does not exist"),
+                };
+                self.reply(&client, msg_id, body);
+            }
+        }
+    }
+
+    /// Drains the core's output until it has nothing more to say.
+    pub fn process_ready(&mut self) -> Result<(), String> {
+        for _round in 0..64 {
+            let Some(c) = self.cluster.as_mut() else {
+                return Ok(());
+            };
+            let rd = c.raft.take_ready();
+            if rd.is_empty() {
+                break;
+            }
+            // 1. Persist, one fsync for the whole batch.
+            if let Some(st) = c.storage.as_mut() {
+                st.write(&rd).map_err(|e| e.to_string())?;
+                if let Some(s) = &rd.install {
+                    let entries = c.raft.log.entries.clone();
+                    st.save_snapshot(s, c.raft.term, c.raft.vote, &entries)
+                        .map_err(|e| e.to_string())?;
+                }
+                st.sync().map_err(|e| e.to_string())?;
+            }
+            if let Some(s) = &rd.install {
+                c.kv = match &s.data {
+                    Value::Object(m) => m.clone().into_iter().collect(),
+                    _ => BTreeMap::new(),
+                };
+                c.applied = s.index;
+            }
+            // 2. Send.
+            let ids = c.ids.clone();
+            for (to, m) in rd.messages {
+                let text = serde_json::to_string(&m).expect("messages serialize");
+                let crc = crc32c::crc32c(text.as_bytes());
+                let line = json!({"src": self.me, "dest": ids[to], "body": {"type": "raft", "crc": crc, "m": text}});
+                let _ = writeln!(self.out, "{line}");
+            }
+            for t in rd.traces {
+                let body = match t {
+                    Trace::Vote { term, candidate } => {
+                        json!({"event": "vote", "term": term, "candidate": ids[candidate]})
+                    }
+                    Trace::Leader { term } => json!({"event": "leader", "term": term}),
+                    Trace::Commit { index, term } => {
+                        json!({"event": "commit", "index": index, "term": term})
+                    }
+                    Trace::Truncate { from, term } => {
+                        json!({"event": "truncate", "from": from, "term": term})
+                    }
+                };
+                self.trace(body);
+            }
+            // 3. Apply, answer, serve reads.
+            for e in rd.committed {
+                self.apply(e);
+            }
+            let c = self.cluster.as_mut().expect("initialised");
+            c.waiting
+                .extend(rd.reads.into_iter().map(|(id, idx)| (idx, id)));
+            for id in rd.rejected_reads {
+                let c = self.cluster.as_mut().expect("initialised");
+                if let Some((client, msg_id, key)) = c.reads.remove(&id) {
+                    self.forward(&client, msg_id, json!({"type": "read", "key": key}), 0);
+                }
+            }
+            self.serve_reads();
+            self.maybe_snapshot()?;
+        }
+        self.out.flush().map_err(|e| format!("writing stdout: {e}"))
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), String> {
+        let c = self.cluster.as_mut().expect("initialised");
+        if c.applied < c.raft.log.snap_index + self.opts.snapshot_every || c.applied > c.raft.commit
+        {
+            return Ok(());
+        }
+        let term = c
+            .raft
+            .log
+            .term(c.applied)
+            .expect("applied entries are in the log");
+        let data = Value::Object(c.kv.clone().into_iter().collect::<Map<String, Value>>());
+        let snap = Snapshot {
+            index: c.applied,
+            term,
+            data,
+        };
+        if let Some(st) = c.storage.as_mut() {
+            let entries = c.raft.log.entries.clone();
+            st.save_snapshot(&snap, c.raft.term, c.raft.vote, &entries)
+                .map_err(|e| e.to_string())?;
+        }
+        c.raft.compact(snap);
+        Ok(())
+    }
+
+    pub fn tick(&mut self) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.raft.tick();
+        }
+    }
+}
+
+/// Runs the node until stdin closes.
+pub fn run(
+    input: impl BufRead + Send + 'static,
+    output: impl Write,
+    args: &[String],
+) -> Result<(), String> {
+    let opts = parse_args(args)?;
+    let tick = Duration::from_millis(opts.tick_ms);
+    let (tx, rx) = mpsc::sync_channel::<String>(INPUT_QUEUE);
+    std::thread::spawn(move || {
+        let mut input = input;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match std::io::Read::take(&mut input, MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if buf.len() > MAX_LINE_BYTES {
+                eprintln!("ignoring a line over {MAX_LINE_BYTES} bytes");
+                let mut rest = Vec::new();
+                let _ = input.read_until(b'\n', &mut rest);
+                continue;
+            }
+            let line = String::from_utf8_lossy(&buf).trim().to_string();
+            if !line.is_empty() && tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut server = Server::new(opts, output);
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                server.handle_line(&line)?;
+                for _ in 1..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(line) => server.handle_line(&line)?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                server.process_ready()?;
+                return Ok(());
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            server.tick();
+            // After a long stall (a SIGSTOP), tick once, not a burst.
+            next_tick = (next_tick + tick).max(now);
+        }
+        server.process_ready()?;
+    }
+}
