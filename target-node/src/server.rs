@@ -604,6 +604,11 @@ impl<W: Write> Server<W> {
         Ok(())
     }
 
+    /// The writer, for tests that inspect what the node wrote.
+    pub fn into_output(self) -> W {
+        self.out
+    }
+
     pub fn tick(&mut self) {
         if let Some(c) = self.cluster.as_mut() {
             c.raft.tick();

@@ -1,0 +1,124 @@
+//! The server's handling of bad input, through `handle_line`.
+
+use serde_json::{json, Value};
+use target_node::server::{parse_args, Server};
+
+fn server() -> Server<Vec<u8>> {
+    let mut o = parse_args(&[]).unwrap();
+    o.data_dir = None;
+    Server::new(o, Vec::new())
+}
+
+fn replies(s: &mut Server<Vec<u8>>, lines: &[Value]) -> Vec<Value> {
+    for l in lines {
+        s.handle_line(&l.to_string()).unwrap();
+    }
+    s.process_ready().unwrap();
+    Vec::new()
+}
+
+fn output(s: Server<Vec<u8>>) -> Vec<Value> {
+    let bytes = s.into_output();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn bad_client_requests_get_error_12_and_unknown_types_10() {
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}),
+            json!({"src":"c1","dest":"n1","body":{"type":"write","msg_id":2,"key":1}}),
+            json!({"src":"c1","dest":"n1","body":{"type":"cas","msg_id":3,"key":1,"from":1}}),
+            json!({"src":"c1","dest":"n1","body":{"type":"frob","msg_id":4}}),
+            json!({"src":"c1","dest":"n1","body":{"msg_id":5}}),
+        ],
+    );
+    s.handle_line("this is not json").unwrap();
+    s.handle_line(
+        "{\"src\":\"n2\",\"dest\":\"n1\",\"body\":{\"type\":\"raft\",\"crc\":1,\"m\":\"{}\"}}",
+    )
+    .unwrap();
+    let out = output(s);
+    let code = |id: u64| {
+        out.iter()
+            .find(|m| m["body"]["in_reply_to"] == id)
+            .map(|m| m["body"]["code"].clone())
+    };
+    assert_eq!(out[0]["body"]["type"], "init_ok");
+    assert_eq!(code(2), Some(json!(12)));
+    assert_eq!(code(3), Some(json!(12)));
+    assert_eq!(code(4), Some(json!(10)));
+    assert_eq!(code(5), Some(json!(12)));
+}
+
+#[test]
+fn a_single_node_serves_reads_and_writes() {
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}),
+        ],
+    );
+    // Let it elect itself.
+    for _ in 0..100 {
+        s.tick();
+        s.process_ready().unwrap();
+    }
+    // A read of an absent key, answered before anything is written.
+    replies(
+        &mut s,
+        &[json!({"src":"c1","dest":"n1","body":{"type":"read","msg_id":2,"key":1}})],
+    );
+    for _ in 0..10 {
+        s.tick();
+        s.process_ready().unwrap();
+    }
+    replies(
+        &mut s,
+        &[
+            json!({"src":"c1","dest":"n1","body":{"type":"write","msg_id":3,"key":1,"value":5}}),
+            json!({"src":"c1","dest":"n1","body":{"type":"cas","msg_id":4,"key":1,"from":5,"to":6}}),
+            json!({"src":"c1","dest":"n1","body":{"type":"cas","msg_id":5,"key":1,"from":5,"to":7}}),
+            json!({"src":"c1","dest":"n1","body":{"type":"read","msg_id":6,"key":1}}),
+        ],
+    );
+    for _ in 0..10 {
+        s.tick();
+        s.process_ready().unwrap();
+    }
+    let out = output(s);
+    let body = |id: u64| {
+        out.iter()
+            .find(|m| m["body"]["in_reply_to"] == id)
+            .map(|m| m["body"].clone())
+            .unwrap()
+    };
+    assert_eq!(body(2)["code"], 20);
+    assert_eq!(body(3)["type"], "write_ok");
+    assert_eq!(body(4)["type"], "cas_ok");
+    assert_eq!(body(5)["code"], 22);
+    assert_eq!(body(6)["value"], 6);
+    // It traced its election, commits and applies.
+    let events: Vec<&str> = out
+        .iter()
+        .filter(|m| m["dest"] == "faultline")
+        .filter_map(|m| m["body"]["event"].as_str())
+        .collect();
+    assert!(events.contains(&"leader") && events.contains(&"commit") && events.contains(&"apply"));
+}
+
+#[test]
+fn unknown_bugs_and_arguments_are_refused() {
+    assert!(parse_args(&["--bug".into(), "nope".into()])
+        .unwrap_err()
+        .contains("known:"));
+    assert!(parse_args(&["--frob".into()]).is_err());
+    assert!(parse_args(&["--bug".into()]).is_err());
+}
