@@ -166,10 +166,12 @@ impl Sim {
         node.applied = e.index;
         node.state.push((e.index, e.term));
         match self.applied.get(&e.index) {
-            Some((t, c)) if *t != e.term || *c != e.cmd => return Err(Violation(format!(
+            Some((t, c)) if *t != e.term || *c != e.cmd => {
+                return Err(Violation(format!(
                 "state machine safety: index {} applied as term {t} elsewhere but term {} on n{i}",
                 e.index, e.term
-            ))),
+            )))
+            }
             Some(_) => {}
             None => {
                 self.applied.insert(e.index, (e.term, e.cmd.clone()));
