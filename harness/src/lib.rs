@@ -10,6 +10,7 @@
 pub mod check;
 pub mod client;
 pub mod hygiene;
+pub mod nemesis;
 pub mod net;
 pub mod node;
 pub mod recorder;

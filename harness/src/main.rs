@@ -46,6 +46,19 @@ struct TestArgs {
     /// Comma list of faults, or `none`.
     #[arg(long, default_value = "none")]
     nemesis: String,
+    /// Seconds between the start of one fault and the next (each fault
+    /// lasts this long).
+    #[arg(long, default_value_t = 2.0)]
+    nemesis_interval: f64,
+    /// Seconds to wait after healing before the liveness reads.
+    #[arg(long, default_value_t = 2.0)]
+    recovery_time: f64,
+    /// Seconds within which every key must be readable again after healing.
+    #[arg(long, default_value_t = 15.0)]
+    liveness_timeout: f64,
+    /// Rerun a recorded run: its configuration, seed and fault schedule.
+    #[arg(long)]
+    replay: Option<PathBuf>,
     /// Seconds of client load.
     #[arg(long, default_value_t = 10.0)]
     time_limit: f64,
@@ -93,17 +106,34 @@ use faultline::usage;
 fn build_config(a: TestArgs) -> Result<run::TestConfig, String> {
     let workload: faultline_workloads::Workload =
         a.workload.parse().map_err(|e| format!("--workload: {e}"))?;
-    let nemesis: Vec<String> = a
-        .nemesis
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if nemesis.iter().any(|n| n != "none") {
+    if let Some(dir) = &a.replay {
+        let path = dir.join("test.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("--replay: cannot read {}: {e}", path.display()))?;
+        let mut cfg: run::TestConfig = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "--replay: {} is not a faultline test.json: {e}",
+                path.display()
+            )
+        })?;
+        cfg.results_dir = a.results_dir;
+        return Ok(cfg);
+    }
+    let nemesis =
+        faultline_nemesis::parse_kinds(&a.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
+    if !(a.nemesis_interval > 0.0 && a.nemesis_interval <= 3600.0) {
         return Err(format!(
-            "--nemesis {:?}: no faults are available yet (only `none`)",
-            a.nemesis
+            "--nemesis-interval must be in (0, 3600] seconds, got {}",
+            a.nemesis_interval
         ));
+    }
+    if !(a.recovery_time >= 0.0 && a.recovery_time <= 3600.0)
+        || !(a.liveness_timeout > 0.0 && a.liveness_timeout <= 3600.0)
+    {
+        return Err(
+            "--recovery-time must be in [0, 3600] and --liveness-timeout in (0, 3600] seconds"
+                .into(),
+        );
     }
     if !(1..=64).contains(&a.node_count) {
         return Err(format!(
@@ -153,6 +183,14 @@ fn build_config(a: TestArgs) -> Result<run::TestConfig, String> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err(format!("--name {name:?} must be a plain directory name"));
     }
+    let seed = a.seed.unwrap_or_else(rand::random);
+    let schedule = faultline_nemesis::schedule(
+        &nemesis,
+        a.node_count,
+        seed,
+        (a.nemesis_interval * 1000.0) as u64,
+        (a.time_limit * 1000.0) as u64,
+    );
     Ok(run::TestConfig {
         name,
         bin: a.bin,
@@ -160,11 +198,15 @@ fn build_config(a: TestArgs) -> Result<run::TestConfig, String> {
         node_count: a.node_count,
         workload,
         nemesis,
+        nemesis_interval_s: a.nemesis_interval,
+        recovery_s: a.recovery_time,
+        liveness_timeout_s: a.liveness_timeout,
+        schedule,
         time_limit_s: a.time_limit,
         rate: a.rate,
         concurrency,
         key_count: a.key_count,
-        seed: a.seed.unwrap_or_else(rand::random),
+        seed,
         latency_ms: a.latency,
         latency_dist: a.latency_dist,
         timeout_ms: a.timeout_ms,

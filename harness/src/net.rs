@@ -615,6 +615,140 @@ async fn write_node<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Outgoing>, std
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncBufReadExt;
+
+    struct NoSink;
+    impl Sink for NoSink {
+        fn trace(&self, _: &str, _: &Value) {}
+        fn journal(&self, _: &str, _: &str, _: &RawValue, _: &'static str) {}
+    }
+
+    /// Two in-process nodes on the router; returns what each receives.
+    async fn two_nodes(
+        policy_ab: LinkPolicy,
+        policy_ba: LinkPolicy,
+        sends: usize,
+    ) -> (Vec<String>, Vec<String>) {
+        let net = Network::new(
+            vec!["n1".into(), "n2".into()],
+            1,
+            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
+            1,
+            Arc::new(NoSink),
+        );
+        net.set_link(0, 1, policy_ab);
+        net.set_link(1, 0, policy_ba);
+        let mut readers = Vec::new();
+        let mut writers = Vec::new();
+        for i in 0..2 {
+            let (mut node_out, harness_in) = tokio::io::duplex(1 << 16);
+            let (harness_out, node_in) = tokio::io::duplex(1 << 16);
+            net.attach(i, harness_in, harness_out);
+            let other = if i == 0 { "n2" } else { "n1" };
+            let me = if i == 0 { "n1" } else { "n2" };
+            for k in 0..sends {
+                let line = format!("{{\"src\":\"{me}\",\"dest\":\"{other}\",\"body\":{{\"type\":\"x\",\"value\":{k}}}}}\n");
+                node_out.write_all(line.as_bytes()).await.unwrap();
+            }
+            writers.push(node_out);
+            readers.push(tokio::io::BufReader::new(node_in).lines());
+        }
+        let mut got = vec![Vec::new(), Vec::new()];
+        for (i, r) in readers.iter_mut().enumerate() {
+            while let Ok(Ok(Some(l))) =
+                tokio::time::timeout(std::time::Duration::from_millis(300), r.next_line()).await
+            {
+                got[i].push(l);
+            }
+        }
+        drop(writers);
+        (got[0].clone(), got[1].clone())
+    }
+
+    #[tokio::test]
+    async fn a_one_way_cut_blocks_one_direction_only() {
+        let open = LinkPolicy::with_latency(0.0, LatencyDist::Constant);
+        let cut = LinkPolicy {
+            cut: true,
+            ..open.clone()
+        };
+        let (at_n1, at_n2) = two_nodes(cut, open, 20).await;
+        assert!(at_n2.is_empty(), "n1 -> n2 is cut");
+        assert_eq!(at_n1.len(), 20, "n2 -> n1 still carries");
+    }
+
+    #[tokio::test]
+    async fn corrupted_messages_arrive_altered_and_drops_and_duplicates_happen() {
+        let open = LinkPolicy::with_latency(0.0, LatencyDist::Constant);
+        let corrupt = LinkPolicy {
+            corrupt: 1.0,
+            ..open.clone()
+        };
+        let (_, at_n2) = two_nodes(corrupt, open.clone(), 50).await;
+        assert_eq!(at_n2.len(), 50);
+        let intact = (0..50)
+            .filter(|k| {
+                at_n2
+                    .iter()
+                    .any(|l| l.ends_with(&format!("\"body\":{{\"type\":\"x\",\"value\":{k}}}}}")))
+            })
+            .count();
+        assert!(
+            intact < 50,
+            "every message was corrupted, so not all arrive intact"
+        );
+        let lossy = LinkPolicy {
+            drop: 0.5,
+            duplicate: 0.5,
+            ..open.clone()
+        };
+        let (_, at_n2) = two_nodes(lossy, open, 200).await;
+        assert!(
+            at_n2.len() != 200 && !at_n2.is_empty(),
+            "{} delivered",
+            at_n2.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn held_messages_are_delivered_when_released() {
+        let open = LinkPolicy::with_latency(0.0, LatencyDist::Constant);
+        let net = Network::new(
+            vec!["n1".into(), "n2".into()],
+            1,
+            open.clone(),
+            1,
+            Arc::new(NoSink),
+        );
+        net.set_link(
+            0,
+            1,
+            LinkPolicy {
+                hold: true,
+                ..open.clone()
+            },
+        );
+        let (mut n1_out, h_in) = tokio::io::duplex(1 << 16);
+        let (h_out, _n1_in) = tokio::io::duplex(1 << 16);
+        net.attach(0, h_in, h_out);
+        let (_n2_out, h2_in) = tokio::io::duplex(1 << 16);
+        let (h2_out, n2_in) = tokio::io::duplex(1 << 16);
+        net.attach(1, h2_in, h2_out);
+        n1_out
+            .write_all(b"{\"src\":\"n1\",\"dest\":\"n2\",\"body\":{\"type\":\"x\"}}\n")
+            .await
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(n2_in).lines();
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(200), lines.next_line()).await;
+        assert!(early.is_err(), "a held message is not delivered");
+        net.set_link(0, 1, open);
+        let late = tokio::time::timeout(std::time::Duration::from_secs(2), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(late.unwrap().contains("\"type\":\"x\""));
+    }
 
     #[test]
     fn corruption_keeps_line_framing() {

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use anyhow::anyhow;
+use serde_json::{json, Value};
+use std::time::Duration;
+
 use crate::hygiene;
 use crate::net::Network;
 use crate::recorder::{Clock, Recorder};
@@ -257,5 +261,63 @@ impl NodeHandle {
     pub async fn wait_exit(&mut self, limit: std::time::Duration) -> Option<ExitInfo> {
         let _ = tokio::time::timeout(limit, self.exit.wait_for(|e| e.is_some())).await;
         self.exit.borrow().clone()
+    }
+}
+
+/// Sends `init` and waits (bounded) for `init_ok`; errors name the node
+/// and show the tail of its stderr.
+pub async fn init(
+    net: &Network,
+    inbox: &mut tokio::sync::mpsc::Receiver<Value>,
+    node: &mut NodeHandle,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let id = node.spec.id.clone();
+    let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
+    let tail = |n: &NodeHandle| {
+        let t = log_tail(&n.spec.log_path, 20);
+        if t.trim().is_empty() {
+            format!("(its stderr, {}, is empty)", n.spec.log_path.display())
+        } else {
+            format!(
+                "Last lines of its stderr ({}):\n{t}",
+                n.spec.log_path.display()
+            )
+        }
+    };
+    if let Err(e) = net.send_to_node("c0", node.spec.index, &body) {
+        let exit = node.wait_exit(Duration::from_millis(500)).await;
+        let how = exit.map(|e| e.status).unwrap_or_else(|| e.to_string());
+        return Err(anyhow!(
+            "node {id} could not receive init ({how}). {}",
+            tail(node)
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut exit = node.exit.clone();
+        tokio::select! {
+            m = inbox.recv() => {
+                let Some(reply) = m else { return Err(anyhow!("node {id}: controller inbox closed")) };
+                match reply.get("type").and_then(Value::as_str) {
+                    Some("init_ok") => return Ok(()),
+                    Some("error") => return Err(anyhow!("node {id} answered init with an error: {reply}. {}", tail(node))),
+                    _ => continue,
+                }
+            }
+            // The watch guard is not Send: drop it inside the future.
+            _ = async { let _ = exit.wait_for(|e| e.is_some()).await; } => {
+                let status = node.exit.borrow().as_ref().map(|e| e.status.clone()).unwrap_or_default();
+                // Give its stderr a moment to land in the log.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(anyhow!("node {id} exited ({status}) before answering init. {}", tail(node)));
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(anyhow!(
+                    "node {id} did not answer init within {} ms (it is still running). {}",
+                    timeout.as_millis(), tail(node)
+                ));
+            }
+        }
     }
 }

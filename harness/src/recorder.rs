@@ -94,6 +94,9 @@ pub struct Recorder {
     /// without being parsed.
     journal_full: std::sync::atomic::AtomicBool,
     pub trace_count: AtomicU64,
+    /// The newest (term, node) that announced leadership, for the nemesis's
+    /// isolate-leader.
+    leader: Mutex<Option<(u64, String)>>,
 }
 
 impl Recorder {
@@ -112,6 +115,7 @@ impl Recorder {
             journal_skipped: AtomicU64::new(0),
             journal_full: std::sync::atomic::AtomicBool::new(false),
             trace_count: AtomicU64::new(0),
+            leader: Mutex::new(None),
         })
     }
 
@@ -139,6 +143,15 @@ impl Recorder {
         Self::write(&self.traces, &Value::Object(m));
     }
 
+    /// The node that most recently announced leadership of the newest term.
+    pub fn current_leader(&self) -> Option<String> {
+        self.leader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, n)| n.clone())
+    }
+
     pub fn flush(&self) {
         for l in [&self.traces, &self.journal] {
             let _ = l.lock().unwrap_or_else(|e| e.into_inner()).out.flush();
@@ -159,6 +172,14 @@ impl Sink for Recorder {
             }
         }
         self.trace_count.fetch_add(1, Relaxed);
+        if body.get("event").and_then(Value::as_str) == Some("leader") {
+            if let Some(term) = body.get("term").and_then(Value::as_u64) {
+                let mut l = self.leader.lock().unwrap_or_else(|e| e.into_inner());
+                if l.as_ref().is_none_or(|(t, _)| term >= *t) {
+                    *l = Some((term, node.to_string()));
+                }
+            }
+        }
         Self::write(&self.traces, &Value::Object(m));
     }
 

@@ -3,24 +3,27 @@
 //! results. Data flows one way: the checker reads history.jsonl back from
 //! disk like any other history.
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use faultline_checker::{linearizability, raft, Format, Outcome, Verdict};
+use faultline_nemesis::{Kind, Step};
 use faultline_workloads::{LinKvGen, Workload};
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, Pacer};
+use crate::nemesis::Executor;
 use crate::net::{LatencyDist, LinkPolicy, Network};
 use crate::node::{self, ExitInfo, NodeHandle, NodeSpec};
 use crate::recorder::{Clock, History, Recorder};
 use crate::results;
 
-/// The full configuration of a run, written to test.json.
-#[derive(Debug, Clone, Serialize)]
+/// The full configuration of a run, written to test.json (and read back by
+/// `--replay`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestConfig {
     pub name: String,
     /// `None`: the bundled target node.
@@ -28,7 +31,14 @@ pub struct TestConfig {
     pub args: Vec<String>,
     pub node_count: usize,
     pub workload: Workload,
-    pub nemesis: Vec<String>,
+    pub nemesis: Vec<Kind>,
+    pub nemesis_interval_s: f64,
+    /// Seconds between healing everything and the liveness reads.
+    pub recovery_s: f64,
+    /// Seconds the liveness phase may take to read every key.
+    pub liveness_timeout_s: f64,
+    /// The fault schedule, drawn from the seed (kept verbatim on replay).
+    pub schedule: Vec<Step>,
     pub time_limit_s: f64,
     pub rate: f64,
     pub concurrency: usize,
@@ -55,61 +65,6 @@ pub struct RunOutcome {
 fn substitute(arg: &str, spec_id: &str, data_dir: &Path) -> String {
     arg.replace("{node_id}", spec_id)
         .replace("{data_dir}", &data_dir.display().to_string())
-}
-
-async fn init_node(
-    net: &Network,
-    inbox: &mut tokio::sync::mpsc::Receiver<Value>,
-    node: &mut NodeHandle,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let id = node.spec.id.clone();
-    let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
-    let tail = |n: &NodeHandle| {
-        let t = node::log_tail(&n.spec.log_path, 20);
-        if t.trim().is_empty() {
-            format!("(its stderr, {}, is empty)", n.spec.log_path.display())
-        } else {
-            format!(
-                "Last lines of its stderr ({}):\n{t}",
-                n.spec.log_path.display()
-            )
-        }
-    };
-    if let Err(e) = net.send_to_node("c0", node.spec.index, &body) {
-        let exit = node.wait_exit(Duration::from_millis(500)).await;
-        let how = exit.map(|e| e.status).unwrap_or_else(|| e.to_string());
-        return Err(anyhow!(
-            "node {id} could not receive init ({how}). {}",
-            tail(node)
-        ));
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let mut exit = node.exit.clone();
-        tokio::select! {
-            m = inbox.recv() => {
-                let Some(reply) = m else { return Err(anyhow!("node {id}: controller inbox closed")) };
-                match reply.get("type").and_then(Value::as_str) {
-                    Some("init_ok") => return Ok(()),
-                    Some("error") => return Err(anyhow!("node {id} answered init with an error: {reply}. {}", tail(node))),
-                    _ => continue,
-                }
-            }
-            _ = exit.wait_for(|e| e.is_some()) => {
-                let status = node.exit.borrow().as_ref().map(|e| e.status.clone()).unwrap_or_default();
-                // Give its stderr a moment to land in the log.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(anyhow!("node {id} exited ({status}) before answering init. {}", tail(node)));
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(anyhow!(
-                    "node {id} did not answer init within {} ms (it is still running). {}",
-                    timeout.as_millis(), tail(node)
-                ));
-            }
-        }
-    }
 }
 
 /// Kills every node and waits until each is reaped.
@@ -195,7 +150,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
     let net = Network::new(
         ids.clone(),
         cfg.concurrency,
-        policy,
+        policy.clone(),
         cfg.seed,
         recorder.clone(),
     );
@@ -213,7 +168,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         let inits = nodes
             .iter_mut()
             .zip(controller_inboxes.iter_mut())
-            .map(|(n, inbox)| init_node(&net, inbox, n, timeout));
+            .map(|(n, inbox)| node::init(&net, inbox, n, timeout));
         for r in futures::future::join_all(inits).await {
             r?;
         }
@@ -250,10 +205,42 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         })
     };
 
-    // Main phase.
+    // Main phase: clients and the nemesis run side by side.
     let gen = Arc::new(Mutex::new(LinKvGen::new(cfg.seed, cfg.key_count)));
     let pacer = Arc::new(Pacer::new(cfg.rate));
-    let deadline = Instant::now() + Duration::from_secs_f64(cfg.time_limit_s);
+    let started_at = Instant::now();
+    let deadline = started_at + Duration::from_secs_f64(cfg.time_limit_s);
+    let mut executor = Executor::new(
+        net.clone(),
+        std::mem::take(&mut nodes),
+        specs.clone(),
+        std::mem::take(&mut controller_inboxes),
+        recorder.clone(),
+        history.clone(),
+        clock,
+        policy.clone(),
+        Duration::from_millis(cfg.init_timeout_ms),
+        cfg.seed,
+    );
+    let nemesis_task = {
+        let (schedule, cancel) = (cfg.schedule.clone(), cancel.clone());
+        tokio::spawn(async move {
+            for step in schedule {
+                let at = started_at + Duration::from_millis(step.at_ms);
+                if at >= deadline {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = cancel.cancelled() => break,
+                }
+                if let Err(e) = executor.apply(&step.action).await {
+                    return (executor, Err(e));
+                }
+            }
+            (executor, Ok(()))
+        })
+    };
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let mut tasks = Vec::new();
     for k in 1..=cfg.concurrency {
@@ -277,9 +264,24 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         r.context("writing history.jsonl")?;
         clients.push(c);
     }
+    let (mut executor, nemesis_result) = nemesis_task.await.context("the nemesis task panicked")?;
 
-    // Final phase: every key is read once more, spread over the clients.
-    if !cancel.is_cancelled() {
+    // Heal everything, let the system recover, then demand that every key
+    // is readable again within a bound (the liveness check).
+    let mut liveness = json!(null);
+    let healed = match nemesis_result {
+        Ok(()) if !cancel.is_cancelled() => executor.heal().await,
+        other => other,
+    };
+    if let Err(e) = &healed {
+        eprintln!("faultline: nemesis failed: {e:#}");
+    }
+    if healed.is_ok() && !cancel.is_cancelled() {
+        if !cfg.nemesis.is_empty() {
+            tokio::time::sleep(Duration::from_secs_f64(cfg.recovery_s)).await;
+        }
+        let phase_start = Instant::now();
+        let until = phase_start + Duration::from_secs_f64(cfg.liveness_timeout_s);
         let mut tasks = Vec::new();
         for mut c in clients.drain(..) {
             let keys: Vec<u64> = (0..cfg.key_count)
@@ -287,30 +289,50 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
                 .collect();
             let cancel = cancel.clone();
             tasks.push(tokio::spawn(async move {
+                let mut unreadable = Vec::new();
                 for k in keys {
-                    if cancel.is_cancelled() {
-                        break;
+                    // Retry (each attempt is an op in the history) until ok.
+                    loop {
+                        if cancel.is_cancelled() || Instant::now() >= until {
+                            unreadable.push(k);
+                            break;
+                        }
+                        if c.invoke(&LinKvGen::read(k)).await? == "ok" {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    c.invoke(&LinKvGen::read(k)).await?;
                 }
-                Ok::<_, std::io::Error>(())
+                Ok::<_, std::io::Error>(unreadable)
             }));
         }
+        let mut unreadable = Vec::new();
         for t in tasks {
-            t.await
-                .context("a client task panicked")?
-                .context("writing history.jsonl")?;
+            unreadable.extend(
+                t.await
+                    .context("a client task panicked")?
+                    .context("writing history.jsonl")?,
+            );
         }
+        unreadable.sort_unstable();
+        let verdict = if unreadable.is_empty() {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
+        liveness = json!({
+            "checker": "liveness",
+            "verdict": verdict,
+            "keys": cfg.key_count,
+            "unreadable_keys": unreadable,
+            "seconds_to_read_all": phase_start.elapsed().as_secs_f64(),
+            "bound_s": cfg.liveness_timeout_s,
+        });
     }
 
     // Teardown: every node killed and reaped, then the data removed.
     let unexpected: Vec<ExitInfo> = {
-        let mut crashed: Vec<ExitInfo> = nodes
-            .iter()
-            .filter_map(|n| n.exit.borrow().clone())
-            .filter(|e| !e.expected)
-            .collect();
-        stop_all(&mut nodes).await;
+        let mut crashed = executor.stop_all().await;
         crashed.dedup();
         crashed
     };
@@ -336,6 +358,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
             stats.malformed, stats.oversize, stats.unknown_dest
         );
     }
+    healed.context("the nemesis could not apply or heal a fault")?;
     if cancel.is_cancelled() {
         let results = json!({"verdict": null, "interrupted": true, "network": stats, "unexpected_exits": unexpected});
         std::fs::write(
@@ -389,6 +412,11 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
     if let Some(r) = &raft_report {
         verdict = verdict.combine(r.verdict);
     }
+    let liveness_verdict: Option<Verdict> =
+        serde_json::from_value(liveness["verdict"].clone()).ok();
+    if let Some(v) = liveness_verdict {
+        verdict = verdict.combine(v);
+    }
     let mut summary = match (&lin.anomaly, &raft_report) {
         (Some(a), _) => format!("linearizability violated: {}", a.summary),
         (None, Some(r)) if r.verdict == Verdict::Invalid => {
@@ -398,6 +426,12 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
                     .first()
                     .map(|v| v.summary.clone())
                     .unwrap_or_default()
+            )
+        }
+        _ if liveness_verdict == Some(Verdict::Invalid) => {
+            format!(
+                "liveness violated: keys {} were not readable within {} s after healing",
+                liveness["unreadable_keys"], cfg.liveness_timeout_s
             )
         }
         _ if verdict == Verdict::Unknown => {
@@ -425,7 +459,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         "verdict": verdict,
         "summary": summary,
         "ops": counts,
-        "checkers": {"linearizability": lin, "raft-invariants": raft_report},
+        "checkers": {"linearizability": lin, "raft-invariants": raft_report, "liveness": liveness},
         "network": stats,
         "journal_skipped": recorder.journal_skipped.load(std::sync::atomic::Ordering::Relaxed),
         "unexpected_exits": unexpected,

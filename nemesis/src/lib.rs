@@ -1,4 +1,388 @@
-//! The fault vocabulary, seeded fault schedules, and the executors that
-//! apply a fault to processes, links and clocks. Not yet implemented: the
-//! harness's router already exposes the per-link policy the executors will
-//! drive (`faultline::net::LinkPolicy`).
+//! The fault vocabulary and seeded fault schedules.
+//!
+//! A schedule is a list of `Step`s (time offset, `Action`), drawn from a
+//! ChaCha RNG seeded by the test seed, so the same seed and configuration
+//! always give the same schedule (and `--replay` can reuse it verbatim).
+//! Targets are node indices; `isolate-leader` is symbolic and resolved by
+//! the executor from trace events at the moment it applies. The harness
+//! executes actions against its router (links) and node processes
+//! (signals, restarts) and records each one in the history.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// A family of faults, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Partition,
+    Pause,
+    Kill,
+    Messages,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Partition, Kind::Pause, Kind::Kill, Kind::Messages];
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "partition" => Ok(Kind::Partition),
+            "pause" => Ok(Kind::Pause),
+            "kill" => Ok(Kind::Kill),
+            "messages" => Ok(Kind::Messages),
+            "clock" | "overload" => Err(format!("the {s} nemesis is not available yet")),
+            other => Err(format!("unknown nemesis {other:?} (available: partition, pause, kill, messages, all, none)")),
+        }
+    }
+}
+
+/// Parses `--nemesis`: a comma list, `all` or `none`.
+pub fn parse_kinds(list: &str) -> Result<Vec<Kind>, String> {
+    let mut kinds = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match part {
+            "none" => {}
+            "all" => kinds.extend(Kind::ALL),
+            p => kinds.push(p.parse()?),
+        }
+    }
+    kinds.sort_by_key(|k| *k as u8);
+    kinds.dedup();
+    Ok(kinds)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    Halves,
+    RandomHalves,
+    MajoritiesRing,
+    Bridge,
+    IsolateOne,
+    IsolateLeader,
+    OneWay,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 7] = [
+        Shape::Halves,
+        Shape::RandomHalves,
+        Shape::MajoritiesRing,
+        Shape::Bridge,
+        Shape::IsolateOne,
+        Shape::IsolateLeader,
+        Shape::OneWay,
+    ];
+}
+
+/// One thing the nemesis does. `cut` lists directed links (from, to) that
+/// carry nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Action {
+    StartPartition {
+        shape: Shape,
+        cut: Vec<(usize, usize)>,
+    },
+    StopPartition,
+    Pause {
+        nodes: Vec<usize>,
+    },
+    Resume {
+        nodes: Vec<usize>,
+    },
+    Kill {
+        nodes: Vec<usize>,
+    },
+    Restart {
+        nodes: Vec<usize>,
+    },
+    StartMessages {
+        drop: f64,
+        duplicate: f64,
+        corrupt: f64,
+        delay_ms: f64,
+    },
+    StopMessages,
+}
+
+impl Action {
+    /// The history's `f` for this action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::StartPartition { .. } => "start-partition",
+            Action::StopPartition => "stop-partition",
+            Action::Pause { .. } => "pause",
+            Action::Resume { .. } => "resume",
+            Action::Kill { .. } => "kill",
+            Action::Restart { .. } => "restart",
+            Action::StartMessages { .. } => "start-messages",
+            Action::StopMessages => "stop-messages",
+        }
+    }
+
+    /// The action that undoes this one, if it starts a fault.
+    pub fn undo(&self) -> Option<Action> {
+        match self {
+            Action::StartPartition { .. } => Some(Action::StopPartition),
+            Action::Pause { nodes } => Some(Action::Resume {
+                nodes: nodes.clone(),
+            }),
+            Action::Kill { nodes } => Some(Action::Restart {
+                nodes: nodes.clone(),
+            }),
+            Action::StartMessages { .. } => Some(Action::StopMessages),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+/// Every directed link between different components.
+pub fn cut_between(components: &[Vec<usize>]) -> Vec<(usize, usize)> {
+    let mut cut = Vec::new();
+    for (a, ca) in components.iter().enumerate() {
+        for (b, cb) in components.iter().enumerate() {
+            if a != b {
+                for &x in ca {
+                    for &y in cb {
+                        cut.push((x, y));
+                    }
+                }
+            }
+        }
+    }
+    cut.sort_unstable();
+    cut
+}
+
+/// Every link touching `node`, both directions.
+pub fn isolate(node: usize, n: usize) -> Vec<(usize, usize)> {
+    let others: Vec<usize> = (0..n).filter(|&j| j != node).collect();
+    cut_between(&[vec![node], others])
+}
+
+/// The cut for a partition shape (`isolate-leader` needs the leader).
+pub fn partition_cut(
+    shape: Shape,
+    n: usize,
+    rng: &mut impl Rng,
+    leader: Option<usize>,
+) -> Vec<(usize, usize)> {
+    let all: Vec<usize> = (0..n).collect();
+    match shape {
+        Shape::Halves => cut_between(&[all[..n / 2].to_vec(), all[n / 2..].to_vec()]),
+        Shape::RandomHalves => {
+            let mut s = all.clone();
+            s.shuffle(rng);
+            cut_between(&[s[..n / 2].to_vec(), s[n / 2..].to_vec()])
+        }
+        Shape::MajoritiesRing => {
+            // Each node sees a majority (itself and its ring neighbours), but
+            // no two nodes see the same majority.
+            // A majority is n/2 + 1: itself plus n/2 others, half each side.
+            let reach = (n / 2).div_ceil(2);
+            let mut cut = Vec::new();
+            for i in 0..n {
+                for j in 0..n {
+                    let d = (i + n - j) % n;
+                    let ring = d.min(n - d);
+                    if i != j && ring > reach {
+                        cut.push((i, j));
+                    }
+                }
+            }
+            cut
+        }
+        Shape::Bridge => {
+            // Two halves that can only talk through one bridge node.
+            // s[0] is the bridge: it stays linked to everyone.
+            let mut s = all.clone();
+            s.shuffle(rng);
+            let (a, b) = s[1..].split_at((n - 1) / 2);
+            cut_between(&[a.to_vec(), b.to_vec()])
+        }
+        Shape::IsolateOne => isolate(rng.gen_range(0..n), n),
+        Shape::IsolateLeader => {
+            leader.map_or_else(|| isolate(rng.gen_range(0..n), n), |l| isolate(l, n))
+        }
+        Shape::OneWay => {
+            // Everyone hears nothing from A; A still hears everyone.
+            let a = rng.gen_range(0..n);
+            (0..n).filter(|&j| j != a).map(|j| (a, j)).collect()
+        }
+    }
+}
+
+fn pick(rng: &mut impl Rng, n: usize, count: usize) -> Vec<usize> {
+    let mut s: Vec<usize> = (0..n).collect();
+    s.shuffle(rng);
+    let mut v = s[..count.min(n)].to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// Draws one fault of `kind` for `n` nodes. Partition cuts are computed
+/// here, except for `isolate-leader`, whose `cut` stays empty until the
+/// executor resolves it.
+pub fn draw(kind: Kind, n: usize, rng: &mut impl Rng) -> Action {
+    match kind {
+        Kind::Partition => {
+            let shape = *Shape::ALL.choose(rng).expect("shapes exist");
+            let cut = if shape == Shape::IsolateLeader {
+                Vec::new()
+            } else {
+                partition_cut(shape, n, rng, None)
+            };
+            Action::StartPartition { shape, cut }
+        }
+        Kind::Pause => {
+            let count = if rng.gen_bool(0.5) { 1 } else { (n - 1) / 2 };
+            Action::Pause {
+                nodes: pick(rng, n, count.max(1)),
+            }
+        }
+        Kind::Kill => {
+            // One node, a minority, or a majority.
+            let count = match rng.gen_range(0..3) {
+                0 => 1,
+                1 => ((n - 1) / 2).max(1),
+                _ => n / 2 + 1,
+            };
+            Action::Kill {
+                nodes: pick(rng, n, count),
+            }
+        }
+        Kind::Messages => Action::StartMessages {
+            drop: [0.05, 0.2][rng.gen_range(0..2)],
+            duplicate: [0.0, 0.1][rng.gen_range(0..2)],
+            corrupt: [0.0, 0.05][rng.gen_range(0..2)],
+            delay_ms: [0.0, 5.0, 20.0][rng.gen_range(0..3)],
+        },
+    }
+}
+
+/// The whole fault schedule for a run. Each kind runs on its own timeline
+/// (faults of one kind never overlap; each lasts `interval_ms`, followed by
+/// `interval_ms` of calm, starting at a seeded offset), and the timelines
+/// are merged, so different kinds compose: a partition can be under way
+/// when a pause begins, as with Jepsen's composed nemeses. The harness heals
+/// whatever is still active at the end.
+pub fn schedule(
+    kinds: &[Kind],
+    n: usize,
+    seed: u64,
+    interval_ms: u64,
+    duration_ms: u64,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if kinds.is_empty() || interval_ms == 0 {
+        return steps;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6E65_6D65_7369_7321);
+    for &kind in kinds {
+        let mut t = interval_ms / 2 + rng.gen_range(0..=interval_ms);
+        while t < duration_ms {
+            let action = draw(kind, n, &mut rng);
+            let undo = action.undo().expect("drawn actions start a fault");
+            steps.push(Step { at_ms: t, action });
+            let end = (t + interval_ms).min(duration_ms);
+            steps.push(Step {
+                at_ms: end,
+                action: undo,
+            });
+            t = end + interval_ms;
+        }
+    }
+    // Stable: a fault and its undo keep their order at equal times.
+    steps.sort_by_key(|s| s.at_ms);
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_are_reproducible_from_the_seed() {
+        let a = schedule(&Kind::ALL, 5, 42, 1000, 30_000);
+        assert_eq!(a, schedule(&Kind::ALL, 5, 42, 1000, 30_000));
+        assert_ne!(a, schedule(&Kind::ALL, 5, 43, 1000, 30_000));
+        assert!(a.len() >= 20);
+        // Per kind, faults are undone in order, one at a time; kinds overlap.
+        for kind in Kind::ALL {
+            let mine: Vec<&Step> = a.iter().filter(|s| kind_of(&s.action) == kind).collect();
+            assert!(!mine.is_empty(), "{kind:?} is scheduled");
+            for pair in mine.chunks(2) {
+                assert_eq!(pair[0].action.undo(), Some(pair[1].action.clone()));
+                assert!(pair[0].at_ms < pair[1].at_ms);
+            }
+        }
+        let overlapping = a
+            .windows(2)
+            .any(|w| w[0].action.undo().is_some() && w[1].action.undo().is_some());
+        assert!(overlapping, "kinds compose");
+    }
+
+    fn kind_of(a: &Action) -> Kind {
+        match a {
+            Action::StartPartition { .. } | Action::StopPartition => Kind::Partition,
+            Action::Pause { .. } | Action::Resume { .. } => Kind::Pause,
+            Action::Kill { .. } | Action::Restart { .. } => Kind::Kill,
+            Action::StartMessages { .. } | Action::StopMessages => Kind::Messages,
+        }
+    }
+
+    #[test]
+    fn partition_shapes_cut_what_they_say() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let halves = partition_cut(Shape::Halves, 5, &mut rng, None);
+        assert_eq!(halves.len(), 2 * 2 * 3);
+        assert!(halves.contains(&(0, 4)) && halves.contains(&(4, 0)) && !halves.contains(&(0, 1)));
+        // Majorities ring: everyone keeps exactly a majority (itself + 2).
+        let ring = partition_cut(Shape::MajoritiesRing, 5, &mut rng, None);
+        for i in 0..5 {
+            let reachable = 5 - ring.iter().filter(|(a, _)| *a == i).count();
+            assert_eq!(reachable, 3, "node {i}");
+        }
+        // One-way: A's messages are cut, messages to A are not.
+        let one = partition_cut(Shape::OneWay, 5, &mut rng, None);
+        let a = one[0].0;
+        assert!(one.iter().all(|(f, t)| *f == a && *t != a));
+        assert_eq!(one.len(), 4);
+        // Isolating the leader cuts exactly its links.
+        let iso = partition_cut(Shape::IsolateLeader, 5, &mut rng, Some(3));
+        assert_eq!(iso.len(), 8);
+        assert!(iso.iter().all(|(f, t)| *f == 3 || *t == 3));
+        // The bridge node reaches both sides; the sides do not reach each other.
+        let bridge = partition_cut(Shape::Bridge, 5, &mut rng, None);
+        let touched: std::collections::BTreeSet<usize> =
+            bridge.iter().flat_map(|&(a, b)| [a, b]).collect();
+        assert_eq!(touched.len(), 4);
+    }
+
+    #[test]
+    fn kinds_parse_and_refuse_unknown_names() {
+        assert_eq!(parse_kinds("all").unwrap(), Kind::ALL.to_vec());
+        assert_eq!(parse_kinds("none").unwrap(), vec![]);
+        assert_eq!(
+            parse_kinds("kill, partition").unwrap(),
+            vec![Kind::Partition, Kind::Kill]
+        );
+        assert!(parse_kinds("frobnicate")
+            .unwrap_err()
+            .contains("unknown nemesis"));
+        assert!(parse_kinds("clock").unwrap_err().contains("not available"));
+    }
+}

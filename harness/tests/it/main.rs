@@ -4,5 +4,6 @@
 
 mod support;
 
+mod faults;
 mod hygiene;
 mod runs;

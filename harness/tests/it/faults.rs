@@ -1,0 +1,215 @@
+//! Each fault takes effect on real processes, and a replay has the same
+//! schedule as its original.
+
+use crate::support::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn nemesis_run(results: &std::path::Path, nemesis: &str, seed: &str) -> Finished {
+    let mut c = faultline();
+    c.arg("test").arg("--results-dir").arg(results);
+    c.args([
+        "--time-limit",
+        "8",
+        "--rate",
+        "200",
+        "--nemesis",
+        nemesis,
+        "--nemesis-interval",
+        "1.5",
+        "--seed",
+        seed,
+    ]);
+    c.args(["--recovery-time", "1", "--timeout-ms", "1000"]);
+    run(&mut c, LIMIT)
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn nemesis_ops(history: &[Value]) -> Vec<&Value> {
+    history
+        .iter()
+        .filter(|e| e["process"] == "nemesis")
+        .collect()
+}
+
+#[test]
+fn a_paused_node_answers_nothing_until_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = nemesis_run(tmp.path(), "pause", "3");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let h = lines(&dir.join("history.jsonl"));
+    let nem = nemesis_ops(&h);
+    assert!(nem.iter().any(|e| e["f"] == "pause"), "{nem:?}");
+    let mut checked = 0;
+    for pair in nem.windows(2) {
+        let (p, r) = (pair[0], pair[1]);
+        if p["f"] != "pause" || r["f"] != "resume" {
+            continue;
+        }
+        let (t0, t1) = (p["time"].as_u64().unwrap(), r["time"].as_u64().unwrap());
+        let paused: Vec<&Value> = p["value"]["nodes"].as_array().unwrap().iter().collect();
+        // Completions from a paused node inside the pause window: none,
+        // except for ops it answered before it was stopped (sent earlier).
+        for e in &h {
+            let t = e["time"].as_u64().unwrap_or(0);
+            if e["type"] == "ok" && paused.contains(&&e["node"]) && t > t0 + 50_000_000 && t < t1 {
+                let latency = e["latency_ns"].as_u64().unwrap();
+                assert!(
+                    t - latency < t0,
+                    "a paused node answered an op sent during its pause: {e}"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 0);
+    assert_eq!(
+        read_json(&dir.join("results.json"))["checkers"]["liveness"]["verdict"],
+        "valid"
+    );
+}
+
+#[test]
+fn partitioned_links_carry_nothing_while_the_others_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = nemesis_run(tmp.path(), "partition", "5");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let h = lines(&dir.join("history.jsonl"));
+    let start = h
+        .iter()
+        .find(|e| e["f"] == "start-partition")
+        .expect("a partition started");
+    let stop = h
+        .iter()
+        .find(|e| e["f"] == "stop-partition" && e["index"].as_u64() > start["index"].as_u64())
+        .unwrap();
+    let cut: Vec<(String, String)> = start["value"]["cut"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(!cut.is_empty());
+    let (t0, t1) = (
+        start["time"].as_u64().unwrap(),
+        stop["time"].as_u64().unwrap(),
+    );
+    let journal = lines(&dir.join("messages.jsonl"));
+    let (mut blocked, mut carried) = (0, 0);
+    for m in journal
+        .iter()
+        .filter(|m| (t0..t1).contains(&m["time"].as_u64().unwrap()))
+    {
+        let link = (
+            m["src"].as_str().unwrap().to_string(),
+            m["dest"].as_str().unwrap().to_string(),
+        );
+        if cut.contains(&link) {
+            assert_eq!(m["fate"], "cut", "a cut link delivered {m}");
+            blocked += 1;
+        } else if m["fate"] == "delivered" {
+            carried += 1;
+        }
+    }
+    assert!(
+        blocked > 0 && carried > 0,
+        "blocked {blocked}, carried {carried}"
+    );
+}
+
+#[test]
+fn a_killed_node_restarts_on_its_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = nemesis_run(tmp.path(), "kill", "7");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let h = lines(&dir.join("history.jsonl"));
+    let killed = h
+        .iter()
+        .find(|e| e["f"] == "kill")
+        .expect("a kill happened");
+    let victim = killed["value"]["nodes"][0].as_str().unwrap().to_string();
+    let log = std::fs::read_to_string(dir.join(format!("nodes/{victim}.log"))).unwrap();
+    assert!(log.matches("started as pid").count() >= 2, "{log}");
+    assert!(log.contains("killed by signal 9"), "{log}");
+    // The restarted incarnation recovered a non-empty log from its data dir.
+    let restarts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" starting: term "))
+        .collect();
+    assert!(restarts.len() >= 2);
+    assert!(
+        !restarts[1].contains("term 0,"),
+        "the restart recovered its term: {}",
+        restarts[1]
+    );
+    let results = read_json(&dir.join("results.json"));
+    assert_eq!(results["verdict"], "valid", "{}", f.stdout);
+    assert!(
+        results["unexpected_exits"].as_array().unwrap().is_empty(),
+        "nemesis kills are expected"
+    );
+    assert!(survivors(&node_pids(&dir), Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn message_faults_drop_duplicate_and_corrupt_and_the_node_survives_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = nemesis_run(tmp.path(), "messages", "11");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let results = read_json(&latest(tmp.path()).join("results.json"));
+    let net = &results["network"];
+    assert!(net["dropped"].as_u64().unwrap() > 0, "{net}");
+    assert_eq!(results["verdict"], "valid");
+}
+
+#[test]
+fn a_replay_has_the_same_schedule_as_its_original() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = nemesis_run(tmp.path(), "partition,kill", "13");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let first = latest(tmp.path());
+    let f = run(
+        faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(tmp.path())
+            .arg("--replay")
+            .arg(&first),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let second = latest(tmp.path());
+    assert_ne!(first, second);
+    let (a, b) = (
+        read_json(&first.join("test.json")),
+        read_json(&second.join("test.json")),
+    );
+    assert_eq!(a["schedule"], b["schedule"]);
+    assert_eq!(a["seed"], b["seed"]);
+    assert!(!a["schedule"].as_array().unwrap().is_empty());
+    let fs = |d: &std::path::Path| -> Vec<String> {
+        lines(&d.join("history.jsonl"))
+            .iter()
+            .filter(|e| e["process"] == "nemesis")
+            .map(|e| e["f"].to_string())
+            .collect()
+    };
+    assert_eq!(fs(&first), fs(&second));
+}
