@@ -149,7 +149,8 @@ impl Executor {
                 self.heal_links();
                 self.record("stop-partition", json!({}));
             }
-            Action::Pause { nodes } => {
+            Action::Pause { nodes, leader } => {
+                let nodes = self.targets(nodes, *leader);
                 let live: Vec<usize> = nodes
                     .iter()
                     .copied()
@@ -162,22 +163,34 @@ impl Executor {
                 self.record("pause", json!({"nodes": self.ids(&live)}));
             }
             Action::Resume { nodes } => {
-                for &i in nodes {
+                // An empty list (undoing a leader-targeted pause): all paused.
+                let nodes: Vec<usize> = if nodes.is_empty() {
+                    self.paused.iter().copied().collect()
+                } else {
+                    nodes.clone()
+                };
+                for &i in &nodes {
                     self.resume(i);
                 }
-                self.record("resume", json!({"nodes": self.ids(nodes)}));
+                self.record("resume", json!({"nodes": self.ids(&nodes)}));
             }
-            Action::Kill { nodes } => {
-                for &i in nodes {
+            Action::Kill { nodes, leader } => {
+                let nodes = self.targets(nodes, *leader);
+                for &i in &nodes {
                     self.paused.remove(&i);
                     self.nodes[i].kill().await;
                     self.down.insert(i);
                 }
-                self.record("kill", json!({"nodes": self.ids(nodes)}));
+                self.record("kill", json!({"nodes": self.ids(&nodes)}));
             }
             Action::Restart { nodes } => {
+                let nodes: Vec<usize> = if nodes.is_empty() {
+                    self.down.iter().copied().collect()
+                } else {
+                    nodes.clone()
+                };
                 let mut restarted = Vec::new();
-                for &i in nodes {
+                for &i in &nodes {
                     if self.down.remove(&i) {
                         self.restart(i).await?;
                         restarted.push(i);
@@ -205,6 +218,26 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// The nodes an action hits: the current leader (from trace events)
+    /// when targeted at it, else the scheduled nodes. No known leader: a
+    /// seeded random node.
+    fn targets(&mut self, nodes: &[usize], leader: bool) -> Vec<usize> {
+        if !leader {
+            return nodes.to_vec();
+        }
+        match self
+            .recorder
+            .current_leader()
+            .and_then(|l| self.specs.iter().position(|s| s.id == l))
+        {
+            Some(l) => vec![l],
+            None => {
+                let n = self.n();
+                vec![rand::Rng::gen_range(&mut self.rng, 0..n)]
+            }
+        }
     }
 
     fn resume(&mut self, i: usize) {
@@ -258,12 +291,10 @@ impl Executor {
             self.apply(&Action::StopMessages).await?;
         }
         if !self.paused.is_empty() {
-            let nodes: Vec<usize> = self.paused.iter().copied().collect();
-            self.apply(&Action::Resume { nodes }).await?;
+            self.apply(&Action::Resume { nodes: Vec::new() }).await?;
         }
         if !self.down.is_empty() {
-            let nodes: Vec<usize> = self.down.iter().copied().collect();
-            self.apply(&Action::Restart { nodes }).await?;
+            self.apply(&Action::Restart { nodes: Vec::new() }).await?;
         }
         Ok(())
     }

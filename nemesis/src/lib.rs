@@ -91,14 +91,20 @@ pub enum Action {
         cut: Vec<(usize, usize)>,
     },
     StopPartition,
+    /// With `leader`, `nodes` is replaced by the current leader when the
+    /// action applies (the history records whom it hit).
     Pause {
         nodes: Vec<usize>,
+        #[serde(default)]
+        leader: bool,
     },
     Resume {
         nodes: Vec<usize>,
     },
     Kill {
         nodes: Vec<usize>,
+        #[serde(default)]
+        leader: bool,
     },
     Restart {
         nodes: Vec<usize>,
@@ -131,11 +137,13 @@ impl Action {
     pub fn undo(&self) -> Option<Action> {
         match self {
             Action::StartPartition { .. } => Some(Action::StopPartition),
-            Action::Pause { nodes } => Some(Action::Resume {
-                nodes: nodes.clone(),
+            // Undoing a leader-targeted fault resumes / restarts whoever
+            // is paused / down (empty list): the executor knows whom it hit.
+            Action::Pause { nodes, leader } => Some(Action::Resume {
+                nodes: if *leader { Vec::new() } else { nodes.clone() },
             }),
-            Action::Kill { nodes } => Some(Action::Restart {
-                nodes: nodes.clone(),
+            Action::Kill { nodes, leader } => Some(Action::Restart {
+                nodes: if *leader { Vec::new() } else { nodes.clone() },
             }),
             Action::StartMessages { .. } => Some(Action::StopMessages),
             _ => None,
@@ -247,23 +255,39 @@ pub fn draw(kind: Kind, n: usize, rng: &mut impl Rng) -> Action {
             };
             Action::StartPartition { shape, cut }
         }
-        Kind::Pause => {
-            let count = if rng.gen_bool(0.5) { 1 } else { (n - 1) / 2 };
-            Action::Pause {
-                nodes: pick(rng, n, count.max(1)),
-            }
-        }
-        Kind::Kill => {
-            // One node, a minority, or a majority.
-            let count = match rng.gen_range(0..3) {
-                0 => 1,
-                1 => ((n - 1) / 2).max(1),
-                _ => n / 2 + 1,
-            };
-            Action::Kill {
-                nodes: pick(rng, n, count),
-            }
-        }
+        Kind::Pause => match rng.gen_range(0..3) {
+            0 => Action::Pause {
+                nodes: Vec::new(),
+                leader: true,
+            },
+            1 => Action::Pause {
+                nodes: pick(rng, n, 1),
+                leader: false,
+            },
+            _ => Action::Pause {
+                nodes: pick(rng, n, ((n - 1) / 2).max(1)),
+                leader: false,
+            },
+        },
+        // The leader, one node, a minority, or a majority.
+        Kind::Kill => match rng.gen_range(0..4) {
+            0 => Action::Kill {
+                nodes: Vec::new(),
+                leader: true,
+            },
+            1 => Action::Kill {
+                nodes: pick(rng, n, 1),
+                leader: false,
+            },
+            2 => Action::Kill {
+                nodes: pick(rng, n, ((n - 1) / 2).max(1)),
+                leader: false,
+            },
+            _ => Action::Kill {
+                nodes: pick(rng, n, n / 2 + 1),
+                leader: false,
+            },
+        },
         Kind::Messages => Action::StartMessages {
             drop: [0.05, 0.2][rng.gen_range(0..2)],
             duplicate: [0.0, 0.1][rng.gen_range(0..2)],
