@@ -112,25 +112,33 @@ fn a_node_printing_garbage_is_counted_not_fatal() {
 fn a_node_crashing_mid_run_ends_its_ops_info_and_the_run_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     // n1 holds the data; it dies after 40 requests (the fixture crashes
-    // only the first node).
+    // only the first node). Nothing restarts it, so after the run the keys
+    // are unreadable: the liveness checker must say so.
     let f = run(
         test_cmd(tmp.path())
+            .args(["--liveness-timeout", "1"])
             .arg("--bin")
             .arg(fixture("linkv_node.py"))
             .args(["--", "--crash-after", "40"]),
         LIMIT,
     );
-    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
     assert!(
         f.stderr
             .contains("node n1 crashed during the run (exit code 3"),
         "{}",
         f.stderr
     );
-    assert!(f.stdout.contains("1 node crash(es)"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("liveness violated") && f.stdout.contains("1 node crash(es)"),
+        "{}",
+        f.stdout
+    );
     let dir = latest(tmp.path());
     let results = read_json(&dir.join("results.json"));
     assert_eq!(results["unexpected_exits"][0]["node"], "n1");
+    assert_eq!(results["checkers"]["linearizability"]["verdict"], "valid");
+    assert_eq!(results["checkers"]["liveness"]["verdict"], "invalid");
     assert!(
         results["ops"]["info"].as_u64().unwrap() >= 1,
         "the op in flight at the crash is info"
