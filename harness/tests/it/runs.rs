@@ -103,6 +103,10 @@ fn a_node_printing_garbage_is_counted_not_fatal() {
     let results = read_json(&latest(tmp.path()).join("results.json"));
     let net = &results["network"];
     assert!(net["malformed"].as_u64().unwrap() > 0);
+    assert!(
+        net["oversize"].as_u64().unwrap() >= 1,
+        "2 MB lines are counted, not buffered"
+    );
     assert!(net["unknown_dest"].as_u64().unwrap() > 0);
     assert!(!net["samples"].as_array().unwrap().is_empty());
     assert!(results["ops"]["ok"].as_u64().unwrap() >= 200);
