@@ -16,6 +16,7 @@ pub mod node;
 pub mod recorder;
 pub mod results;
 pub mod run;
+pub mod suite;
 
 pub const EXIT_USAGE: u8 = 254;
 pub const EXIT_HARNESS: u8 = 255;

@@ -26,12 +26,54 @@ enum Cmd {
     /// Check existing histories (faultline JSONL, Porcupine logs, Jepsen EDN)
     /// or run directories.
     Check(check::CheckArgs),
+    /// Run a suite (a TOML matrix with expected verdicts); JUnit output.
+    Suite(SuiteArgs),
     /// Run the bundled target node on stdin/stdout (used by `test`).
     #[command(name = "__target-node", hide = true)]
     TargetNode {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct SuiteArgs {
+    /// The suite file.
+    file: PathBuf,
+    /// Runs at a time.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Write JUnit XML here (one testcase per run).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Write the JSON summary here (default: RESULTS_DIR/suite-NAME.json).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+}
+
+fn suite(a: SuiteArgs) -> ExitCode {
+    if !(1..=64).contains(&a.jobs) {
+        return usage(format!("--jobs must be between 1 and 64, got {}", a.jobs));
+    }
+    if let Err(e) = faultline::suite::load(&a.file) {
+        return usage(format!("{e:#}"));
+    }
+    let opts = faultline::suite::Options {
+        jobs: a.jobs,
+        junit: a.junit,
+        json: a.json,
+        results_dir: a.results_dir,
+    };
+    match faultline::suite::run(&a.file, &opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("faultline: error: {e:#}");
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
 }
 
 #[derive(Args)]
@@ -322,5 +364,6 @@ fn main() -> ExitCode {
             test(a)
         }
         Cmd::Check(a) => check::run(a),
+        Cmd::Suite(a) => suite(a),
     }
 }

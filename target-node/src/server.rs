@@ -213,15 +213,34 @@ impl<W: Write> Server<W> {
         }
         if let Some(from) = from_node {
             match ty.as_str() {
-                "raft" => self.peer_message(from, &body),
+                "raft" => {
+                    if let Some(m) = self.unseal(from, &body) {
+                        match serde_json::from_str::<Msg>(&m) {
+                            Ok(msg) => self
+                                .cluster
+                                .as_mut()
+                                .expect("peers are known after init")
+                                .raft
+                                .step(from, msg),
+                            Err(e) => eprintln!("dropping an undecodable raft message: {e}"),
+                        }
+                    }
+                }
                 "forward" => {
-                    let client = body
+                    let Some(m) = self.unseal(from, &body) else {
+                        return Ok(());
+                    };
+                    let Ok(fwd) = serde_json::from_str::<Value>(&m) else {
+                        eprintln!("dropping an undecodable forward from n{}", from + 1);
+                        return Ok(());
+                    };
+                    let client = fwd
                         .get("client")
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string();
-                    let hops = body.get("hops").and_then(Value::as_u64).unwrap_or(MAX_HOPS);
-                    let req = body.get("request").cloned().unwrap_or(Value::Null);
+                    let hops = fwd.get("hops").and_then(Value::as_u64).unwrap_or(MAX_HOPS);
+                    let req = fwd.get("request").cloned().unwrap_or(Value::Null);
                     if let Some(id) = req.get("msg_id").and_then(Value::as_u64) {
                         self.client_request(&client, id, req, hops);
                     }
@@ -341,30 +360,25 @@ impl<W: Write> Server<W> {
         Ok(())
     }
 
-    fn peer_message(&mut self, from: NodeIx, body: &Value) {
+    /// Every peer message travels as `{"type":T,"crc":C,"m":TEXT}` where C
+    /// is the CRC32C of TEXT: a message corrupted on the way is dropped
+    /// here (unless the no-checksum bug is planted), never acted on.
+    fn unseal(&self, from: NodeIx, body: &Value) -> Option<String> {
         let (Some(m), Some(crc)) = (
             body.get("m").and_then(Value::as_str),
             body.get("crc").and_then(Value::as_u64),
         ) else {
-            eprintln!("dropping a malformed raft message from {}", from);
-            return;
+            eprintln!("dropping a malformed peer message from n{}", from + 1);
+            return None;
         };
         if !self.opts.bugs.no_checksum && crc32c::crc32c(m.as_bytes()) as u64 != crc {
             eprintln!(
-                "dropping a raft message from n{} with a bad checksum",
+                "dropping a peer message from n{} with a bad checksum",
                 from + 1
             );
-            return;
+            return None;
         }
-        match serde_json::from_str::<Msg>(m) {
-            Ok(msg) => self
-                .cluster
-                .as_mut()
-                .expect("peers are known after init")
-                .raft
-                .step(from, msg),
-            Err(e) => eprintln!("dropping an undecodable raft message: {e}"),
-        }
+        Some(m.to_string())
     }
 
     fn client_request(&mut self, client: &str, msg_id: u64, body: Value, hops: u64) {
@@ -427,10 +441,9 @@ impl<W: Write> Server<W> {
             Some(l) if l != c.raft.cfg.id && hops < MAX_HOPS => {
                 let leader = c.ids[l].clone();
                 body["msg_id"] = json!(msg_id);
-                self.emit(
-                    &leader,
-                    json!({"type": "forward", "client": client, "request": body, "hops": hops + 1}),
-                );
+                let text = json!({"client": client, "request": body, "hops": hops + 1}).to_string();
+                let crc = crc32c::crc32c(text.as_bytes());
+                self.emit(&leader, json!({"type": "forward", "crc": crc, "m": text}));
             }
             _ => self.reply(client, msg_id, error_body(11, "no leader known")),
         }

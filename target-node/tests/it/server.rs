@@ -122,3 +122,56 @@ fn unknown_bugs_and_arguments_are_refused() {
     assert!(parse_args(&["--frob".into()]).is_err());
     assert!(parse_args(&["--bug".into()]).is_err());
 }
+
+#[test]
+fn forwarded_requests_are_checksummed_like_every_peer_message() {
+    let init = json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1","n2","n3"]}});
+    let text = json!({"client": "c7", "request": {"type":"write","key":1,"value":181,"msg_id":9}, "hops": 1}).to_string();
+    let crc = crc32c_of(&text);
+    // A bit flip (181 -> 180) in transit: dropped, never acted on.
+    let corrupted = text.replace("181", "180");
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            init.clone(),
+            json!({"src":"n2","dest":"n1","body":{"type":"forward","crc":crc,"m":corrupted}}),
+        ],
+    );
+    assert!(
+        output(s).iter().all(|m| m["dest"] != "c7"),
+        "a corrupted forward was acted on"
+    );
+    // Intact: n1 is no leader and knows none, so the client hears error 11.
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            init,
+            json!({"src":"n2","dest":"n1","body":{"type":"forward","crc":crc,"m":text}}),
+        ],
+    );
+    let out = output(s);
+    let reply = out
+        .iter()
+        .find(|m| m["dest"] == "c7")
+        .expect("the intact forward is handled");
+    assert_eq!(reply["body"]["code"], 11);
+    assert_eq!(reply["body"]["in_reply_to"], 9);
+}
+
+fn crc32c_of(s: &str) -> u32 {
+    // CRC32C (Castagnoli), bitwise: the test must not trust the code under test.
+    let mut crc = !0u32;
+    for &b in s.as_bytes() {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
