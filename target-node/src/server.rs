@@ -4,7 +4,7 @@
 //! clients and emit trace events. Nothing leaves the node before the state
 //! it depends on is durable.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -124,14 +124,78 @@ pub fn digest(cmd: &Command) -> String {
     )
 }
 
+/// The key-value state machine with client sessions (Raft thesis §6.3):
+/// the network may duplicate a forwarded request, so the same client
+/// request can be committed twice; the second copy must not execute again
+/// (a cas that failed the first time could succeed the second, after the
+/// client was told it failed). Clients number their requests increasingly,
+/// so a request at or below a client's last executed msg_id is a duplicate
+/// and gets the recorded result.
+#[derive(Debug, Default)]
+struct StateMachine {
+    kv: BTreeMap<String, Value>,
+    sessions: BTreeMap<String, (u64, Value)>,
+}
+
+impl StateMachine {
+    fn apply(&mut self, cmd: &Command) -> Option<Value> {
+        let Command::Op { client, msg_id, op } = cmd else {
+            return None;
+        };
+        if let Some((last, result)) = self.sessions.get(client) {
+            if *msg_id <= *last {
+                return Some(if msg_id == last {
+                    result.clone()
+                } else {
+                    error_body(11, "duplicate of an old request")
+                });
+            }
+        }
+        let key = op["key"].to_string();
+        let result = match op["type"].as_str() {
+            Some("write") => {
+                self.kv.insert(key, op["value"].clone());
+                json!({"type": "write_ok"})
+            }
+            Some("cas") => match self.kv.get(&key) {
+                None => error_body(20, "key does not exist"),
+                Some(cur) if *cur != op["from"] => {
+                    error_body(22, &format!("expected {}, found {cur}", op["from"]))
+                }
+                Some(_) => {
+                    self.kv.insert(key, op["to"].clone());
+                    json!({"type": "cas_ok"})
+                }
+            },
+            _ => error_body(12, "unknown op"),
+        };
+        self.sessions
+            .insert(client.clone(), (*msg_id, result.clone()));
+        Some(result)
+    }
+
+    fn snapshot(&self) -> Value {
+        json!({"kv": self.kv, "sessions": self.sessions})
+    }
+
+    fn restore(data: &Value) -> StateMachine {
+        StateMachine {
+            kv: serde_json::from_value(data["kv"].clone()).unwrap_or_default(),
+            sessions: serde_json::from_value(data["sessions"].clone()).unwrap_or_default(),
+        }
+    }
+}
+
 struct Cluster {
     raft: Raft,
     storage: Option<Storage>,
     ids: Vec<String>,
-    kv: BTreeMap<String, Value>,
+    /// The replicated state machine: the key-value map plus client
+    /// sessions for at-most-once execution.
+    sm: StateMachine,
     applied: u64,
     /// Log index -> the client request proposed there by this node.
-    proposals: HashMap<u64, (String, u64)>,
+    proposals: HashMap<u64, (String, u64, u64)>,
     reads: HashMap<ReadId, (String, u64, Value)>,
     /// Confirmed reads waiting for the state machine to reach their index.
     waiting: Vec<(u64, ReadId)>,
@@ -144,6 +208,22 @@ pub struct Server<W: Write> {
     next_msg_id: u64,
     out: W,
     cluster: Option<Cluster>,
+}
+
+/// The error for a request this node will not carry out. Straight from the
+/// client (hops 0), it is definite (11: it did not happen): the client link
+/// never duplicates. A forwarded request may have other copies in flight
+/// (the network duplicates peer messages), one of which may still commit,
+/// so the answer must be indefinite (0).
+fn refusal(hops: u64, text: &str) -> Value {
+    if hops == 0 {
+        error_body(11, text)
+    } else {
+        error_body(
+            0,
+            &format!("{text} (a forwarded copy; the request may still take effect)"),
+        )
+    }
 }
 
 fn error_body(code: u32, text: &str) -> Value {
@@ -325,12 +405,10 @@ impl<W: Write> Server<W> {
                 (None, Default::default())
             }
         };
-        let mut kv = BTreeMap::new();
+        let mut sm = StateMachine::default();
         let mut applied = 0;
         if let Some(s) = &durable.snapshot {
-            if let Value::Object(m) = &s.data {
-                kv = m.clone().into_iter().collect();
-            }
+            sm = StateMachine::restore(&s.data);
             applied = s.index;
         }
         eprintln!(
@@ -349,7 +427,7 @@ impl<W: Write> Server<W> {
             raft: Raft::new(cfg, durable),
             storage,
             ids,
-            kv,
+            sm,
             applied,
             proposals: HashMap::new(),
             reads: HashMap::new(),
@@ -419,12 +497,13 @@ impl<W: Write> Server<W> {
                 };
                 match c.raft.propose(cmd) {
                     Some(index) => {
-                        c.proposals.insert(index, (client.to_string(), msg_id));
+                        c.proposals
+                            .insert(index, (client.to_string(), msg_id, hops));
                     }
                     None => self.reply(
                         client,
                         msg_id,
-                        error_body(11, "leadership transfer in progress"),
+                        refusal(hops, "leadership transfer in progress"),
                     ),
                 }
             }
@@ -433,8 +512,8 @@ impl<W: Write> Server<W> {
         self.forward(client, msg_id, body, hops);
     }
 
-    /// Sends a client request to the leader, or answers error 11 (definite:
-    /// nothing was proposed) when there is none or it has bounced too often.
+    /// Sends a client request to the leader, or refuses it (see `refusal`)
+    /// when there is no leader or it has bounced too often.
     fn forward(&mut self, client: &str, msg_id: u64, mut body: Value, hops: u64) {
         let c = self.cluster.as_ref().expect("initialised");
         match c.raft.leader {
@@ -445,7 +524,7 @@ impl<W: Write> Server<W> {
                 let crc = crc32c::crc32c(text.as_bytes());
                 self.emit(&leader, json!({"type": "forward", "crc": crc, "m": text}));
             }
-            _ => self.reply(client, msg_id, error_body(11, "no leader known")),
+            _ => self.reply(client, msg_id, refusal(hops, "no leader known")),
         }
     }
 
@@ -456,33 +535,11 @@ impl<W: Write> Server<W> {
         }
         assert_eq!(e.index, c.applied + 1, "entries apply in order");
         c.applied = e.index;
-        let result = match &e.cmd {
-            Command::Noop => None,
-            Command::Op { op, .. } => {
-                let key = op["key"].to_string();
-                Some(match op["type"].as_str() {
-                    Some("write") => {
-                        c.kv.insert(key, op["value"].clone());
-                        json!({"type": "write_ok"})
-                    }
-                    Some("cas") => match c.kv.get(&key) {
-                        None => error_body(20, "key does not exist"),
-                        Some(cur) if *cur != op["from"] => {
-                            error_body(22, &format!("expected {}, found {cur}", op["from"]))
-                        }
-                        Some(_) => {
-                            c.kv.insert(key, op["to"].clone());
-                            json!({"type": "cas_ok"})
-                        }
-                    },
-                    _ => error_body(12, "unknown op"),
-                })
-            }
-        };
+        let result = c.sm.apply(&e.cmd);
         let proposal = c.proposals.remove(&e.index);
         let d = digest(&e.cmd);
         self.trace(json!({"event": "apply", "index": e.index, "term": e.term, "digest": d}));
-        if let Some((client, msg_id)) = proposal {
+        if let Some((client, msg_id, hops)) = proposal {
             match (&e.cmd, result) {
                 (
                     Command::Op {
@@ -494,11 +551,12 @@ impl<W: Write> Server<W> {
                 ) if *cc == client && *mm == msg_id => {
                     self.reply(&client, msg_id, r);
                 }
-                // Another leader's entry won this index: ours never commits.
+                // Another leader's entry won this index: this copy never
+                // commits (another copy of a forwarded request still might).
                 _ => self.reply(
                     &client,
                     msg_id,
-                    error_body(11, "proposal lost to a leader change"),
+                    refusal(hops, "proposal lost to a leader change"),
                 ),
             }
         }
@@ -513,7 +571,7 @@ impl<W: Write> Server<W> {
         for (_, id) in ready {
             let c = self.cluster.as_mut().expect("initialised");
             if let Some((client, msg_id, key)) = c.reads.remove(&id) {
-                let body = match c.kv.get(&key.to_string()) {
+                let body = match c.sm.kv.get(&key.to_string()) {
                     Some(v) => json!({"type": "read_ok", "value": v}),
                     None => error_body(20, "key does not exist"),
                 };
@@ -543,10 +601,7 @@ impl<W: Write> Server<W> {
                 st.sync().map_err(|e| e.to_string())?;
             }
             if let Some(s) = &rd.install {
-                c.kv = match &s.data {
-                    Value::Object(m) => m.clone().into_iter().collect(),
-                    _ => BTreeMap::new(),
-                };
+                c.sm = StateMachine::restore(&s.data);
                 c.applied = s.index;
             }
             // 2. Send.
@@ -602,7 +657,7 @@ impl<W: Write> Server<W> {
             .log
             .term(c.applied)
             .expect("applied entries are in the log");
-        let data = Value::Object(c.kv.clone().into_iter().collect::<Map<String, Value>>());
+        let data = c.sm.snapshot();
         let snap = Snapshot {
             index: c.applied,
             term,

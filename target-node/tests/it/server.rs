@@ -142,7 +142,8 @@ fn forwarded_requests_are_checksummed_like_every_peer_message() {
         output(s).iter().all(|m| m["dest"] != "c7"),
         "a corrupted forward was acted on"
     );
-    // Intact: n1 is no leader and knows none, so the client hears error 11.
+    // Intact: n1 is no leader and knows none. The request is a forwarded
+    // copy (others may be in flight), so the refusal is indefinite: code 0.
     let mut s = server();
     replies(
         &mut s,
@@ -156,7 +157,7 @@ fn forwarded_requests_are_checksummed_like_every_peer_message() {
         .iter()
         .find(|m| m["dest"] == "c7")
         .expect("the intact forward is handled");
-    assert_eq!(reply["body"]["code"], 11);
+    assert_eq!(reply["body"]["code"], 0);
     assert_eq!(reply["body"]["in_reply_to"], 9);
 }
 
@@ -174,4 +175,63 @@ fn crc32c_of(s: &str) -> u32 {
         }
     }
     !crc
+}
+
+#[test]
+fn a_duplicated_request_executes_at_most_once() {
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}),
+        ],
+    );
+    for _ in 0..100 {
+        s.tick();
+        s.process_ready().unwrap();
+    }
+    let step = |s: &mut Server<Vec<u8>>, line: Value| {
+        replies(s, &[line]);
+        for _ in 0..5 {
+            s.tick();
+            s.process_ready().unwrap();
+        }
+    };
+    step(
+        &mut s,
+        json!({"src":"c1","dest":"n1","body":{"type":"write","msg_id":2,"key":1,"value":1}}),
+    );
+    // c1's cas fails (the value is 1, not 2)...
+    step(
+        &mut s,
+        json!({"src":"c1","dest":"n1","body":{"type":"cas","msg_id":3,"key":1,"from":2,"to":3}}),
+    );
+    step(
+        &mut s,
+        json!({"src":"c2","dest":"n1","body":{"type":"write","msg_id":4,"key":1,"value":2}}),
+    );
+    // ...and a duplicate of that cas arriving later must not succeed now.
+    step(
+        &mut s,
+        json!({"src":"c1","dest":"n1","body":{"type":"cas","msg_id":3,"key":1,"from":2,"to":3}}),
+    );
+    step(
+        &mut s,
+        json!({"src":"c2","dest":"n1","body":{"type":"read","msg_id":5,"key":1}}),
+    );
+    let out = output(s);
+    let to = |c: &str, id: u64| -> Vec<Value> {
+        out.iter()
+            .filter(|m| m["dest"] == c && m["body"]["in_reply_to"] == id)
+            .map(|m| m["body"].clone())
+            .collect()
+    };
+    let cas = to("c1", 3);
+    assert_eq!(cas.len(), 2);
+    assert!(cas.iter().all(|b| b["code"] == 22), "{cas:?}");
+    assert_eq!(
+        to("c2", 5)[0]["value"],
+        2,
+        "the duplicate cas did not execute"
+    );
 }
