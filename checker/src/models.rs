@@ -95,6 +95,17 @@ impl RegOp {
     }
 }
 
+/// How many value ids `ops` mention (ids are dense from 0, the absent value).
+pub fn value_count(ops: &[RegOp]) -> usize {
+    ops.iter()
+        .flat_map(|o| match *o {
+            RegOp::Read(v) | RegOp::Write(v) => [v, 0],
+            RegOp::Cas(a, b, _) => [a, b],
+        })
+        .max()
+        .map_or(1, |m| m as usize + 1)
+}
+
 /// The register with a "dead value" prune: when the state leaves value v
 /// (or a potential writer of v is used up) while some unlinearized definite
 /// op still needs state v (a read of v, an ok cas from v) and no
@@ -109,14 +120,7 @@ pub struct RegisterSpec {
 
 impl RegisterSpec {
     pub fn new(ops: Vec<RegOp>) -> Self {
-        let nvals = ops
-            .iter()
-            .flat_map(|o| match *o {
-                RegOp::Read(v) | RegOp::Write(v) => [v, 0],
-                RegOp::Cas(a, b, _) => [a, b],
-            })
-            .max()
-            .map_or(1, |m| m as usize + 1);
+        let nvals = value_count(&ops);
         let mut s = RegisterSpec {
             ops,
             readers_left: vec![0; nvals],

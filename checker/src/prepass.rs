@@ -48,14 +48,7 @@ pub fn run(
     describe: &dyn Fn(u32) -> String,
 ) -> Result<PrepassStats, Proven> {
     let n = ops.len();
-    let nvals = ops
-        .iter()
-        .flat_map(|o| match *o {
-            RegOp::Read(v) | RegOp::Write(v) => [v, 0],
-            RegOp::Cas(a, b, _) => [a, b],
-        })
-        .max()
-        .map_or(1, |m| m as usize + 1);
+    let nvals = crate::models::value_count(ops);
     let mut writers: Vec<Vec<usize>> = vec![Vec::new(); nvals];
     for (i, o) in ops.iter().enumerate() {
         if let Some(v) = o.writes() {

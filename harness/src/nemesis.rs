@@ -19,6 +19,16 @@ use crate::net::{LinkPolicy, Network};
 use crate::node::{self, ExitInfo, NodeHandle, NodeSpec};
 use crate::recorder::{Clock, History, Recorder};
 
+/// An empty target list (undoing a leader-targeted fault, or healing)
+/// means every node currently in `set`.
+fn or_all(nodes: &[usize], set: &BTreeSet<usize>) -> Vec<usize> {
+    if nodes.is_empty() {
+        set.iter().copied().collect()
+    } else {
+        nodes.to_vec()
+    }
+}
+
 pub struct Executor {
     net: Arc<Network>,
     pub nodes: Vec<NodeHandle>,
@@ -163,12 +173,7 @@ impl Executor {
                 self.record("pause", json!({"nodes": self.ids(&live)}));
             }
             Action::Resume { nodes } => {
-                // An empty list (undoing a leader-targeted pause): all paused.
-                let nodes: Vec<usize> = if nodes.is_empty() {
-                    self.paused.iter().copied().collect()
-                } else {
-                    nodes.clone()
-                };
+                let nodes = or_all(nodes, &self.paused);
                 for &i in &nodes {
                     self.resume(i);
                 }
@@ -184,11 +189,7 @@ impl Executor {
                 self.record("kill", json!({"nodes": self.ids(&nodes)}));
             }
             Action::Restart { nodes } => {
-                let nodes: Vec<usize> = if nodes.is_empty() {
-                    self.down.iter().copied().collect()
-                } else {
-                    nodes.clone()
-                };
+                let nodes = or_all(nodes, &self.down);
                 let mut restarted = Vec::new();
                 for &i in &nodes {
                     if self.down.remove(&i) {
