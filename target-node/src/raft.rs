@@ -924,12 +924,10 @@ impl Raft {
                 if self.role != Role::PreCandidate || (granted && term != self.term + 1) {
                     return;
                 }
-                self.votes[from] = Some(granted);
-                if self.count_votes(true) >= self.quorum() {
-                    self.start_election(false);
-                } else if self.count_votes(false) >= self.quorum() {
-                    let t = self.term;
-                    self.become_follower(t, None);
+                match self.tally(from, granted) {
+                    Some(true) => self.start_election(false),
+                    Some(false) => self.become_follower(self.term, None),
+                    None => {}
                 }
             }
             Msg::Vote {
@@ -963,12 +961,10 @@ impl Raft {
                 if self.role != Role::Candidate {
                     return;
                 }
-                self.votes[from] = Some(granted);
-                if self.count_votes(true) >= self.quorum() {
-                    self.become_leader();
-                } else if self.count_votes(false) >= self.quorum() {
-                    let t = self.term;
-                    self.become_follower(t, None);
+                match self.tally(from, granted) {
+                    Some(true) => self.become_leader(),
+                    Some(false) => self.become_follower(self.term, None),
+                    None => {}
                 }
             }
             Msg::Append {
@@ -1082,6 +1078,19 @@ impl Raft {
         }
         self.since_leader = 0;
         self.election_elapsed = 0;
+    }
+
+    /// Records a (pre-)vote answer: Some(true) once a quorum granted,
+    /// Some(false) once a quorum refused, None while undecided.
+    fn tally(&mut self, from: NodeIx, granted: bool) -> Option<bool> {
+        self.votes[from] = Some(granted);
+        if self.count_votes(true) >= self.quorum() {
+            Some(true)
+        } else if self.count_votes(false) >= self.quorum() {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     fn count_votes(&self, granted: bool) -> usize {

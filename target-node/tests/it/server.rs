@@ -17,6 +17,26 @@ fn replies(s: &mut Server<Vec<u8>>, lines: &[Value]) -> Vec<Value> {
     Vec::new()
 }
 
+/// A one-node cluster that has had time to elect itself.
+fn single_node_leader() -> Server<Vec<u8>> {
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}),
+        ],
+    );
+    settle(&mut s, 100);
+    s
+}
+
+fn settle(s: &mut Server<Vec<u8>>, ticks: usize) {
+    for _ in 0..ticks {
+        s.tick();
+        s.process_ready().unwrap();
+    }
+}
+
 fn output(s: Server<Vec<u8>>) -> Vec<Value> {
     let bytes = s.into_output();
     String::from_utf8(bytes)
@@ -59,18 +79,7 @@ fn bad_client_requests_get_error_12_and_unknown_types_10() {
 
 #[test]
 fn a_single_node_serves_reads_and_writes() {
-    let mut s = server();
-    replies(
-        &mut s,
-        &[
-            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}),
-        ],
-    );
-    // Let it elect itself.
-    for _ in 0..100 {
-        s.tick();
-        s.process_ready().unwrap();
-    }
+    let mut s = single_node_leader();
     // A read of an absent key, answered before anything is written.
     replies(
         &mut s,
@@ -179,17 +188,7 @@ fn crc32c_of(s: &str) -> u32 {
 
 #[test]
 fn a_duplicated_request_executes_at_most_once() {
-    let mut s = server();
-    replies(
-        &mut s,
-        &[
-            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}),
-        ],
-    );
-    for _ in 0..100 {
-        s.tick();
-        s.process_ready().unwrap();
-    }
+    let mut s = single_node_leader();
     let step = |s: &mut Server<Vec<u8>>, line: Value| {
         replies(s, &[line]);
         for _ in 0..5 {
