@@ -14,6 +14,7 @@ pub mod nemesis;
 pub mod net;
 pub mod node;
 pub mod recorder;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod suite;

@@ -28,6 +28,8 @@ enum Cmd {
     Check(check::CheckArgs),
     /// Run a suite (a TOML matrix with expected verdicts); JUnit output.
     Suite(SuiteArgs),
+    /// (Re)generate RUN_DIR/report.html.
+    Report { run_dir: PathBuf },
     /// Run the bundled target node on stdin/stdout (used by `test`).
     #[command(name = "__target-node", hide = true)]
     TargetNode {
@@ -365,5 +367,12 @@ fn main() -> ExitCode {
         }
         Cmd::Check(a) => check::run(a),
         Cmd::Suite(a) => suite(a),
+        Cmd::Report { run_dir } => match faultline::report::write(&run_dir) {
+            Ok(()) => {
+                println!("{}", run_dir.join("report.html").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(format!("{e:#}")),
+        },
     }
 }

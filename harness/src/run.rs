@@ -470,6 +470,11 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         serde_json::to_vec_pretty(&results)?,
     )
     .context("writing results.json")?;
+    // The report is a view of the files above; a failure to draw it must not
+    // hide the verdict.
+    if let Err(e) = crate::report::write(&run_dir) {
+        eprintln!("faultline: could not write report.html: {e:#}");
+    }
     Ok(RunOutcome {
         dir: run_dir,
         verdict: Some(verdict),

@@ -6,5 +6,6 @@ mod support;
 
 mod faults;
 mod hygiene;
+mod report;
 mod runs;
 mod suites;

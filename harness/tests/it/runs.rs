@@ -40,6 +40,7 @@ fn healthy_run_of_the_bundled_node_records_hundreds_of_ok_ops() {
         "results.json",
         "nodes/n1.log",
         "nodes/n5.log",
+        "report.html",
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
