@@ -204,12 +204,18 @@ fn anomaly_svg(anomaly: &Value) -> String {
         let (x0, x1) = (x(start), x(end));
         let _ = write!(
             s,
-            r#"<rect class="op {cls}" x="{x0:.1}" y="{y:.0}" width="{:.1}" height="22"><title>#{} {}</title></rect><text x="{:.1}" y="{:.0}" class="oplabel">#{} {}</text>"#,
+            r#"<rect class="op {cls}" x="{x0:.1}" y="{y:.0}" width="{:.1}" height="22"><title>#{} {}</title></rect><text x="{:.1}" y="{:.0}" class="oplabel" text-anchor="{}">#{} {}</text>"#,
             (x1 - x0).max(2.0),
             o["index"],
             esc(&label),
-            x0 + 3.0,
+            // Near the right edge, the label goes to the left of the bar.
+            if x0 > WIDTH - 220.0 {
+                x0 - 3.0
+            } else {
+                x0 + 3.0
+            },
             y + 15.0,
+            if x0 > WIDTH - 220.0 { "end" } else { "start" },
             o["index"],
             esc(&label)
         );
@@ -430,11 +436,19 @@ pub fn write(run_dir: &Path) -> anyhow::Result<()> {
     if !anomaly.is_null() {
         let _ = write!(
             h,
-            r#"<h2>The anomaly</h2><div id="anomaly"><p><b>{}</b></p><p>{}</p><p>State before: <code>{}</code>; linearizable prefix: {} ops.</p>{}</div>"#,
+            r#"<h2>The anomaly</h2><div id="anomaly"><p><b>{}</b></p><p>{}</p>{}{}</div>"#,
             esc(anomaly["summary"].as_str().unwrap_or("")),
             esc(anomaly["explanation"].as_str().unwrap_or("")),
-            esc(&anomaly["state_before"].to_string()),
-            anomaly["linearized_prefix"],
+            // Proven by the prepass: there is no search state to show.
+            if anomaly["linearized_prefix"].is_null() {
+                String::new()
+            } else {
+                format!(
+                    "<p>State before: <code>{}</code>; longest linearizable prefix: {} ops.</p>",
+                    esc(&anomaly["state_before"].to_string()),
+                    anomaly["linearized_prefix"]
+                )
+            },
             anomaly_svg(anomaly)
         );
     }
@@ -450,7 +464,12 @@ pub fn write(run_dir: &Path) -> anyhow::Result<()> {
             .lines()
             .map(String::from)
             .collect();
-        h += "<h2>Raft invariant violations</h2><table id=\"raft\"><tr><th>invariant</th><th>what</th><th>trace lines</th></tr>";
+        let _ = write!(
+            h,
+            "<h2>Raft invariant violations</h2><p>The first {} of {}.</p><table id=\"raft\"><tr><th>invariant</th><th>what</th><th>trace lines</th></tr>",
+            violations.len().min(20),
+            results["checkers"]["raft-invariants"]["violation_count"]
+        );
         for v in violations.iter().take(20) {
             let lines: Vec<String> = v["lines"]
                 .as_array()
