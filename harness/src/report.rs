@@ -226,7 +226,7 @@ fn anomaly_svg(anomaly: &Value) -> String {
 /// Every op as a short mark on a lane per process, coloured by outcome,
 /// over shaded fault bands.
 fn timeline_svg(ops: &[Op], bands: &[Band], end_ns: u64) -> String {
-    let step = (ops.len() / MAX_POINTS).max(1);
+    let step = ops.len().div_ceil(MAX_POINTS).max(1);
     let mut procs: Vec<&str> = ops.iter().map(|o| o.process.as_str()).collect();
     procs.sort();
     procs.dedup();
@@ -267,7 +267,7 @@ fn latency_svg(ops: &[Op], bands: &[Band], end_ns: u64) -> String {
     if pts.is_empty() {
         return String::new();
     }
-    let step = (pts.len() / MAX_POINTS).max(1);
+    let step = pts.len().div_ceil(MAX_POINTS).max(1);
     let max_lat = pts.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f64;
     let h = 220.0;
     let x = |t: u64| t as f64 / end_ns.max(1) as f64 * WIDTH;
@@ -501,7 +501,7 @@ pub fn write(run_dir: &Path) -> anyhow::Result<()> {
         r#"<h2>Timeline</h2><p class="legend"><span class="ok">ok</span> <span class="fail">fail</span> <span class="info">info</span> <span class="bandkey">fault</span> — {} ops{}</p>{}"#,
         ops.len(),
         if ops.len() > MAX_POINTS {
-            format!(", every {}th drawn", ops.len() / MAX_POINTS)
+            format!(", one in {} drawn", ops.len().div_ceil(MAX_POINTS))
         } else {
             String::new()
         },
