@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod serve;
 pub mod suite;
 
 pub const EXIT_USAGE: u8 = 254;

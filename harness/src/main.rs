@@ -30,6 +30,17 @@ enum Cmd {
     Suite(SuiteArgs),
     /// (Re)generate RUN_DIR/report.html.
     Report { run_dir: PathBuf },
+    /// Serve the results directory: runs newest first, and their files.
+    Serve {
+        #[arg(default_value = "results")]
+        dir: PathBuf,
+        /// Address to bind; loopback unless you mean otherwise.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// 0 picks a free port (printed on start).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Run the bundled target node on stdin/stdout (used by `test`).
     #[command(name = "__target-node", hide = true)]
     TargetNode {
@@ -367,6 +378,28 @@ fn main() -> ExitCode {
         }
         Cmd::Check(a) => check::run(a),
         Cmd::Suite(a) => suite(a),
+        Cmd::Serve { dir, bind, port } => {
+            if !dir.is_dir() {
+                return usage(format!("{} is not a directory", dir.display()));
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("faultline: cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_HARNESS);
+                }
+            };
+            match rt.block_on(faultline::serve::serve(dir, &bind, port)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("faultline: error: {e:#}");
+                    ExitCode::from(EXIT_HARNESS)
+                }
+            }
+        }
         Cmd::Report { run_dir } => match faultline::report::write(&run_dir) {
             Ok(()) => {
                 println!("{}", run_dir.join("report.html").display());

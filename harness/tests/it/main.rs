@@ -8,4 +8,5 @@ mod faults;
 mod hygiene;
 mod report;
 mod runs;
+mod serve;
 mod suites;
