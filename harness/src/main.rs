@@ -300,20 +300,25 @@ fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The multi-threaded tokio runtime, or the exit code for failing to make one.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("faultline: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_HARNESS)
+        })
+}
+
 fn test(args: TestArgs) -> ExitCode {
     let cfg = match build_config(args) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("faultline: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_HARNESS);
-        }
+        Err(code) => return code,
     };
     let seed = cfg.seed;
     let outcome = rt.block_on(async move {
@@ -382,15 +387,9 @@ fn main() -> ExitCode {
             if !dir.is_dir() {
                 return usage(format!("{} is not a directory", dir.display()));
             }
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("faultline: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_HARNESS);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(faultline::serve::serve(dir, &bind, port)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,8 @@ const MAX_POINTS: usize = 20_000;
 const LOG_TAIL_LINES: usize = 30;
 const WIDTH: f64 = 1100.0;
 
-fn esc(s: &str) -> String {
+/// HTML-escapes text for element content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -6,6 +6,8 @@
 //! 127.0.0.1 unless told otherwise.
 
 use anyhow::Context;
+
+use crate::report::esc;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,13 +21,6 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Files larger than this are not served (results are bounded anyway).
 const MAX_FILE_BYTES: u64 = 512 << 20;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// Percent-decodes a URL path; None for malformed escapes or non-UTF-8.
 fn decode(path: &str) -> Option<String> {
@@ -251,29 +246,21 @@ async fn handle(mut stream: TcpStream, root: PathBuf) -> std::io::Result<()> {
     } else {
         target.to_string()
     };
-    match resolve(&root, &target) {
-        Some(p)
-            if std::fs::metadata(&p)
-                .map(|m| m.len() <= MAX_FILE_BYTES)
-                .unwrap_or(false) =>
-        {
-            match tokio::fs::read(&p).await {
-                Ok(bytes) => {
-                    respond(&mut stream, "200 OK", content_type(&p), &bytes, head_only).await
-                }
-                Err(_) => {
-                    respond(
-                        &mut stream,
-                        "404 Not Found",
-                        "text/plain",
-                        b"not found\n",
-                        head_only,
-                    )
-                    .await
-                }
-            }
-        }
-        _ => {
+    let small = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .map(|m| m.len() <= MAX_FILE_BYTES)
+            .unwrap_or(false)
+    };
+    let file = match resolve(&root, &target).filter(small) {
+        Some(p) => tokio::fs::read(&p)
+            .await
+            .ok()
+            .map(|bytes| (content_type(&p), bytes)),
+        None => None,
+    };
+    match file {
+        Some((ctype, bytes)) => respond(&mut stream, "200 OK", ctype, &bytes, head_only).await,
+        None => {
             respond(
                 &mut stream,
                 "404 Not Found",
