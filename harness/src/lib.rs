@@ -13,6 +13,7 @@ pub mod hygiene;
 pub mod nemesis;
 pub mod net;
 pub mod node;
+pub mod progress;
 pub mod recorder;
 pub mod report;
 pub mod results;

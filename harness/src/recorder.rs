@@ -35,6 +35,8 @@ impl Clock {
 pub struct History {
     file: Mutex<(File, u64)>,
     clock: Clock,
+    /// Completions so far: ok, fail, info (for progress display).
+    pub completed: [AtomicU64; 3],
 }
 
 impl History {
@@ -42,6 +44,7 @@ impl History {
         Ok(History {
             file: Mutex::new((File::create(path)?, 0)),
             clock,
+            completed: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
         })
     }
 
@@ -73,6 +76,12 @@ impl History {
         // One write call per line: no user-space buffer to lose.
         guard.0.write_all(&line)?;
         guard.1 += 1;
+        match kind {
+            "ok" => self.completed[0].fetch_add(1, Relaxed),
+            "fail" => self.completed[1].fetch_add(1, Relaxed),
+            "info" => self.completed[2].fetch_add(1, Relaxed),
+            _ => 0,
+        };
         Ok(index)
     }
 }

@@ -222,6 +222,32 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         Duration::from_millis(cfg.init_timeout_ms),
         cfg.seed,
     );
+    // Progress: a bar on a terminal, a line every few seconds otherwise.
+    let ticker = {
+        let history = history.clone();
+        let total_s = cfg.time_limit_s.ceil() as u64;
+        tokio::spawn(async move {
+            let progress = crate::progress::Progress::new(total_s, false);
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let elapsed = started_at.elapsed().as_secs().min(total_s);
+                let n = |i: usize| history.completed[i].load(std::sync::atomic::Ordering::Relaxed);
+                progress.set(
+                    elapsed,
+                    format!(
+                        "{elapsed}/{total_s} s: {} ok, {} fail, {} info",
+                        n(0),
+                        n(1),
+                        n(2)
+                    ),
+                );
+                if elapsed >= total_s {
+                    progress.finish();
+                    return;
+                }
+            }
+        })
+    };
     let nemesis_task = {
         let (schedule, cancel) = (cfg.schedule.clone(), cancel.clone());
         tokio::spawn(async move {
@@ -264,6 +290,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         r.context("writing history.jsonl")?;
         clients.push(c);
     }
+    ticker.abort();
     let (mut executor, nemesis_result) = nemesis_task.await.context("the nemesis task panicked")?;
 
     // Heal everything, let the system recover, then demand that every key

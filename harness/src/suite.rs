@@ -419,6 +419,7 @@ pub fn run(path: &Path, opts: &Options) -> anyhow::Result<bool> {
         opts.jobs
     );
     let queue = Arc::new(Mutex::new(queue));
+    let progress = Arc::new(crate::progress::Progress::new(total as u64, true));
     let done: Arc<Mutex<Vec<RunResult>>> = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..opts.jobs.max(1))
         .map(|_| {
@@ -429,6 +430,7 @@ pub fn run(path: &Path, opts: &Options) -> anyhow::Result<bool> {
                 opts.results_dir.clone(),
                 suite.name.clone(),
             );
+            let progress = progress.clone();
             std::thread::spawn(move || loop {
                 let Some((e, seed)) = queue.lock().unwrap().pop_front() else {
                     return;
@@ -436,8 +438,7 @@ pub fn run(path: &Path, opts: &Options) -> anyhow::Result<bool> {
                 let r = run_one(&exe, &e, seed, &results, &name);
                 let mut d = done.lock().unwrap();
                 d.push(r.clone());
-                // Plain progress lines: readable in CI logs and terminals alike.
-                println!(
+                progress.println(&format!(
                     "[{}/{}] {} seed={}: {} (expected {}){} in {:.1} s",
                     d.len(),
                     total,
@@ -447,7 +448,8 @@ pub fn run(path: &Path, opts: &Options) -> anyhow::Result<bool> {
                     r.expect,
                     if r.passed { "" } else { " FAIL" },
                     r.wall_s
-                );
+                ));
+                progress.inc();
                 let _ = std::io::stdout().flush();
             })
         })
@@ -455,6 +457,7 @@ pub fn run(path: &Path, opts: &Options) -> anyhow::Result<bool> {
     for w in workers {
         let _ = w.join();
     }
+    progress.finish();
     let mut results = Arc::try_unwrap(done)
         .map(|m| m.into_inner().unwrap())
         .unwrap_or_default();

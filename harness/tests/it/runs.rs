@@ -31,6 +31,12 @@ fn healthy_run_of_the_bundled_node_records_hundreds_of_ok_ops() {
         f.stderr
     );
     assert!(f.stdout.starts_with("VALID"), "{}", f.stdout);
+    // Not a terminal: progress comes as plain lines.
+    assert!(
+        f.stderr.contains("s: ") && f.stderr.contains(" ok, "),
+        "{}",
+        f.stderr
+    );
     let dir = latest(tmp.path());
     for file in [
         "test.json",
