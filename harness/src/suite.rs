@@ -196,6 +196,16 @@ fn detection_time(run_dir: &Path, results: &Value) -> Option<f64> {
         .map(|t| t as f64 / 1e9)
 }
 
+/// Reads a child's pipe to the end on its own thread, so neither pipe can
+/// fill up and stall the child while the other is being read.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut b = String::new();
+        let _ = pipe.read_to_string(&mut b);
+        b
+    })
+}
+
 fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> RunResult {
     let started = Instant::now();
     let expect = e.expect.clone().unwrap_or_default();
@@ -221,20 +231,8 @@ fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> Run
         Ok(c) => c,
         Err(err) => return fail(format!("cannot start {}: {err}", exe.display()), None),
     };
-    let out = child.stdout.take().map(|mut s| {
-        std::thread::spawn(move || {
-            let mut b = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut b);
-            b
-        })
-    });
-    let err = child.stderr.take().map(|mut s| {
-        std::thread::spawn(move || {
-            let mut b = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut b);
-            b
-        })
-    });
+    let out = child.stdout.take().map(drain);
+    let err = child.stderr.take().map(drain);
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
