@@ -6,6 +6,7 @@
 
 use faultline_workloads::{complete, request_body, Invocation};
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -14,10 +15,13 @@ use tokio_util::sync::CancellationToken;
 use crate::net::{Network, SendError};
 use crate::recorder::History;
 
-/// Spaces invocations across all clients to a total rate.
+/// Spaces invocations across all clients to a total rate, times a burst
+/// factor the overload nemesis sets.
 pub struct Pacer {
     next: Mutex<Instant>,
     interval: Duration,
+    /// f64 bits; 1.0 outside bursts.
+    burst: AtomicU64,
 }
 
 impl Pacer {
@@ -25,7 +29,14 @@ impl Pacer {
         Pacer {
             next: Mutex::new(Instant::now()),
             interval: Duration::from_secs_f64(1.0 / rate_per_s),
+            burst: AtomicU64::new(1.0f64.to_bits()),
         }
+    }
+
+    /// Clients send at `factor` times the configured rate until reset to 1.
+    pub fn set_burst(&self, factor: f64) {
+        let factor = if factor.is_finite() { factor.clamp(1.0, 100.0) } else { 1.0 };
+        self.burst.store(factor.to_bits(), Relaxed);
     }
 
     /// Waits for this client's next slot; false when it falls past `deadline`.
@@ -33,7 +44,7 @@ impl Pacer {
         let slot = {
             let mut next = self.next.lock().unwrap();
             let slot = (*next).max(Instant::now());
-            *next = slot + self.interval;
+            *next = slot + self.interval.div_f64(f64::from_bits(self.burst.load(Relaxed)));
             slot
         };
         if slot >= deadline {

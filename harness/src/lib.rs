@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod client;
+pub mod clock;
 pub mod hygiene;
 pub mod nemesis;
 pub mod net;

@@ -30,6 +30,9 @@ pub const NODE_QUEUE_CAPACITY: usize = 16 * 1024;
 pub const CLIENT_QUEUE_CAPACITY: usize = 1024;
 /// Messages held on one link (`hold`) before further ones are dropped.
 pub const HOLD_CAPACITY: usize = 10_000;
+/// Longest queue on a bandwidth-limited link; later messages are dropped,
+/// as a router with a finite buffer would.
+pub const MAX_BACKLOG: Duration = Duration::from_secs(5);
 /// How many malformed lines are kept as samples for results.json.
 const SAMPLE_LIMIT: usize = 20;
 const SAMPLE_BYTES: usize = 200;
@@ -57,6 +60,9 @@ pub struct LinkPolicy {
     /// Held: messages are kept (up to `HOLD_CAPACITY`) and delivered when
     /// the hold is released.
     pub hold: bool,
+    /// Bytes per second the link carries (0: unlimited); messages queue
+    /// behind each other, and are dropped past `MAX_BACKLOG`.
+    pub bandwidth_bytes_per_s: f64,
 }
 
 impl LinkPolicy {
@@ -69,6 +75,7 @@ impl LinkPolicy {
             corrupt: 0.0,
             cut: false,
             hold: false,
+            bandwidth_bytes_per_s: 0.0,
         }
     }
 
@@ -146,6 +153,8 @@ pub struct Network {
     index: HashMap<String, usize>,
     links: RwLock<Vec<LinkPolicy>>,
     held: Mutex<Vec<Vec<(String, Box<RawValue>)>>>,
+    /// Per directed link: when a bandwidth-limited link is free again.
+    busy_until: Mutex<Vec<Instant>>,
     /// The current incarnation's queue, tagged with its generation so a
     /// late-finishing reader of a dead incarnation cannot detach a new one.
     outboxes: Vec<Mutex<Option<(u64, mpsc::Sender<Outgoing>)>>>,
@@ -202,6 +211,7 @@ impl Network {
             index,
             links: RwLock::new(vec![policy; n * n]),
             held: Mutex::new(vec![Vec::new(); n * n]),
+            busy_until: Mutex::new(vec![Instant::now(); n * n]),
             outboxes: (0..n).map(|_| Mutex::new(None)).collect(),
             clients: ctx,
             client_inboxes: Mutex::new(crx.into_iter().map(Some).collect()),
@@ -374,7 +384,20 @@ impl Network {
                 self.counters.corrupted.fetch_add(1, Relaxed);
                 fate = "corrupted";
             }
-            let at = Instant::now() + policy.sample_delay(rng);
+            let mut at = Instant::now();
+            if policy.bandwidth_bytes_per_s > 0.0 {
+                let mut busy = self.busy_until.lock().unwrap();
+                let start = busy[from * n + to].max(at);
+                if start > at + MAX_BACKLOG {
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                    self.sink.journal(src, dest, body, "dropped");
+                    continue;
+                }
+                let wire = Duration::from_secs_f64(line.len() as f64 / policy.bandwidth_bytes_per_s);
+                busy[from * n + to] = start + wire;
+                at = start + wire;
+            }
+            at += policy.sample_delay(rng);
             if self.enqueue(to, at, line).is_ok() {
                 self.counters.delivered.fetch_add(1, Relaxed);
             } else {

@@ -35,6 +35,8 @@ pub struct NodeSpec {
     pub args: Vec<String>,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Extra environment (the clock nemesis's libfaketime preload).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -117,6 +119,7 @@ pub fn spawn(
     cmd.args(&spec.args)
         .env("FAULTLINE_NODE_ID", &spec.id)
         .env("FAULTLINE_DATA_DIR", &spec.data_dir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -89,7 +89,28 @@ struct OpCounts {
     info: usize,
 }
 
+/// The node program and its leading arguments: the given binary, or this
+/// binary's hidden `__target-node` command.
+fn node_program(cfg: &TestConfig) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    Ok(match &cfg.bin {
+        Some(p) => (p.clone(), Vec::new()),
+        None => (
+            std::env::current_exe().context("locating the faultline binary")?,
+            vec!["__target-node".to_string()],
+        ),
+    })
+}
+
 pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<RunOutcome> {
+    let (program, mut base_args) = node_program(&cfg)?;
+    // Refuse a clock nemesis that cannot act before anything starts.
+    let faketime = if cfg.nemesis.contains(&Kind::Clock) {
+        let library = crate::clock::find_library()?;
+        crate::clock::check_preloadable(&program)?;
+        Some(library)
+    } else {
+        None
+    };
     let run_dir = results::create_run_dir(&cfg.results_dir, &cfg.name).with_context(|| {
         format!(
             "creating a run directory under {}",
@@ -114,16 +135,9 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         .tempdir()
         .context("creating node data directories")?;
 
-    let (program, mut base_args) = match &cfg.bin {
-        Some(p) => (p.clone(), Vec::new()),
-        None => (
-            std::env::current_exe().context("locating the faultline binary")?,
-            vec!["__target-node".to_string()],
-        ),
-    };
     base_args.extend(cfg.args.iter().cloned());
     let ids: Vec<String> = (1..=cfg.node_count).map(|i| format!("n{i}")).collect();
-    let specs: Vec<NodeSpec> = ids
+    let mut specs: Vec<NodeSpec> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
@@ -138,6 +152,7 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
                     .collect(),
                 log_path: run_dir.join("nodes").join(format!("{id}.log")),
                 data_dir,
+                env: Vec::new(),
             }
         })
         .collect();
@@ -145,6 +160,22 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         std::fs::create_dir_all(&s.data_dir)
             .with_context(|| format!("creating {}", s.data_dir.display()))?;
     }
+    // The clock nemesis: each node preloads libfaketime and reads its own
+    // offset file, which starts at true time.
+    let clock_files = if let Some(library) = &faketime {
+        let dir = data_root.path().join("clocks");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut files = Vec::new();
+        for s in specs.iter_mut() {
+            let file = dir.join(format!("{}.faketime", s.id));
+            crate::clock::write_offset(&file, 0.0)?;
+            s.env = crate::clock::preload_env(library, &file);
+            files.push(file);
+        }
+        Some(files)
+    } else {
+        None
+    };
 
     let policy = LinkPolicy::with_latency(cfg.latency_ms, cfg.latency_dist);
     let net = Network::new(
@@ -221,6 +252,8 @@ pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<R
         policy.clone(),
         Duration::from_millis(cfg.init_timeout_ms),
         cfg.seed,
+        clock_files,
+        pacer.clone(),
     );
     // Progress: a bar on a terminal, a line every few seconds otherwise.
     let ticker = {

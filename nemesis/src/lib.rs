@@ -22,10 +22,19 @@ pub enum Kind {
     Pause,
     Kill,
     Messages,
+    Clock,
+    Overload,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Partition, Kind::Pause, Kind::Kill, Kind::Messages];
+    pub const ALL: [Kind; 6] = [
+        Kind::Partition,
+        Kind::Pause,
+        Kind::Kill,
+        Kind::Messages,
+        Kind::Clock,
+        Kind::Overload,
+    ];
 }
 
 impl FromStr for Kind {
@@ -36,8 +45,9 @@ impl FromStr for Kind {
             "pause" => Ok(Kind::Pause),
             "kill" => Ok(Kind::Kill),
             "messages" => Ok(Kind::Messages),
-            "clock" | "overload" => Err(format!("the {s} nemesis is not available yet")),
-            other => Err(format!("unknown nemesis {other:?} (available: partition, pause, kill, messages, all, none)")),
+            "clock" => Ok(Kind::Clock),
+            "overload" => Ok(Kind::Overload),
+            other => Err(format!("unknown nemesis {other:?} (available: partition, pause, kill, messages, clock, overload, all, none)")),
         }
     }
 }
@@ -116,6 +126,45 @@ pub enum Action {
         delay_ms: f64,
     },
     StopMessages,
+    /// Sets each node's wall clock `delta_ms` away from true time.
+    ClockBump {
+        nodes: Vec<usize>,
+        delta_ms: i64,
+        #[serde(default)]
+        leader: bool,
+    },
+    /// Flips each node's wall clock between `delta_ms` off and true time
+    /// every `period_ms`.
+    ClockStrobe {
+        nodes: Vec<usize>,
+        delta_ms: i64,
+        period_ms: u64,
+        #[serde(default)]
+        leader: bool,
+    },
+    /// Each node's wall clock runs at `rate` times true speed (0.5: half
+    /// speed) from now on.
+    ClockDrift {
+        nodes: Vec<usize>,
+        rate: f64,
+        #[serde(default)]
+        leader: bool,
+    },
+    /// Every skewed clock back to true time.
+    ResetClock,
+    /// The nodes get `cpu_percent` of the CPU (a SIGSTOP/SIGCONT duty
+    /// cycle), their node-to-node links `latency_ms` more delay and at most
+    /// `bandwidth_bytes_per_s`, while clients send at `burst` times the rate.
+    StartOverload {
+        nodes: Vec<usize>,
+        cpu_percent: u32,
+        latency_ms: f64,
+        bandwidth_bytes_per_s: u64,
+        burst: f64,
+        #[serde(default)]
+        leader: bool,
+    },
+    StopOverload,
 }
 
 impl Action {
@@ -130,6 +179,12 @@ impl Action {
             Action::Restart { .. } => "restart",
             Action::StartMessages { .. } => "start-messages",
             Action::StopMessages => "stop-messages",
+            Action::ClockBump { .. } => "clock-bump",
+            Action::ClockStrobe { .. } => "clock-strobe",
+            Action::ClockDrift { .. } => "clock-drift",
+            Action::ResetClock => "reset-clock",
+            Action::StartOverload { .. } => "start-overload",
+            Action::StopOverload => "stop-overload",
         }
     }
 
@@ -146,6 +201,10 @@ impl Action {
                 nodes: if *leader { Vec::new() } else { nodes.clone() },
             }),
             Action::StartMessages { .. } => Some(Action::StopMessages),
+            Action::ClockBump { .. } | Action::ClockStrobe { .. } | Action::ClockDrift { .. } => {
+                Some(Action::ResetClock)
+            }
+            Action::StartOverload { .. } => Some(Action::StopOverload),
             _ => None,
         }
     }
@@ -294,6 +353,54 @@ pub fn draw(kind: Kind, n: usize, rng: &mut impl Rng) -> Action {
             corrupt: [0.0, 0.05][rng.gen_range(0..2)],
             delay_ms: [0.0, 5.0, 20.0][rng.gen_range(0..3)],
         },
+        Kind::Clock => draw_clock(n, rng),
+        // One node (or the leader) starved and slowed while clients burst.
+        Kind::Overload => {
+            let leader = rng.gen_bool(0.5);
+            Action::StartOverload {
+                nodes: if leader { Vec::new() } else { pick(rng, n, 1) },
+                cpu_percent: [10, 25, 50][rng.gen_range(0..3)],
+                latency_ms: [10.0, 50.0][rng.gen_range(0..2)],
+                bandwidth_bytes_per_s: [64 * 1024, 1024 * 1024][rng.gen_range(0..2)],
+                burst: [1.0, 3.0][rng.gen_range(0..2)],
+                leader,
+            }
+        }
+    }
+}
+
+/// Clock faults, as Jepsen's clock nemesis: a bump of up to ±2 minutes, a
+/// strobe, or a drift, on the leader, one node, a minority or everyone.
+/// Offsets are large next to election timeouts (hundreds of ms), so a node
+/// that trusts its wall clock for anything time-bounded is exposed.
+fn draw_clock(n: usize, rng: &mut impl Rng) -> Action {
+    let who = rng.gen_range(0..4);
+    let leader = who == 0;
+    let nodes = match who {
+        0 => Vec::new(),
+        1 => pick(rng, n, 1),
+        2 => pick(rng, n, ((n - 1) / 2).max(1)),
+        _ => (0..n).collect(),
+    };
+    let sign = if rng.gen_bool(0.5) { 1 } else { -1 };
+    let delta_ms = sign * [250, 2_000, 30_000, 120_000][rng.gen_range(0..4)];
+    match rng.gen_range(0..3) {
+        0 => Action::ClockBump {
+            nodes,
+            delta_ms,
+            leader,
+        },
+        1 => Action::ClockStrobe {
+            nodes,
+            delta_ms,
+            period_ms: [10, 100][rng.gen_range(0..2)],
+            leader,
+        },
+        _ => Action::ClockDrift {
+            nodes,
+            rate: [0.5, 0.9, 1.1, 2.0][rng.gen_range(0..4)],
+            leader,
+        },
     }
 }
 
@@ -365,6 +472,11 @@ mod tests {
             Action::Pause { .. } | Action::Resume { .. } => Kind::Pause,
             Action::Kill { .. } | Action::Restart { .. } => Kind::Kill,
             Action::StartMessages { .. } | Action::StopMessages => Kind::Messages,
+            Action::ClockBump { .. }
+            | Action::ClockStrobe { .. }
+            | Action::ClockDrift { .. }
+            | Action::ResetClock => Kind::Clock,
+            Action::StartOverload { .. } | Action::StopOverload => Kind::Overload,
         }
     }
 
@@ -407,6 +519,9 @@ mod tests {
         assert!(parse_kinds("frobnicate")
             .unwrap_err()
             .contains("unknown nemesis"));
-        assert!(parse_kinds("clock").unwrap_err().contains("not available"));
+        assert_eq!(
+            parse_kinds("overload,clock").unwrap(),
+            vec![Kind::Clock, Kind::Overload]
+        );
     }
 }

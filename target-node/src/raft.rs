@@ -136,7 +136,8 @@ pub struct Bugs {
     pub even_quorum: bool,
     /// The leader serves reads from local state without ReadIndex.
     pub local_read: bool,
-    /// Lease reads trust the local clock with no drift bound.
+    /// Lease reads trust the local *wall* clock, from when the ack arrived,
+    /// with no drift bound: a wall clock set back extends the lease.
     pub lease_no_bound: bool,
     /// Message checksums are not verified (server.rs).
     pub no_checksum: bool,
@@ -165,6 +166,9 @@ pub struct Config {
     pub read_mode: ReadMode,
     /// Assumed bound on clock drift between nodes, as a fraction (lease mode).
     pub max_drift: f64,
+    /// Length of one tick on the wall clock (only the lease-no-bound bug
+    /// converts ticks to wall-clock time).
+    pub tick_ms: u64,
     pub seed: u64,
     pub bugs: Bugs,
 }
@@ -180,6 +184,7 @@ impl Config {
             max_inflight: 16,
             read_mode: ReadMode::ReadIndex,
             max_drift: 0.1,
+            tick_ms: 10,
             seed: id as u64 + 1,
             bugs: Bugs::default(),
         }
@@ -377,6 +382,10 @@ pub struct Raft {
     parked_reads: Vec<ReadId>,
     /// Lease mode: the tick until which this leader may serve reads locally.
     lease_until: u64,
+    /// lease-no-bound: the wall-clock time (ms) until which reads are local.
+    lease_until_wall_ms: u64,
+    /// The wall clock as last given by the IO loop (`set_wall_clock_ms`).
+    wall_ms: u64,
     /// Heartbeat ctx -> the tick it was sent at.
     ctx_sent_at: BTreeMap<u64, u64>,
     /// Lease mode: heartbeat ctx -> who acknowledged it.
@@ -412,6 +421,8 @@ impl Raft {
             pending_reads: VecDeque::new(),
             parked_reads: Vec::new(),
             lease_until: 0,
+            lease_until_wall_ms: 0,
+            wall_ms: 0,
             ctx_sent_at: BTreeMap::new(),
             ctx_acks: BTreeMap::new(),
             read_round_due: false,
@@ -534,7 +545,10 @@ impl Raft {
                 p.active = false;
             }
         }
-        if active < self.quorum() {
+        // lease-no-bound: a leader that believes its wall-clock lease also
+        // believes it is still leader, whatever check-quorum says.
+        let leased = self.cfg.bugs.lease_no_bound && self.wall_ms < self.lease_until_wall_ms;
+        if active < self.quorum() && !leased {
             // Cannot reach a majority: step down rather than serve stale.
             let term = self.term;
             self.become_follower(term, None);
@@ -544,6 +558,13 @@ impl Raft {
     fn up_to_date(&self, last_index: u64, last_term: u64) -> bool {
         last_term > self.log.last_term()
             || (last_term == self.log.last_term() && last_index >= self.log.last_index())
+    }
+
+    /// The wall clock (ms since the epoch), an input like ticks: only the
+    /// lease-no-bound bug reads it; the correct node measures time in ticks
+    /// of a monotonic clock.
+    pub fn set_wall_clock_ms(&mut self, ms: u64) {
+        self.wall_ms = ms;
     }
 
     /// Heard from a live leader recently: refuse to help depose it.
@@ -611,6 +632,7 @@ impl Raft {
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
         self.lease_until = 0;
+        self.lease_until_wall_ms = 0;
         self.transfer_to = None;
         let last = self.log.last_index();
         for (i, p) in self.progress.iter_mut().enumerate() {
@@ -673,7 +695,12 @@ impl Raft {
             self.parked_reads.push(id);
             return;
         }
-        if self.cfg.read_mode == ReadMode::Lease && self.ticks < self.lease_until {
+        let leased = if self.cfg.bugs.lease_no_bound {
+            self.wall_ms < self.lease_until_wall_ms
+        } else {
+            self.ticks < self.lease_until
+        };
+        if self.cfg.read_mode == ReadMode::Lease && leased {
             self.ready.reads.push((id, self.commit));
             return;
         }
@@ -1228,14 +1255,16 @@ impl Raft {
         acks[from] = true;
         acks[self.cfg.id] = true;
         if acks.iter().filter(|a| **a).count() >= self.cfg.nodes / 2 + 1 {
-            let until = if self.cfg.bugs.lease_no_bound {
-                // Trusts the local clock fully, from when the ack arrived.
-                self.ticks + 2 * self.cfg.election_ticks
+            if self.cfg.bugs.lease_no_bound {
+                // Trusts the wall clock fully, from when the ack arrived.
+                let until = self.wall_ms + self.cfg.election_ticks * self.cfg.tick_ms;
+                self.lease_until_wall_ms = self.lease_until_wall_ms.max(until);
             } else {
-                sent + ((self.cfg.election_ticks as f64) * (1.0 - self.cfg.max_drift)).floor()
-                    as u64
-            };
-            self.lease_until = self.lease_until.max(until);
+                let until = sent
+                    + ((self.cfg.election_ticks as f64) * (1.0 - self.cfg.max_drift)).floor()
+                        as u64;
+                self.lease_until = self.lease_until.max(until);
+            }
         }
         while self.ctx_acks.len() > 64 {
             self.ctx_acks.pop_first();

@@ -1,5 +1,7 @@
 //! The thin IO loop around the Raft core: stdin lines in (a reader thread),
-//! ticks from a monotonic clock, and for each batch of input one `Ready`
+//! ticks from a monotonic clock (a single-threaded tokio runtime, whose
+//! timers wait with relative timeouts, so a wall clock skewed by
+//! libfaketime cannot stall them), and for each batch of input one `Ready`
 //! handled in order: persist and fsync, then send, then apply, answer
 //! clients and emit trace events. Nothing leaves the node before the state
 //! it depends on is durable.
@@ -8,7 +10,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::raft::{
@@ -208,6 +209,16 @@ pub struct Server<W: Write> {
     next_msg_id: u64,
     out: W,
     cluster: Option<Cluster>,
+    /// For the `clock` diagnostics request.
+    started: Instant,
+}
+
+/// Milliseconds since the Unix epoch on this process's wall clock (what
+/// libfaketime skews); 0 if the clock reads before the epoch.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The error for a request this node will not carry out. Straight from the
@@ -238,6 +249,7 @@ impl<W: Write> Server<W> {
             next_msg_id: 1,
             out,
             cluster: None,
+            started: Instant::now(),
         }
     }
 
@@ -340,6 +352,17 @@ impl<W: Write> Server<W> {
         }
         match ty.as_str() {
             "read" | "write" | "cas" => self.client_request(&src, msg_id, body, 0),
+            // Diagnostics: the node's clocks as it reads them, so a test can
+            // see that a clock fault really reaches the process.
+            "clock" => {
+                let wall_ms = wall_clock_ms();
+                let mono_ms = self.started.elapsed().as_millis() as u64;
+                self.reply(
+                    &src,
+                    msg_id,
+                    json!({"type": "clock_ok", "wall_ms": wall_ms, "monotonic_ms": mono_ms}),
+                );
+            }
             "transfer_leader" => {
                 let c = self.cluster.as_mut().expect("initialised");
                 let target = body
@@ -422,6 +445,7 @@ impl<W: Write> Server<W> {
         let mut cfg = Config::new(ix, ids.len());
         cfg.bugs = self.opts.bugs;
         cfg.read_mode = self.opts.read_mode;
+        cfg.tick_ms = self.opts.tick_ms;
         cfg.seed = std::process::id() as u64 ^ (ix as u64) << 32;
         self.cluster = Some(Cluster {
             raft: Raft::new(cfg, durable),
@@ -682,6 +706,13 @@ impl<W: Write> Server<W> {
             c.raft.tick();
         }
     }
+
+    /// Gives the core the wall clock (an input like ticks).
+    pub fn observe_wall_clock(&mut self) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.raft.set_wall_clock_ms(wall_clock_ms());
+        }
+    }
 }
 
 /// Runs the node until stdin closes.
@@ -692,7 +723,8 @@ pub fn run(
 ) -> Result<(), String> {
     let opts = parse_args(args)?;
     let tick = Duration::from_millis(opts.tick_ms);
-    let (tx, rx) = mpsc::sync_channel::<String>(INPUT_QUEUE);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(INPUT_QUEUE);
+    // Blocking stdin reads stay on their own thread, with a bounded line.
     std::thread::spawn(move || {
         let mut input = input;
         let mut buf = Vec::new();
@@ -711,37 +743,43 @@ pub fn run(
                 continue;
             }
             let line = String::from_utf8_lossy(&buf).trim().to_string();
-            if !line.is_empty() && tx.send(line).is_err() {
+            if !line.is_empty() && tx.blocking_send(line).is_err() {
                 return;
             }
         }
     });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("starting the IO runtime: {e}"))?;
     let mut server = Server::new(opts, output);
-    let mut next_tick = Instant::now() + tick;
-    loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(line) => {
-                server.handle_line(&line)?;
-                for _ in 1..MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(line) => server.handle_line(&line)?,
-                        Err(_) => break,
+    runtime.block_on(async move {
+        let mut ticks = tokio::time::interval(tick);
+        // After a long stall (a SIGSTOP), tick once, not a burst.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = ticks.tick() => {
+                    server.observe_wall_clock();
+                    server.tick();
+                }
+                line = rx.recv() => {
+                    let Some(line) = line else {
+                        server.process_ready()?;
+                        return Ok(());
+                    };
+                    server.observe_wall_clock();
+                    server.handle_line(&line)?;
+                    for _ in 1..MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(line) => server.handle_line(&line)?,
+                            Err(_) => break,
+                        }
                     }
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                server.process_ready()?;
-                return Ok(());
-            }
+            server.process_ready()?;
         }
-        let now = Instant::now();
-        if now >= next_tick {
-            server.tick();
-            // After a long stall (a SIGSTOP), tick once, not a burst.
-            next_tick = (next_tick + tick).max(now);
-        }
-        server.process_ready()?;
-    }
+    })
 }

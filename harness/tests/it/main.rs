@@ -4,6 +4,7 @@
 
 mod support;
 
+mod clock;
 mod faults;
 mod hygiene;
 mod report;

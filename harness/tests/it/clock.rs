@@ -1,0 +1,321 @@
+//! Clock skew reaches a real tokio node (the bundled target node) through
+//! libfaketime, the clock nemesis records what it did, unskewable setups
+//! are refused plainly, and an overloaded node answers slowly.
+
+use crate::support::*;
+use faultline::clock;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// libfaketime, or `None` with a loud note. In CI (`CI` set) its absence
+/// fails the test: `.ci/run` installs it.
+fn library_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    match clock::find_library() {
+        Ok(p) => Some(p),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("{test}: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: {e}");
+            None
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// One bundled node under libfaketime, driven over stdin/stdout.
+struct Node {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    next_id: u64,
+}
+
+impl Node {
+    fn start(env: Vec<(String, String)>, data_dir: &std::path::Path) -> Node {
+        let mut child = faultline()
+            .args(["__target-node", "--data-dir"])
+            .arg(data_dir)
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Node {
+            child,
+            stdin,
+            lines,
+            next_id: 1,
+        }
+    }
+
+    /// Sends `body` from client c1 and waits (bounded) for its reply.
+    fn call(&mut self, mut body: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        body["msg_id"] = json!(id);
+        let msg = json!({"src": "c1", "dest": "n1", "body": body});
+        writeln!(self.stdin, "{msg}").unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["dest"] == "c1" && v["body"]["in_reply_to"] == id {
+                return v["body"].clone();
+            }
+        }
+        panic!("no reply to {body} within 10 s");
+    }
+
+    /// The node's wall clock minus ours, and its monotonic reading.
+    fn skew_ms(&mut self) -> (i64, i64) {
+        let before = now_ms();
+        let r = self.call(json!({"type": "clock"}));
+        let after = now_ms();
+        assert_eq!(r["type"], "clock_ok", "{r}");
+        let wall = r["wall_ms"].as_i64().unwrap();
+        (wall - (before + after) / 2, r["monotonic_ms"].as_i64().unwrap())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_tokio_node_reads_the_skewed_wall_clock_and_keeps_working() {
+    let Some(lib) = library_or_skip("a_tokio_node_reads_the_skewed_wall_clock") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("n1.faketime");
+    clock::write_offset(&file, 0.0).unwrap();
+    let mut node = Node::start(clock::preload_env(&lib, &file), tmp.path());
+    let r = node.call(json!({"type": "init", "node_id": "n1", "node_ids": ["n1"]}));
+    assert_eq!(r["type"], "init_ok");
+
+    let (d0, m0) = node.skew_ms();
+    assert!(d0.abs() < 500, "unskewed clock is {d0} ms off");
+    // A bump forward, then back: each read reflects the file at once.
+    clock::write_offset(&file, 120_000.0).unwrap();
+    let (d1, _) = node.skew_ms();
+    assert!((d1 - 120_000).abs() < 500, "bumped +120 s, node is {d1} ms off");
+    clock::write_offset(&file, -30_000.0).unwrap();
+    let (d2, m2) = node.skew_ms();
+    assert!((d2 + 30_000).abs() < 500, "bumped -30 s, node is {d2} ms off");
+    // Only the wall clock moves: monotonic time went forward, by about the
+    // real time elapsed, not by the skew.
+    assert!(m2 >= m0 && m2 - m0 < 10_000, "monotonic {m0} -> {m2}");
+    // Its timers still run (the single node elects itself, commits, reads).
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = node.call(json!({"type": "write", "key": 1, "value": 7}));
+        if w["type"] == "write_ok" {
+            break;
+        }
+        assert!(Instant::now() < end, "no write succeeded under skew: {w}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = node.call(json!({"type": "read", "key": 1}));
+    assert_eq!(r["value"], 7, "{r}");
+    clock::write_offset(&file, 0.0).unwrap();
+    assert!(node.skew_ms().0.abs() < 500);
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
+    if library_or_skip("the_clock_nemesis_skews_named_nodes").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline().arg("test").arg("--results-dir").arg(tmp.path()).args([
+            "--time-limit",
+            "8",
+            "--rate",
+            "200",
+            "--nemesis",
+            "clock",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "4",
+            "--recovery-time",
+            "1",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let h = lines(&latest(tmp.path()).join("history.jsonl"));
+    let clock_ops: Vec<&Value> = h
+        .iter()
+        .filter(|e| e["process"] == "nemesis")
+        .filter(|e| e["f"].as_str().unwrap().contains("clock"))
+        .collect();
+    assert!(clock_ops.len() >= 4, "{clock_ops:?}");
+    for op in &clock_ops {
+        let nodes = op["value"]["nodes"].as_array().unwrap();
+        assert!(!nodes.is_empty(), "every clock fault names its nodes: {op}");
+        match op["f"].as_str().unwrap() {
+            "clock-bump" | "clock-strobe" => assert!(op["value"]["delta_ms"].is_i64()),
+            "clock-drift" => assert!(op["value"]["rate"].is_f64()),
+            "reset-clock" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(clock_ops.last().unwrap()["f"], "reset-clock");
+}
+
+#[test]
+fn unskewable_setups_are_refused_plainly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(tmp.path())
+            .args(["--time-limit", "2", "--nemesis", "clock"])
+            .env("FAULTLINE_LIBFAKETIME", tmp.path().join("no-such-lib.so")),
+        LIMIT,
+    );
+    assert_ne!(f.status.code(), Some(0));
+    assert!(
+        f.stderr.contains("FAULTLINE_LIBFAKETIME") && f.stderr.contains("does not exist"),
+        "{}",
+        f.stderr
+    );
+    assert!(!tmp.path().join("latest").exists(), "no run was started");
+    // A statically linked binary (our own header with PT_INTERP retyped).
+    if let Some(lib) = library_or_skip("unskewable_setups_are_refused_plainly") {
+        let me = std::fs::read(env!("CARGO_BIN_EXE_faultline")).unwrap();
+        let at = |o: usize, n: usize| {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&me[o..o + n]);
+            u64::from_le_bytes(b) as usize
+        };
+        let (phoff, phentsize, phnum) = (at(0x20, 8), at(0x36, 2), at(0x38, 2));
+        let mut fake = me[..phoff + phnum * phentsize].to_vec();
+        for i in 0..phnum {
+            let o = phoff + i * phentsize;
+            if fake[o..o + 4] == 3u32.to_le_bytes() {
+                fake[o..o + 4].copy_from_slice(&1u32.to_le_bytes());
+            }
+        }
+        let bin = tmp.path().join("static-node");
+        std::fs::write(&bin, fake).unwrap();
+        let f = run(
+            faultline()
+                .arg("test")
+                .arg("--results-dir")
+                .arg(tmp.path())
+                .arg("--bin")
+                .arg(&bin)
+                .args(["--time-limit", "2", "--nemesis", "clock"])
+                .env("FAULTLINE_LIBFAKETIME", lib),
+            LIMIT,
+        );
+        assert_ne!(f.status.code(), Some(0));
+        assert!(f.stderr.contains("statically linked"), "{}", f.stderr);
+    }
+}
+
+#[test]
+fn an_overloaded_node_answers_slowly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline().arg("test").arg("--results-dir").arg(tmp.path()).args([
+            "--time-limit",
+            "10",
+            "--rate",
+            "200",
+            "--nemesis",
+            "overload",
+            "--nemesis-interval",
+            "2",
+            "--seed",
+            "2",
+            "--recovery-time",
+            "1",
+            "--timeout-ms",
+            "3000",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let h = lines(&latest(tmp.path()).join("history.jsonl"));
+    // Windows of overload, with their nodes.
+    let mut windows = Vec::new();
+    let mut open: Option<(u64, Vec<Value>)> = None;
+    for e in h.iter().filter(|e| e["process"] == "nemesis") {
+        let t = e["time"].as_u64().unwrap();
+        match e["f"].as_str().unwrap() {
+            "start-overload" => {
+                let v = &e["value"];
+                assert!(v["cpu_percent"].as_u64().unwrap() <= 100);
+                assert!(v["bandwidth_bytes_per_s"].as_u64().unwrap() > 0);
+                open = Some((t, v["nodes"].as_array().unwrap().clone()));
+            }
+            "stop-overload" => {
+                let (t0, nodes) = open.take().expect("stop follows start");
+                windows.push((t0, t, nodes));
+            }
+            _ => {}
+        }
+    }
+    assert!(!windows.is_empty());
+    // Latency of completed ops on an overloaded node, inside its windows
+    // against outside them.
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for e in h.iter().filter(|e| e["type"] == "ok") {
+        let (t, lat) = (e["time"].as_u64().unwrap(), e["latency_ns"].as_u64().unwrap());
+        let sent = t - lat;
+        let hit = windows
+            .iter()
+            .any(|(t0, t1, nodes)| sent >= *t0 && t <= *t1 && nodes.contains(&e["node"]));
+        let some_node = windows.iter().any(|(_, _, n)| n.contains(&e["node"]));
+        if hit {
+            inside.push(lat);
+        } else if some_node && !windows.iter().any(|(t0, t1, _)| t >= *t0 && sent <= *t1) {
+            outside.push(lat);
+        }
+    }
+    inside.sort_unstable();
+    outside.sort_unstable();
+    assert!(inside.len() >= 10 && outside.len() >= 10, "{} / {}", inside.len(), outside.len());
+    let (mi, mo) = (inside[inside.len() / 2], outside[outside.len() / 2]);
+    eprintln!("median latency: overloaded {mi} ns, normal {mo} ns");
+    assert!(
+        mi > 3 * mo && mi > 5_000_000,
+        "median latency overloaded {mi} ns vs normal {mo} ns"
+    );
+}
