@@ -145,7 +145,8 @@ struct Outgoing {
 pub trait Sink: Send + Sync {
     fn trace(&self, node: &str, body: &Value);
     /// One routed message and what happened to it.
-    fn journal(&self, from: &str, to: &str, body: &RawValue, fate: &'static str);
+    /// `delay`: from routing to the scheduled delivery (zero if not delivered).
+    fn journal(&self, from: &str, to: &str, body: &RawValue, fate: &'static str, delay: Duration);
 }
 
 pub struct Network {
@@ -350,7 +351,7 @@ impl Network {
         self.counters.routed.fetch_add(1, Relaxed);
         if policy.cut {
             self.counters.cut.fetch_add(1, Relaxed);
-            self.sink.journal(src, dest, body, "cut");
+            self.sink.journal(src, dest, body, "cut", Duration::ZERO);
             return;
         }
         if policy.hold {
@@ -358,16 +359,16 @@ impl Network {
             if held[from * n + to].len() < HOLD_CAPACITY {
                 held[from * n + to].push((src.to_string(), body.to_owned()));
                 self.counters.held.fetch_add(1, Relaxed);
-                self.sink.journal(src, dest, body, "held");
+                self.sink.journal(src, dest, body, "held", Duration::ZERO);
             } else {
                 self.counters.dropped.fetch_add(1, Relaxed);
-                self.sink.journal(src, dest, body, "dropped");
+                self.sink.journal(src, dest, body, "dropped", Duration::ZERO);
             }
             return;
         }
         if policy.drop > 0.0 && rng.gen_bool(policy.drop.min(1.0)) {
             self.counters.dropped.fetch_add(1, Relaxed);
-            self.sink.journal(src, dest, body, "dropped");
+            self.sink.journal(src, dest, body, "dropped", Duration::ZERO);
             return;
         }
         let copies = if policy.duplicate > 0.0 && rng.gen_bool(policy.duplicate.min(1.0)) {
@@ -384,13 +385,14 @@ impl Network {
                 self.counters.corrupted.fetch_add(1, Relaxed);
                 fate = "corrupted";
             }
-            let mut at = Instant::now();
+            let now = Instant::now();
+            let mut at = now;
             if policy.bandwidth_bytes_per_s > 0.0 {
                 let mut busy = self.busy_until.lock().unwrap();
                 let start = busy[from * n + to].max(at);
                 if start > at + MAX_BACKLOG {
                     self.counters.dropped.fetch_add(1, Relaxed);
-                    self.sink.journal(src, dest, body, "dropped");
+                    self.sink.journal(src, dest, body, "dropped", Duration::ZERO);
                     continue;
                 }
                 let wire = Duration::from_secs_f64(line.len() as f64 / policy.bandwidth_bytes_per_s);
@@ -403,7 +405,7 @@ impl Network {
             } else {
                 fate = "overflow";
             }
-            self.sink.journal(src, dest, body, fate);
+            self.sink.journal(src, dest, body, fate, at.saturating_duration_since(now));
         }
     }
 
@@ -643,7 +645,7 @@ mod tests {
     struct NoSink;
     impl Sink for NoSink {
         fn trace(&self, _: &str, _: &Value) {}
-        fn journal(&self, _: &str, _: &str, _: &RawValue, _: &'static str) {}
+        fn journal(&self, _: &str, _: &str, _: &RawValue, _: &'static str, _: Duration) {}
     }
 
     /// Two in-process nodes on the router; returns what each receives.

@@ -198,6 +198,7 @@ impl Sink for Recorder {
         to: &str,
         body: &serde_json::value::RawValue,
         fate: &'static str,
+        delay: std::time::Duration,
     ) {
         // Only the head of the body: the journal is for diagrams, not replay.
         #[derive(serde::Deserialize)]
@@ -217,6 +218,7 @@ impl Sink for Recorder {
         let v = json!({
             "time": self.clock.now_ns(), "src": from, "dest": to, "type": head.ty,
             "msg_id": head.msg_id, "in_reply_to": head.in_reply_to, "fate": fate,
+            "delay_us": delay.as_micros() as u64,
         });
         if !Self::write(&self.journal, &v) {
             self.journal_full.store(true, Relaxed);

@@ -54,7 +54,8 @@ fn a_failing_run_report_draws_its_anomaly() {
         "class=\"op blocked\"",
         "read → 1",
         "start-partition",
-        "class=\"band\"",
+        r#"id="chart-data""#,
+        r#"id="lamport""#,
         "n1 says &lt;hello&gt;",
     ] {
         assert!(html.contains(needle), "report lacks {needle}");
@@ -78,4 +79,134 @@ fn report_of_a_missing_or_half_written_run_is_a_clear_error() {
         "{}",
         f.stderr
     );
+}
+
+/// Debian's Chromium, or `None` with a loud note. In CI (`CI` set) its
+/// absence fails the test: `.ci/run` installs it.
+fn chromium_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.is_file())
+        });
+    match found {
+        Some(p) => Some(p),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{test}: chromium is not installed (apt-get install chromium; .ci/run does)")
+        }
+        None => {
+            eprintln!("SKIPPED {test}: chromium is not installed (apt-get install chromium)");
+            None
+        }
+    }
+}
+
+/// Runs headless Chromium on `page` with `extra` flags, bounded in time, in
+/// its own process group, which is killed afterwards whatever happened.
+pub fn headless(chromium: &std::path::Path, page: &std::path::Path, extra: &[&str]) -> (String, String) {
+    use std::os::unix::process::CommandExt;
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(extra)
+    .arg(format!("file://{}", page.display()))
+    .process_group(0);
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pgid = child.id() as i32;
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let status = wait_bounded(&mut child, Duration::from_secs(90));
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    assert!(status.is_some(), "chromium did not finish within 90 s");
+    (out.join().unwrap(), err.join().unwrap())
+}
+
+#[test]
+fn a_failing_run_report_renders_in_headless_chromium_without_script_errors() {
+    let Some(chromium) = chromium_or_skip("report_renders_in_headless_chromium") else {
+        return;
+    };
+    // Kept after the test (under target/tmp) with its screenshot.
+    let results = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-chromium");
+    let _ = std::fs::remove_dir_all(&results);
+    let f = run(
+        faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(&results)
+            .arg("--bin")
+            .arg(fixture("linkv_node.py"))
+            .args([
+                "--node-count",
+                "3",
+                "--time-limit",
+                "3",
+                "--rate",
+                "200",
+                "--nemesis",
+                "partition",
+                "--nemesis-interval",
+                "0.5",
+                "--recovery-time",
+                "0.5",
+                "--",
+                "--stale-reads",
+            ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    let dir = latest(&results);
+    let page = dir.join("report.html");
+    let (dom, log) = headless(&chromium, &page, &["--dump-dom"]);
+    assert!(dom.contains(r#"data-ready="yes""#), "the script did not finish:\n{log}");
+    assert!(!dom.contains("data-script-errors=\""), "script errors:\n{log}");
+    assert!(!log.contains("Uncaught"), "script errors:\n{log}");
+    for needle in [
+        r#"class="banner invalid""#,
+        r#"id="anomaly""#,
+        r#"class="op blocked""#,
+        r#"id="lamport""#,
+        r#"class="msg delivered""#,
+        r#"<svg class="timeline""#,
+        r#"<rect class="op ok""#,
+        r#"class="band""#,
+        r#"<svg class="latency""#,
+        r#"class="tput""#,
+        r#"id="faults""#,
+    ] {
+        assert!(dom.contains(needle), "the rendered report lacks {needle}");
+    }
+    let shot = dir.join("report.png");
+    headless(
+        &chromium,
+        &page,
+        &[&format!("--screenshot={}", shot.display()), "--window-size=1200,2400"],
+    );
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    eprintln!("screenshot: {}", shot.display());
 }
