@@ -6,7 +6,7 @@ use crate::support::*;
 use faultline::clock;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -142,14 +142,6 @@ fn a_tokio_node_reads_the_skewed_wall_clock_and_keeps_working() {
     assert_eq!(r["value"], 7, "{r}");
     clock::write_offset(&file, 0.0).unwrap();
     assert!(node.skew_ms().0.abs() < 500);
-}
-
-fn lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[test]

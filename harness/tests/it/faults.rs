@@ -26,14 +26,6 @@ fn nemesis_run(results: &std::path::Path, nemesis: &str, seed: &str) -> Finished
     run(&mut c, LIMIT)
 }
 
-fn lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn nemesis_ops(history: &[Value]) -> Vec<&Value> {
     history
         .iter()

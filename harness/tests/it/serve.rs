@@ -2,7 +2,6 @@
 //! files, never anything outside the results directory, and copes with a
 //! half-written run.
 
-use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
