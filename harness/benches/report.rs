@@ -27,12 +27,29 @@ fn synthesize(dir: &std::path::Path) {
         for i in 0..per_client {
             let t = i * slot + c * 997;
             let key = (i + c) % 5;
-            let (f, v) = if i % 3 == 0 { ("write", json!(i)) } else { ("read", json!(null)) };
-            lines.push((t, json!({"process": c, "type": "invoke", "f": f, "key": key, "value": v}).to_string()));
-            let kind = if i % 50 == 0 { "info" } else if i % 20 == 0 { "fail" } else { "ok" };
+            let (f, v) = if i % 3 == 0 {
+                ("write", json!(i))
+            } else {
+                ("read", json!(null))
+            };
+            lines.push((
+                t,
+                json!({"process": c, "type": "invoke", "f": f, "key": key, "value": v}).to_string(),
+            ));
+            let kind = if i % 50 == 0 {
+                "info"
+            } else if i % 20 == 0 {
+                "fail"
+            } else {
+                "ok"
+            };
             if kind != "info" {
                 let lat = 300_000 + (i * 7919 % 5_000_000);
-                let out = if f == "read" { json!(i.saturating_sub(2)) } else { v };
+                let out = if f == "read" {
+                    json!(i.saturating_sub(2))
+                } else {
+                    v
+                };
                 lines.push((
                     t + lat,
                     json!({"process": c, "type": kind, "f": f, "key": key, "value": out,
@@ -45,7 +62,11 @@ fn synthesize(dir: &std::path::Path) {
     let mut t = 1_000_000_000;
     while t < RUN_NS {
         lines.push((t, json!({"process": "nemesis", "type": "info", "f": "start-partition", "value": {"shape": "halves", "cut": [["n1","n3"],["n3","n1"]]}}).to_string()));
-        lines.push((t + 1_000_000_000, json!({"process": "nemesis", "type": "info", "f": "stop-partition", "value": {}}).to_string()));
+        lines.push((
+            t + 1_000_000_000,
+            json!({"process": "nemesis", "type": "info", "f": "stop-partition", "value": {}})
+                .to_string(),
+        ));
         t += 2_000_000_000;
     }
     lines.sort_by_key(|l| l.0);
@@ -80,7 +101,11 @@ fn synthesize(dir: &std::path::Path) {
         "ops": {"invoked": OPS, "ok": OPS * 9 / 10, "fail": OPS / 20, "info": OPS / 50},
         "network": {"routed": 300_000},
     });
-    std::fs::write(dir.join("results.json"), serde_json::to_vec(&results).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec(&results).unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("test.json"),
         r#"{"name":"bench","seed":1,"node_count":5,"time_limit_s":100.0,"nemesis":["partition"]}"#,
@@ -103,8 +128,17 @@ fn chromium_draw_ms(page: &std::path::Path) -> Option<(u64, f64)> {
     let profile = tempfile::tempdir().ok()?;
     let started = Instant::now();
     let mut child = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync", "--dump-dom"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("file://{}", page.display()))
         .process_group(0)
@@ -120,7 +154,10 @@ fn chromium_draw_ms(page: &std::path::Path) -> Option<(u64, f64)> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let wall = started.elapsed().as_secs_f64();
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = child.wait();
     let dom = reader.join().ok()?;
     let at = dom.find("data-draw-ms=\"")? + "data-draw-ms=\"".len();
@@ -136,7 +173,10 @@ fn main() {
     faultline::report::write(&dir).unwrap();
     let gen_s = t.elapsed().as_secs_f64();
     let size = std::fs::metadata(dir.join("report.html")).unwrap().len();
-    println!("report of a {OPS}-op run: written in {gen_s:.2} s, {:.2} MB (target < 10 MB)", size as f64 / 1e6);
+    println!(
+        "report of a {OPS}-op run: written in {gen_s:.2} s, {:.2} MB (target < 10 MB)",
+        size as f64 / 1e6
+    );
     for round in 1..=3 {
         match chromium_draw_ms(&dir.join("report.html")) {
             Some((ms, wall)) => println!(

@@ -35,7 +35,11 @@ impl Pacer {
 
     /// Clients send at `factor` times the configured rate until reset to 1.
     pub fn set_burst(&self, factor: f64) {
-        let factor = if factor.is_finite() { factor.clamp(1.0, 100.0) } else { 1.0 };
+        let factor = if factor.is_finite() {
+            factor.clamp(1.0, 100.0)
+        } else {
+            1.0
+        };
         self.burst.store(factor.to_bits(), Relaxed);
     }
 
@@ -44,7 +48,10 @@ impl Pacer {
         let slot = {
             let mut next = self.next.lock().unwrap();
             let slot = (*next).max(Instant::now());
-            *next = slot + self.interval.div_f64(f64::from_bits(self.burst.load(Relaxed)));
+            *next = slot
+                + self
+                    .interval
+                    .div_f64(f64::from_bits(self.burst.load(Relaxed)));
             slot
         };
         if slot >= deadline {

@@ -50,10 +50,7 @@ pub enum ClockError {
     #[error("cannot tell whether {path} can be preloaded: {reason}")]
     Unknown { path: String, reason: String },
     #[error("writing the clock file {path}: {cause}")]
-    Write {
-        path: String,
-        cause: std::io::Error,
-    },
+    Write { path: String, cause: std::io::Error },
 }
 
 /// Finds libfaketime: `FAULTLINE_LIBFAKETIME`, else the usual places.
@@ -134,7 +131,9 @@ pub fn check_preloadable(program: &Path) -> Result<(), ClockError> {
             let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
             let line = String::from_utf8_lossy(line);
             let mut words = line.split_whitespace();
-            let interp = words.next().ok_or_else(|| unknown("empty #! line".into()))?;
+            let interp = words
+                .next()
+                .ok_or_else(|| unknown("empty #! line".into()))?;
             let interp = if interp.ends_with("/env") {
                 let cmd = words
                     .find(|w| !w.starts_with('-'))
@@ -178,7 +177,9 @@ pub fn preload_env(library: &Path, file: &Path) -> Vec<(String, String)> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Skew {
     True,
-    Offset { ms: i64 },
+    Offset {
+        ms: i64,
+    },
     /// `delta_ms` off during the first half of every `period_ms`.
     Strobe {
         delta_ms: i64,

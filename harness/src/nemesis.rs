@@ -225,7 +225,14 @@ impl Executor {
     }
 
     /// Sets the skew of `nodes` (leader-resolved) and records it.
-    fn skew(&mut self, f: &str, nodes: &[usize], leader: bool, skew: Skew, detail: Value) -> anyhow::Result<()> {
+    fn skew(
+        &mut self,
+        f: &str,
+        nodes: &[usize],
+        leader: bool,
+        skew: Skew,
+        detail: Value,
+    ) -> anyhow::Result<()> {
         let nodes = self.targets(nodes, leader);
         let Some(clocks) = &self.clocks else {
             anyhow::bail!("a clock fault was scheduled but the nodes were started without libfaketime (the clock nemesis is not enabled)");
@@ -371,7 +378,11 @@ impl Executor {
                 // A drift continues from wherever the clock is now.
                 let base_ms = self.clocks.as_ref().map_or(0.0, |c| {
                     let c = c.lock().unwrap();
-                    let ix = nodes.first().copied().unwrap_or(0).min(c.skews.len().saturating_sub(1));
+                    let ix = nodes
+                        .first()
+                        .copied()
+                        .unwrap_or(0)
+                        .min(c.skews.len().saturating_sub(1));
                     c.skews.get(ix).map_or(0.0, |s| s.offset_ms(now))
                 });
                 self.skew(

@@ -362,13 +362,15 @@ impl Network {
                 self.sink.journal(src, dest, body, "held", Duration::ZERO);
             } else {
                 self.counters.dropped.fetch_add(1, Relaxed);
-                self.sink.journal(src, dest, body, "dropped", Duration::ZERO);
+                self.sink
+                    .journal(src, dest, body, "dropped", Duration::ZERO);
             }
             return;
         }
         if policy.drop > 0.0 && rng.gen_bool(policy.drop.min(1.0)) {
             self.counters.dropped.fetch_add(1, Relaxed);
-            self.sink.journal(src, dest, body, "dropped", Duration::ZERO);
+            self.sink
+                .journal(src, dest, body, "dropped", Duration::ZERO);
             return;
         }
         let copies = if policy.duplicate > 0.0 && rng.gen_bool(policy.duplicate.min(1.0)) {
@@ -392,10 +394,12 @@ impl Network {
                 let start = busy[from * n + to].max(at);
                 if start > at + MAX_BACKLOG {
                     self.counters.dropped.fetch_add(1, Relaxed);
-                    self.sink.journal(src, dest, body, "dropped", Duration::ZERO);
+                    self.sink
+                        .journal(src, dest, body, "dropped", Duration::ZERO);
                     continue;
                 }
-                let wire = Duration::from_secs_f64(line.len() as f64 / policy.bandwidth_bytes_per_s);
+                let wire =
+                    Duration::from_secs_f64(line.len() as f64 / policy.bandwidth_bytes_per_s);
                 busy[from * n + to] = start + wire;
                 at = start + wire;
             }
@@ -405,7 +409,8 @@ impl Network {
             } else {
                 fate = "overflow";
             }
-            self.sink.journal(src, dest, body, fate, at.saturating_duration_since(now));
+            self.sink
+                .journal(src, dest, body, fate, at.saturating_duration_since(now));
         }
     }
 

@@ -57,7 +57,10 @@ fn fault_bands(history: &[Value], end_ns: u64) -> Vec<Band> {
         let t = e["time"].as_u64().unwrap_or(0);
         let openers = closes(f);
         if !openers.is_empty() {
-            while let Some(i) = open.iter().position(|(o, _, _)| openers.contains(&o.as_str())) {
+            while let Some(i) = open
+                .iter()
+                .position(|(o, _, _)| openers.contains(&o.as_str()))
+            {
                 let (_, start, label) = open.remove(i);
                 bands.push(Band {
                     start,
@@ -227,9 +230,18 @@ fn chart_data(ops: &[Op], bands: &[Band], end_ns: u64) -> String {
         procs.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let ms = |ns: u64| (ns as f64 / 1e5).round() / 10.0;
     let mut s = String::with_capacity(ops.len() * 44 + 4096);
-    let _ = write!(s, r#"{{"end_ms":{},"max_points":{MAX_POINTS},"lanes":"#, ms(end_ns));
-    s += &serde_json::to_string(&procs.iter().map(|p| p.trim_matches('"')).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into());
+    let _ = write!(
+        s,
+        r#"{{"end_ms":{},"max_points":{MAX_POINTS},"lanes":"#,
+        ms(end_ns)
+    );
+    s += &serde_json::to_string(
+        &procs
+            .iter()
+            .map(|p| p.trim_matches('"'))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into());
     s += r#","bands":["#;
     for (i, b) in bands.iter().enumerate() {
         if i > 0 {
@@ -283,7 +295,11 @@ fn lamport_svg(run_dir: &Path, anomaly: &Value, history: &[Value], node_count: u
     const WINDOW_NS: u64 = 120_000_000;
     let ops = anomaly["ops"].as_array().cloned().unwrap_or_default();
     let focus = &anomaly["blocked"];
-    let focus = if focus.is_null() { ops.last().unwrap_or(focus) } else { focus };
+    let focus = if focus.is_null() {
+        ops.last().unwrap_or(focus)
+    } else {
+        focus
+    };
     let Some(end) = focus["complete_time"]
         .as_u64()
         .or(focus["invoke_time"].as_u64())
@@ -318,7 +334,11 @@ fn lamport_svg(run_dir: &Path, anomaly: &Value, history: &[Value], node_count: u
         t0 as f64 / 1e9,
         t1 as f64 / 1e9,
         msgs.len(),
-        if step > 1 { format!(", one in {step} drawn") } else { String::new() }
+        if step > 1 {
+            format!(", one in {step} drawn")
+        } else {
+            String::new()
+        }
     );
     for n in &nodes {
         let _ = write!(
@@ -333,11 +353,15 @@ fn lamport_svg(run_dir: &Path, anomaly: &Value, history: &[Value], node_count: u
     // The anomaly's ops, on the lane of the node that answered.
     let node_of = |complete_index: Option<u64>| -> Option<String> {
         let i = complete_index? as usize;
-        let e = history.get(i).filter(|e| e["index"].as_u64() == Some(i as u64))?;
+        let e = history
+            .get(i)
+            .filter(|e| e["index"].as_u64() == Some(i as u64))?;
         e["node"].as_str().map(String::from)
     };
     for o in &ops {
-        let Some(n) = node_of(o["complete_index"].as_u64()) else { continue };
+        let Some(n) = node_of(o["complete_index"].as_u64()) else {
+            continue;
+        };
         let a = o["invoke_time"].as_u64().unwrap_or(t0);
         let b = o["complete_time"].as_u64().unwrap_or(t1);
         if b < t0 || a > t1 {
@@ -345,8 +369,16 @@ fn lamport_svg(run_dir: &Path, anomaly: &Value, history: &[Value], node_count: u
         }
         let (x0, x1) = (x(a), x(b));
         let f = o["f"].as_str().unwrap_or("");
-        let label = if f == "read" { format!("read → {}", o["output"]) } else { format!("{f} {}", o["input"]) };
-        let cls = if o["index"] == anomaly["blocked"]["index"] { "blocked" } else { "ok" };
+        let label = if f == "read" {
+            format!("read → {}", o["output"])
+        } else {
+            format!("{f} {}", o["input"])
+        };
+        let cls = if o["index"] == anomaly["blocked"]["index"] {
+            "blocked"
+        } else {
+            "ok"
+        };
         let _ = write!(
             s,
             r#"<rect class="op {cls}" x="{x0:.1}" y="{:.1}" width="{:.1}" height="10" opacity=".8"><title>#{} {}</title></rect><text class="oplabel" x="{x0:.1}" y="{:.1}">#{} {}</text>"#,
@@ -360,7 +392,10 @@ fn lamport_svg(run_dir: &Path, anomaly: &Value, history: &[Value], node_count: u
         );
     }
     for m in msgs.iter().step_by(step) {
-        let (src, dest) = (m["src"].as_str().unwrap_or(""), m["dest"].as_str().unwrap_or(""));
+        let (src, dest) = (
+            m["src"].as_str().unwrap_or(""),
+            m["dest"].as_str().unwrap_or(""),
+        );
         let t = m["time"].as_u64().unwrap_or(t0);
         let fate = m["fate"].as_str().unwrap_or("");
         let delay_ns = m["delay_us"].as_u64().unwrap_or(0) * 1000;
@@ -440,7 +475,11 @@ fn where_and_when(results: &Value, history: &[Value]) -> String {
 /// The anomaly's ops span, in ms, widened a little for context.
 fn anomaly_span_ms(anomaly: &Value) -> (u64, u64) {
     let ops = anomaly["ops"].as_array().cloned().unwrap_or_default();
-    let t0 = ops.iter().filter_map(|o| o["invoke_time"].as_u64()).min().unwrap_or(0);
+    let t0 = ops
+        .iter()
+        .filter_map(|o| o["invoke_time"].as_u64())
+        .min()
+        .unwrap_or(0);
     let t1 = ops
         .iter()
         .filter_map(|o| o["complete_time"].as_u64().or(o["invoke_time"].as_u64()))

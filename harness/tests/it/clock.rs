@@ -26,7 +26,10 @@ fn library_or_skip(test: &str) -> Option<std::path::PathBuf> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// One bundled node under libfaketime, driven over stdin/stdout.
@@ -93,7 +96,10 @@ impl Node {
         let after = now_ms();
         assert_eq!(r["type"], "clock_ok", "{r}");
         let wall = r["wall_ms"].as_i64().unwrap();
-        (wall - (before + after) / 2, r["monotonic_ms"].as_i64().unwrap())
+        (
+            wall - (before + after) / 2,
+            r["monotonic_ms"].as_i64().unwrap(),
+        )
     }
 }
 
@@ -121,10 +127,16 @@ fn a_tokio_node_reads_the_skewed_wall_clock_and_keeps_working() {
     // A bump forward, then back: each read reflects the file at once.
     clock::write_offset(&file, 120_000.0).unwrap();
     let (d1, _) = node.skew_ms();
-    assert!((d1 - 120_000).abs() < 500, "bumped +120 s, node is {d1} ms off");
+    assert!(
+        (d1 - 120_000).abs() < 500,
+        "bumped +120 s, node is {d1} ms off"
+    );
     clock::write_offset(&file, -30_000.0).unwrap();
     let (d2, m2) = node.skew_ms();
-    assert!((d2 + 30_000).abs() < 500, "bumped -30 s, node is {d2} ms off");
+    assert!(
+        (d2 + 30_000).abs() < 500,
+        "bumped -30 s, node is {d2} ms off"
+    );
     // Only the wall clock moves: monotonic time went forward, by about the
     // real time elapsed, not by the skew.
     assert!(m2 >= m0 && m2 - m0 < 10_000, "monotonic {m0} -> {m2}");
@@ -151,20 +163,24 @@ fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
-        faultline().arg("test").arg("--results-dir").arg(tmp.path()).args([
-            "--time-limit",
-            "8",
-            "--rate",
-            "200",
-            "--nemesis",
-            "clock",
-            "--nemesis-interval",
-            "1",
-            "--seed",
-            "4",
-            "--recovery-time",
-            "1",
-        ]),
+        faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(tmp.path())
+            .args([
+                "--time-limit",
+                "8",
+                "--rate",
+                "200",
+                "--nemesis",
+                "clock",
+                "--nemesis-interval",
+                "1",
+                "--seed",
+                "4",
+                "--recovery-time",
+                "1",
+            ]),
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
@@ -245,22 +261,26 @@ fn unskewable_setups_are_refused_plainly() {
 fn an_overloaded_node_answers_slowly() {
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
-        faultline().arg("test").arg("--results-dir").arg(tmp.path()).args([
-            "--time-limit",
-            "10",
-            "--rate",
-            "200",
-            "--nemesis",
-            "overload",
-            "--nemesis-interval",
-            "2",
-            "--seed",
-            "2",
-            "--recovery-time",
-            "1",
-            "--timeout-ms",
-            "3000",
-        ]),
+        faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(tmp.path())
+            .args([
+                "--time-limit",
+                "10",
+                "--rate",
+                "200",
+                "--nemesis",
+                "overload",
+                "--nemesis-interval",
+                "2",
+                "--seed",
+                "2",
+                "--recovery-time",
+                "1",
+                "--timeout-ms",
+                "3000",
+            ]),
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
@@ -289,7 +309,10 @@ fn an_overloaded_node_answers_slowly() {
     // against outside them.
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
     for e in h.iter().filter(|e| e["type"] == "ok") {
-        let (t, lat) = (e["time"].as_u64().unwrap(), e["latency_ns"].as_u64().unwrap());
+        let (t, lat) = (
+            e["time"].as_u64().unwrap(),
+            e["latency_ns"].as_u64().unwrap(),
+        );
         let sent = t - lat;
         let hit = windows
             .iter()
@@ -303,7 +326,12 @@ fn an_overloaded_node_answers_slowly() {
     }
     inside.sort_unstable();
     outside.sort_unstable();
-    assert!(inside.len() >= 10 && outside.len() >= 10, "{} / {}", inside.len(), outside.len());
+    assert!(
+        inside.len() >= 10 && outside.len() >= 10,
+        "{} / {}",
+        inside.len(),
+        outside.len()
+    );
     let (mi, mo) = (inside[inside.len() / 2], outside[outside.len() / 2]);
     eprintln!("median latency: overloaded {mi} ns, normal {mo} ns");
     assert!(

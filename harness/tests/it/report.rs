@@ -106,7 +106,11 @@ fn chromium_or_skip(test: &str) -> Option<std::path::PathBuf> {
 
 /// Runs headless Chromium on `page` with `extra` flags, bounded in time, in
 /// its own process group, which is killed afterwards whatever happened.
-pub fn headless(chromium: &std::path::Path, page: &std::path::Path, extra: &[&str]) -> (String, String) {
+pub fn headless(
+    chromium: &std::path::Path,
+    page: &std::path::Path,
+    extra: &[&str],
+) -> (String, String) {
     use std::os::unix::process::CommandExt;
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(chromium);
@@ -139,7 +143,10 @@ pub fn headless(chromium: &std::path::Path, page: &std::path::Path, extra: &[&st
     let out = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
     let err = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
     let status = wait_bounded(&mut child, Duration::from_secs(90));
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = child.wait();
     assert!(status.is_some(), "chromium did not finish within 90 s");
     (out.join().unwrap(), err.join().unwrap())
@@ -182,8 +189,14 @@ fn a_failing_run_report_renders_in_headless_chromium_without_script_errors() {
     let dir = latest(&results);
     let page = dir.join("report.html");
     let (dom, log) = headless(&chromium, &page, &["--dump-dom"]);
-    assert!(dom.contains(r#"data-ready="yes""#), "the script did not finish:\n{log}");
-    assert!(!dom.contains("data-script-errors=\""), "script errors:\n{log}");
+    assert!(
+        dom.contains(r#"data-ready="yes""#),
+        "the script did not finish:\n{log}"
+    );
+    assert!(
+        !dom.contains("data-script-errors=\""),
+        "script errors:\n{log}"
+    );
     assert!(!log.contains("Uncaught"), "script errors:\n{log}");
     for needle in [
         r#"class="banner invalid""#,
@@ -204,9 +217,16 @@ fn a_failing_run_report_renders_in_headless_chromium_without_script_errors() {
     headless(
         &chromium,
         &page,
-        &[&format!("--screenshot={}", shot.display()), "--window-size=1200,2400"],
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,2400",
+        ],
     );
     let png = std::fs::read(&shot).expect("a screenshot was written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
     eprintln!("screenshot: {}", shot.display());
 }
