@@ -106,7 +106,6 @@ pub struct Executor {
     links: LinkFaults,
     partitioned: bool,
     clocks: Option<Arc<Mutex<Clocks>>>,
-    skewed: bool,
     throttle: Arc<Mutex<Throttle>>,
     pacer: Arc<Pacer>,
     rng: ChaCha8Rng,
@@ -148,7 +147,6 @@ impl Executor {
             pgids: nodes.iter().map(|h| h.pid).collect(),
             held: BTreeSet::new(),
         }));
-        spawn_duty_cycle(Arc::downgrade(&throttle));
         debug_assert_eq!(nodes.len(), n);
         Executor {
             net,
@@ -165,7 +163,6 @@ impl Executor {
             links: LinkFaults::default(),
             partitioned: false,
             clocks,
-            skewed: false,
             throttle,
             pacer,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5EED),
@@ -224,13 +221,14 @@ impl Executor {
         }
     }
 
-    /// Sets the skew of `nodes` (leader-resolved) and records it.
+    /// Sets the skew of `nodes` (leader-resolved), each made from that
+    /// node's current skew, and records it.
     fn skew(
         &mut self,
         f: &str,
         nodes: &[usize],
         leader: bool,
-        skew: Skew,
+        make: impl Fn(&Skew, Instant) -> Skew,
         detail: Value,
     ) -> anyhow::Result<()> {
         let nodes = self.targets(nodes, leader);
@@ -239,15 +237,15 @@ impl Executor {
         };
         {
             let mut c = clocks.lock().unwrap();
+            let now = Instant::now();
             for &i in &nodes {
-                c.skews[i] = skew;
+                c.skews[i] = make(&c.skews[i], now);
             }
-            c.sync(Instant::now());
+            c.sync(now);
             if let Some(e) = c.error.take() {
                 anyhow::bail!(e);
             }
         }
-        self.skewed = true;
         let mut value = json!({"nodes": self.ids(&nodes)});
         if let (Some(v), Value::Object(d)) = (value.as_object_mut(), detail) {
             v.extend(d);
@@ -350,7 +348,7 @@ impl Executor {
                 "clock-bump",
                 nodes,
                 *leader,
-                Skew::Offset { ms: *delta_ms },
+                |_, _| Skew::Offset { ms: *delta_ms },
                 json!({"delta_ms": delta_ms}),
             )?,
             Action::ClockStrobe {
@@ -362,10 +360,10 @@ impl Executor {
                 "clock-strobe",
                 nodes,
                 *leader,
-                Skew::Strobe {
+                |_, now| Skew::Strobe {
                     delta_ms: *delta_ms,
                     period_ms: *period_ms,
-                    since: Instant::now(),
+                    since: now,
                 },
                 json!({"delta_ms": delta_ms, "period_ms": period_ms}),
             )?,
@@ -373,30 +371,18 @@ impl Executor {
                 nodes,
                 rate,
                 leader,
-            } => {
-                let now = Instant::now();
-                // A drift continues from wherever the clock is now.
-                let base_ms = self.clocks.as_ref().map_or(0.0, |c| {
-                    let c = c.lock().unwrap();
-                    let ix = nodes
-                        .first()
-                        .copied()
-                        .unwrap_or(0)
-                        .min(c.skews.len().saturating_sub(1));
-                    c.skews.get(ix).map_or(0.0, |s| s.offset_ms(now))
-                });
-                self.skew(
-                    "clock-drift",
-                    nodes,
-                    *leader,
-                    Skew::Drift {
-                        rate: rate.clamp(0.01, 100.0),
-                        base_ms,
-                        since: now,
-                    },
-                    json!({"rate": rate}),
-                )?
-            }
+            } => self.skew(
+                "clock-drift",
+                nodes,
+                *leader,
+                // A drift continues from wherever that node's clock is now.
+                |current, now| Skew::Drift {
+                    rate: rate.clamp(0.01, 100.0),
+                    base_ms: current.offset_ms(now),
+                    since: now,
+                },
+                json!({"rate": rate}),
+            )?,
             Action::ResetClock => {
                 let mut reset = Vec::new();
                 if let Some(clocks) = &self.clocks {
@@ -409,7 +395,6 @@ impl Executor {
                     }
                     c.sync(Instant::now());
                 }
-                self.skewed = false;
                 self.record("reset-clock", json!({"nodes": self.ids(&reset)}));
             }
             Action::StartOverload {
@@ -422,6 +407,10 @@ impl Executor {
             } => {
                 let nodes = self.targets(nodes, *leader);
                 let set: BTreeSet<usize> = nodes.iter().copied().collect();
+                // The duty cycle runs only in runs that overload something.
+                if Arc::weak_count(&self.throttle) == 0 {
+                    spawn_duty_cycle(Arc::downgrade(&self.throttle));
+                }
                 {
                     let mut t = self.throttle.lock().unwrap();
                     t.cpu_percent = (*cpu_percent).clamp(1, 100);
@@ -517,7 +506,11 @@ impl Executor {
         if self.links.overload.is_some() {
             self.apply(&Action::StopOverload).await?;
         }
-        if self.skewed {
+        let skewed = self
+            .clocks
+            .as_ref()
+            .is_some_and(|c| c.lock().unwrap().skews.iter().any(|s| *s != Skew::True));
+        if skewed {
             self.apply(&Action::ResetClock).await?;
         }
         if !self.paused.is_empty() {

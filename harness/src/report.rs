@@ -140,21 +140,8 @@ fn anomaly_svg(anomaly: &Value) -> String {
     if ops.is_empty() {
         return String::new();
     }
-    let t0 = ops
-        .iter()
-        .filter_map(|o| o["invoke_time"].as_u64())
-        .min()
-        .unwrap_or(0);
-    let t1 = ops
-        .iter()
-        .map(|o| {
-            o["complete_time"]
-                .as_u64()
-                .unwrap_or(o["invoke_time"].as_u64().unwrap_or(0))
-        })
-        .max()
-        .unwrap_or(t0)
-        .max(t0 + 1);
+    let (t0, t1) = anomaly_span_ns(anomaly);
+    let t1 = t1.max(t0 + 1);
     let mut lanes: Vec<String> = ops.iter().map(|o| o["process"].to_string()).collect();
     lanes.sort();
     lanes.dedup();
@@ -472,9 +459,13 @@ fn where_and_when(results: &Value, history: &[Value]) -> String {
     format!(" ({node}at {:.2} s into the run)", t as f64 / 1e9)
 }
 
-/// The anomaly's ops span, in ms, widened a little for context.
-fn anomaly_span_ms(anomaly: &Value) -> (u64, u64) {
-    let ops = anomaly["ops"].as_array().cloned().unwrap_or_default();
+/// The anomaly's ops span in ns: first invocation to last completion (an
+/// op that never completed counts at its invocation).
+fn anomaly_span_ns(anomaly: &Value) -> (u64, u64) {
+    let ops = anomaly["ops"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let t0 = ops
         .iter()
         .filter_map(|o| o["invoke_time"].as_u64())
@@ -485,8 +476,7 @@ fn anomaly_span_ms(anomaly: &Value) -> (u64, u64) {
         .filter_map(|o| o["complete_time"].as_u64().or(o["invoke_time"].as_u64()))
         .max()
         .unwrap_or(t0);
-    let pad = (t1 - t0) / 4 + 50_000_000;
-    (t0.saturating_sub(pad) / 1_000_000, (t1 + pad) / 1_000_000)
+    (t0, t1)
 }
 
 /// Writes RUN_DIR/report.html.
@@ -582,6 +572,10 @@ pub fn write(run_dir: &Path) -> anyhow::Result<()> {
     // The anomaly.
     let anomaly = &results["checkers"]["linearizability"]["anomaly"];
     if !anomaly.is_null() {
+        // The span widened a little for context, for "show on the timeline".
+        let (t0, t1) = anomaly_span_ns(anomaly);
+        let pad = (t1 - t0) / 4 + 50_000_000;
+        let (from_ms, to_ms) = (t0.saturating_sub(pad) / 1_000_000, (t1 + pad) / 1_000_000);
         let _ = write!(
             h,
             r##"<h2>The anomaly</h2><div id="anomaly"><p><b>{}</b></p><p>{}</p>{}{}<p><a href="#timeline" class="zoomto" data-from="{}" data-to="{}">show on the timeline</a></p></div><h2>Messages around the anomaly</h2>{}"##,
@@ -598,8 +592,8 @@ pub fn write(run_dir: &Path) -> anyhow::Result<()> {
                 )
             },
             anomaly_svg(anomaly),
-            anomaly_span_ms(anomaly).0,
-            anomaly_span_ms(anomaly).1,
+            from_ms,
+            to_ms,
             lamport_svg(
                 run_dir,
                 anomaly,

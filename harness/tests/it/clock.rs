@@ -163,24 +163,20 @@ fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
-        faultline()
-            .arg("test")
-            .arg("--results-dir")
-            .arg(tmp.path())
-            .args([
-                "--time-limit",
-                "8",
-                "--rate",
-                "200",
-                "--nemesis",
-                "clock",
-                "--nemesis-interval",
-                "1",
-                "--seed",
-                "4",
-                "--recovery-time",
-                "1",
-            ]),
+        faultline_test(tmp.path()).args([
+            "--time-limit",
+            "8",
+            "--rate",
+            "200",
+            "--nemesis",
+            "clock",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "4",
+            "--recovery-time",
+            "1",
+        ]),
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
@@ -208,10 +204,7 @@ fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
 fn unskewable_setups_are_refused_plainly() {
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
-        faultline()
-            .arg("test")
-            .arg("--results-dir")
-            .arg(tmp.path())
+        faultline_test(tmp.path())
             .args(["--time-limit", "2", "--nemesis", "clock"])
             .env("FAULTLINE_LIBFAKETIME", tmp.path().join("no-such-lib.so")),
         LIMIT,
@@ -242,10 +235,7 @@ fn unskewable_setups_are_refused_plainly() {
         let bin = tmp.path().join("static-node");
         std::fs::write(&bin, fake).unwrap();
         let f = run(
-            faultline()
-                .arg("test")
-                .arg("--results-dir")
-                .arg(tmp.path())
+            faultline_test(tmp.path())
                 .arg("--bin")
                 .arg(&bin)
                 .args(["--time-limit", "2", "--nemesis", "clock"])
@@ -261,26 +251,22 @@ fn unskewable_setups_are_refused_plainly() {
 fn an_overloaded_node_answers_slowly() {
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
-        faultline()
-            .arg("test")
-            .arg("--results-dir")
-            .arg(tmp.path())
-            .args([
-                "--time-limit",
-                "10",
-                "--rate",
-                "200",
-                "--nemesis",
-                "overload",
-                "--nemesis-interval",
-                "2",
-                "--seed",
-                "2",
-                "--recovery-time",
-                "1",
-                "--timeout-ms",
-                "3000",
-            ]),
+        faultline_test(tmp.path()).args([
+            "--time-limit",
+            "10",
+            "--rate",
+            "200",
+            "--nemesis",
+            "overload",
+            "--nemesis-interval",
+            "2",
+            "--seed",
+            "2",
+            "--recovery-time",
+            "1",
+            "--timeout-ms",
+            "3000",
+        ]),
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);

@@ -161,10 +161,7 @@ fn a_failing_run_report_renders_in_headless_chromium_without_script_errors() {
     let results = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-chromium");
     let _ = std::fs::remove_dir_all(&results);
     let f = run(
-        faultline()
-            .arg("test")
-            .arg("--results-dir")
-            .arg(&results)
+        faultline_test(&results)
             .arg("--bin")
             .arg(fixture("linkv_node.py"))
             .args([

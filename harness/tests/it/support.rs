@@ -11,6 +11,13 @@ pub fn faultline() -> Command {
     Command::new(env!("CARGO_BIN_EXE_faultline"))
 }
 
+/// `faultline test` writing its runs under `results`.
+pub fn faultline_test(results: &Path) -> Command {
+    let mut c = faultline();
+    c.arg("test").arg("--results-dir").arg(results);
+    c
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
