@@ -165,12 +165,26 @@ pub fn preload_env(library: &Path, file: &Path) -> Vec<(String, String)> {
         // Re-read the file on every call, so a rewrite acts at once.
         ("FAKETIME_NO_CACHE", "1".into()),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
-        // No shared-memory segments that a SIGKILLed node would leak.
+        // No shared-memory segments (libfaketime >= 0.9.11; older versions
+        // create them anyway, and `remove_leftovers` cleans up after them).
         ("FAKETIME_DISABLE_SHM", "1".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Whether `env` preloads libfaketime (from `preload_env`).
+pub fn is_preloaded(env: &[(String, String)]) -> bool {
+    env.iter().any(|(k, _)| k == "FAKETIME_TIMESTAMP_FILE")
+}
+
+/// Removes the shared-memory segment and semaphore that libfaketime 0.9.10
+/// creates per process (named by its pid) and only removes on a clean exit:
+/// a SIGKILLed node would otherwise leave them in /dev/shm for good.
+pub fn remove_leftovers(pid: u32) {
+    let _ = std::fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+    let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
 }
 
 /// What one node's wall clock is doing.

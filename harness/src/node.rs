@@ -196,6 +196,7 @@ pub fn spawn(
 
     let (tx, rx) = watch::channel(None);
     let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let preloaded = crate::clock::is_preloaded(&spec.env);
     let (id, exp, rec, net2, index) = (
         spec.id.clone(),
         expected.clone(),
@@ -211,6 +212,9 @@ pub fn spawn(
             nix::sys::signal::Signal::SIGKILL,
         );
         hygiene::unregister(pid);
+        if preloaded {
+            crate::clock::remove_leftovers(pid as u32);
+        }
         net2.detach(index, generation);
         let status = status
             .map(describe_status)

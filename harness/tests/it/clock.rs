@@ -107,6 +107,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        clock::remove_leftovers(self.child.id());
     }
 }
 
@@ -198,6 +199,13 @@ fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
         }
     }
     assert_eq!(clock_ops.last().unwrap()["f"], "reset-clock");
+    // libfaketime's per-process shm files do not outlive the nodes.
+    let pids = node_pids(&latest(tmp.path()));
+    assert!(!pids.is_empty());
+    for pid in pids {
+        let shm = std::path::PathBuf::from(format!("/dev/shm/faketime_shm_{pid}"));
+        assert!(!shm.exists(), "{} left behind", shm.display());
+    }
 }
 
 #[test]
