@@ -98,7 +98,10 @@ struct TestArgs {
     node_count: usize,
     #[arg(long, default_value = "lin-kv")]
     workload: String,
-    /// Comma list of faults, or `none`.
+    /// Comma list of faults (partition, pause, kill, messages, clock,
+    /// overload), `all` or `none`. A fault can be narrowed to variants
+    /// joined by `+`: `partition:isolate-leader`, `kill:all`,
+    /// `clock:strobe+leader`, `messages:corrupt`.
     #[arg(long, default_value = "none")]
     nemesis: String,
     /// Seconds between the start of one fault and the next (each fault
@@ -175,7 +178,7 @@ fn build_config(a: TestArgs) -> Result<run::TestConfig, String> {
         return Ok(cfg);
     }
     let nemesis =
-        faultline_nemesis::parse_kinds(&a.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
+        faultline_nemesis::parse_specs(&a.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
     if !(a.nemesis_interval > 0.0 && a.nemesis_interval <= 3600.0) {
         return Err(format!(
             "--nemesis-interval must be in (0, 3600] seconds, got {}",

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use faultline_checker::{linearizability, raft, Format, Outcome, Verdict};
-use faultline_nemesis::{Kind, Step};
+use faultline_nemesis::{Kind, Spec, Step};
 use faultline_workloads::{LinKvGen, Workload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,7 +31,7 @@ pub struct TestConfig {
     pub args: Vec<String>,
     pub node_count: usize,
     pub workload: Workload,
-    pub nemesis: Vec<Kind>,
+    pub nemesis: Vec<Spec>,
     pub nemesis_interval_s: f64,
     /// Seconds between healing everything and the liveness reads.
     pub recovery_s: f64,
@@ -104,7 +104,7 @@ fn node_program(cfg: &TestConfig) -> anyhow::Result<(PathBuf, Vec<String>)> {
 pub async fn run(cfg: TestConfig, cancel: CancellationToken) -> anyhow::Result<RunOutcome> {
     let (program, mut base_args) = node_program(&cfg)?;
     // Refuse a clock nemesis that cannot act before anything starts.
-    let faketime = if cfg.nemesis.contains(&Kind::Clock) {
+    let faketime = if cfg.nemesis.iter().any(|s| s.kind == Kind::Clock) {
         let library = crate::clock::find_library()?;
         crate::clock::check_preloadable(&program)?;
         Some(library)

@@ -173,27 +173,34 @@ fn test_args(e: &Entry, seed: u64, results: &Path, suite: &str) -> Vec<String> {
     a
 }
 
-/// When the anomaly began: the earliest invocation among its ops, or the
-/// time of the first trace line of a Raft violation.
+/// When the anomaly began: the earliest invocation among the
+/// linearizability anomaly's ops, or the time of the trace line that
+/// completed the first Raft violation, whichever came first.
 fn detection_time(run_dir: &Path, results: &Value) -> Option<f64> {
-    let lin = &results["checkers"]["linearizability"]["anomaly"]["ops"];
-    if let Some(ops) = lin.as_array() {
-        if let Some(t) = ops.iter().filter_map(|o| o["invoke_time"].as_u64()).min() {
-            return Some(t as f64 / 1e9);
-        }
-    }
+    let lin_ns = results["checkers"]["linearizability"]["anomaly"]["ops"]
+        .as_array()
+        .and_then(|ops| ops.iter().filter_map(|o| o["invoke_time"].as_u64()).min());
+    let raft_ns = first_violation_ns(run_dir, results);
+    let ns = match (lin_ns, raft_ns) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(ns as f64 / 1e9)
+}
+
+fn first_violation_ns(run_dir: &Path, results: &Value) -> Option<u64> {
     let violations = results["checkers"]["raft-invariants"]["violations"].as_array()?;
-    let lines: Vec<u64> = violations
+    // A violation exists once its last line happened.
+    let first = violations
         .iter()
-        .flat_map(|v| v["lines"].as_array().cloned().unwrap_or_default())
-        .filter_map(|l| l.as_u64())
-        .collect();
-    let first = *lines.iter().max()?; // the violation exists once its last line happened
+        .filter_map(|v| {
+            let lines = v["lines"].as_array()?;
+            lines.iter().filter_map(Value::as_u64).max()
+        })
+        .min()?;
     let text = std::fs::read_to_string(run_dir.join("traces.jsonl")).ok()?;
-    let line = text.lines().nth(first as usize - 1)?;
-    serde_json::from_str::<Value>(line).ok()?["time"]
-        .as_u64()
-        .map(|t| t as f64 / 1e9)
+    let line = text.lines().nth((first as usize).checked_sub(1)?)?;
+    serde_json::from_str::<Value>(line).ok()?["time"].as_u64()
 }
 
 /// Reads a child's pipe to the end on its own thread, so neither pipe can

@@ -52,19 +52,192 @@ impl FromStr for Kind {
     }
 }
 
-/// Parses `--nemesis`: a comma list, `all` or `none`.
-pub fn parse_kinds(list: &str) -> Result<Vec<Kind>, String> {
-    let mut kinds = Vec::new();
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Partition => "partition",
+            Kind::Pause => "pause",
+            Kind::Kill => "kill",
+            Kind::Messages => "messages",
+            Kind::Clock => "clock",
+            Kind::Overload => "overload",
+        }
+    }
+
+    /// The variants a spec can narrow this kind to, one list per
+    /// independent dimension of its draw (what kind of fault; whom it hits).
+    pub fn dimensions(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Kind::Partition => &[&[
+                "halves",
+                "random-halves",
+                "majorities-ring",
+                "bridge",
+                "isolate-one",
+                "isolate-leader",
+                "one-way",
+            ]],
+            Kind::Pause => &[&["leader", "one", "minority"]],
+            // As Jepsen's db nemesis: the primary, one, a minority, a
+            // majority, or the whole cluster (a power loss).
+            Kind::Kill => &[&["leader", "one", "minority", "majority", "all"]],
+            Kind::Messages => &[&["drop", "duplicate", "corrupt", "delay"]],
+            Kind::Clock => &[
+                &["bump", "strobe", "drift"],
+                &["leader", "one", "minority", "all"],
+            ],
+            Kind::Overload => &[&["leader", "one"]],
+        }
+    }
+}
+
+/// One nemesis as named on the command line: a kind, optionally narrowed
+/// to some of its variants, joined by `+` (`partition:isolate-leader`,
+/// `kill:all`, `clock:strobe+leader`, `messages:corrupt`). A variant
+/// narrows its own dimension of the draw; dimensions left unnamed are
+/// drawn from all their options. Narrowing is how a test aims at the
+/// fault that exposes a bug instead of waiting for a random draw of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Spec {
+    pub kind: Kind,
+    /// Chosen variants (names from `Kind::dimensions`); empty: all.
+    pub only: Vec<&'static str>,
+}
+
+impl Spec {
+    pub fn all_of(kind: Kind) -> Spec {
+        Spec {
+            kind,
+            only: Vec::new(),
+        }
+    }
+
+    /// The options left in dimension `dim` after narrowing.
+    fn options(&self, dim: usize) -> Vec<&'static str> {
+        let all = self.kind.dimensions()[dim];
+        let chosen: Vec<&'static str> = all
+            .iter()
+            .copied()
+            .filter(|v| self.only.contains(v))
+            .collect();
+        if chosen.is_empty() {
+            all.to_vec()
+        } else {
+            chosen
+        }
+    }
+
+    fn pick(&self, dim: usize, rng: &mut impl Rng) -> &'static str {
+        *self
+            .options(dim)
+            .choose(rng)
+            .expect("every dimension has options")
+    }
+
+    /// Whether the spec was narrowed in dimension `dim`.
+    fn narrowed(&self, dim: usize) -> bool {
+        self.kind.dimensions()[dim]
+            .iter()
+            .any(|v| self.only.contains(v))
+    }
+}
+
+impl FromStr for Spec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, variants) = match s.split_once(':') {
+            Some((k, v)) => (k.trim().parse::<Kind>()?, Some(v)),
+            None => (s.trim().parse::<Kind>()?, None),
+        };
+        let mut only = Vec::new();
+        for v in variants
+            .into_iter()
+            .flat_map(|v| v.split('+'))
+            .map(str::trim)
+        {
+            let known = kind
+                .dimensions()
+                .iter()
+                .flat_map(|d| d.iter())
+                .find(|k| **k == v);
+            match known {
+                Some(k) if !only.contains(k) => only.push(*k),
+                Some(_) => {}
+                None => {
+                    let names: Vec<&str> = kind
+                        .dimensions()
+                        .iter()
+                        .flat_map(|d| d.iter().copied())
+                        .collect();
+                    return Err(format!(
+                        "unknown {} variant {v:?} in {s:?} (available: {})",
+                        kind.name(),
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(Spec { kind, only })
+    }
+}
+
+impl TryFrom<String> for Spec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Spec> for String {
+    fn from(s: Spec) -> String {
+        s.to_string()
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind.name())?;
+        if !self.only.is_empty() {
+            write!(f, ":{}", self.only.join("+"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--nemesis`: a comma list of specs, `all` or `none`. `all`
+/// adds every kind not named otherwise (`all,partition:isolate-leader`).
+pub fn parse_specs(list: &str) -> Result<Vec<Spec>, String> {
+    let mut specs: Vec<Spec> = Vec::new();
+    let mut every = false;
     for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match part {
             "none" => {}
-            "all" => kinds.extend(Kind::ALL),
-            p => kinds.push(p.parse()?),
+            "all" => every = true,
+            p => {
+                let spec: Spec = p.parse()?;
+                if let Some(old) = specs.iter().find(|s| s.kind == spec.kind) {
+                    if *old != spec {
+                        return Err(format!(
+                            "{} is named twice ({old} and {spec}); join its variants with + instead (e.g. partition:halves+bridge)",
+                            spec.kind.name()
+                        ));
+                    }
+                    continue;
+                }
+                specs.push(spec);
+            }
         }
     }
-    kinds.sort_by_key(|k| *k as u8);
-    kinds.dedup();
-    Ok(kinds)
+    if every {
+        for kind in Kind::ALL {
+            if !specs.iter().any(|s| s.kind == kind) {
+                specs.push(Spec::all_of(kind));
+            }
+        }
+    }
+    specs.sort_by_key(|s| s.kind as u8);
+    Ok(specs)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,13 +473,41 @@ fn pick(rng: &mut impl Rng, n: usize, count: usize) -> Vec<usize> {
     v
 }
 
-/// Draws one fault of `kind` for `n` nodes. Partition cuts are computed
+impl Shape {
+    fn from_name(name: &str) -> Shape {
+        match name {
+            "halves" => Shape::Halves,
+            "random-halves" => Shape::RandomHalves,
+            "majorities-ring" => Shape::MajoritiesRing,
+            "bridge" => Shape::Bridge,
+            "isolate-one" => Shape::IsolateOne,
+            "isolate-leader" => Shape::IsolateLeader,
+            "one-way" => Shape::OneWay,
+            other => unreachable!("not a partition shape: {other}"),
+        }
+    }
+}
+
+/// Targets named by a variant; `None` for the leader, which the executor
+/// resolves when the action applies.
+fn targets(variant: &str, n: usize, rng: &mut impl Rng) -> Option<Vec<usize>> {
+    match variant {
+        "leader" => None,
+        "one" => Some(pick(rng, n, 1)),
+        "minority" => Some(pick(rng, n, ((n - 1) / 2).max(1))),
+        "majority" => Some(pick(rng, n, n / 2 + 1)),
+        "all" => Some((0..n).collect()),
+        other => unreachable!("not a target: {other}"),
+    }
+}
+
+/// Draws one fault of `spec` for `n` nodes. Partition cuts are computed
 /// here, except for `isolate-leader`, whose `cut` stays empty until the
 /// executor resolves it.
-pub fn draw(kind: Kind, n: usize, rng: &mut impl Rng) -> Action {
-    match kind {
+pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
+    match spec.kind {
         Kind::Partition => {
-            let shape = *Shape::ALL.choose(rng).expect("shapes exist");
+            let shape = Shape::from_name(spec.pick(0, rng));
             let cut = if shape == Shape::IsolateLeader {
                 Vec::new()
             } else {
@@ -314,56 +515,55 @@ pub fn draw(kind: Kind, n: usize, rng: &mut impl Rng) -> Action {
             };
             Action::StartPartition { shape, cut }
         }
-        Kind::Pause => match rng.gen_range(0..3) {
-            0 => Action::Pause {
-                nodes: Vec::new(),
-                leader: true,
-            },
-            1 => Action::Pause {
-                nodes: pick(rng, n, 1),
-                leader: false,
-            },
-            _ => Action::Pause {
-                nodes: pick(rng, n, ((n - 1) / 2).max(1)),
-                leader: false,
-            },
-        },
-        // The leader, one node, a minority, or a majority.
-        Kind::Kill => match rng.gen_range(0..4) {
-            0 => Action::Kill {
-                nodes: Vec::new(),
-                leader: true,
-            },
-            1 => Action::Kill {
-                nodes: pick(rng, n, 1),
-                leader: false,
-            },
-            2 => Action::Kill {
-                nodes: pick(rng, n, ((n - 1) / 2).max(1)),
-                leader: false,
-            },
-            _ => Action::Kill {
-                nodes: pick(rng, n, n / 2 + 1),
-                leader: false,
-            },
-        },
-        Kind::Messages => Action::StartMessages {
+        Kind::Pause => {
+            let who = targets(spec.pick(0, rng), n, rng);
+            Action::Pause {
+                leader: who.is_none(),
+                nodes: who.unwrap_or_default(),
+            }
+        }
+        Kind::Kill => {
+            let who = targets(spec.pick(0, rng), n, rng);
+            Action::Kill {
+                leader: who.is_none(),
+                nodes: who.unwrap_or_default(),
+            }
+        }
+        // Unnarrowed: a random mix at moderate rates. Narrowed: exactly the
+        // named faults, at rates high enough to bite within seconds.
+        Kind::Messages if !spec.narrowed(0) => Action::StartMessages {
             drop: [0.05, 0.2][rng.gen_range(0..2)],
             duplicate: [0.0, 0.1][rng.gen_range(0..2)],
             corrupt: [0.0, 0.05][rng.gen_range(0..2)],
             delay_ms: [0.0, 5.0, 20.0][rng.gen_range(0..3)],
         },
-        Kind::Clock => draw_clock(n, rng),
+        Kind::Messages => {
+            let on = |v: &str| spec.only.contains(&v);
+            let mut rate = |on: bool, rates: &[f64]| {
+                if on {
+                    rates[rng.gen_range(0..rates.len())]
+                } else {
+                    0.0
+                }
+            };
+            Action::StartMessages {
+                drop: rate(on("drop"), &[0.2, 0.5]),
+                duplicate: rate(on("duplicate"), &[0.1, 0.3]),
+                corrupt: rate(on("corrupt"), &[0.1, 0.3]),
+                delay_ms: rate(on("delay"), &[5.0, 20.0, 50.0]),
+            }
+        }
+        Kind::Clock => draw_clock(spec, n, rng),
         // One node (or the leader) starved and slowed while clients burst.
         Kind::Overload => {
-            let leader = rng.gen_bool(0.5);
+            let who = targets(spec.pick(0, rng), n, rng);
             Action::StartOverload {
-                nodes: if leader { Vec::new() } else { pick(rng, n, 1) },
+                leader: who.is_none(),
+                nodes: who.unwrap_or_default(),
                 cpu_percent: [10, 25, 50][rng.gen_range(0..3)],
                 latency_ms: [10.0, 50.0][rng.gen_range(0..2)],
                 bandwidth_bytes_per_s: [64 * 1024, 1024 * 1024][rng.gen_range(0..2)],
                 burst: [1.0, 3.0][rng.gen_range(0..2)],
-                leader,
             }
         }
     }
@@ -373,24 +573,20 @@ pub fn draw(kind: Kind, n: usize, rng: &mut impl Rng) -> Action {
 /// strobe, or a drift, on the leader, one node, a minority or everyone.
 /// Offsets are large next to election timeouts (hundreds of ms), so a node
 /// that trusts its wall clock for anything time-bounded is exposed.
-fn draw_clock(n: usize, rng: &mut impl Rng) -> Action {
-    let who = rng.gen_range(0..4);
-    let leader = who == 0;
-    let nodes = match who {
-        0 => Vec::new(),
-        1 => pick(rng, n, 1),
-        2 => pick(rng, n, ((n - 1) / 2).max(1)),
-        _ => (0..n).collect(),
-    };
+fn draw_clock(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
+    let what = spec.pick(0, rng);
+    let who = targets(spec.pick(1, rng), n, rng);
+    let leader = who.is_none();
+    let nodes = who.unwrap_or_default();
     let sign = if rng.gen_bool(0.5) { 1 } else { -1 };
     let delta_ms = sign * [250, 2_000, 30_000, 120_000][rng.gen_range(0..4)];
-    match rng.gen_range(0..3) {
-        0 => Action::ClockBump {
+    match what {
+        "bump" => Action::ClockBump {
             nodes,
             delta_ms,
             leader,
         },
-        1 => Action::ClockStrobe {
+        "strobe" => Action::ClockStrobe {
             nodes,
             delta_ms,
             period_ms: [10, 100][rng.gen_range(0..2)],
@@ -411,21 +607,21 @@ fn draw_clock(n: usize, rng: &mut impl Rng) -> Action {
 /// when a pause begins, as with Jepsen's composed nemeses. The harness heals
 /// whatever is still active at the end.
 pub fn schedule(
-    kinds: &[Kind],
+    specs: &[Spec],
     n: usize,
     seed: u64,
     interval_ms: u64,
     duration_ms: u64,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if kinds.is_empty() || interval_ms == 0 {
+    if specs.is_empty() || interval_ms == 0 {
         return steps;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6E65_6D65_7369_7321);
-    for &kind in kinds {
+    for spec in specs {
         let mut t = interval_ms / 2 + rng.gen_range(0..=interval_ms);
         while t < duration_ms {
-            let action = draw(kind, n, &mut rng);
+            let action = draw(spec, n, &mut rng);
             let undo = action.undo().expect("drawn actions start a fault");
             steps.push(Step { at_ms: t, action });
             let end = (t + interval_ms).min(duration_ms);
@@ -447,9 +643,10 @@ mod tests {
 
     #[test]
     fn schedules_are_reproducible_from_the_seed() {
-        let a = schedule(&Kind::ALL, 5, 42, 1000, 30_000);
-        assert_eq!(a, schedule(&Kind::ALL, 5, 42, 1000, 30_000));
-        assert_ne!(a, schedule(&Kind::ALL, 5, 43, 1000, 30_000));
+        let all = parse_specs("all").unwrap();
+        let a = schedule(&all, 5, 42, 1000, 30_000);
+        assert_eq!(a, schedule(&all, 5, 42, 1000, 30_000));
+        assert_ne!(a, schedule(&all, 5, 43, 1000, 30_000));
         assert!(a.len() >= 20);
         // Per kind, faults are undone in order, one at a time; kinds overlap.
         for kind in Kind::ALL {
@@ -509,19 +706,85 @@ mod tests {
     }
 
     #[test]
-    fn kinds_parse_and_refuse_unknown_names() {
-        assert_eq!(parse_kinds("all").unwrap(), Kind::ALL.to_vec());
-        assert_eq!(parse_kinds("none").unwrap(), vec![]);
-        assert_eq!(
-            parse_kinds("kill, partition").unwrap(),
-            vec![Kind::Partition, Kind::Kill]
+    fn specs_parse_print_and_refuse_unknown_names() {
+        let kinds =
+            |l: &str| -> Vec<Kind> { parse_specs(l).unwrap().iter().map(|s| s.kind).collect() };
+        assert_eq!(kinds("all"), Kind::ALL.to_vec());
+        assert_eq!(kinds("none"), vec![]);
+        assert_eq!(kinds("kill, partition"), vec![Kind::Partition, Kind::Kill]);
+        assert_eq!(kinds("overload,clock"), vec![Kind::Clock, Kind::Overload]);
+        let e = parse_specs("frobnicate").unwrap_err();
+        assert!(e.contains("unknown nemesis"), "{e}");
+        let e = parse_specs("partition:isolate-leeder").unwrap_err();
+        assert!(
+            e.contains("unknown partition variant \"isolate-leeder\"") && e.contains("one-way"),
+            "{e}"
         );
-        assert!(parse_kinds("frobnicate")
-            .unwrap_err()
-            .contains("unknown nemesis"));
-        assert_eq!(
-            parse_kinds("overload,clock").unwrap(),
-            vec![Kind::Clock, Kind::Overload]
-        );
+        let e = parse_specs("kill:all,kill:one").unwrap_err();
+        assert!(e.contains("named twice"), "{e}");
+        // `all` fills in what is not named; a narrowed spec stands.
+        let s = parse_specs("all,clock:strobe+leader").unwrap();
+        assert_eq!(s.len(), 6);
+        assert_eq!(s[4].to_string(), "clock:strobe+leader");
+        // Specs travel in test.json as their text.
+        let json = serde_json::to_string(&s[4]).unwrap();
+        assert_eq!(json, "\"clock:strobe+leader\"");
+        assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), s[4]);
+        assert!(serde_json::from_str::<Spec>("\"clock:sideways\"").is_err());
+    }
+
+    #[test]
+    fn narrowed_specs_draw_only_their_variants() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let spec = |t: &str| t.parse::<Spec>().unwrap();
+        for _ in 0..200 {
+            match draw(&spec("partition:isolate-leader"), 5, &mut rng) {
+                Action::StartPartition { shape, cut } => {
+                    assert_eq!(shape, Shape::IsolateLeader);
+                    assert!(cut.is_empty(), "resolved when applied");
+                }
+                a => panic!("{a:?}"),
+            }
+            match draw(&spec("kill:all"), 5, &mut rng) {
+                Action::Kill { nodes, leader } => {
+                    assert_eq!((nodes, leader), (vec![0, 1, 2, 3, 4], false))
+                }
+                a => panic!("{a:?}"),
+            }
+            match draw(&spec("messages:corrupt"), 5, &mut rng) {
+                Action::StartMessages {
+                    drop,
+                    duplicate,
+                    corrupt,
+                    delay_ms,
+                } => {
+                    assert!(corrupt >= 0.1);
+                    assert_eq!((drop, duplicate, delay_ms), (0.0, 0.0, 0.0));
+                }
+                a => panic!("{a:?}"),
+            }
+            // Two dimensions: the type and the targets, each narrowed.
+            match draw(&spec("clock:strobe+leader"), 5, &mut rng) {
+                Action::ClockStrobe { nodes, leader, .. } => assert!(nodes.is_empty() && leader),
+                a => panic!("{a:?}"),
+            }
+            // Narrowing one dimension leaves the other whole.
+            match draw(&spec("clock:minority"), 5, &mut rng) {
+                Action::ClockBump { nodes, leader, .. }
+                | Action::ClockStrobe { nodes, leader, .. }
+                | Action::ClockDrift { nodes, leader, .. } => {
+                    assert!(nodes.len() == 2 && !leader)
+                }
+                a => panic!("{a:?}"),
+            }
+        }
+        // Unnarrowed kills reach every target, the whole cluster included.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            if let Action::Kill { nodes, leader } = draw(&Spec::all_of(Kind::Kill), 5, &mut rng) {
+                seen.insert((nodes.len(), leader));
+            }
+        }
+        assert_eq!(seen.len(), 5, "{seen:?}");
     }
 }
