@@ -602,7 +602,7 @@ fn draw_clock(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
 
 /// The whole fault schedule for a run. Each kind runs on its own timeline
 /// (faults of one kind never overlap; each lasts `interval_ms`, followed by
-/// `interval_ms` of calm, starting at a seeded offset), and the timelines
+/// a calm of 0.5 to 1.5 times `interval_ms`, starting at a seeded offset), and the timelines
 /// are merged, so different kinds compose: a partition can be under way
 /// when a pause begins, as with Jepsen's composed nemeses. The harness heals
 /// whatever is still active at the end.
@@ -629,7 +629,11 @@ pub fn schedule(
                 at_ms: end,
                 action: undo,
             });
-            t = end + interval_ms;
+            // A calm of random length (mean `interval_ms`): with a fixed
+            // calm every kind would repeat with the same period, so two
+            // kinds would keep one phase for the whole run and, at some
+            // seeds, never be active together.
+            t = end + rng.gen_range(interval_ms / 2..=interval_ms + interval_ms / 2);
         }
     }
     // Stable: a fault and its undo keep their order at equal times.
@@ -661,6 +665,28 @@ mod tests {
             .windows(2)
             .any(|w| w[0].action.undo().is_some() && w[1].action.undo().is_some());
         assert!(overlapping, "kinds compose");
+    }
+
+    #[test]
+    fn kinds_meet_in_every_alignment_at_every_seed() {
+        // With a fixed calm, two kinds at one interval keep one phase for a
+        // whole run: at some seeds a kill would never meet a message fault.
+        let specs = parse_specs("kill:leader,messages:drop").unwrap();
+        for seed in 0..50 {
+            let steps = schedule(&specs, 5, seed, 500, 30_000);
+            let mut lossy = false;
+            let (mut during, mut outside) = (0, 0);
+            for s in &steps {
+                match s.action {
+                    Action::StartMessages { .. } => lossy = true,
+                    Action::StopMessages => lossy = false,
+                    Action::Kill { .. } if lossy => during += 1,
+                    Action::Kill { .. } => outside += 1,
+                    _ => {}
+                }
+            }
+            assert!(during >= 3 && outside >= 3, "seed {seed}: {during} kills during message faults, {outside} outside");
+        }
     }
 
     fn kind_of(a: &Action) -> Kind {
