@@ -210,6 +210,20 @@ impl Client {
             }
             let inv = gen.lock().unwrap().next_op();
             self.invoke(&inv).await?;
+            // A client whose node is down reconnects at most once per
+            // node check instead of failing op after op at once: those
+            // instant failures would take most of the shared rate while a
+            // node is killed, starving the clients of live nodes just when
+            // the cluster is electing a new leader.
+            while !self.net.is_attached(self.node)
+                && !cancel.is_cancelled()
+                && Instant::now() < deadline
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(NODE_CHECK_INTERVAL) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
         }
         Ok(())
     }

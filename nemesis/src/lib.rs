@@ -685,7 +685,10 @@ mod tests {
                     _ => {}
                 }
             }
-            assert!(during >= 3 && outside >= 3, "seed {seed}: {during} kills during message faults, {outside} outside");
+            assert!(
+                during >= 3 && outside >= 3,
+                "seed {seed}: {during} kills during message faults, {outside} outside"
+            );
         }
     }
 
