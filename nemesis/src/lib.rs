@@ -40,15 +40,9 @@ impl Kind {
 impl FromStr for Kind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "partition" => Ok(Kind::Partition),
-            "pause" => Ok(Kind::Pause),
-            "kill" => Ok(Kind::Kill),
-            "messages" => Ok(Kind::Messages),
-            "clock" => Ok(Kind::Clock),
-            "overload" => Ok(Kind::Overload),
-            other => Err(format!("unknown nemesis {other:?} (available: partition, pause, kill, messages, clock, overload, all, none)")),
-        }
+        Kind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            format!("unknown nemesis {s:?} (available: partition, pause, kill, messages, clock, overload, all, none)")
+        })
     }
 }
 
