@@ -14,9 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// A family of faults, as named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// A family of faults, as named on the command line. It travels only
+/// inside a `Spec`'s text, so it needs no serde of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Partition,
     Pause,
