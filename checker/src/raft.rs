@@ -48,6 +48,8 @@ enum Ev {
     Commit {
         index: u64,
         term: u64,
+        /// Set when a leader advanced its commit index by counting replicas.
+        leader_term: Option<u64>,
     },
     Apply {
         index: u64,
@@ -95,6 +97,10 @@ fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckErr
         "commit" => Ev::Commit {
             index: num("index")?,
             term: num("term")?,
+            leader_term: match v.get("leader_term") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(num("leader_term")?),
+            },
         },
         "apply" => Ev::Apply {
             index: num("index")?,
@@ -179,7 +185,30 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                     votes.insert((node, term), (candidate, n));
                 }
             },
-            Ev::Commit { index, term } => {
+            Ev::Commit {
+                index,
+                term,
+                leader_term,
+            } => {
+                // The commit rule itself (the guard of AdvanceCommitIndex in
+                // the Raft TLA+ spec): an earlier term's entry counted onto a
+                // majority can still be overwritten (Figure 8), so checking
+                // the rule catches the mistake without waiting for the rare
+                // three-leader chain that turns it into lost data.
+                if let Some(lt) = leader_term {
+                    if lt != term {
+                        push(Violation {
+                            invariant: "leader-commits-own-term",
+                            summary: format!(
+                                "{node}, leader of term {lt}, committed index {index} of term {term} by counting replicas (line {n}); only entries of the leader's own term commit that way (Raft §5.4.2)"
+                            ),
+                            nodes: vec![node.clone()],
+                            terms: vec![lt, term],
+                            indices: vec![index],
+                            lines: vec![n],
+                        });
+                    }
+                }
                 let life = lives.entry(node.clone()).or_default();
                 if let Some((prev, l)) = life.commit {
                     if index < prev {

@@ -132,6 +132,12 @@ pub struct Bugs {
     pub volatile_vote: bool,
     /// Commit entries of earlier terms by counting replicas (Figure 8).
     pub commit_prior_term: bool,
+    /// No no-op on election. `--bug commit-prior-term` sets it too: with the
+    /// no-op, a new leader's earlier-term entries reach a follower in the
+    /// same Append as the no-op, so counting them commits nothing the term
+    /// rule would not (unless a batch splits at `max_batch`). Harmless alone:
+    /// a read then appends the no-op it needs.
+    pub no_election_noop: bool,
     /// n/2 acknowledgements make a quorum.
     pub even_quorum: bool,
     /// The leader serves reads from local state without ReadIndex.
@@ -204,7 +210,13 @@ pub enum Role {
 pub enum Trace {
     Vote { term: u64, candidate: NodeIx },
     Leader { term: u64 },
-    Commit { index: u64, term: u64 },
+    /// `leader_term` is set when a leader advanced its commit index by
+    /// counting replicas, so the trace checker can hold it to §5.4.2.
+    Commit {
+        index: u64,
+        term: u64,
+        leader_term: Option<u64>,
+    },
     Truncate { from: u64, term: u64 },
 }
 
@@ -341,6 +353,8 @@ struct Progress {
     active: bool,
     /// Waiting for a snapshot to be acknowledged.
     snapshotting: bool,
+    /// `match_index` at the previous heartbeat answer; `None` before one.
+    match_at_heartbeat: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -642,6 +656,7 @@ impl Raft {
                 inflight: 0,
                 active: true,
                 snapshotting: false,
+                match_at_heartbeat: None,
             };
             if i == self.cfg.id {
                 p.match_index = last;
@@ -649,7 +664,9 @@ impl Raft {
         }
         self.ready.traces.push(Trace::Leader { term: self.term });
         // Commit an entry of this term, which also commits everything before.
-        self.append_local(Command::Noop);
+        if !self.cfg.bugs.no_election_noop {
+            self.append_local(Command::Noop);
+        }
         self.broadcast_append();
     }
 
@@ -692,6 +709,12 @@ impl Raft {
         }
         let committed_own_term = self.log.term(self.commit) == Some(self.term);
         if !committed_own_term && !self.cfg.bugs.readindex_no_noop {
+            // Without an election no-op (`no_election_noop`) a read on an
+            // idle leader would wait forever: append one now.
+            if self.log.term(self.log.last_index()) != Some(self.term) {
+                self.append_local(Command::Noop);
+                self.broadcast_append();
+            }
             self.parked_reads.push(id);
             return;
         }
@@ -829,7 +852,7 @@ impl Raft {
         // (Raft §5.4.2); earlier ones commit with them.
         let own_term = self.log.term(candidate) == Some(self.term);
         if own_term || self.cfg.bugs.commit_prior_term {
-            self.advance_commit(candidate);
+            self.advance_commit(candidate, Some(self.term));
             if !self.parked_reads.is_empty() && self.log.term(self.commit) == Some(self.term) {
                 for id in std::mem::take(&mut self.parked_reads) {
                     self.read(id);
@@ -838,7 +861,9 @@ impl Raft {
         }
     }
 
-    fn advance_commit(&mut self, to: u64) {
+    /// `leader_term`: the leader's term when it commits by counting
+    /// replicas; `None` when a follower learns the commit index.
+    fn advance_commit(&mut self, to: u64, leader_term: Option<u64>) {
         let to = to.min(self.log.last_index());
         if to <= self.commit {
             return;
@@ -849,7 +874,11 @@ impl Raft {
             .extend(self.log.slice(from, to, usize::MAX));
         self.commit = to;
         let term = self.log.term(to).expect("committed entries are in the log");
-        self.ready.traces.push(Trace::Commit { index: to, term });
+        self.ready.traces.push(Trace::Commit {
+            index: to,
+            term,
+            leader_term,
+        });
     }
 
     /// The server persisted a snapshot of the state machine at `index`:
@@ -1045,7 +1074,7 @@ impl Raft {
             Msg::Heartbeat { term, commit, ctx } => {
                 self.heard_from_leader(from, term);
                 if commit > self.commit && self.log.term(commit).is_some() {
-                    self.advance_commit(commit.min(self.log.last_index()));
+                    self.advance_commit(commit.min(self.log.last_index()), None);
                 }
                 let t = self.term;
                 self.send(from, Msg::HeartbeatResp { term: t, ctx });
@@ -1056,7 +1085,27 @@ impl Raft {
                 }
                 self.progress[from].active = true;
                 self.confirm_reads(from, ctx);
-                if self.progress[from].match_index < self.log.last_index() {
+                let last = self.log.last_index();
+                let p = &mut self.progress[from];
+                if p.match_index < last {
+                    // The link works but the follower acknowledged nothing
+                    // for a whole heartbeat round: what is in flight was
+                    // lost (appends are not retried otherwise, and an idle
+                    // leader would never commit its no-op). Resend from
+                    // what it has, or probe with the last entry when that
+                    // is unknown; duplicates are harmless.
+                    if p.inflight > 0
+                        && !p.snapshotting
+                        && p.match_at_heartbeat == Some(p.match_index)
+                    {
+                        p.next = if p.match_index == 0 {
+                            last
+                        } else {
+                            p.match_index + 1
+                        };
+                        p.inflight = 0;
+                    }
+                    p.match_at_heartbeat = Some(p.match_index);
                     self.send_append(from);
                 }
             }
@@ -1207,7 +1256,7 @@ impl Raft {
             }
         }
         if commit > self.commit {
-            self.advance_commit(commit.min(last_new));
+            self.advance_commit(commit.min(last_new), None);
         }
         self.send(
             from,

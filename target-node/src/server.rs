@@ -69,7 +69,10 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 match b.as_str() {
                     "vote-any" => o.bugs.vote_any = true,
                     "volatile-vote" => o.bugs.volatile_vote = true,
-                    "commit-prior-term" => o.bugs.commit_prior_term = true,
+                    "commit-prior-term" => {
+                        o.bugs.commit_prior_term = true;
+                        o.bugs.no_election_noop = true;
+                    }
                     "even-quorum" => o.bugs.even_quorum = true,
                     "local-read" => o.bugs.local_read = true,
                     "lease-no-bound" => {
@@ -642,8 +645,17 @@ impl<W: Write> Server<W> {
                         json!({"event": "vote", "term": term, "candidate": ids[candidate]})
                     }
                     Trace::Leader { term } => json!({"event": "leader", "term": term}),
-                    Trace::Commit { index, term } => {
-                        json!({"event": "commit", "index": index, "term": term})
+                    Trace::Commit {
+                        index,
+                        term,
+                        leader_term: None,
+                    } => json!({"event": "commit", "index": index, "term": term}),
+                    Trace::Commit {
+                        index,
+                        term,
+                        leader_term: Some(lt),
+                    } => {
+                        json!({"event": "commit", "index": index, "term": term, "leader_term": lt})
                     }
                     Trace::Truncate { from, term } => {
                         json!({"event": "truncate", "from": from, "term": term})

@@ -129,6 +129,32 @@ fn committed_entries_are_never_truncated() {
 }
 
 #[test]
+fn a_leader_commits_only_its_own_terms_entries_by_counting() {
+    let v = violated(
+        &[
+            r#"{"node":"n1","event":"leader","term":4}"#,
+            r#"{"node":"n1","event":"commit","index":7,"term":2,"leader_term":4}"#,
+        ],
+        "leader-commits-own-term",
+    );
+    assert_eq!((v.terms, v.indices, v.lines), (vec![4, 2], vec![7], vec![2]));
+    // A follower learning the commit index may land on any term, and a
+    // leader's own-term entry commits everything before it.
+    let clean = run(&[
+        r#"{"node":"n2","event":"commit","index":7,"term":2}"#,
+        r#"{"node":"n1","event":"commit","index":9,"term":4,"leader_term":4}"#,
+    ]);
+    assert_eq!(clean.verdict, Verdict::Valid);
+    let bad = raft::check(
+        "t.jsonl",
+        "{\"node\":\"n1\",\"event\":\"commit\",\"index\":7,\"term\":2,\"leader_term\":\"x\"}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("t.jsonl") && bad.contains("leader_term"), "{bad}");
+}
+
+#[test]
 fn malformed_traces_are_errors_with_lines() {
     let err = raft::check("t.jsonl", "{\"node\":\"n1\",\"event\":\"vote\"}\n")
         .unwrap_err()

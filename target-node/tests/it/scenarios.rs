@@ -1,13 +1,16 @@
 //! Scripted scenarios that pin down the tricky cases.
 
 use serde_json::json;
-use target_node::raft::{Bugs, Command, Config, Durable, Entry, Msg, Raft, Role};
+use target_node::raft::{Bugs, Command, Config, Durable, Entry, Msg, Raft, Role, Trace};
 
 struct Cluster {
     nodes: Vec<Raft>,
     durable: Vec<Durable>,
     up: Vec<bool>,
     applied: Vec<Vec<Entry>>,
+    traces: Vec<Vec<Trace>>,
+    /// Reads each node said may be served.
+    reads: Vec<Vec<u64>>,
 }
 
 impl Cluster {
@@ -25,6 +28,8 @@ impl Cluster {
             durable: vec![Durable::default(); n],
             up: vec![true; n],
             applied: vec![Vec::new(); n],
+            traces: vec![Vec::new(); n],
+            reads: vec![Vec::new(); n],
         }
     }
 
@@ -51,6 +56,8 @@ impl Cluster {
                     self.durable[i].log.push(e);
                 }
                 self.applied[i].extend(rd.committed);
+                self.traces[i].extend(rd.traces);
+                self.reads[i].extend(rd.reads.iter().map(|r| r.0));
                 for (to, m) in rd.messages {
                     queue.push((i, to, m));
                 }
@@ -91,6 +98,7 @@ impl Cluster {
             self.durable[i].log.push(e);
         }
         self.applied[i].extend(rd.committed);
+        self.traces[i].extend(rd.traces);
         out.extend(rd.messages);
     }
 
@@ -245,6 +253,72 @@ fn figure_8_with_commit_prior_term_loses_a_committed_entry() {
         .find(|e| e.index == 2)
         .expect("S2 applied index 2");
     assert_ne!(s1.cmd, others.cmd, "state machine safety is violated");
+}
+
+/// A new leader holds X (term 1) that the old leader never committed; what
+/// it commits once its first Append reaches the one other live node.
+fn new_leader_with_an_uncommitted_old_entry(bugs: Bugs) -> (u64, Vec<Trace>) {
+    let mut c = Cluster::new(3, bugs, 64);
+    c.elect(0, &|_, _, _| true);
+    assert!(c.nodes[0].is_leader());
+    c.nodes[0].propose(op(1));
+    // X reaches n1, but n1's acknowledgement is lost: n0 never commits it.
+    c.pump(&|f, t, m| f == 0 && t == 1 && matches!(m, Msg::Append { .. }));
+    let x_index = c.nodes[1].log.last_index();
+    assert!(c.nodes[1].commit < x_index, "n1 holds X uncommitted");
+    c.crash(0);
+    c.traces[1].clear();
+    c.elect(1, &among(&[1, 2]));
+    assert!(c.nodes[1].is_leader());
+    (x_index, std::mem::take(&mut c.traces[1]))
+}
+
+#[test]
+fn a_new_leader_commits_old_entries_only_with_one_of_its_own_term() {
+    let (x, traces) = new_leader_with_an_uncommitted_old_entry(Bugs::default());
+    let commits: Vec<_> = traces
+        .iter()
+        .filter_map(|t| match t {
+            Trace::Commit {
+                index,
+                term,
+                leader_term,
+            } => Some((*index, *term, *leader_term)),
+            _ => None,
+        })
+        .collect();
+    assert!(!commits.is_empty(), "the no-op commits X with it");
+    for (index, term, leader_term) in commits {
+        assert!(index > x, "X commits with the no-op after it");
+        assert_eq!(Some(term), leader_term, "only own-term entries by counting");
+    }
+
+    let (x, traces) = new_leader_with_an_uncommitted_old_entry(Bugs {
+        commit_prior_term: true,
+        no_election_noop: true,
+        ..Default::default()
+    });
+    assert!(
+        traces.iter().any(|t| matches!(t,
+            Trace::Commit { index, term: 1, leader_term: Some(lt) } if *index == x && *lt > 1)),
+        "the bug commits X (term 1) by counting: {traces:?}"
+    );
+}
+
+#[test]
+fn an_idle_leader_resends_a_lost_no_op_and_serves_reads() {
+    let mut c = Cluster::new(3, Bugs::default(), 64);
+    c.elect(0, &|_, _, m| !matches!(m, Msg::Append { .. }));
+    assert!(c.nodes[0].is_leader());
+    let noop = c.nodes[0].log.last_index();
+    assert!(c.nodes[0].commit < noop, "the no-op's Appends were lost");
+    c.nodes[0].read(5);
+    for _tick in 0..4 * c.nodes[0].cfg.heartbeat_ticks {
+        c.nodes[0].tick();
+        c.pump(&|_, _, _| true);
+    }
+    assert!(c.nodes[0].commit >= noop, "the no-op was resent and committed");
+    assert_eq!(c.reads[0], vec![5], "the parked read was served");
 }
 
 #[test]
