@@ -33,6 +33,8 @@ pub struct Entry {
     pub key_count: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub latency: Option<f64>,
+    /// `constant`, `uniform` (jitter that reorders messages) or `exponential`.
+    pub latency_dist: Option<String>,
     pub seeds: Option<Vec<u64>>,
     /// `valid`, `invalid` or `unknown`.
     pub expect: Option<String>,
@@ -89,6 +91,7 @@ pub fn load(path: &Path) -> anyhow::Result<Suite> {
             key_count,
             timeout_ms,
             latency,
+            latency_dist,
             seeds,
             expect
         );
@@ -130,8 +133,13 @@ pub struct RunResult {
     pub passed: bool,
     pub summary: String,
     pub run_dir: Option<PathBuf>,
-    /// Seconds from test start to the first op of the anomaly.
+    /// Seconds from test start until the anomaly was complete: its last op
+    /// returned (the read that saw stale data), or the trace line that
+    /// completed the first Raft violation. A run this long catches it.
     pub detect_s: Option<f64>,
+    /// Seconds from test start to the first op of the anomaly (often a
+    /// write long before the read that exposed it).
+    pub anomaly_start_s: Option<f64>,
     pub wall_s: f64,
 }
 
@@ -166,6 +174,7 @@ fn test_args(e: &Entry, seed: u64, results: &Path, suite: &str) -> Vec<String> {
     opt("--key-count", e.key_count.map(|v| v.to_string()));
     opt("--timeout-ms", e.timeout_ms.map(|v| v.to_string()));
     opt("--latency", e.latency.map(|v| v.to_string()));
+    opt("--latency-dist", e.latency_dist.clone());
     if let Some(args) = &e.args {
         a.push("--".into());
         a.extend(args.iter().cloned());
@@ -173,19 +182,29 @@ fn test_args(e: &Entry, seed: u64, results: &Path, suite: &str) -> Vec<String> {
     a
 }
 
-/// When the anomaly began: the earliest invocation among the
-/// linearizability anomaly's ops, or the time of the trace line that
-/// completed the first Raft violation, whichever came first.
-fn detection_time(run_dir: &Path, results: &Value) -> Option<f64> {
-    let lin_ns = results["checkers"]["linearizability"]["anomaly"]["ops"]
+/// (detected, started): when the first anomaly was complete, and when its
+/// first op began. The linearizability anomaly is complete when the last of
+/// its ops (the blocked op included) returned; a Raft violation when the
+/// trace line that completed it was written. The earlier anomaly counts.
+fn detection_time(run_dir: &Path, results: &Value) -> Option<(f64, f64)> {
+    let anomaly = &results["checkers"]["linearizability"]["anomaly"];
+    let ops: Vec<&Value> = anomaly["ops"]
         .as_array()
-        .and_then(|ops| ops.iter().filter_map(|o| o["invoke_time"].as_u64()).min());
-    let raft_ns = first_violation_ns(run_dir, results);
-    let ns = match (lin_ns, raft_ns) {
+        .into_iter()
+        .flatten()
+        .chain(anomaly.get("blocked").filter(|b| b.is_object()))
+        .collect();
+    let lin = ops
+        .iter()
+        .filter_map(|o| o["complete_time"].as_u64().or(o["invoke_time"].as_u64()))
+        .max()
+        .zip(ops.iter().filter_map(|o| o["invoke_time"].as_u64()).min());
+    let raft = first_violation_ns(run_dir, results).map(|ns| (ns, ns));
+    let (done, start) = match (lin, raft) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b)?,
     };
-    Some(ns as f64 / 1e9)
+    Some((done as f64 / 1e9, start as f64 / 1e9))
 }
 
 fn first_violation_ns(run_dir: &Path, results: &Value) -> Option<u64> {
@@ -232,6 +251,7 @@ fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> Run
         summary,
         run_dir,
         detect_s: None,
+        anomaly_start_s: None,
         wall_s: started.elapsed().as_secs_f64(),
     };
     let mut child = match cmd.spawn() {
@@ -287,10 +307,13 @@ fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> Run
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
     let summary = results["summary"].as_str().unwrap_or("").to_string();
-    let detect_s = if got == "invalid" {
-        run_dir.as_ref().and_then(|d| detection_time(d, &results))
+    let (detect_s, anomaly_start_s) = if got == "invalid" {
+        run_dir
+            .as_ref()
+            .and_then(|d| detection_time(d, &results))
+            .unzip()
     } else {
-        None
+        (None, None)
     };
     RunResult {
         passed: got == expect,
@@ -301,6 +324,7 @@ fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> Run
         summary,
         run_dir,
         detect_s,
+        anomaly_start_s,
         wall_s: started.elapsed().as_secs_f64(),
     }
 }
@@ -385,6 +409,12 @@ pub fn detection(results: &[RunResult]) -> Vec<Value> {
                 .filter_map(|r| r.detect_s)
                 .collect();
             times.sort_by(f64::total_cmp);
+            let mut starts: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.got == "invalid")
+                .filter_map(|r| r.anomaly_start_s)
+                .collect();
+            starts.sort_by(f64::total_cmp);
             let caught = runs.iter().filter(|r| r.got == "invalid").count();
             json!({
                 "entry": n,
@@ -393,6 +423,7 @@ pub fn detection(results: &[RunResult]) -> Vec<Value> {
                 "rate": caught as f64 / runs.len() as f64,
                 "median_detect_s": times.get(times.len() / 2),
                 "max_detect_s": times.last(),
+                "median_anomaly_start_s": starts.get(starts.len() / 2),
             })
         })
         .collect()
@@ -522,4 +553,32 @@ pub fn run(path: &Path, opts: &Options) -> anyhow::Result<bool> {
     std::fs::write(&json_path, serde_json::to_vec_pretty(&summary)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     Ok(passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detection_time;
+    use serde_json::json;
+
+    #[test]
+    fn an_anomaly_is_detected_when_its_last_op_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces = "{\"time\":9000000000,\"node\":\"n1\",\"event\":\"leader\",\"term\":2}\n\
+                      {\"time\":7000000000,\"node\":\"n2\",\"event\":\"leader\",\"term\":2}\n";
+        std::fs::write(dir.path().join("traces.jsonl"), traces).unwrap();
+        let lin = json!({"anomaly": {
+            "ops": [{"invoke_time": 1_000_000_000u64, "complete_time": 1_100_000_000u64}],
+            "blocked": {"invoke_time": 5_000_000_000u64, "complete_time": 5_200_000_000u64}
+        }});
+        let results = json!({"checkers": {"linearizability": lin}});
+        assert_eq!(detection_time(dir.path(), &results), Some((5.2, 1.0)));
+        // A Raft violation completed (line 2, at 7 s) later than the stale
+        // read: the read counts. Earlier, the violation would.
+        let raft = json!({"violations": [{"lines": [1, 2]}]});
+        let results = json!({"checkers": {"linearizability": lin, "raft-invariants": raft}});
+        assert_eq!(detection_time(dir.path(), &results), Some((5.2, 1.0)));
+        let results = json!({"checkers": {"raft-invariants": raft}});
+        assert_eq!(detection_time(dir.path(), &results), Some((7.0, 7.0)));
+        assert_eq!(detection_time(dir.path(), &json!({})), None);
+    }
 }

@@ -208,8 +208,13 @@ pub enum Role {
 /// Trace events (DESIGN §2), emitted once the state they describe is durable.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trace {
-    Vote { term: u64, candidate: NodeIx },
-    Leader { term: u64 },
+    Vote {
+        term: u64,
+        candidate: NodeIx,
+    },
+    Leader {
+        term: u64,
+    },
     /// `leader_term` is set when a leader advanced its commit index by
     /// counting replicas, so the trace checker can hold it to §5.4.2.
     Commit {
@@ -217,7 +222,10 @@ pub enum Trace {
         term: u64,
         leader_term: Option<u64>,
     },
-    Truncate { from: u64, term: u64 },
+    Truncate {
+        from: u64,
+        term: u64,
+    },
 }
 
 /// A read waiting for its index to be confirmed and applied.

@@ -7,7 +7,7 @@
 //! it depends on is durable.
 
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -27,6 +27,10 @@ const INPUT_QUEUE: usize = 16 * 1024;
 const MAX_PENDING_READS: usize = 100_000;
 /// How many times a request may be forwarded between nodes.
 const MAX_HOPS: u64 = 3;
+/// Most reads held while no leader is known.
+const MAX_HELD_READS: usize = 4096;
+/// How long a read waits for a leader (two longest election timeouts).
+const HOLD_READ_TICKS: u64 = 60;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -204,6 +208,14 @@ struct Cluster {
     /// Confirmed reads waiting for the state machine to reach their index.
     waiting: Vec<(u64, ReadId)>,
     next_read: ReadId,
+    /// Reads that arrived while no leader was known: (client, msg_id, body,
+    /// hops, give up at tick). Like etcd's linearizable read loop, a read
+    /// waits out an election instead of failing: reads are idempotent, so
+    /// holding one costs nothing if its client gives up. Writes are refused
+    /// at once instead: a held write whose client gave up would still
+    /// take effect later.
+    held_reads: VecDeque<(String, u64, Value, u64, u64)>,
+    ticks: u64,
 }
 
 pub struct Server<W: Write> {
@@ -460,6 +472,8 @@ impl<W: Write> Server<W> {
             reads: HashMap::new(),
             waiting: Vec::new(),
             next_read: 1,
+            held_reads: VecDeque::new(),
+            ticks: 0,
         });
         self.reply(src, msg_id, json!({"type": "init_ok"}));
         Ok(())
@@ -542,7 +556,16 @@ impl<W: Write> Server<W> {
     /// Sends a client request to the leader, or refuses it (see `refusal`)
     /// when there is no leader or it has bounced too often.
     fn forward(&mut self, client: &str, msg_id: u64, mut body: Value, hops: u64) {
-        let c = self.cluster.as_ref().expect("initialised");
+        let c = self.cluster.as_mut().expect("initialised");
+        if c.raft.leader.is_none()
+            && body.get("type").and_then(Value::as_str) == Some("read")
+            && c.held_reads.len() < MAX_HELD_READS
+        {
+            let until = c.ticks + HOLD_READ_TICKS;
+            c.held_reads
+                .push_back((client.to_string(), msg_id, body, hops, until));
+            return;
+        }
         match c.raft.leader {
             Some(l) if l != c.raft.cfg.id && hops < MAX_HOPS => {
                 let leader = c.ids[l].clone();
@@ -607,8 +630,35 @@ impl<W: Write> Server<W> {
         }
     }
 
+    /// Once a leader is known, held reads go to it (or to this node's own
+    /// read path); without one, those held too long are refused.
+    fn release_held_reads(&mut self) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.held_reads.is_empty() {
+            return;
+        }
+        if c.raft.leader.is_some() {
+            let held = std::mem::take(&mut c.held_reads);
+            for (client, msg_id, body, hops) in held.into_iter().map(|h| (h.0, h.1, h.2, h.3)) {
+                self.client_request(&client, msg_id, body, hops);
+            }
+            return;
+        }
+        let now = c.ticks;
+        let mut expired = Vec::new();
+        while c.held_reads.front().is_some_and(|h| h.4 <= now) {
+            expired.extend(c.held_reads.pop_front());
+        }
+        for (client, msg_id, _, hops, _) in expired {
+            self.reply(&client, msg_id, refusal(hops, "no leader known"));
+        }
+    }
+
     /// Drains the core's output until it has nothing more to say.
     pub fn process_ready(&mut self) -> Result<(), String> {
+        self.release_held_reads();
         for _round in 0..64 {
             let Some(c) = self.cluster.as_mut() else {
                 return Ok(());
@@ -715,6 +765,7 @@ impl<W: Write> Server<W> {
 
     pub fn tick(&mut self) {
         if let Some(c) = self.cluster.as_mut() {
+            c.ticks += 1;
             c.raft.tick();
         }
     }

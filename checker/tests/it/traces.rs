@@ -137,7 +137,10 @@ fn a_leader_commits_only_its_own_terms_entries_by_counting() {
         ],
         "leader-commits-own-term",
     );
-    assert_eq!((v.terms, v.indices, v.lines), (vec![4, 2], vec![7], vec![2]));
+    assert_eq!(
+        (v.terms, v.indices, v.lines),
+        (vec![4, 2], vec![7], vec![2])
+    );
     // A follower learning the commit index may land on any term, and a
     // leader's own-term entry commits everything before it.
     let clean = run(&[
@@ -151,7 +154,10 @@ fn a_leader_commits_only_its_own_terms_entries_by_counting() {
     )
     .unwrap_err()
     .to_string();
-    assert!(bad.contains("t.jsonl") && bad.contains("leader_term"), "{bad}");
+    assert!(
+        bad.contains("t.jsonl") && bad.contains("leader_term"),
+        "{bad}"
+    );
 }
 
 #[test]

@@ -317,7 +317,10 @@ fn an_idle_leader_resends_a_lost_no_op_and_serves_reads() {
         c.nodes[0].tick();
         c.pump(&|_, _, _| true);
     }
-    assert!(c.nodes[0].commit >= noop, "the no-op was resent and committed");
+    assert!(
+        c.nodes[0].commit >= noop,
+        "the no-op was resent and committed"
+    );
     assert_eq!(c.reads[0], vec![5], "the parked read was served");
 }
 

@@ -234,3 +234,44 @@ fn a_duplicated_request_executes_at_most_once() {
         "the duplicate cas did not execute"
     );
 }
+
+#[test]
+fn reads_wait_out_an_election_and_writes_are_refused_at_once() {
+    let init = |ids: Value| json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":ids}});
+    let read = json!({"src":"c1","dest":"n1","body":{"type":"read","msg_id":2,"key":1}});
+    let write =
+        json!({"src":"c1","dest":"n1","body":{"type":"write","msg_id":3,"key":1,"value":5}});
+    let answer = |out: &[Value], id: u64| {
+        out.iter()
+            .find(|m| m["body"]["in_reply_to"] == id)
+            .map(|m| m["body"].clone())
+    };
+    // One node, before it has elected itself: the write is refused (11),
+    // the read is held and answered once it leads (the key is absent: 20).
+    let mut s = server();
+    replies(&mut s, &[init(json!(["n1"])), read.clone(), write.clone()]);
+    settle(&mut s, 100);
+    let out = output(s);
+    assert_eq!(answer(&out, 3).unwrap()["code"], 11);
+    assert_eq!(answer(&out, 2).unwrap()["code"], 20, "{out:?}");
+    let at = |id: u64| out.iter().position(|m| m["body"]["in_reply_to"] == id);
+    assert!(
+        at(3) < at(2),
+        "the write was refused before the read was served"
+    );
+
+    // Three nodes whose peers never answer: the read is refused (11) once
+    // it has waited two election timeouts, not before.
+    let mut s = server();
+    replies(&mut s, &[init(json!(["n1", "n2", "n3"])), read]);
+    settle(&mut s, 50);
+    s.handle_line(&write.to_string()).unwrap();
+    settle(&mut s, 20);
+    let out = output(s);
+    let (r, w) = (
+        out.iter().position(|m| m["body"]["in_reply_to"] == 2),
+        out.iter().position(|m| m["body"]["in_reply_to"] == 3),
+    );
+    assert!(w.is_some() && r.is_some() && w < r, "{out:?}");
+    assert_eq!(answer(&out, 2).unwrap()["code"], 11);
+}
