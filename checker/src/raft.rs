@@ -4,6 +4,10 @@
 //! `{"event":"start"}` each time it (re)starts a node, which begins a new
 //! "life" of that node: volatile state (commit and apply indices) may reset
 //! there, persistent state (votes) may not.
+//!
+//! Beyond DESIGN §2, a `commit` event may carry `leader_term`: the node, as
+//! leader of that term, advanced its commit index by counting replicas.
+//! Such a commit must land on an entry of that term (Raft §5.4.2).
 
 use serde::Serialize;
 use serde_json::Value;

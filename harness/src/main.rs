@@ -292,8 +292,15 @@ fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
             drop(any);
             seen += 1;
             if seen == 1 {
-                eprintln!("faultline: interrupted; stopping clients and nodes (again to force)");
+                // Cancel first: when the parent that reads our stderr (a
+                // suite) is gone, printing fails, and eprintln! would panic.
                 cancel.cancel();
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!(
+                        "faultline: interrupted; stopping clients and nodes (again to force)\n"
+                    ),
+                );
             } else {
                 hygiene::kill_all();
                 std::process::exit(EXIT_HARNESS as i32);

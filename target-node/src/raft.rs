@@ -361,8 +361,9 @@ struct Progress {
     active: bool,
     /// Waiting for a snapshot to be acknowledged.
     snapshotting: bool,
-    /// `match_index` at the previous heartbeat answer; `None` before one.
-    match_at_heartbeat: Option<u64>,
+    /// Heartbeat answers since the follower last answered an append (or
+    /// snapshot) while appends were in flight.
+    quiet_heartbeats: u8,
 }
 
 #[derive(Debug)]
@@ -664,7 +665,7 @@ impl Raft {
                 inflight: 0,
                 active: true,
                 snapshotting: false,
-                match_at_heartbeat: None,
+                quiet_heartbeats: 0,
             };
             if i == self.cfg.id {
                 p.match_index = last;
@@ -1055,6 +1056,7 @@ impl Raft {
                 let last = self.log.last_index();
                 let p = &mut self.progress[from];
                 p.inflight = p.inflight.saturating_sub(1);
+                p.quiet_heartbeats = 0;
                 if success {
                     if match_index > p.match_index {
                         p.match_index = match_index;
@@ -1095,17 +1097,18 @@ impl Raft {
                 self.confirm_reads(from, ctx);
                 let last = self.log.last_index();
                 let p = &mut self.progress[from];
-                if p.match_index < last {
-                    // The link works but the follower acknowledged nothing
-                    // for a whole heartbeat round: what is in flight was
-                    // lost (appends are not retried otherwise, and an idle
-                    // leader would never commit its no-op). Resend from
-                    // what it has, or probe with the last entry when that
-                    // is unknown; duplicates are harmless.
-                    if p.inflight > 0
-                        && !p.snapshotting
-                        && p.match_at_heartbeat == Some(p.match_index)
-                    {
+                // Links are FIFO unless jitter reorders them, so two heartbeat
+                // answers with no append answer between them, while appends
+                // are in flight, mean those appends (or their answers) were
+                // lost: appends are not retried otherwise, and an idle leader
+                // would never commit its no-op. Resend from what the follower
+                // has, or probe with the last entry when that is unknown.
+                // Any append answer (a rejection too) resets the count, so a
+                // catch-up in progress is never restarted.
+                if p.inflight > 0 && !p.snapshotting {
+                    p.quiet_heartbeats = p.quiet_heartbeats.saturating_add(1);
+                    if p.quiet_heartbeats >= 2 {
+                        p.quiet_heartbeats = 0;
                         p.next = if p.match_index == 0 {
                             last
                         } else {
@@ -1113,7 +1116,10 @@ impl Raft {
                         };
                         p.inflight = 0;
                     }
-                    p.match_at_heartbeat = Some(p.match_index);
+                } else {
+                    p.quiet_heartbeats = 0;
+                }
+                if p.match_index < last {
                     self.send_append(from);
                 }
             }
@@ -1143,6 +1149,7 @@ impl Raft {
                 p.active = true;
                 p.snapshotting = false;
                 p.inflight = 0;
+                p.quiet_heartbeats = 0;
                 p.match_index = p.match_index.max(match_index);
                 p.next = p.match_index + 1;
                 self.send_append(from);
