@@ -90,9 +90,21 @@ pub fn elf_is_dynamic(bytes: &[u8]) -> Option<bool> {
     if bytes.len() < 52 || &bytes[..4] != b"\x7fELF" || bytes[5] != 1 {
         return None;
     }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?));
+    let u16_at = |o: usize| {
+        Some(u16::from_le_bytes(
+            bytes.get(o..o.checked_add(2)?)?.try_into().ok()?,
+        ))
+    };
+    let u32_at = |o: usize| {
+        Some(u32::from_le_bytes(
+            bytes.get(o..o.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    let u64_at = |o: usize| {
+        Some(u64::from_le_bytes(
+            bytes.get(o..o.checked_add(8)?)?.try_into().ok()?,
+        ))
+    };
     let (phoff, phentsize, phnum) = match bytes[4] {
         2 => (u64_at(0x20)? as usize, u16_at(0x36)?, u16_at(0x38)?),
         1 => (u32_at(0x1C)? as usize, u16_at(0x2A)?, u16_at(0x2C)?),

@@ -403,18 +403,18 @@ pub fn detection(results: &[RunResult]) -> Vec<Value> {
         .into_iter()
         .map(|n| {
             let runs: Vec<&RunResult> = results.iter().filter(|r| r.entry == n).collect();
-            let mut times: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.got == "invalid")
-                .filter_map(|r| r.detect_s)
-                .collect();
-            times.sort_by(f64::total_cmp);
-            let mut starts: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.got == "invalid")
-                .filter_map(|r| r.anomaly_start_s)
-                .collect();
-            starts.sort_by(f64::total_cmp);
+            // One figure of every caught run, in ascending order.
+            let sorted = |f: fn(&RunResult) -> Option<f64>| {
+                let mut v: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.got == "invalid")
+                    .filter_map(|r| f(r))
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                v
+            };
+            let times = sorted(|r| r.detect_s);
+            let starts = sorted(|r| r.anomaly_start_s);
             let caught = runs.iter().filter(|r| r.got == "invalid").count();
             json!({
                 "entry": n,
