@@ -641,7 +641,7 @@ impl<W: Write> Server<W> {
         }
         if c.raft.leader.is_some() {
             let held = std::mem::take(&mut c.held_reads);
-            for (client, msg_id, body, hops) in held.into_iter().map(|h| (h.0, h.1, h.2, h.3)) {
+            for (client, msg_id, body, hops, _) in held {
                 self.client_request(&client, msg_id, body, hops);
             }
             return;
@@ -698,14 +698,13 @@ impl<W: Write> Server<W> {
                     Trace::Commit {
                         index,
                         term,
-                        leader_term: None,
-                    } => json!({"event": "commit", "index": index, "term": term}),
-                    Trace::Commit {
-                        index,
-                        term,
-                        leader_term: Some(lt),
+                        leader_term,
                     } => {
-                        json!({"event": "commit", "index": index, "term": term, "leader_term": lt})
+                        let mut e = json!({"event": "commit", "index": index, "term": term});
+                        if let Some(lt) = leader_term {
+                            e["leader_term"] = json!(lt);
+                        }
+                        e
                     }
                     Trace::Truncate { from, term } => {
                         json!({"event": "truncate", "from": from, "term": term})
