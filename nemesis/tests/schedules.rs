@@ -41,7 +41,12 @@ fn schedules_match_the_recorded_ones() {
     let now = drawn();
     if std::env::var_os("FAULTLINE_BLESS").is_some() {
         // One case a line: small, and a diff names the case that moved.
-        let lines: Vec<String> = now.as_array().unwrap().iter().map(Value::to_string).collect();
+        let lines: Vec<String> = now
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
         std::fs::write(&path, format!("[\n{}\n]\n", lines.join(",\n"))).unwrap();
         return;
     }
@@ -49,6 +54,10 @@ fn schedules_match_the_recorded_ones() {
     let (now, recorded) = (now.as_array().unwrap(), recorded.as_array().unwrap());
     assert_eq!(now.len(), recorded.len());
     for (a, b) in now.iter().zip(recorded) {
-        assert_eq!(a, b, "schedule for {} at seed {} changed", b["nemesis"], b["seed"]);
+        assert_eq!(
+            a, b,
+            "schedule for {} at seed {} changed",
+            b["nemesis"], b["seed"]
+        );
     }
 }

@@ -1,0 +1,334 @@
+//! What the nemesis does, step by step: the `Action`s of a schedule, with
+//! their targets and units typed, and the one table that names them in the
+//! history and says which action ends which fault.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Kind, Shape};
+
+/// Whom a fault hits: the current leader (resolved from trace events when
+/// the action applies; the history records whom it hit), or these nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "TargetRepr", from = "TargetRepr")]
+pub enum Target {
+    Leader,
+    Nodes(Vec<usize>),
+}
+
+/// test.json's spelling of a target: `{"nodes":[..],"leader":bool}`.
+#[derive(Serialize, Deserialize)]
+struct TargetRepr {
+    nodes: Vec<usize>,
+    #[serde(default)]
+    leader: bool,
+}
+
+impl From<Target> for TargetRepr {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Leader => TargetRepr {
+                nodes: Vec::new(),
+                leader: true,
+            },
+            Target::Nodes(nodes) => TargetRepr {
+                nodes,
+                leader: false,
+            },
+        }
+    }
+}
+
+impl From<TargetRepr> for Target {
+    fn from(r: TargetRepr) -> Self {
+        if r.leader {
+            Target::Leader
+        } else {
+            Target::Nodes(r.nodes)
+        }
+    }
+}
+
+/// Whom an undo (resume, restart) reaches: every node its fault left
+/// affected (the executor knows whom a leader-targeted fault hit), or these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Vec<usize>", from = "Vec<usize>")]
+pub enum Scope {
+    Affected,
+    Nodes(Vec<usize>),
+}
+
+impl From<Scope> for Vec<usize> {
+    fn from(s: Scope) -> Self {
+        match s {
+            Scope::Affected => Vec::new(),
+            Scope::Nodes(n) => n,
+        }
+    }
+}
+
+impl From<Vec<usize>> for Scope {
+    fn from(n: Vec<usize>) -> Self {
+        if n.is_empty() {
+            Scope::Affected
+        } else {
+            Scope::Nodes(n)
+        }
+    }
+}
+
+/// Message faults on every node-to-node link.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MessageRates {
+    #[serde(rename = "drop")]
+    pub drop_probability: f64,
+    #[serde(rename = "duplicate")]
+    pub duplicate_probability: f64,
+    #[serde(rename = "corrupt")]
+    pub corrupt_probability: f64,
+    /// Added mean delay, with uniform jitter around it (which reorders).
+    pub delay_ms: f64,
+}
+
+/// A directed node-to-node link (from, to), by node index.
+pub type Link = (usize, usize);
+
+/// One thing the nemesis does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Action {
+    /// `cut` lists the directed links that carry nothing; empty for
+    /// `isolate-leader` until the executor resolves it.
+    StartPartition {
+        shape: Shape,
+        cut: Vec<Link>,
+    },
+    StopPartition,
+    Pause {
+        #[serde(flatten)]
+        target: Target,
+    },
+    Resume {
+        nodes: Scope,
+    },
+    Kill {
+        #[serde(flatten)]
+        target: Target,
+    },
+    Restart {
+        nodes: Scope,
+    },
+    StartMessages {
+        #[serde(flatten)]
+        rates: MessageRates,
+    },
+    StopMessages,
+    /// Sets each node's wall clock `delta_ms` away from true time.
+    ClockBump {
+        #[serde(flatten)]
+        target: Target,
+        delta_ms: i64,
+    },
+    /// Flips each node's wall clock between `delta_ms` off and true time
+    /// every `period_ms`.
+    ClockStrobe {
+        #[serde(flatten)]
+        target: Target,
+        delta_ms: i64,
+        period_ms: u64,
+    },
+    /// Each node's wall clock runs at `rate` times true speed (0.5: half
+    /// speed) from now on.
+    ClockDrift {
+        #[serde(flatten)]
+        target: Target,
+        rate: f64,
+    },
+    /// Every skewed clock back to true time.
+    ResetClock,
+    /// The nodes get `cpu_percent` of the CPU (a SIGSTOP/SIGCONT duty
+    /// cycle), their node-to-node links `latency_ms` more delay and at most
+    /// `bandwidth_bytes_per_s`, while clients send at `burst` times the rate.
+    StartOverload {
+        #[serde(flatten)]
+        target: Target,
+        cpu_percent: u32,
+        latency_ms: f64,
+        bandwidth_bytes_per_s: u64,
+        burst: f64,
+    },
+    StopOverload,
+}
+
+/// Whether an action begins a fault or ends one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Start,
+    End,
+}
+
+/// Every action's name in the history, its kind, and whether it starts or
+/// ends a fault: the one spelling of these names. A fault of a kind is
+/// ended by the next `End` action of the same kind.
+pub const ACTIONS: [(&str, Kind, Phase); 14] = [
+    ("start-partition", Kind::Partition, Phase::Start),
+    ("stop-partition", Kind::Partition, Phase::End),
+    ("pause", Kind::Pause, Phase::Start),
+    ("resume", Kind::Pause, Phase::End),
+    ("kill", Kind::Kill, Phase::Start),
+    ("restart", Kind::Kill, Phase::End),
+    ("start-messages", Kind::Messages, Phase::Start),
+    ("stop-messages", Kind::Messages, Phase::End),
+    ("clock-bump", Kind::Clock, Phase::Start),
+    ("clock-strobe", Kind::Clock, Phase::Start),
+    ("clock-drift", Kind::Clock, Phase::Start),
+    ("reset-clock", Kind::Clock, Phase::End),
+    ("start-overload", Kind::Overload, Phase::Start),
+    ("stop-overload", Kind::Overload, Phase::End),
+];
+
+/// The kind and phase of a history `f` that names a nemesis action.
+pub fn lookup(name: &str) -> Option<(Kind, Phase)> {
+    ACTIONS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, k, p)| (k, p))
+}
+
+impl Action {
+    fn row(&self) -> usize {
+        match self {
+            Action::StartPartition { .. } => 0,
+            Action::StopPartition => 1,
+            Action::Pause { .. } => 2,
+            Action::Resume { .. } => 3,
+            Action::Kill { .. } => 4,
+            Action::Restart { .. } => 5,
+            Action::StartMessages { .. } => 6,
+            Action::StopMessages => 7,
+            Action::ClockBump { .. } => 8,
+            Action::ClockStrobe { .. } => 9,
+            Action::ClockDrift { .. } => 10,
+            Action::ResetClock => 11,
+            Action::StartOverload { .. } => 12,
+            Action::StopOverload => 13,
+        }
+    }
+
+    /// The history's `f` for this action.
+    pub fn name(&self) -> &'static str {
+        ACTIONS[self.row()].0
+    }
+
+    pub fn kind(&self) -> Kind {
+        ACTIONS[self.row()].1
+    }
+
+    pub fn phase(&self) -> Phase {
+        ACTIONS[self.row()].2
+    }
+
+    /// The action that undoes this one, if it starts a fault.
+    pub fn undo(&self) -> Option<Action> {
+        // Undoing a leader-targeted fault reaches whoever it affected.
+        let scope = |t: &Target| match t {
+            Target::Leader => Scope::Affected,
+            Target::Nodes(n) => Scope::Nodes(n.clone()),
+        };
+        match self {
+            Action::StartPartition { .. } => Some(Action::StopPartition),
+            Action::Pause { target } => Some(Action::Resume {
+                nodes: scope(target),
+            }),
+            Action::Kill { target } => Some(Action::Restart {
+                nodes: scope(target),
+            }),
+            Action::StartMessages { .. } => Some(Action::StopMessages),
+            Action::ClockBump { .. } | Action::ClockStrobe { .. } | Action::ClockDrift { .. } => {
+                Some(Action::ResetClock)
+            }
+            Action::StartOverload { .. } => Some(Action::StopOverload),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a schedule: `action` at `at_ms` after the test started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_table_agrees_with_serde_and_undo() {
+        let actions = [
+            Action::StartPartition {
+                shape: Shape::Halves,
+                cut: vec![(0, 1)],
+            },
+            Action::Pause {
+                target: Target::Leader,
+            },
+            Action::Kill {
+                target: Target::Nodes(vec![1]),
+            },
+            Action::StartMessages {
+                rates: MessageRates {
+                    drop_probability: 0.1,
+                    duplicate_probability: 0.0,
+                    corrupt_probability: 0.0,
+                    delay_ms: 5.0,
+                },
+            },
+            Action::ClockBump {
+                target: Target::Leader,
+                delta_ms: 5,
+            },
+            Action::ClockStrobe {
+                target: Target::Nodes(vec![0]),
+                delta_ms: 5,
+                period_ms: 10,
+            },
+            Action::ClockDrift {
+                target: Target::Leader,
+                rate: 2.0,
+            },
+            Action::StartOverload {
+                target: Target::Nodes(vec![2]),
+                cpu_percent: 10,
+                latency_ms: 10.0,
+                bandwidth_bytes_per_s: 1024,
+                burst: 3.0,
+            },
+        ];
+        for a in actions {
+            let json = serde_json::to_value(&a).unwrap();
+            assert_eq!(json["f"], a.name(), "{a:?}");
+            assert_eq!(serde_json::from_value::<Action>(json).unwrap(), a);
+            assert_eq!(a.phase(), Phase::Start);
+            let undo = a.undo().unwrap();
+            assert_eq!((undo.kind(), undo.phase()), (a.kind(), Phase::End));
+            assert_eq!(lookup(undo.name()), Some((a.kind(), Phase::End)));
+        }
+        // The old spelling of targets still reads (test.json of earlier runs).
+        let old: Action = serde_json::from_str(r#"{"f":"kill","nodes":[],"leader":true}"#).unwrap();
+        assert_eq!(
+            old,
+            Action::Kill {
+                target: Target::Leader
+            }
+        );
+        let old: Action = serde_json::from_str(r#"{"f":"pause","nodes":[2]}"#).unwrap();
+        assert_eq!(
+            old,
+            Action::Pause {
+                target: Target::Nodes(vec![2])
+            }
+        );
+        assert_eq!(lookup("frobnicate"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Drawing one fault of a spec: the partition's cut, the targets, the
+//! rates and offsets. The order of random draws is part of the contract
+//! (`tests/schedules.rs`): a recorded seed must keep drawing the same faults.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::action::{Action, Link, MessageRates, Target};
+use crate::spec::{options, ClockFault, Kind, MessageFault, Named, Shape, Spec, Who};
+
+/// Every directed link between different components.
+pub fn cut_between(components: &[Vec<usize>]) -> Vec<Link> {
+    let mut cut = Vec::new();
+    for (a, ca) in components.iter().enumerate() {
+        for (b, cb) in components.iter().enumerate() {
+            if a != b {
+                for &x in ca {
+                    for &y in cb {
+                        cut.push((x, y));
+                    }
+                }
+            }
+        }
+    }
+    cut.sort_unstable();
+    cut
+}
+
+/// Every link touching `node`, both directions.
+pub fn isolate(node: usize, n: usize) -> Vec<Link> {
+    let others: Vec<usize> = (0..n).filter(|&j| j != node).collect();
+    cut_between(&[vec![node], others])
+}
+
+/// Each node sees a majority (itself and its ring neighbours, n/2 others,
+/// half each side), but no two nodes see the same majority.
+fn majorities_ring(n: usize) -> Vec<Link> {
+    let reach = (n / 2).div_ceil(2);
+    let mut cut = Vec::new();
+    for i in 0..n {
+        for j in 0..n {
+            let d = (i + n - j) % n;
+            if i != j && d.min(n - d) > reach {
+                cut.push((i, j));
+            }
+        }
+    }
+    cut
+}
+
+/// The cut for a partition shape (`isolate-leader` needs the leader; with
+/// none known, a random node is isolated).
+pub fn partition_cut(
+    shape: Shape,
+    n: usize,
+    rng: &mut impl Rng,
+    leader: Option<usize>,
+) -> Vec<Link> {
+    let all: Vec<usize> = (0..n).collect();
+    match shape {
+        Shape::Halves => cut_between(&[all[..n / 2].to_vec(), all[n / 2..].to_vec()]),
+        Shape::RandomHalves => {
+            let mut s = all.clone();
+            s.shuffle(rng);
+            cut_between(&[s[..n / 2].to_vec(), s[n / 2..].to_vec()])
+        }
+        Shape::MajoritiesRing => majorities_ring(n),
+        Shape::Bridge => {
+            // Two halves that can only talk through one bridge node, s[0],
+            // which stays linked to everyone.
+            let mut s = all.clone();
+            s.shuffle(rng);
+            let (a, b) = s[1..].split_at((n - 1) / 2);
+            cut_between(&[a.to_vec(), b.to_vec()])
+        }
+        Shape::IsolateOne => isolate(rng.gen_range(0..n), n),
+        Shape::IsolateLeader => {
+            leader.map_or_else(|| isolate(rng.gen_range(0..n), n), |l| isolate(l, n))
+        }
+        Shape::OneWay => {
+            // Everyone hears nothing from A; A still hears everyone.
+            let a = rng.gen_range(0..n);
+            (0..n).filter(|&j| j != a).map(|j| (a, j)).collect()
+        }
+    }
+}
+
+fn pick_nodes(rng: &mut impl Rng, n: usize, count: usize) -> Vec<usize> {
+    let mut s: Vec<usize> = (0..n).collect();
+    s.shuffle(rng);
+    let mut v = s[..count.min(n)].to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// One option of `all` narrowed to `chosen`.
+fn pick<T: Named>(all: &[T], chosen: &[T], rng: &mut impl Rng) -> T {
+    *options(all, chosen)
+        .choose(rng)
+        .expect("every dimension has options")
+}
+
+/// The nodes `who` names among `n`.
+fn target(who: Who, n: usize, rng: &mut impl Rng) -> Target {
+    match who {
+        Who::Leader => Target::Leader,
+        Who::One => Target::Nodes(pick_nodes(rng, n, 1)),
+        Who::Minority => Target::Nodes(pick_nodes(rng, n, ((n - 1) / 2).max(1))),
+        Who::Majority => Target::Nodes(pick_nodes(rng, n, n / 2 + 1)),
+        Who::All => Target::Nodes((0..n).collect()),
+    }
+}
+
+fn draw_target(spec: &Spec, n: usize, rng: &mut impl Rng) -> Target {
+    let who = pick(spec.kind.whom(), &spec.whom, rng);
+    target(who, n, rng)
+}
+
+/// One of `rates`, drawn.
+fn one_of<T: Copy>(rng: &mut impl Rng, rates: &[T]) -> T {
+    rates[rng.gen_range(0..rates.len())]
+}
+
+/// Unnarrowed: a random mix at moderate rates. Narrowed: exactly the named
+/// faults, at rates high enough to bite within seconds.
+fn draw_messages(spec: &Spec, rng: &mut impl Rng) -> MessageRates {
+    if spec.messages.is_empty() {
+        return MessageRates {
+            drop_probability: one_of(rng, &[0.05, 0.2]),
+            duplicate_probability: one_of(rng, &[0.0, 0.1]),
+            corrupt_probability: one_of(rng, &[0.0, 0.05]),
+            delay_ms: one_of(rng, &[0.0, 5.0, 20.0]),
+        };
+    }
+    let mut rate = |fault: MessageFault, rates: &[f64]| {
+        if spec.messages.contains(&fault) {
+            one_of(rng, rates)
+        } else {
+            0.0
+        }
+    };
+    MessageRates {
+        drop_probability: rate(MessageFault::Drop, &[0.2, 0.5]),
+        duplicate_probability: rate(MessageFault::Duplicate, &[0.1, 0.3]),
+        corrupt_probability: rate(MessageFault::Corrupt, &[0.1, 0.3]),
+        delay_ms: rate(MessageFault::Delay, &[5.0, 20.0, 50.0]),
+    }
+}
+
+/// Clock faults, as Jepsen's clock nemesis: a bump of up to ±2 minutes, a
+/// strobe, or a drift, on the leader, one node, a minority or everyone.
+/// Offsets are large next to election timeouts (hundreds of ms), so a node
+/// that trusts its wall clock for anything time-bounded is exposed.
+fn draw_clock(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
+    let what = pick(ClockFault::ALL, &spec.clocks, rng);
+    let target = draw_target(spec, n, rng);
+    let sign = if rng.gen_bool(0.5) { 1 } else { -1 };
+    let delta_ms = sign * one_of(rng, &[250, 2_000, 30_000, 120_000]);
+    match what {
+        ClockFault::Bump => Action::ClockBump { target, delta_ms },
+        ClockFault::Strobe => Action::ClockStrobe {
+            target,
+            delta_ms,
+            period_ms: one_of(rng, &[10, 100]),
+        },
+        ClockFault::Drift => Action::ClockDrift {
+            target,
+            rate: one_of(rng, &[0.5, 0.9, 1.1, 2.0]),
+        },
+    }
+}
+
+/// Draws one fault of `spec` for `n` nodes. Partition cuts are computed
+/// here, except for `isolate-leader`, whose `cut` stays empty until the
+/// executor resolves it.
+pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
+    match spec.kind {
+        Kind::Partition => {
+            let shape = pick(Shape::ALL, &spec.shapes, rng);
+            let cut = if shape == Shape::IsolateLeader {
+                Vec::new()
+            } else {
+                partition_cut(shape, n, rng, None)
+            };
+            Action::StartPartition { shape, cut }
+        }
+        Kind::Pause => Action::Pause {
+            target: draw_target(spec, n, rng),
+        },
+        Kind::Kill => Action::Kill {
+            target: draw_target(spec, n, rng),
+        },
+        Kind::Messages => Action::StartMessages {
+            rates: draw_messages(spec, rng),
+        },
+        Kind::Clock => draw_clock(spec, n, rng),
+        // One node (or the leader) starved and slowed while clients burst.
+        Kind::Overload => Action::StartOverload {
+            target: draw_target(spec, n, rng),
+            cpu_percent: one_of(rng, &[10, 25, 50]),
+            latency_ms: one_of(rng, &[10.0, 50.0]),
+            bandwidth_bytes_per_s: one_of(rng, &[64 * 1024, 1024 * 1024]),
+            burst: one_of(rng, &[1.0, 3.0]),
+        },
+    }
+}

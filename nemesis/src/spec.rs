@@ -1,0 +1,315 @@
+//! What a user asks for on the command line: fault kinds, each optionally
+//! narrowed to some of its variants (`partition:isolate-leader`,
+//! `kill:all`, `clock:strobe+leader`, `messages:corrupt`). Every name is
+//! spelled once, in the `names!` tables below.
+
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// A closed set of named values with one spelling each.
+pub trait Named: Copy + Eq + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+    fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.name() == s)
+    }
+}
+
+/// Declares an enum whose variants each have one name.
+macro_rules! names {
+    ($(#[$m:meta])* $ty:ident { $($(#[$vm:meta])* $v:ident = $n:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $ty { $($(#[$vm])* $v),+ }
+        impl Named for $ty {
+            const ALL: &'static [Self] = &[$($ty::$v),+];
+            fn name(self) -> &'static str { match self { $($ty::$v => $n),+ } }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+names!(
+    /// A family of faults, as named on the command line.
+    Kind {
+        Partition = "partition",
+        Pause = "pause",
+        Kill = "kill",
+        Messages = "messages",
+        Clock = "clock",
+        Overload = "overload",
+    }
+);
+
+names!(
+    /// The shape of a network partition.
+    Shape {
+        Halves = "halves",
+        RandomHalves = "random-halves",
+        MajoritiesRing = "majorities-ring",
+        Bridge = "bridge",
+        IsolateOne = "isolate-one",
+        IsolateLeader = "isolate-leader",
+        OneWay = "one-way",
+    }
+);
+
+names!(
+    /// Whom a process or clock fault hits, as Jepsen's db nemesis chooses:
+    /// the primary, one, a minority, a majority, or the whole cluster.
+    Who {
+        /// Resolved from trace events when the fault applies.
+        Leader = "leader",
+        One = "one",
+        Minority = "minority",
+        Majority = "majority",
+        /// A power loss.
+        All = "all",
+    }
+);
+
+names!(
+    /// What a message fault does to the messages on every link.
+    MessageFault {
+        Drop = "drop",
+        Duplicate = "duplicate",
+        Corrupt = "corrupt",
+        Delay = "delay",
+    }
+);
+
+names!(
+    /// How a clock fault moves a wall clock.
+    ClockFault {
+        Bump = "bump",
+        Strobe = "strobe",
+        Drift = "drift",
+    }
+);
+
+impl Serialize for Shape {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Shape::from_name(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown partition shape {s:?}")))
+    }
+}
+
+impl Kind {
+    /// Whom faults of this kind may hit (empty: they hit links, not nodes).
+    pub fn whom(self) -> &'static [Who] {
+        match self {
+            Kind::Pause => &[Who::Leader, Who::One, Who::Minority],
+            Kind::Kill => Who::ALL,
+            Kind::Clock => &[Who::Leader, Who::One, Who::Minority, Who::All],
+            Kind::Overload => &[Who::Leader, Who::One],
+            Kind::Partition | Kind::Messages => &[],
+        }
+    }
+
+    /// Every variant name a spec of this kind accepts.
+    pub fn variant_names(self) -> Vec<&'static str> {
+        let kinds: Vec<&'static str> = match self {
+            Kind::Partition => Shape::ALL.iter().map(|s| s.name()).collect(),
+            Kind::Messages => MessageFault::ALL.iter().map(|m| m.name()).collect(),
+            Kind::Clock => ClockFault::ALL.iter().map(|c| c.name()).collect(),
+            _ => Vec::new(),
+        };
+        kinds
+            .into_iter()
+            .chain(self.whom().iter().map(|w| w.name()))
+            .collect()
+    }
+}
+
+/// One nemesis as named on the command line: a kind, optionally narrowed.
+/// Each list narrows its own dimension of the draw (what the fault does;
+/// whom it hits); an empty list draws from all options. Narrowing is how a
+/// test aims at the fault that exposes a bug instead of waiting for a
+/// random draw of it. Specs travel in test.json as their text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Spec {
+    pub kind: Kind,
+    pub shapes: Vec<Shape>,
+    pub messages: Vec<MessageFault>,
+    pub clocks: Vec<ClockFault>,
+    pub whom: Vec<Who>,
+}
+
+/// The options left after narrowing `all` to `chosen`, in `all`'s order
+/// (the order the draw's random index counts in).
+pub(crate) fn options<T: Named>(all: &[T], chosen: &[T]) -> Vec<T> {
+    let narrowed: Vec<T> = all.iter().copied().filter(|v| chosen.contains(v)).collect();
+    if narrowed.is_empty() {
+        all.to_vec()
+    } else {
+        narrowed
+    }
+}
+
+impl Spec {
+    pub fn all_of(kind: Kind) -> Spec {
+        Spec {
+            kind,
+            shapes: Vec::new(),
+            messages: Vec::new(),
+            clocks: Vec::new(),
+            whom: Vec::new(),
+        }
+    }
+
+    /// Adds one variant by name; false when the kind has no such variant.
+    fn narrow(&mut self, name: &str) -> bool {
+        fn add<T: Named>(list: &mut Vec<T>, v: T) {
+            if !list.contains(&v) {
+                list.push(v);
+            }
+        }
+        let kind = self.kind;
+        match (kind, Shape::from_name(name), MessageFault::from_name(name)) {
+            (Kind::Partition, Some(s), _) => add(&mut self.shapes, s),
+            (Kind::Messages, _, Some(m)) => add(&mut self.messages, m),
+            _ => match (ClockFault::from_name(name), Who::from_name(name)) {
+                (Some(c), _) if kind == Kind::Clock => add(&mut self.clocks, c),
+                (_, Some(w)) if kind.whom().contains(&w) => add(&mut self.whom, w),
+                _ => return false,
+            },
+        }
+        true
+    }
+
+    /// The chosen variants in their canonical order.
+    fn variant_names(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = Vec::new();
+        let mut put = |names: Vec<&'static str>| v.extend(names);
+        put(Shape::ALL
+            .iter()
+            .filter(|s| self.shapes.contains(s))
+            .map(|s| s.name())
+            .collect());
+        put(MessageFault::ALL
+            .iter()
+            .filter(|m| self.messages.contains(m))
+            .map(|m| m.name())
+            .collect());
+        put(ClockFault::ALL
+            .iter()
+            .filter(|c| self.clocks.contains(c))
+            .map(|c| c.name())
+            .collect());
+        put(Who::ALL
+            .iter()
+            .filter(|w| self.whom.contains(w))
+            .map(|w| w.name())
+            .collect());
+        v
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::from_name(s).ok_or_else(|| {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+            format!(
+                "unknown nemesis {s:?} (available: {}, all, none)",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+impl FromStr for Spec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, variants) = match s.split_once(':') {
+            Some((k, v)) => (k.trim().parse::<Kind>()?, Some(v)),
+            None => (s.trim().parse::<Kind>()?, None),
+        };
+        let mut spec = Spec::all_of(kind);
+        for v in variants
+            .into_iter()
+            .flat_map(|v| v.split('+'))
+            .map(str::trim)
+        {
+            if !spec.narrow(v) {
+                return Err(format!(
+                    "unknown {} variant {v:?} in {s:?} (available: {})",
+                    kind.name(),
+                    kind.variant_names().join(", ")
+                ));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+impl TryFrom<String> for Spec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Spec> for String {
+    fn from(s: Spec) -> String {
+        s.to_string()
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind.name())?;
+        let variants = self.variant_names();
+        if !variants.is_empty() {
+            write!(f, ":{}", variants.join("+"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--nemesis`: a comma list of specs, `all` or `none`. `all`
+/// adds every kind not named otherwise (`all,partition:isolate-leader`).
+pub fn parse_specs(list: &str) -> Result<Vec<Spec>, String> {
+    let mut specs: Vec<Spec> = Vec::new();
+    let mut every = false;
+    for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match part {
+            "none" => {}
+            "all" => every = true,
+            p => {
+                let spec: Spec = p.parse()?;
+                if let Some(old) = specs.iter().find(|s| s.kind == spec.kind) {
+                    if *old != spec {
+                        return Err(format!(
+                            "{} is named twice ({old} and {spec}); join its variants with + instead (e.g. partition:halves+bridge)",
+                            spec.kind.name()
+                        ));
+                    }
+                    continue;
+                }
+                specs.push(spec);
+            }
+        }
+    }
+    if every {
+        for &kind in Kind::ALL {
+            if !specs.iter().any(|s| s.kind == kind) {
+                specs.push(Spec::all_of(kind));
+            }
+        }
+    }
+    specs.sort_by_key(|s| s.kind);
+    Ok(specs)
+}
