@@ -91,6 +91,9 @@ pub struct Op {
     /// `None` when the history ended with the op open or it ended `info`:
     /// its effect may land at any later time.
     pub complete_time: Option<u64>,
+    /// When the completion line was written, whatever its type (`None`
+    /// only for an op still open at the end): for drawing, not checking.
+    pub returned_time: Option<u64>,
     /// Source line of the invocation (1-based) for error messages.
     pub line: usize,
 }
@@ -139,6 +142,7 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                     complete_index: None,
                     invoke_time: ev.time,
                     complete_time: None,
+                    returned_time: None,
                     line: *line,
                 });
             }
@@ -172,6 +176,7 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                     ));
                 }
                 op.complete_index = Some(ev.index);
+                op.returned_time = Some(ev.time);
                 op.output = ev.value.clone();
                 op.outcome = match kind {
                     EventType::Ok => Outcome::Ok,

@@ -5,6 +5,7 @@
 //! Data comes in as text (a history, a trace file) and goes out as typed
 //! reports that serialize straight into results.json.
 
+pub mod compose;
 pub mod edn;
 pub mod error;
 pub mod formats;
@@ -17,6 +18,7 @@ pub mod search;
 
 use serde::{Deserialize, Serialize};
 
+pub use compose::{Checker, CheckerResult};
 pub use error::CheckError;
 pub use formats::Format;
 pub use history::{Event, EventType, Op, Outcome, Process};

@@ -3,7 +3,7 @@
 //! first violation it finds.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ impl Default for Options {
 }
 
 /// An op as shown in results.json and the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpView {
     pub index: u64,
     pub complete_index: Option<u64>,
@@ -81,7 +81,7 @@ impl OpView {
 }
 
 /// The smallest explanation of a violation we can give.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Anomaly {
     pub key: Option<String>,
     /// `stale-read`, `read-unwritten`, `read-from-future`,
@@ -102,7 +102,7 @@ pub struct Anomaly {
     pub blocked: Option<OpView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UnknownPartition {
     pub key: Option<String>,
     pub reason: String,
@@ -122,6 +122,25 @@ pub struct Report {
     pub elapsed_ms: f64,
     pub anomaly: Option<Anomaly>,
     pub unknown: Vec<UnknownPartition>,
+}
+
+impl Anomaly {
+    /// Every op involved, the blocked one included.
+    pub fn all_ops(&self) -> impl Iterator<Item = &OpView> {
+        self.ops.iter().chain(self.blocked.as_ref())
+    }
+
+    /// First invocation to last completion, in ns (an op that never
+    /// completed counts at its invocation).
+    pub fn span_ns(&self) -> (u64, u64) {
+        let t0 = self.all_ops().map(|o| o.invoke_time).min().unwrap_or(0);
+        let t1 = self
+            .all_ops()
+            .map(|o| o.complete_time.unwrap_or(o.invoke_time))
+            .max()
+            .unwrap_or(t0);
+        (t0, t1)
+    }
 }
 
 enum PartResult {

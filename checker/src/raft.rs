@@ -9,7 +9,7 @@
 //! leader of that term, advanced its commit index by counting replicas.
 //! Such a commit must land on an entry of that term (Raft §5.4.2).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -19,9 +19,9 @@ use crate::Verdict;
 /// More violations than this are counted but not listed.
 const MAX_LISTED: usize = 100;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
-    pub invariant: &'static str,
+    pub invariant: std::borrow::Cow<'static, str>,
     pub summary: String,
     pub nodes: Vec<String>,
     pub terms: Vec<u64>,
@@ -161,7 +161,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
             }
             Ev::Leader { term } => match leaders.get(&term) {
                 Some((other, l)) if *other != node => push(Violation {
-                    invariant: "election-safety",
+                    invariant: "election-safety".into(),
                     summary: format!("two leaders in term {term}: {other} (line {l}) and {node} (line {n})"),
                     nodes: vec![other.clone(), node.clone()],
                     terms: vec![term],
@@ -175,7 +175,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
             },
             Ev::Vote { term, candidate } => match votes.get(&(node.clone(), term)) {
                 Some((prev, l)) if *prev != candidate => push(Violation {
-                    invariant: "one-vote-per-term",
+                    invariant: "one-vote-per-term".into(),
                     summary: format!(
                         "{node} voted twice in term {term}: for {prev} (line {l}) and for {candidate} (line {n})"
                     ),
@@ -202,7 +202,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 if let Some(lt) = leader_term {
                     if lt != term {
                         push(Violation {
-                            invariant: "leader-commits-own-term",
+                            invariant: "leader-commits-own-term".into(),
                             summary: format!(
                                 "{node}, leader of term {lt}, committed index {index} of term {term} by counting replicas (line {n}); only entries of the leader's own term commit that way (Raft §5.4.2)"
                             ),
@@ -217,7 +217,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 if let Some((prev, l)) = life.commit {
                     if index < prev {
                         push(Violation {
-                            invariant: "commit-monotonic",
+                            invariant: "commit-monotonic".into(),
                             summary: format!("{node}'s commit index went back from {prev} (line {l}) to {index} (line {n})"),
                             nodes: vec![node.clone()],
                             terms: vec![term],
@@ -229,7 +229,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 life.commit = Some((index.max(life.commit.map_or(0, |c| c.0)), n));
                 match committed.get(&index) {
                     Some((t, other, l)) if *t != term => push(Violation {
-                        invariant: "commit-agreement",
+                        invariant: "commit-agreement".into(),
                         summary: format!(
                             "index {index} committed with term {t} on {other} (line {l}) but term {term} on {node} (line {n})"
                         ),
@@ -249,7 +249,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 if let Some((prev, l)) = life.apply {
                     if index <= prev {
                         push(Violation {
-                            invariant: "apply-monotonic",
+                            invariant: "apply-monotonic".into(),
                             summary: format!(
                                 "{node} applied index {index} (line {n}) after already applying {prev} (line {l})"
                             ),
@@ -263,7 +263,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 life.apply = Some((index.max(life.apply.map_or(0, |a| a.0)), n));
                 match applied.get(&index) {
                     Some((t, d, other, l)) if *t != term || *d != digest => push(Violation {
-                        invariant: "state-machine-safety",
+                        invariant: "state-machine-safety".into(),
                         summary: format!(
                             "index {index}: {other} applied term {t} digest {d} (line {l}) but {node} applied term {term} digest {digest} (line {n})"
                         ),
@@ -283,7 +283,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 if let Some((c, l)) = life.commit {
                     if from <= c {
                         push(Violation {
-                            invariant: "committed-entry-truncated",
+                            invariant: "committed-entry-truncated".into(),
                             summary: format!(
                                 "{node} truncated its log from index {from} (line {n}) although it had committed up to {c} (line {l})"
                             ),
@@ -298,7 +298,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                 if let (Some(t), Some((ct, other, l))) = (term, committed.get(&from)) {
                     if *ct == t {
                         push(Violation {
-                            invariant: "committed-entry-truncated",
+                            invariant: "committed-entry-truncated".into(),
                             summary: format!(
                                 "{node} truncated index {from} of term {t} (line {n}), an entry {other} had committed (line {l})"
                             ),

@@ -1,0 +1,155 @@
+//! Checkers composed through one interface, as Maelstrom's
+//! `checker/compose`: each has a name and turns a run's data into a
+//! verdict, a one-line summary and details (its full report). A workload
+//! names the checkers that judge it; the harness runs whichever apply and
+//! combines their verdicts, so a new checker plugs in without touching the
+//! run.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+use crate::history::{Op, Outcome};
+use crate::{linearizability, raft, CheckError, ModelKind, Verdict};
+
+/// What a checker may look at.
+pub struct Input<'a> {
+    /// The client operations, paired.
+    pub ops: &'a [Op],
+    /// traces.jsonl (its name for error messages, and its text), if any
+    /// node wrote trace events.
+    pub traces: Option<(&'a str, &'a str)>,
+    /// Past this the checker answers `unknown`.
+    pub time_limit: Option<Duration>,
+}
+
+/// One checker's result: what results.json holds under its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckerResult {
+    /// Set from the key it is stored under.
+    #[serde(skip)]
+    pub name: String,
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub summary: String,
+    /// The checker's own report, field by field.
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+impl CheckerResult {
+    /// A result whose details are `report`'s fields.
+    pub fn new(name: &str, verdict: Verdict, summary: String, report: &impl Serialize) -> Self {
+        let details = match serde_json::to_value(report) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let mut details = details;
+        // Verdict and summary are the interface's own fields.
+        details.remove("verdict");
+        details.remove("summary");
+        CheckerResult {
+            name: name.to_string(),
+            verdict,
+            summary,
+            details,
+        }
+    }
+
+    /// One detail, typed.
+    pub fn detail<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        serde_json::from_value(self.details.get(key)?.clone()).ok()
+    }
+}
+
+/// A checker of a run's data.
+pub trait Checker: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// `None` when there is nothing for it to judge (no traces, say).
+    fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError>;
+}
+
+/// Runs every checker; the first error stops the composition.
+pub fn run(checkers: &[Box<dyn Checker>], input: &Input) -> Result<Vec<CheckerResult>, CheckError> {
+    let mut out = Vec::new();
+    for c in checkers {
+        if let Some(r) = c.check(input)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Any invalid wins, then any unknown; no checker at all is valid.
+pub fn combined(results: &[CheckerResult]) -> Verdict {
+    results
+        .iter()
+        .map(|r| r.verdict)
+        .fold(Verdict::Valid, Verdict::combine)
+}
+
+/// Linearizability of the client operations under `model`.
+pub struct Linearizability {
+    pub model: ModelKind,
+}
+
+impl Checker for Linearizability {
+    fn name(&self) -> &'static str {
+        "linearizability"
+    }
+
+    fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
+        let opts = linearizability::Options {
+            model: self.model,
+            time_limit: input.time_limit,
+            ..Default::default()
+        };
+        let r = linearizability::check(input.ops, &opts)?;
+        let summary = match (&r.anomaly, r.unknown.first()) {
+            (Some(a), _) => format!("linearizability violated: {}", a.summary),
+            (None, Some(u)) => format!("the checker gave up: {}", u.reason),
+            (None, None) => {
+                let n = |o: Outcome| input.ops.iter().filter(|op| op.outcome == o).count();
+                format!(
+                    "{} ops ({} ok, {} fail, {} info) linearizable",
+                    input.ops.len(),
+                    n(Outcome::Ok),
+                    n(Outcome::Fail),
+                    n(Outcome::Info)
+                )
+            }
+        };
+        Ok(Some(CheckerResult::new(
+            self.name(),
+            r.verdict,
+            summary,
+            &r,
+        )))
+    }
+}
+
+/// Raft's safety invariants, from the nodes' trace events.
+pub struct RaftInvariants;
+
+impl Checker for RaftInvariants {
+    fn name(&self) -> &'static str {
+        "raft-invariants"
+    }
+
+    fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
+        let Some((file, text)) = input.traces else {
+            return Ok(None);
+        };
+        let r = raft::check(file, text)?;
+        let summary = match r.violations.first() {
+            Some(v) => format!("Raft invariant violated: {}", v.summary),
+            None => format!("{} trace events, no violation", r.events),
+        };
+        Ok(Some(CheckerResult::new(
+            self.name(),
+            r.verdict,
+            summary,
+            &r,
+        )))
+    }
+}
