@@ -191,29 +191,17 @@ impl Spec {
 
     /// The chosen variants in their canonical order.
     fn variant_names(&self) -> Vec<&'static str> {
-        let mut v: Vec<&'static str> = Vec::new();
-        let mut put = |names: Vec<&'static str>| v.extend(names);
-        put(Shape::ALL
-            .iter()
-            .filter(|s| self.shapes.contains(s))
-            .map(|s| s.name())
-            .collect());
-        put(MessageFault::ALL
-            .iter()
-            .filter(|m| self.messages.contains(m))
-            .map(|m| m.name())
-            .collect());
-        put(ClockFault::ALL
-            .iter()
-            .filter(|c| self.clocks.contains(c))
-            .map(|c| c.name())
-            .collect());
-        put(Who::ALL
-            .iter()
-            .filter(|w| self.whom.contains(w))
-            .map(|w| w.name())
-            .collect());
-        v
+        fn named<T: Named>(chosen: &[T]) -> impl Iterator<Item = &'static str> + '_ {
+            T::ALL
+                .iter()
+                .filter(|v| chosen.contains(v))
+                .map(|v| v.name())
+        }
+        named(&self.shapes)
+            .chain(named(&self.messages))
+            .chain(named(&self.clocks))
+            .chain(named(&self.whom))
+            .collect()
     }
 }
 

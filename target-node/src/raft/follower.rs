@@ -102,16 +102,7 @@ impl Raft {
                     None => (None, self.log.last_index() + 1),
                     Some(t) => (Some(t), self.log.first_of_term(prev_index)),
                 };
-                self.send(
-                    from,
-                    Msg::AppendResp {
-                        term,
-                        success: false,
-                        match_index: 0,
-                        conflict_term,
-                        conflict_index,
-                    },
-                );
+                self.reject_append(from, conflict_term, conflict_index);
                 return;
             }
         }
@@ -160,5 +151,24 @@ impl Raft {
                 conflict_index: 0,
             },
         );
+    }
+
+    /// Answers an append this node cannot take, saying where its log
+    /// diverges (the current term tells a stale leader it is one).
+    pub(super) fn reject_append(
+        &mut self,
+        to: NodeIx,
+        conflict_term: Option<u64>,
+        conflict_index: u64,
+    ) {
+        let term = self.term;
+        let resp = Msg::AppendResp {
+            term,
+            success: false,
+            match_index: 0,
+            conflict_term,
+            conflict_index,
+        };
+        self.send(to, resp);
     }
 }

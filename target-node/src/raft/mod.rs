@@ -652,18 +652,8 @@ impl Raft {
             // Stale: tell old leaders and candidates the current term.
             match m {
                 Msg::Append { .. } | Msg::Heartbeat { .. } | Msg::Snapshot { .. } => {
-                    let term = self.term;
-                    let li = self.log.last_index();
-                    self.send(
-                        from,
-                        Msg::AppendResp {
-                            term,
-                            success: false,
-                            match_index: 0,
-                            conflict_term: None,
-                            conflict_index: li + 1,
-                        },
-                    );
+                    let next = self.log.last_index() + 1;
+                    self.reject_append(from, None, next);
                 }
                 Msg::PreVote { .. } => {
                     let term = self.term;
