@@ -106,11 +106,15 @@ fn synthesize(dir: &std::path::Path) {
         serde_json::to_vec(&results).unwrap(),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("test.json"),
-        r#"{"name":"bench","seed":1,"node_count":5,"time_limit_s":100.0,"nemesis":["partition"]}"#,
-    )
-    .unwrap();
+    let options = faultline::options::TestOptions {
+        name: Some("bench".into()),
+        seed: Some(1),
+        time_limit: 100.0,
+        nemesis: "partition".into(),
+        ..Default::default()
+    };
+    let run = faultline::rundir::RunDir::open(dir);
+    run.store_config(&options.validate().unwrap()).unwrap();
     for n in 1..=5 {
         let mut log = String::new();
         for i in 0..1000 {
@@ -170,7 +174,7 @@ fn main() {
     let dir = tmp.path().join("run");
     synthesize(&dir);
     let t = Instant::now();
-    faultline::report::write(&dir).unwrap();
+    faultline::report::write(&faultline::rundir::RunDir::open(&dir)).unwrap();
     let gen_s = t.elapsed().as_secs_f64();
     let size = std::fs::metadata(dir.join("report.html")).unwrap().len();
     println!(

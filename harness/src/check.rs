@@ -1,13 +1,19 @@
-//! `faultline check HISTORY...`: a verdict per file and overall. A path may
-//! be a run directory (its history.jsonl and traces.jsonl are checked) or a
-//! traces.jsonl file (Raft invariants).
+//! `faultline check PATH...`: a verdict per checker and file, and overall.
+//! A path may be a history in any supported format (linearizability), a
+//! traces.jsonl file (Raft invariants), or a run directory, which is judged
+//! by the run's own check phase (`run::judge`) with the liveness result the
+//! run recorded, so it gives exactly the verdict the run gave.
 
 use clap::Args;
-use faultline_checker::{linearizability, raft, Format, ModelKind, Verdict};
-use serde_json::{json, Value};
+use faultline_checker::compose::{self, Input, Linearizability, RaftInvariants};
+use faultline_checker::{CheckerResult, Format, ModelKind, Verdict};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+
+use crate::run::judge;
+use crate::rundir::RunDir;
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -27,56 +33,74 @@ pub struct CheckArgs {
     time_limit: Option<f64>,
 }
 
-fn check_history(
-    path: &Path,
+/// How files are read and judged, from the flags.
+struct Settings {
     format: Option<Format>,
     model: Option<ModelKind>,
-    limit: Option<Duration>,
-) -> Result<Value, String> {
+    time_limit: Option<Duration>,
+}
+
+fn check_history(path: &Path, s: &Settings) -> Result<CheckerResult, String> {
     let name = path.display().to_string();
     let (format, ops) =
-        faultline_checker::load_history(&name, format).map_err(|e| e.to_string())?;
-    let opts = linearizability::Options {
-        model: model.unwrap_or(format.default_model()),
-        time_limit: limit,
-        ..Default::default()
+        faultline_checker::load_history(&name, s.format).map_err(|e| e.to_string())?;
+    let checker = Linearizability {
+        model: s.model.unwrap_or(format.default_model()),
     };
-    let r = linearizability::check(&ops, &opts).map_err(|e| format!("{name}: {e}"))?;
-    Ok(json!({"file": name, "report": r}))
+    let input = Input {
+        ops: &ops,
+        traces: None,
+        time_limit: s.time_limit,
+    };
+    only(compose::run(&[Box::new(checker)], &input), &name)
 }
 
-fn check_traces(path: &Path) -> Result<Value, String> {
+fn check_traces(path: &Path) -> Result<CheckerResult, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
-    let r = raft::check(&name, &text).map_err(|e| e.to_string())?;
-    Ok(json!({"file": name, "report": r}))
+    let input = Input {
+        ops: &[],
+        traces: Some((&name, &text)),
+        time_limit: None,
+    };
+    only(compose::run(&[Box::new(RaftInvariants)], &input), &name)
 }
 
-fn line_for(v: &Value) -> String {
-    let r = &v["report"];
-    let verdict = r["verdict"].as_str().unwrap_or("?");
-    let detail = if r["checker"] == "raft-invariants" {
-        match r["violations"].as_array().and_then(|a| a.first()) {
-            Some(first) => format!(
-                "{} violation(s); first: {}",
-                r["violation_count"],
-                first["summary"].as_str().unwrap_or("")
-            ),
-            None => format!("{} trace events", r["events"]),
-        }
+fn only(
+    r: Result<Vec<CheckerResult>, faultline_checker::CheckError>,
+    name: &str,
+) -> Result<CheckerResult, String> {
+    let results = r.map_err(|e| e.to_string())?;
+    results
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{name}: nothing to check"))
+}
+
+/// A run directory, judged as the run judged itself.
+fn check_run_dir(path: &Path) -> Result<Vec<CheckerResult>, String> {
+    let dir = RunDir::open(path);
+    let cfg = dir.load_config().map_err(|e| format!("{e:#}"))?;
+    let stored = dir.load_results().map_err(|e| format!("{e:#}"))?;
+    let liveness = stored.checker("liveness").cloned();
+    let (_, results) = judge::check(&dir, &cfg, liveness).map_err(|e| format!("{e:#}"))?;
+    Ok(results)
+}
+
+/// Every (file, result) for one path.
+fn check_path(f: &Path, s: &Settings) -> Result<Vec<(String, CheckerResult)>, String> {
+    let name = f.display().to_string();
+    let results = if f.is_dir() {
+        check_run_dir(f)?
+    } else if f
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with("traces.jsonl"))
+    {
+        vec![check_traces(f)?]
     } else {
-        let base = format!(
-            "{}, {} ops, {:.1} ms",
-            r["model"].as_str().unwrap_or(""),
-            r["ops"],
-            r["elapsed_ms"].as_f64().unwrap_or(0.0)
-        );
-        match r["anomaly"].get("summary").and_then(Value::as_str) {
-            Some(s) => format!("{base}: {s}"),
-            None => base,
-        }
+        vec![check_history(f, s)?]
     };
-    format!("{}: {verdict} ({detail})", v["file"].as_str().unwrap_or(""))
+    Ok(results.into_iter().map(|r| (name.clone(), r)).collect())
 }
 
 pub fn run(a: CheckArgs) -> ExitCode {
@@ -88,50 +112,40 @@ pub fn run(a: CheckArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return crate::usage(format!("--model: {e}")),
     };
-    let limit = a.time_limit.map(Duration::from_secs_f64);
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
+    let settings = Settings {
+        format,
+        model,
+        time_limit: a.time_limit.map(Duration::from_secs_f64),
+    };
+    let (mut reports, mut errors) = (Vec::new(), Vec::new());
     for f in &a.files {
-        let jobs: Vec<(PathBuf, bool)> = if f.is_dir() {
-            let mut j = vec![(f.join("history.jsonl"), false)];
-            let traces = f.join("traces.jsonl");
-            if traces.exists() {
-                j.push((traces, true));
-            }
-            j
-        } else {
-            let is_traces = f
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().ends_with("traces.jsonl"));
-            vec![(f.clone(), is_traces)]
-        };
-        for (path, traces) in jobs {
-            let r = if traces {
-                check_traces(&path)
-            } else {
-                check_history(&path, format, model, limit)
-            };
-            match r {
-                Ok(v) => reports.push(v),
-                Err(e) => errors.push(e),
-            }
+        match check_path(f, &settings) {
+            Ok(r) => reports.extend(r),
+            Err(e) => errors.push(e),
         }
     }
     let overall = reports
         .iter()
-        .map(|r| {
-            serde_json::from_value::<Verdict>(r["report"]["verdict"].clone())
-                .unwrap_or(Verdict::Unknown)
-        })
+        .map(|(_, r)| r.verdict)
         .fold(Verdict::Valid, Verdict::combine);
     if a.json {
+        let files: Vec<_> = reports
+            .iter()
+            .map(|(file, r)| json!({"file": file, "checker": r.name, "report": r}))
+            .collect();
+        let verdict = errors.is_empty().then_some(overall);
         println!(
             "{}",
-            json!({"verdict": if errors.is_empty() { json!(overall) } else { Value::Null }, "files": reports, "errors": errors})
+            json!({"verdict": verdict, "files": files, "errors": errors})
         );
     } else {
-        for r in &reports {
-            println!("{}", line_for(r));
+        for (file, r) in &reports {
+            println!(
+                "{file} [{}]: {} ({})",
+                r.name,
+                r.verdict.as_str(),
+                r.summary
+            );
         }
         for e in &errors {
             eprintln!("faultline: error: {e}");

@@ -4,7 +4,8 @@
 //! behind the history's back: an unknown outcome is recorded as `info`, and
 //! the client continues under a new process number, as in Jepsen.
 
-use faultline_workloads::{complete, request_body, Invocation};
+use faultline_checker::{EventType, Process};
+use faultline_workloads::{Generator, Invocation, Workload};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::{Network, SendError};
 use crate::recorder::History;
+
+/// The one thing the nemesis may do to the client load: make it burst.
+pub trait Load: Send + Sync {
+    /// Clients send at `factor` times the configured rate until reset to 1.
+    fn set_burst(&self, factor: f64);
+}
 
 /// Spaces invocations across all clients to a total rate, times a burst
 /// factor the overload nemesis sets.
@@ -31,16 +38,6 @@ impl Pacer {
             interval: Duration::from_secs_f64(1.0 / rate_per_s),
             burst: AtomicU64::new(1.0f64.to_bits()),
         }
-    }
-
-    /// Clients send at `factor` times the configured rate until reset to 1.
-    pub fn set_burst(&self, factor: f64) {
-        let factor = if factor.is_finite() {
-            factor.clamp(1.0, 100.0)
-        } else {
-            1.0
-        };
-        self.burst.store(factor.to_bits(), Relaxed);
     }
 
     /// Waits for this client's next slot; false when it falls past `deadline`.
@@ -62,6 +59,17 @@ impl Pacer {
     }
 }
 
+impl Load for Pacer {
+    fn set_burst(&self, factor: f64) {
+        let factor = if factor.is_finite() {
+            factor.clamp(1.0, 100.0)
+        } else {
+            1.0
+        };
+        self.burst.store(factor.to_bits(), Relaxed);
+    }
+}
+
 /// How often a waiting client checks whether its node died.
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -75,6 +83,7 @@ pub struct Client {
     inbox: mpsc::Receiver<Value>,
     net: Arc<Network>,
     history: Arc<History>,
+    workload: &'static dyn Workload,
     timeout: Duration,
 }
 
@@ -85,6 +94,7 @@ impl Client {
         concurrency: usize,
         net: Arc<Network>,
         history: Arc<History>,
+        workload: &'static dyn Workload,
         timeout: Duration,
     ) -> Self {
         let inbox = net.take_client_inbox(k);
@@ -97,37 +107,33 @@ impl Client {
             inbox,
             net,
             history,
+            workload,
             timeout,
         }
     }
 
     fn record(
         &self,
-        kind: &str,
+        kind: EventType,
         inv: &Invocation,
         value: &Value,
         extra: Map<String, Value>,
     ) -> std::io::Result<()> {
+        let process = Process::Client(self.process);
+        let key = Some(inv.key.clone());
         self.history
-            .record(
-                json!(self.process),
-                kind,
-                inv.f,
-                Some(&inv.key),
-                value,
-                extra,
-            )
+            .record(process, kind, inv.f, key, value.clone(), extra)
             .map(|_| ())
     }
 
     /// Invokes one op and records it; returns the completion type.
-    pub async fn invoke(&mut self, inv: &Invocation) -> std::io::Result<&'static str> {
+    pub async fn invoke(&mut self, inv: &Invocation) -> std::io::Result<EventType> {
         self.msg_id += 1;
         let msg_id = self.msg_id;
-        let mut body = request_body(inv);
+        let mut body = self.workload.request(inv);
         body["msg_id"] = json!(msg_id);
         let node_id = self.net.node_ids()[self.node].clone();
-        self.record("invoke", inv, &inv.value, Map::new())?;
+        self.record(EventType::Invoke, inv, &inv.value, Map::new())?;
         let mut extra = Map::new();
         extra.insert("node".into(), json!(node_id));
         let started = Instant::now();
@@ -138,7 +144,7 @@ impl Client {
             // Not delivered at all: it certainly did not happen.
             Err(e @ (SendError::NodeDown(_) | SendError::Full(_))) => {
                 extra.insert("error".into(), json!([-1, e.to_string()]));
-                ("fail", inv.value.clone())
+                (EventType::Fail, inv.value.clone())
             }
             Ok(()) => self.await_reply(inv, msg_id, &mut extra).await,
         };
@@ -147,7 +153,7 @@ impl Client {
             json!(started.elapsed().as_nanos() as u64),
         );
         self.record(kind, inv, &value, extra)?;
-        if kind == "info" {
+        if kind == EventType::Info {
             self.process += self.stride;
         }
         Ok(kind)
@@ -158,7 +164,7 @@ impl Client {
         inv: &Invocation,
         msg_id: u64,
         extra: &mut Map<String, Value>,
-    ) -> (&'static str, Value) {
+    ) -> (EventType, Value) {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let wait = tokio::time::sleep(NODE_CHECK_INTERVAL);
@@ -166,26 +172,26 @@ impl Client {
                 m = self.inbox.recv() => {
                     let Some(reply) = m else {
                         extra.insert("error".into(), json!([-1, "client inbox closed"]));
-                        return ("info", inv.value.clone());
+                        return (EventType::Info, inv.value.clone());
                     };
                     // Late replies to earlier, timed-out requests are stale.
                     if reply.get("in_reply_to").and_then(Value::as_u64) != Some(msg_id) {
                         continue;
                     }
-                    let c = complete(inv, &reply);
+                    let c = self.workload.complete(inv, &reply);
                     if let Some((code, text)) = c.error {
                         extra.insert("error".into(), json!([code, text]));
                     }
-                    return (c.kind, c.value);
+                    return (completion_type(c.kind), c.value);
                 }
                 _ = wait => {
                     if !self.net.is_attached(self.node) {
                         extra.insert("error".into(), json!([13, "node crashed while the op was in flight"]));
-                        return ("info", inv.value.clone());
+                        return (EventType::Info, inv.value.clone());
                     }
                     if tokio::time::Instant::now() >= deadline {
                         extra.insert("error".into(), json!([0, format!("client timeout after {} ms", self.timeout.as_millis())]));
-                        return ("info", inv.value.clone());
+                        return (EventType::Info, inv.value.clone());
                     }
                 }
             }
@@ -195,7 +201,7 @@ impl Client {
     /// The main phase: paced random ops until the deadline or cancellation.
     pub async fn run(
         &mut self,
-        gen: &Mutex<faultline_workloads::LinKvGen>,
+        gen: &Mutex<Box<dyn Generator>>,
         pacer: &Pacer,
         deadline: Instant,
         cancel: &CancellationToken,
@@ -208,7 +214,7 @@ impl Client {
             if !ok {
                 break;
             }
-            let inv = gen.lock().unwrap().next_op();
+            let inv = gen.lock().unwrap_or_else(|e| e.into_inner()).next_op();
             self.invoke(&inv).await?;
             // A client whose node is down reconnects at most once per
             // node check instead of failing op after op at once: those
@@ -226,5 +232,14 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// A completion as a history event type.
+fn completion_type(outcome: faultline_workloads::Outcome) -> EventType {
+    match outcome {
+        faultline_workloads::Outcome::Ok => EventType::Ok,
+        faultline_workloads::Outcome::Fail => EventType::Fail,
+        faultline_workloads::Outcome::Info => EventType::Info,
     }
 }

@@ -1,24 +1,32 @@
 //! faultline's harness: the controller behind the `faultline` binary.
 //!
-//! It owns process supervision (`node`, `hygiene`), the network that every
-//! node-to-node message passes through (`net`), the client drivers
-//! (`client`), the recorder of history, traces and messages (`recorder`),
-//! the results store (`results`), the `test` orchestration (`run`) and the
-//! `check` command. Exit codes (DESIGN §6): 0 valid, 1 invalid, 2 unknown,
-//! 254 bad usage, 255 the harness itself failed.
+//! - `options`: the settings of a test (CLI and suite alike), validated
+//!   into the run's configuration;
+//! - `rundir`: the typed run directory every command reads and writes;
+//! - `run`: `faultline test` in phases (cluster, load, liveness, judge);
+//! - `node`, `hygiene`: process supervision; `clock`: libfaketime skew;
+//! - `links`: the network seam; `net`: the stdio router behind it;
+//! - `nemesis`: executes fault actions through narrow handles;
+//! - `client`, `recorder`: clients and the recording of what happened;
+//! - `check`, `report`, `suite`, `serve`: the other commands.
+//!
+//! Exit codes (DESIGN §6): 0 valid, 1 invalid, 2 unknown, 254 bad usage,
+//! 255 the harness itself failed.
 
 pub mod check;
 pub mod client;
 pub mod clock;
 pub mod hygiene;
+pub mod links;
 pub mod nemesis;
 pub mod net;
 pub mod node;
+pub mod options;
 pub mod progress;
 pub mod recorder;
 pub mod report;
-pub mod results;
 pub mod run;
+pub mod rundir;
 pub mod serve;
 pub mod suite;
 

@@ -1,7 +1,8 @@
-//! The network: every message a node writes passes through here. Node-to-
-//! node messages are routed over directed links whose `LinkPolicy` (latency,
-//! drop, duplicate, corrupt, cut, hold) is applied in one place,
-//! `route_to_node`, which is what the nemesis acts on. Messages to clients,
+//! The stdio network: every message a node writes passes through here.
+//! Node-to-node messages are routed over directed links, whose base
+//! `LinkPolicy` (latency) and `LinkFaults` (cut, hold, drop, duplicate,
+//! corrupt, delay, bandwidth) are applied in one place, `route_to_node`.
+//! The nemesis acts on it through the `Links` seam. Messages to clients,
 //! to the controller (`c0`) and trace events (`faultline`) are delivered
 //! reliably. Anything malformed is counted, sampled and dropped.
 //!
@@ -20,6 +21,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
+
+use crate::links::{LinkFaults, Links};
+use faultline_nemesis::seed::{derive, Stream};
 
 /// Longest line a node may write; longer lines are counted and skipped.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -45,40 +49,42 @@ pub enum LatencyDist {
     Exponential,
 }
 
-/// What a directed node-to-node link does to the messages it carries.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The base behaviour of every node-to-node link (the run's configured
+/// latency), before any fault.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LinkPolicy {
     /// Mean one-way latency.
     pub latency_ms: f64,
     pub dist: LatencyDist,
-    /// Probabilities in [0, 1].
-    pub drop: f64,
-    pub duplicate: f64,
-    pub corrupt: f64,
-    /// Partitioned: every message is dropped.
-    pub cut: bool,
-    /// Held: messages are kept (up to `HOLD_CAPACITY`) and delivered when
-    /// the hold is released.
-    pub hold: bool,
-    /// Bytes per second the link carries (0: unlimited); messages queue
-    /// behind each other, and are dropped past `MAX_BACKLOG`.
-    pub bandwidth_bytes_per_s: f64,
+}
+
+/// What one link does to a message now: its base policy with its faults.
+#[derive(Debug, Clone, Copy)]
+struct Effective {
+    latency_ms: f64,
+    dist: LatencyDist,
+    faults: LinkFaults,
 }
 
 impl LinkPolicy {
     pub fn with_latency(latency_ms: f64, dist: LatencyDist) -> Self {
-        LinkPolicy {
-            latency_ms,
-            dist,
-            drop: 0.0,
-            duplicate: 0.0,
-            corrupt: 0.0,
-            cut: false,
-            hold: false,
-            bandwidth_bytes_per_s: 0.0,
-        }
+        LinkPolicy { latency_ms, dist }
     }
 
+    fn with_faults(self, faults: LinkFaults) -> Effective {
+        Effective {
+            latency_ms: self.latency_ms + faults.delay_ms,
+            dist: if faults.jitter {
+                LatencyDist::Uniform
+            } else {
+                self.dist
+            },
+            faults,
+        }
+    }
+}
+
+impl Effective {
     fn sample_delay(&self, rng: &mut ChaCha8Rng) -> Duration {
         if self.latency_ms <= 0.0 {
             return Duration::ZERO;
@@ -113,7 +119,8 @@ pub struct Counters {
     pub overflow: AtomicU64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct NetStats {
     pub node_lines: u64,
     pub routed: u64,
@@ -152,7 +159,8 @@ pub trait Sink: Send + Sync {
 pub struct Network {
     node_ids: Vec<String>,
     index: HashMap<String, usize>,
-    links: RwLock<Vec<LinkPolicy>>,
+    base: LinkPolicy,
+    links: RwLock<Vec<LinkFaults>>,
     held: Mutex<Vec<Vec<(String, Box<RawValue>)>>>,
     /// Per directed link: when a bandwidth-limited link is free again.
     busy_until: Mutex<Vec<Instant>>,
@@ -210,7 +218,8 @@ impl Network {
         Arc::new(Network {
             node_ids,
             index,
-            links: RwLock::new(vec![policy; n * n]),
+            base: policy,
+            links: RwLock::new(vec![LinkFaults::HEALED; n * n]),
             held: Mutex::new(vec![Vec::new(); n * n]),
             busy_until: Mutex::new(vec![Instant::now(); n * n]),
             outboxes: (0..n).map(|_| Mutex::new(None)).collect(),
@@ -244,26 +253,14 @@ impl Network {
             .expect("each controller inbox is taken once")
     }
 
-    pub fn link(&self, from: usize, to: usize) -> LinkPolicy {
-        self.links.read().unwrap()[from * self.node_ids.len() + to].clone()
-    }
-
-    /// Changes one directed link. Releasing a hold delivers what it kept.
-    pub fn set_link(&self, from: usize, to: usize, policy: LinkPolicy) {
+    /// The index of the directed link from `from` to `to`.
+    fn link_index(&self, from: usize, to: usize) -> usize {
         let n = self.node_ids.len();
-        let released = {
-            let mut links = self.links.write().unwrap();
-            let was_held = links[from * n + to].hold;
-            links[from * n + to] = policy.clone();
-            was_held && !policy.hold
-        };
-        if released {
-            let msgs = std::mem::take(&mut self.held.lock().unwrap()[from * n + to]);
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (from * n + to) as u64);
-            for (src, body) in msgs {
-                self.route_to_node(from, to, &src, &body, &mut rng);
-            }
-        }
+        assert!(
+            from < n && to < n && from != to,
+            "no link {from} -> {to} among {n} nodes"
+        );
+        from * n + to
     }
 
     pub fn stats(&self) -> NetStats {
@@ -345,19 +342,20 @@ impl Network {
         body: &RawValue,
         rng: &mut ChaCha8Rng,
     ) {
-        let n = self.node_ids.len();
-        let policy = self.links.read().unwrap()[from * n + to].clone();
+        let link = self.link_index(from, to);
+        let policy = self.base.with_faults(self.links.read().unwrap()[link]);
+        let faults = policy.faults;
         let dest = &self.node_ids[to];
         self.counters.routed.fetch_add(1, Relaxed);
-        if policy.cut {
+        if faults.cut {
             self.counters.cut.fetch_add(1, Relaxed);
             self.sink.journal(src, dest, body, "cut", Duration::ZERO);
             return;
         }
-        if policy.hold {
+        if faults.hold {
             let mut held = self.held.lock().unwrap();
-            if held[from * n + to].len() < HOLD_CAPACITY {
-                held[from * n + to].push((src.to_string(), body.to_owned()));
+            if held[link].len() < HOLD_CAPACITY {
+                held[link].push((src.to_string(), body.to_owned()));
                 self.counters.held.fetch_add(1, Relaxed);
                 self.sink.journal(src, dest, body, "held", Duration::ZERO);
             } else {
@@ -367,13 +365,14 @@ impl Network {
             }
             return;
         }
-        if policy.drop > 0.0 && rng.gen_bool(policy.drop.min(1.0)) {
+        let chance = |p: f64, rng: &mut ChaCha8Rng| p > 0.0 && rng.gen_bool(p.min(1.0));
+        if chance(faults.drop_probability, rng) {
             self.counters.dropped.fetch_add(1, Relaxed);
             self.sink
                 .journal(src, dest, body, "dropped", Duration::ZERO);
             return;
         }
-        let copies = if policy.duplicate > 0.0 && rng.gen_bool(policy.duplicate.min(1.0)) {
+        let copies = if chance(faults.duplicate_probability, rng) {
             self.counters.duplicated.fetch_add(1, Relaxed);
             2
         } else {
@@ -382,16 +381,16 @@ impl Network {
         for _ in 0..copies {
             let mut line = self.envelope(src, dest, body.get());
             let mut fate = "delivered";
-            if policy.corrupt > 0.0 && rng.gen_bool(policy.corrupt.min(1.0)) {
+            if chance(faults.corrupt_probability, rng) {
                 corrupt(&mut line, rng);
                 self.counters.corrupted.fetch_add(1, Relaxed);
                 fate = "corrupted";
             }
             let now = Instant::now();
             let mut at = now;
-            if policy.bandwidth_bytes_per_s > 0.0 {
+            if faults.bandwidth_bytes_per_s > 0.0 {
                 let mut busy = self.busy_until.lock().unwrap();
-                let start = busy[from * n + to].max(at);
+                let start = busy[link].max(at);
                 if start > at + MAX_BACKLOG {
                     self.counters.dropped.fetch_add(1, Relaxed);
                     self.sink
@@ -399,8 +398,8 @@ impl Network {
                     continue;
                 }
                 let wire =
-                    Duration::from_secs_f64(line.len() as f64 / policy.bandwidth_bytes_per_s);
-                busy[from * n + to] = start + wire;
+                    Duration::from_secs_f64(line.len() as f64 / faults.bandwidth_bytes_per_s);
+                busy[link] = start + wire;
                 at = start + wire;
             }
             at += policy.sample_delay(rng);
@@ -500,7 +499,7 @@ impl Network {
         *self.outboxes[node].lock().unwrap() = Some((generation, tx));
         tokio::spawn(write_node(rx, stdin));
         let net = self.clone();
-        let seed = self.seed ^ (0xA5A5_0000 + node as u64) ^ (generation << 32);
+        let seed = derive(self.seed, Stream::NodeReader { node, generation });
         let reader = tokio::spawn(async move {
             read_node(&net, node, stdout, seed).await;
             net.detach(node, generation);
@@ -519,6 +518,35 @@ impl Network {
 
     pub fn is_attached(&self, node: usize) -> bool {
         self.outboxes[node].lock().unwrap().is_some()
+    }
+}
+
+impl Links for Network {
+    fn node_count(&self) -> usize {
+        self.node_ids.len()
+    }
+
+    fn faults(&self, from: usize, to: usize) -> LinkFaults {
+        self.links.read().unwrap()[self.link_index(from, to)]
+    }
+
+    fn set_faults(&self, from: usize, to: usize, faults: LinkFaults) {
+        faults.assert_valid();
+        let link = self.link_index(from, to);
+        let released = {
+            let mut links = self.links.write().unwrap();
+            let was_held = links[link].hold;
+            links[link] = faults;
+            was_held && !faults.hold
+        };
+        if released {
+            let msgs = std::mem::take(&mut self.held.lock().unwrap()[link]);
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(derive(self.seed, Stream::HeldLink { index: link }));
+            for (src, body) in msgs {
+                self.route_to_node(from, to, &src, &body, &mut rng);
+            }
+        }
     }
 }
 
@@ -655,8 +683,8 @@ mod tests {
 
     /// Two in-process nodes on the router; returns what each receives.
     async fn two_nodes(
-        policy_ab: LinkPolicy,
-        policy_ba: LinkPolicy,
+        policy_ab: LinkFaults,
+        policy_ba: LinkFaults,
         sends: usize,
     ) -> (Vec<String>, Vec<String>) {
         let net = Network::new(
@@ -666,8 +694,8 @@ mod tests {
             1,
             Arc::new(NoSink),
         );
-        net.set_link(0, 1, policy_ab);
-        net.set_link(1, 0, policy_ba);
+        net.set_faults(0, 1, policy_ab);
+        net.set_faults(1, 0, policy_ba);
         let mut readers = Vec::new();
         let mut writers = Vec::new();
         for i in 0..2 {
@@ -697,11 +725,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_one_way_cut_blocks_one_direction_only() {
-        let open = LinkPolicy::with_latency(0.0, LatencyDist::Constant);
-        let cut = LinkPolicy {
-            cut: true,
-            ..open.clone()
-        };
+        let open = LinkFaults::HEALED;
+        let cut = LinkFaults { cut: true, ..open };
         let (at_n1, at_n2) = two_nodes(cut, open, 20).await;
         assert!(at_n2.is_empty(), "n1 -> n2 is cut");
         assert_eq!(at_n1.len(), 20, "n2 -> n1 still carries");
@@ -709,12 +734,12 @@ mod tests {
 
     #[tokio::test]
     async fn corrupted_messages_arrive_altered_and_drops_and_duplicates_happen() {
-        let open = LinkPolicy::with_latency(0.0, LatencyDist::Constant);
-        let corrupt = LinkPolicy {
-            corrupt: 1.0,
-            ..open.clone()
+        let open = LinkFaults::HEALED;
+        let corrupt = LinkFaults {
+            corrupt_probability: 1.0,
+            ..open
         };
-        let (_, at_n2) = two_nodes(corrupt, open.clone(), 50).await;
+        let (_, at_n2) = two_nodes(corrupt, open, 50).await;
         assert_eq!(at_n2.len(), 50);
         let intact = (0..50)
             .filter(|k| {
@@ -727,10 +752,10 @@ mod tests {
             intact < 50,
             "every message was corrupted, so not all arrive intact"
         );
-        let lossy = LinkPolicy {
-            drop: 0.5,
-            duplicate: 0.5,
-            ..open.clone()
+        let lossy = LinkFaults {
+            drop_probability: 0.5,
+            duplicate_probability: 0.5,
+            ..open
         };
         let (_, at_n2) = two_nodes(lossy, open, 200).await;
         assert!(
@@ -742,22 +767,15 @@ mod tests {
 
     #[tokio::test]
     async fn held_messages_are_delivered_when_released() {
-        let open = LinkPolicy::with_latency(0.0, LatencyDist::Constant);
+        let open = LinkFaults::HEALED;
         let net = Network::new(
             vec!["n1".into(), "n2".into()],
             1,
-            open.clone(),
+            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
             1,
             Arc::new(NoSink),
         );
-        net.set_link(
-            0,
-            1,
-            LinkPolicy {
-                hold: true,
-                ..open.clone()
-            },
-        );
+        net.set_faults(0, 1, LinkFaults { hold: true, ..open });
         let (mut n1_out, h_in) = tokio::io::duplex(1 << 16);
         let (h_out, _n1_in) = tokio::io::duplex(1 << 16);
         net.attach(0, h_in, h_out);
@@ -772,7 +790,7 @@ mod tests {
         let early =
             tokio::time::timeout(std::time::Duration::from_millis(200), lines.next_line()).await;
         assert!(early.is_err(), "a held message is not delivered");
-        net.set_link(0, 1, open);
+        net.set_faults(0, 1, open);
         let late = tokio::time::timeout(std::time::Duration::from_secs(2), lines.next_line())
             .await
             .unwrap()

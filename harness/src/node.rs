@@ -5,7 +5,7 @@
 //! leaves nothing behind), its `FAULTLINE_*` environment, and no shell in
 //! between. stderr goes to nodes/<id>.log, appended across restarts.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -39,7 +39,7 @@ pub struct NodeSpec {
     pub env: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExitInfo {
     pub node: String,
     pub pid: i32,
@@ -99,22 +99,11 @@ pub fn log_tail(path: &Path, max_lines: usize) -> String {
     lines[lines.len().saturating_sub(max_lines)..].join("\n")
 }
 
-/// Starts one incarnation of a node and attaches it to the network.
-pub fn spawn(
-    spec: &NodeSpec,
-    net: &Arc<Network>,
-    recorder: &Arc<Recorder>,
-    clock: Clock,
-) -> Result<NodeHandle, NodeError> {
-    let log_err = |cause| NodeError::Log {
-        path: spec.log_path.display().to_string(),
-        cause,
-    };
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_path)
-        .map_err(log_err)?;
+/// The command for one node: its own process group (so a pause or kill
+/// reaches any children it starts), its `FAULTLINE_*` environment, no
+/// shell, and a parent-death signal (so a SIGKILLed harness leaves nothing
+/// behind).
+fn command(spec: &NodeSpec) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env("FAULTLINE_NODE_ID", &spec.id)
@@ -150,97 +139,157 @@ pub fn spawn(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|cause| NodeError::Spawn {
-        node: spec.id.clone(),
-        program: spec.program.display().to_string(),
-        cause,
-    })?;
-    let pid = child.id().expect("a just-spawned child has a pid") as i32;
-    hygiene::register(pid);
-    let _ = writeln!(
-        log,
-        "=== faultline: {} started as pid {pid} at {} ms ===",
-        spec.id,
-        clock.now_ns() / 1_000_000
-    );
-    recorder.node_event(&spec.id, "start", serde_json::json!({"pid": pid}));
+    cmd
+}
 
-    let stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let (generation, reader) = net.attach(spec.index, stdout, stdin);
-
-    let log_path = spec.log_path.clone();
-    let stderr_task = tokio::spawn(async move {
+/// Copies a node's stderr into its log, up to `LOG_CAP_BYTES`; what is cut
+/// is counted in the log's last line. Returns the log when stderr closes.
+fn spawn_log_copier(
+    mut stderr: tokio::process::ChildStderr,
+    mut log: std::fs::File,
+    log_path: PathBuf,
+    recorder: Arc<Recorder>,
+) -> tokio::task::JoinHandle<std::fs::File> {
+    tokio::spawn(async move {
+        let name = log_path.display().to_string();
         let mut written = log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut dropped = 0u64;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match stderr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if written + n as u64 <= LOG_CAP_BYTES {
-                        let _ = log.write_all(&buf[..n]);
-                        written += n as u64;
-                    } else {
-                        dropped += n as u64;
+                Ok(n) if written + n as u64 <= LOG_CAP_BYTES => {
+                    if let Err(e) = log.write_all(&buf[..n]) {
+                        recorder.failed(&name, e);
                     }
+                    written += n as u64;
                 }
+                Ok(n) => dropped += n as u64,
             }
         }
         if dropped > 0 {
-            let _ = writeln!(log, "\n=== faultline: {dropped} bytes of stderr dropped: {} is capped at {LOG_CAP_BYTES} bytes ===", log_path.display());
+            let note = format!("\n=== faultline: {dropped} bytes of stderr dropped: {name} is capped at {LOG_CAP_BYTES} bytes ===");
+            if let Err(e) = writeln!(log, "{note}") {
+                recorder.failed(&name, e);
+            }
         }
         log
-    });
+    })
+}
 
-    let (tx, rx) = watch::channel(None);
-    let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let preloaded = crate::clock::is_preloaded(&spec.env);
-    let (id, exp, rec, net2, index) = (
-        spec.id.clone(),
-        expected.clone(),
-        recorder.clone(),
-        net.clone(),
-        spec.index,
-    );
+/// What the exit watcher of one incarnation needs.
+struct Watch {
+    id: String,
+    log_name: String,
+    index: usize,
+    pid: i32,
+    generation: u64,
+    preloaded: bool,
+    expected: Arc<std::sync::atomic::AtomicBool>,
+    net: Arc<Network>,
+    recorder: Arc<Recorder>,
+    clock: Clock,
+}
+
+/// Waits for the node to exit; then kills what it left in its group,
+/// detaches it, lets its last output drain, and announces the exit.
+fn spawn_exit_watcher(
+    mut child: tokio::process::Child,
+    w: Watch,
+    reader: tokio::task::JoinHandle<()>,
+    log: tokio::task::JoinHandle<std::fs::File>,
+    tx: watch::Sender<Option<ExitInfo>>,
+) {
     tokio::spawn(async move {
         let status = child.wait().await;
-        // Anything the node left in its group goes with it.
         let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
+            nix::unistd::Pid::from_raw(w.pid),
             nix::sys::signal::Signal::SIGKILL,
         );
-        hygiene::unregister(pid);
-        if preloaded {
-            crate::clock::remove_leftovers(pid as u32);
+        hygiene::unregister(w.pid);
+        if w.preloaded {
+            crate::clock::remove_leftovers(w.pid as u32);
         }
-        net2.detach(index, generation);
+        w.net.detach(w.index, w.generation);
         let status = status
             .map(describe_status)
             .unwrap_or_else(|e| format!("wait failed: {e}"));
         let info = ExitInfo {
-            node: id.clone(),
-            pid,
-            time_ns: clock.now_ns(),
+            node: w.id.clone(),
+            pid: w.pid,
+            time_ns: w.clock.now_ns(),
             status: status.clone(),
-            expected: exp.load(std::sync::atomic::Ordering::SeqCst),
+            expected: w.expected.load(std::sync::atomic::Ordering::SeqCst),
         };
         // Let the last stdout lines and stderr bytes drain before reporting.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
-        if let Ok(Ok(mut log)) =
-            tokio::time::timeout(std::time::Duration::from_secs(2), stderr_task).await
-        {
-            let _ = writeln!(log, "=== faultline: {id} (pid {pid}) ended: {status} ===");
+        let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        if let Ok(Ok(mut log)) = tokio::time::timeout(Duration::from_secs(2), log).await {
+            let ended = format!(
+                "=== faultline: {} (pid {}) ended: {status} ===",
+                w.id, w.pid
+            );
+            if let Err(e) = writeln!(log, "{ended}") {
+                w.recorder.failed(&w.log_name, e);
+            }
         }
-        rec.node_event(
-            &id,
-            "exit",
-            serde_json::json!({"pid": pid, "status": status, "expected": info.expected}),
-        );
+        let exit = json!({"pid": w.pid, "status": status, "expected": info.expected});
+        w.recorder.node_event(&w.id, "exit", exit);
         let _ = tx.send(Some(info));
     });
+}
 
+/// Starts one incarnation of a node and attaches it to the network.
+pub fn spawn(
+    spec: &NodeSpec,
+    net: &Arc<Network>,
+    recorder: &Arc<Recorder>,
+    clock: Clock,
+) -> Result<NodeHandle, NodeError> {
+    let log_err = |cause| NodeError::Log {
+        path: spec.log_path.display().to_string(),
+        cause,
+    };
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log_path)
+        .map_err(log_err)?;
+    let mut child = command(spec).spawn().map_err(|cause| NodeError::Spawn {
+        node: spec.id.clone(),
+        program: spec.program.display().to_string(),
+        cause,
+    })?;
+    let pid = child.id().expect("a just-spawned child has a pid") as i32;
+    hygiene::register(pid);
+    let started_ms = clock.now_ns() / 1_000_000;
+    if let Err(e) = writeln!(
+        log,
+        "=== faultline: {} started as pid {pid} at {started_ms} ms ===",
+        spec.id
+    ) {
+        recorder.failed(&spec.log_path.display().to_string(), e);
+    }
+    recorder.node_event(&spec.id, "start", json!({"pid": pid}));
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (generation, reader) = net.attach(spec.index, stdout, stdin);
+    let log = spawn_log_copier(stderr, log, spec.log_path.clone(), recorder.clone());
+    let (tx, rx) = watch::channel(None);
+    let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = Watch {
+        id: spec.id.clone(),
+        log_name: spec.log_path.display().to_string(),
+        index: spec.index,
+        pid,
+        generation,
+        preloaded: crate::clock::is_preloaded(&spec.env),
+        expected: expected.clone(),
+        net: net.clone(),
+        recorder: recorder.clone(),
+        clock,
+    };
+    spawn_exit_watcher(child, w, reader, log, tx);
     Ok(NodeHandle {
         spec: spec.clone(),
         pid,

@@ -3,6 +3,7 @@
 //! messages.jsonl (buffered, flushed periodically and at the end; both
 //! tolerate a torn tail).
 
+use faultline_checker::{Event, EventType, Process};
 use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,8 +11,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
+use tokio::sync::watch;
 
 use crate::net::Sink;
+use crate::rundir::{self, JournalEntry, TraceLine};
 
 /// The run's monotonic time base: nanoseconds since the test started.
 #[derive(Debug, Clone, Copy)]
@@ -30,64 +33,88 @@ impl Clock {
     }
 }
 
-/// history.jsonl. Index and time are assigned under the same lock as the
-/// write, so file order, index order and time order agree.
+/// history.jsonl, written through the checker's `Event`. Index and time
+/// are assigned under the same lock as the write, so file order, index
+/// order and time order agree.
 pub struct History {
-    file: Mutex<(File, u64)>,
+    file: Mutex<HistoryFile>,
     clock: Clock,
     /// Completions so far: ok, fail, info (for progress display).
     pub completed: [AtomicU64; 3],
 }
 
+struct HistoryFile {
+    out: File,
+    next_index: u64,
+    last_time: u64,
+}
+
 impl History {
     pub fn create(path: &Path, clock: Clock) -> std::io::Result<Self> {
         Ok(History {
-            file: Mutex::new((File::create(path)?, 0)),
+            file: Mutex::new(HistoryFile {
+                out: File::create(path)?,
+                next_index: 0,
+                last_time: 0,
+            }),
             clock,
             completed: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
         })
     }
 
-    /// Appends one event and returns its index.
+    /// Appends one event (its index and time are filled in) and returns
+    /// its index.
     pub fn record(
         &self,
-        process: Value,
-        kind: &str,
+        process: Process,
+        kind: EventType,
         f: &str,
-        key: Option<&Value>,
-        value: &Value,
+        key: Option<Value>,
+        value: Value,
         extra: Map<String, Value>,
     ) -> std::io::Result<u64> {
-        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let index = guard.1;
-        let mut ev = Map::new();
-        ev.insert("index".into(), json!(index));
-        ev.insert("time".into(), json!(self.clock.now_ns()));
-        ev.insert("process".into(), process);
-        ev.insert("type".into(), json!(kind));
-        ev.insert("f".into(), json!(f));
-        if let Some(k) = key {
-            ev.insert("key".into(), k.clone());
-        }
-        ev.insert("value".into(), value.clone());
-        ev.extend(extra);
-        let mut line = serde_json::to_vec(&Value::Object(ev)).expect("a JSON value serializes");
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let time = self.clock.now_ns();
+        // Invariant: history indices are dense and times never go back.
+        assert!(time >= file.last_time, "history time went backwards");
+        let ev = Event {
+            index: file.next_index,
+            time,
+            process,
+            kind,
+            f: f.to_string(),
+            key,
+            value,
+            extra,
+        };
+        let mut line = serde_json::to_vec(&ev).expect("an event serializes");
         line.push(b'\n');
         // One write call per line: no user-space buffer to lose.
-        guard.0.write_all(&line)?;
-        guard.1 += 1;
-        match kind {
-            "ok" => self.completed[0].fetch_add(1, Relaxed),
-            "fail" => self.completed[1].fetch_add(1, Relaxed),
-            "info" => self.completed[2].fetch_add(1, Relaxed),
-            _ => 0,
+        file.out.write_all(&line)?;
+        file.next_index += 1;
+        file.last_time = time;
+        let slot = match kind {
+            EventType::Invoke => None,
+            EventType::Ok => Some(0),
+            EventType::Fail => Some(1),
+            EventType::Info => Some(2),
         };
-        Ok(index)
+        if let Some(i) = slot {
+            self.completed[i].fetch_add(1, Relaxed);
+        }
+        Ok(ev.index)
+    }
+
+    /// A nemesis action: `info`, by the `nemesis` process.
+    pub fn record_nemesis(&self, f: &str, value: Value) -> std::io::Result<u64> {
+        let nemesis = Process::Named("nemesis".into());
+        self.record(nemesis, EventType::Info, f, None, value, Map::new())
     }
 }
 
 /// Buffered JSON-lines writer with a line budget.
 struct Lines {
+    name: &'static str,
     out: BufWriter<File>,
     written: u64,
     limit: u64,
@@ -103,15 +130,18 @@ pub struct Recorder {
     /// without being parsed.
     journal_full: std::sync::atomic::AtomicBool,
     pub trace_count: AtomicU64,
-    /// The newest (term, node) that announced leadership, for the nemesis's
-    /// isolate-leader.
-    leader: Mutex<Option<(u64, String)>>,
+    /// The newest (term, node) that announced leadership, for faults aimed
+    /// at the leader.
+    leader: watch::Sender<Option<(u64, String)>>,
+    /// The first failed write to traces or journal.
+    write_error: Mutex<Option<String>>,
 }
 
 impl Recorder {
     pub fn create(dir: &Path, clock: Clock, journal_limit: u64) -> std::io::Result<Self> {
-        let open = |name: &str, limit| -> std::io::Result<Mutex<Lines>> {
+        let open = |name: &'static str, limit| -> std::io::Result<Mutex<Lines>> {
             Ok(Mutex::new(Lines {
+                name,
                 out: BufWriter::new(File::create(dir.join(name))?),
                 written: 0,
                 limit,
@@ -119,77 +149,114 @@ impl Recorder {
         };
         Ok(Recorder {
             clock,
-            traces: open("traces.jsonl", u64::MAX)?,
-            journal: open("messages.jsonl", journal_limit)?,
+            traces: open(rundir::TRACES, u64::MAX)?,
+            journal: open(rundir::JOURNAL, journal_limit)?,
+            write_error: Mutex::new(None),
             journal_skipped: AtomicU64::new(0),
             journal_full: std::sync::atomic::AtomicBool::new(false),
             trace_count: AtomicU64::new(0),
-            leader: Mutex::new(None),
+            leader: watch::channel(None).0,
         })
     }
 
-    fn write(lines: &Mutex<Lines>, v: &Value) -> bool {
+    fn write(&self, lines: &Mutex<Lines>, v: &impl serde::Serialize) -> bool {
         let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
         if l.written >= l.limit {
             return false;
         }
         l.written += 1;
-        let _ = serde_json::to_writer(&mut l.out, v);
-        let _ = l.out.write_all(b"\n");
+        let done = serde_json::to_writer(&mut l.out, v)
+            .map_err(std::io::Error::from)
+            .and_then(|()| l.out.write_all(b"\n"));
+        if let Err(e) = done {
+            self.failed(&l.name, e);
+        }
         true
+    }
+
+    /// Keeps the first write error to the run directory (here or in a
+    /// node's log), reported when the run ends.
+    pub fn failed(&self, file: &str, e: std::io::Error) {
+        let mut first = self.write_error.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert_with(|| format!("writing {file}: {e}"));
+    }
+
+    /// Flushes both files; the first error any write met, if one did.
+    pub fn finish(&self) -> Result<(), String> {
+        self.flush();
+        match self
+            .write_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// A harness-side lifecycle event for a node (`start`, `exit`).
     pub fn node_event(&self, node: &str, event: &str, extra: Value) {
-        let mut m = Map::new();
-        m.insert("time".into(), json!(self.clock.now_ns()));
-        m.insert("node".into(), json!(node));
-        m.insert("event".into(), json!(event));
-        m.insert("source".into(), json!("harness"));
+        let mut fields = Map::new();
+        fields.insert("event".into(), json!(event));
+        fields.insert("source".into(), json!("harness"));
         if let Value::Object(e) = extra {
-            m.extend(e);
+            fields.extend(e);
         }
-        Self::write(&self.traces, &Value::Object(m));
+        let line = TraceLine {
+            time: self.clock.now_ns(),
+            node: node.to_string(),
+            fields,
+        };
+        self.write(&self.traces, &line);
     }
 
-    /// The node that most recently announced leadership of the newest term.
-    pub fn current_leader(&self) -> Option<String> {
-        self.leader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(_, n)| n.clone())
+    /// A handle on the node that most recently announced leadership of
+    /// the newest term (term, node id).
+    pub fn leader(&self) -> watch::Receiver<Option<(u64, String)>> {
+        self.leader.subscribe()
     }
 
     pub fn flush(&self) {
-        for l in [&self.traces, &self.journal] {
-            let _ = l.lock().unwrap_or_else(|e| e.into_inner()).out.flush();
+        for lines in [&self.traces, &self.journal] {
+            let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = l.out.flush() {
+                let name = l.name;
+                drop(l);
+                self.failed(name, e);
+            }
         }
     }
 }
 
 impl Sink for Recorder {
     fn trace(&self, node: &str, body: &Value) {
-        let mut m = Map::new();
-        m.insert("time".into(), json!(self.clock.now_ns()));
-        m.insert("node".into(), json!(node));
+        let mut fields = Map::new();
         if let Value::Object(b) = body {
             for (k, v) in b {
                 if k != "type" && k != "node" && k != "time" {
-                    m.insert(k.clone(), v.clone());
+                    fields.insert(k.clone(), v.clone());
                 }
             }
         }
+        let line = TraceLine {
+            time: self.clock.now_ns(),
+            node: node.to_string(),
+            fields,
+        };
         self.trace_count.fetch_add(1, Relaxed);
         if body.get("event").and_then(Value::as_str) == Some("leader") {
             if let Some(term) = body.get("term").and_then(Value::as_u64) {
-                let mut l = self.leader.lock().unwrap_or_else(|e| e.into_inner());
-                if l.as_ref().is_none_or(|(t, _)| term >= *t) {
-                    *l = Some((term, node.to_string()));
-                }
+                self.leader.send_if_modified(|l| {
+                    let newer = l.as_ref().is_none_or(|(t, _)| term >= *t);
+                    if newer {
+                        *l = Some((term, node.to_string()));
+                    }
+                    newer
+                });
             }
         }
-        Self::write(&self.traces, &Value::Object(m));
+        self.write(&self.traces, &line);
     }
 
     fn journal(
@@ -215,12 +282,17 @@ impl Sink for Recorder {
             msg_id: None,
             in_reply_to: None,
         });
-        let v = json!({
-            "time": self.clock.now_ns(), "src": from, "dest": to, "type": head.ty,
-            "msg_id": head.msg_id, "in_reply_to": head.in_reply_to, "fate": fate,
-            "delay_us": delay.as_micros() as u64,
-        });
-        if !Self::write(&self.journal, &v) {
+        let v = JournalEntry {
+            time: self.clock.now_ns(),
+            src: from.to_string(),
+            dest: to.to_string(),
+            ty: head.ty.map(|t| t.into_owned()),
+            msg_id: head.msg_id,
+            in_reply_to: head.in_reply_to,
+            fate: fate.to_string(),
+            delay_us: delay.as_micros() as u64,
+        };
+        if !self.write(&self.journal, &v) {
             self.journal_full.store(true, Relaxed);
             self.journal_skipped.fetch_add(1, Relaxed);
         }

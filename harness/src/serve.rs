@@ -8,7 +8,7 @@
 use anyhow::Context;
 
 use crate::report::esc;
-use serde_json::Value;
+use crate::rundir::{RunDir, CONFIG, REPORT};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,54 +83,41 @@ fn list_runs(root: &Path) -> Vec<RunRow> {
         };
         for stamp in stamps.flatten() {
             let dir = stamp.path();
-            if !dir.is_dir() || !dir.join("test.json").exists() {
+            if !dir.is_dir() || !dir.join(CONFIG).exists() {
                 continue;
             }
-            let read = |f: &str| -> Value {
-                std::fs::read(dir.join(f))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or(Value::Null)
-            };
-            let (results, config) = (read("results.json"), read("test.json"));
-            let verdict = if results.is_null() {
-                "incomplete".to_string()
-            } else {
-                results["verdict"]
-                    .as_str()
-                    .unwrap_or("interrupted")
-                    .to_string()
-            };
+            let run = RunDir::open(&dir);
+            let (results, config) = (run.load_results().ok(), run.load_config().ok());
             let n = name.file_name().to_string_lossy().into_owned();
             let s = stamp.file_name().to_string_lossy().into_owned();
+            let report = if dir.join(REPORT).exists() {
+                REPORT
+            } else {
+                ""
+            };
             rows.push(RunRow {
-                href: format!(
-                    "{n}/{s}/{}",
-                    if dir.join("report.html").exists() {
-                        "report.html"
-                    } else {
-                        ""
-                    }
-                ),
+                href: format!("{n}/{s}/{report}"),
                 name: n,
                 stamp: s,
-                verdict,
-                summary: results["summary"]
-                    .as_str()
-                    .unwrap_or("(no results yet: running, or stopped before checking)")
-                    .to_string(),
-                nemesis: config["nemesis"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
+                verdict: match &results {
+                    None => "incomplete".into(),
+                    Some(r) => r.verdict.map_or("interrupted", |v| v.as_str()).into(),
+                },
+                summary: results.as_ref().map_or_else(
+                    || "(no results yet: running, or stopped before checking)".into(),
+                    |r| r.summary.clone(),
+                ),
+                nemesis: config
+                    .map(|c| {
+                        c.nemesis
+                            .iter()
+                            .map(|s| s.to_string())
                             .collect::<Vec<_>>()
                             .join(", ")
                     })
                     .unwrap_or_default(),
-                duration: results["duration_s"]
-                    .as_f64()
-                    .map(|d| format!("{d:.1} s"))
+                duration: results
+                    .map(|r| format!("{:.1} s", r.duration_s))
                     .unwrap_or_default(),
             });
         }

@@ -39,11 +39,14 @@ fn a_failing_run_report_draws_its_anomaly() {
         serde_json::to_vec(&results).unwrap(),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("test.json"),
-        r#"{"name":"lin-kv","seed":7,"node_count":5,"time_limit_s":1.0,"nemesis":["partition"]}"#,
-    )
-    .unwrap();
+    let options = faultline::options::TestOptions {
+        seed: Some(7),
+        time_limit: 1.0,
+        nemesis: "partition".into(),
+        ..Default::default()
+    };
+    let run_dir = faultline::rundir::RunDir::open(&dir);
+    run_dir.store_config(&options.validate().unwrap()).unwrap();
     let f = run(faultline().arg("report").arg(&dir), Duration::from_secs(30));
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
@@ -73,7 +76,8 @@ fn report_of_a_missing_or_half_written_run_is_a_clear_error() {
         faultline().arg("report").arg(tmp.path().join("nope")),
         Duration::from_secs(30),
     );
-    assert_eq!(f.status.code(), Some(254));
+    // Not a usage mistake: the run itself is unreadable (a harness failure).
+    assert_eq!(f.status.code(), Some(255));
     assert!(
         f.stderr.contains("no readable results.json"),
         "{}",

@@ -159,6 +159,21 @@ fn a_node_crashing_mid_run_ends_its_ops_info_and_the_run_says_so() {
         log.contains("crashing on purpose") && log.contains("ended: exit code 3"),
         "{log}"
     );
+    // `faultline check RUN_DIR` gives the run's own verdict: its only
+    // failure, liveness, is not in the history's checkers' reach, so it
+    // must come from the run's record, not be dropped.
+    let f = run(faultline().arg("check").arg(&dir), LIMIT);
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("[liveness]: invalid"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("[linearizability]: valid"),
+        "{}",
+        f.stdout
+    );
+    assert!(f.stdout.contains("overall: invalid"), "{}", f.stdout);
+    let f = run(faultline().args(["check", "--json"]).arg(&dir), LIMIT);
+    let v: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
+    assert_eq!(v["verdict"], results["verdict"]);
 }
 
 #[test]

@@ -25,10 +25,17 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 fn serve_lists_runs_and_serves_only_inside_the_results_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("results");
+    // A real configuration, as a run writes it.
+    let options = faultline::options::TestOptions {
+        nemesis: "partition".into(),
+        seed: Some(1),
+        ..Default::default()
+    };
+    let config = serde_json::to_string(&options.validate().unwrap()).unwrap();
     let mk = |name: &str, stamp: &str, results: Option<&str>| {
         let d = root.join(name).join(stamp);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("test.json"), r#"{"nemesis":["partition"]}"#).unwrap();
+        std::fs::write(d.join("test.json"), &config).unwrap();
         if let Some(r) = results {
             std::fs::write(d.join("results.json"), r).unwrap();
             std::fs::write(d.join("report.html"), format!("<html>{name}</html>")).unwrap();

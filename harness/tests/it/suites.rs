@@ -102,3 +102,109 @@ fn a_bad_suite_file_is_a_usage_error_naming_it() {
         assert!(f.stderr.contains(needle), "{file}: {}", f.stderr);
     }
 }
+
+/// Options with every field away from its default.
+fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions {
+    faultline::options::TestOptions {
+        bin: Some("/bin/true".into()),
+        node_count: 3,
+        workload: "lin-kv".into(),
+        nemesis: "kill:all,partition".into(),
+        nemesis_interval: 0.5,
+        recovery_time: 1.5,
+        liveness_timeout: 7.0,
+        replay: Some(replay.to_path_buf()),
+        time_limit: 4.0,
+        rate: 250.0,
+        concurrency: Some(9),
+        key_count: 3,
+        seed: Some(11),
+        latency: 2.5,
+        latency_dist: faultline::net::LatencyDist::Uniform,
+        timeout_ms: 300,
+        init_timeout_ms: 4000,
+        check_time_limit: 30.0,
+        name: Some("everything".into()),
+        journal_limit: 1000,
+        args: vec!["--bug".into(), "local-read".into()],
+    }
+}
+
+#[test]
+fn a_suite_entry_can_set_every_test_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `replay` needs a recorded run to replay.
+    let recorded = faultline::rundir::RunDir::create(tmp.path(), "recorded").unwrap();
+    let defaults = faultline::options::TestOptions::default();
+    recorded
+        .store_config(&defaults.validate().unwrap())
+        .unwrap();
+    let options = every_option_set(recorded.path());
+    // Every key differs from its default, so a key the suite dropped or
+    // misread could not pass unnoticed.
+    let (set, plain) = (
+        serde_json::to_value(&options).unwrap(),
+        serde_json::to_value(&defaults).unwrap(),
+    );
+    for key in faultline::options::keys() {
+        // lin-kv is the only workload so far: it is set, but to its default.
+        if key != "workload" {
+            assert_ne!(set[&key], plain[&key], "{key} is left at its default");
+        }
+    }
+    let mut table = toml::Value::try_from(&options)
+        .unwrap()
+        .as_table()
+        .unwrap()
+        .clone();
+    table.insert("expect".into(), "valid".into());
+    let text = format!(
+        "name = \"all-options\"\n[[run]]\n{}",
+        toml::to_string(&table).unwrap()
+    );
+    let path = tmp.path().join("all.toml");
+    std::fs::write(&path, &text).unwrap();
+    let suite = faultline::suite::load(&path).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+    let e = &suite.entries[0];
+    // `name` names the entry, and so its runs' directory (SUITE-NAME).
+    assert_eq!(e.name, "everything");
+    let expected = faultline::options::TestOptions {
+        name: None,
+        ..options.clone()
+    };
+    assert_eq!(e.options, expected, "every key reached the test options");
+    assert_eq!(
+        e.seeds,
+        vec![11],
+        "`seed` is the entry's seed list when `seeds` is absent"
+    );
+    // The same options without replay validate into that configuration.
+    let mut direct = options.clone();
+    direct.replay = None;
+    let cfg = direct.validate().unwrap();
+    assert_eq!((cfg.node_count, cfg.concurrency, cfg.key_count), (3, 9, 3));
+}
+
+#[test]
+fn a_misspelt_key_or_bad_value_is_refused_at_load_naming_entry_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[[run]]\nname = \"first\"\nexpect = \"valid\"\n[[run]]\nname = \"second\"\nexpect = \"valid\"\nliveness_timout = 3\n", "run \"second\"", "liveness_timout"),
+        ("[defaults]\nrate = \"fast\"\n[[run]]\nname = \"a\"\nexpect = \"valid\"\n", "run \"a\"", "rate"),
+        ("[[run]]\nname = \"b\"\nexpect = \"valid\"\nnode_count = 0\n", "run \"b\"", "node_count"),
+        ("[[run]]\nname = \"c\"\nexpect = \"valid\"\nnemesis = \"kill:sideways\"\n", "run \"c\"", "nemesis"),
+        ("[[run]]\nname = \"d\"\nexpect = \"valid\"\nseeds = [\"x\"]\n", "run \"d\"", "seeds"),
+    ];
+    for (i, (text, entry, key)) in cases.into_iter().enumerate() {
+        let p = tmp.path().join(format!("bad{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let e = format!(
+            "{:#}",
+            faultline::suite::load(&p)
+                .err()
+                .unwrap_or_else(|| panic!("{text} loaded"))
+        );
+        assert!(e.contains(entry) && e.contains(key), "{text}: {e}");
+        assert!(e.contains(&format!("bad{i}.toml")), "{e}");
+    }
+}

@@ -1,0 +1,390 @@
+//! Executes the nemesis's actions. The executor is built from one options
+//! struct and acts through narrow handles it is given: the `Links` between
+//! nodes (partitions, message faults, slow links), the node `Processes`
+//! (pause, kill, restart, throttle), the client `Load` (bursts), a watch on
+//! the current leader (for faults aimed at it), and the clock files. It
+//! records every action in the history as a `nemesis` op naming its exact
+//! targets, and `heal` undoes whatever is still active.
+
+pub mod clocks;
+
+use anyhow::Context;
+use faultline_nemesis::seed::{derive, Stream};
+use faultline_nemesis::{partition_cut, Action, Link, MessageRates, Scope, Shape, Target};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+use crate::client::Load;
+use crate::clock::Skew;
+use crate::links::{LinkFaults, Links};
+use crate::recorder::History;
+use clocks::Clocks;
+
+/// What the nemesis may do to node processes.
+#[allow(async_fn_in_trait)]
+pub trait Processes {
+    /// SIGSTOP a running node.
+    fn pause(&mut self, node: usize);
+    /// SIGCONT a paused node.
+    fn resume(&mut self, node: usize);
+    /// SIGKILL a node and wait until it is reaped.
+    async fn kill(&mut self, node: usize);
+    /// Start a killed node again on its data and wait until it is ready.
+    async fn restart(&mut self, node: usize) -> anyhow::Result<()>;
+    /// Give `nodes` `cpu_percent` of the CPU until `unthrottle`.
+    fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32);
+    /// Full speed for everyone; returns whom that released.
+    fn unthrottle(&mut self) -> BTreeSet<usize>;
+}
+
+/// Everything an executor is built from.
+pub struct ExecutorOptions {
+    pub node_ids: Vec<String>,
+    pub seed: u64,
+    pub links: Arc<dyn Links>,
+    pub load: Arc<dyn Load>,
+    /// (term, node id) of the newest leader, from the nodes' traces.
+    pub leader: watch::Receiver<Option<(u64, String)>>,
+    pub history: Arc<History>,
+    /// Each node's libfaketime file, when the clock nemesis is on.
+    pub clock_files: Option<Vec<PathBuf>>,
+}
+
+/// The link faults active now, from which every link's faults are rebuilt
+/// so faults of different kinds compose.
+#[derive(Default)]
+struct ActiveLinkFaults {
+    /// The partition's cut links, while one is on.
+    cut: Option<Vec<Link>>,
+    messages: Option<MessageRates>,
+    /// Overloaded nodes: extra latency and a bandwidth cap on all their links.
+    overload: Option<(BTreeSet<usize>, f64, u64)>,
+}
+
+pub struct Executor<P: Processes> {
+    node_ids: Vec<String>,
+    links: Arc<dyn Links>,
+    load: Arc<dyn Load>,
+    leader: watch::Receiver<Option<(u64, String)>>,
+    history: Arc<History>,
+    clocks: Option<Arc<Mutex<Clocks>>>,
+    processes: P,
+    paused: BTreeSet<usize>,
+    down: BTreeSet<usize>,
+    active: ActiveLinkFaults,
+    rng: ChaCha8Rng,
+}
+
+impl<P: Processes> Executor<P> {
+    pub fn new(opts: ExecutorOptions, processes: P) -> Self {
+        Executor {
+            rng: ChaCha8Rng::seed_from_u64(derive(opts.seed, Stream::Executor)),
+            clocks: opts.clock_files.map(Clocks::start),
+            node_ids: opts.node_ids,
+            links: opts.links,
+            load: opts.load,
+            leader: opts.leader,
+            history: opts.history,
+            processes,
+            paused: BTreeSet::new(),
+            down: BTreeSet::new(),
+            active: ActiveLinkFaults::default(),
+        }
+    }
+
+    /// The processes back, once the nemesis is done.
+    pub fn into_processes(self) -> P {
+        self.processes
+    }
+
+    fn ids(&self, nodes: impl IntoIterator<Item = usize>) -> Vec<String> {
+        nodes
+            .into_iter()
+            .map(|i| self.node_ids[i].clone())
+            .collect()
+    }
+
+    fn record(&self, action: &Action, value: Value) -> anyhow::Result<()> {
+        self.history
+            .record_nemesis(action.name(), value)
+            .map(|_| ())
+            .context("writing history.jsonl")
+    }
+
+    pub async fn apply(&mut self, action: &Action) -> anyhow::Result<()> {
+        let value = match action {
+            Action::StartPartition { shape, cut } => self.partition(*shape, cut),
+            Action::StopPartition => {
+                self.active.cut = None;
+                self.refresh_links();
+                json!({})
+            }
+            Action::Pause { target } => self.pause(target),
+            Action::Resume { nodes } => self.resume(nodes),
+            Action::Kill { target } => self.kill(target).await,
+            Action::Restart { nodes } => self.restart(nodes).await?,
+            Action::StartMessages { rates } => {
+                self.active.messages = Some(*rates);
+                self.refresh_links();
+                serde_json::to_value(rates).context("a rate serializes")?
+            }
+            Action::StopMessages => {
+                self.active.messages = None;
+                self.refresh_links();
+                json!({})
+            }
+            Action::ClockBump { target, delta_ms } => {
+                let ms = *delta_ms;
+                let detail = json!({"delta_ms": ms});
+                self.skew(target, |_, _| Skew::Offset { ms }, detail)?
+            }
+            Action::ClockStrobe {
+                target,
+                delta_ms,
+                period_ms,
+            } => {
+                let (delta_ms, period_ms) = (*delta_ms, *period_ms);
+                let detail = json!({"delta_ms": delta_ms, "period_ms": period_ms});
+                let strobe = |_: &Skew, since| Skew::Strobe {
+                    delta_ms,
+                    period_ms,
+                    since,
+                };
+                self.skew(target, strobe, detail)?
+            }
+            Action::ClockDrift { target, rate } => {
+                let rate = *rate;
+                // A drift continues from wherever that node's clock is now.
+                let drift = |current: &Skew, now| Skew::Drift {
+                    rate: rate.clamp(0.01, 100.0),
+                    base_ms: current.offset_ms(now),
+                    since: now,
+                };
+                self.skew(target, drift, json!({"rate": rate}))?
+            }
+            Action::ResetClock => self.reset_clocks()?,
+            Action::StartOverload {
+                target,
+                cpu_percent,
+                latency_ms,
+                bandwidth_bytes_per_s,
+                burst,
+            } => {
+                let nodes = self.resolve(target);
+                let detail = json!({"cpu_percent": cpu_percent, "latency_ms": latency_ms,
+                    "bandwidth_bytes_per_s": bandwidth_bytes_per_s, "burst": burst});
+                let set: BTreeSet<usize> = nodes.iter().copied().collect();
+                self.processes.throttle(&set, (*cpu_percent).clamp(1, 100));
+                self.active.overload = Some((set, *latency_ms, *bandwidth_bytes_per_s));
+                self.refresh_links();
+                self.load.set_burst(*burst);
+                self.with_nodes(nodes, detail)
+            }
+            Action::StopOverload => {
+                let nodes = self.processes.unthrottle();
+                self.active.overload = None;
+                self.refresh_links();
+                self.load.set_burst(1.0);
+                json!({"nodes": self.ids(nodes)})
+            }
+        };
+        self.record(action, value)
+    }
+
+    /// Rebuilds every link's faults from the active ones.
+    fn refresh_links(&self) {
+        let n = self.node_ids.len();
+        for a in 0..n {
+            for b in (0..n).filter(|&b| b != a) {
+                let mut f = LinkFaults {
+                    hold: self.links.faults(a, b).hold,
+                    cut: self
+                        .active
+                        .cut
+                        .as_ref()
+                        .is_some_and(|c| c.contains(&(a, b))),
+                    ..LinkFaults::HEALED
+                };
+                if let Some(m) = &self.active.messages {
+                    f.drop_probability = m.drop_probability;
+                    f.duplicate_probability = m.duplicate_probability;
+                    f.corrupt_probability = m.corrupt_probability;
+                    // Uniform jitter around the delay reorders messages.
+                    f.delay_ms += m.delay_ms;
+                    f.jitter = m.delay_ms > 0.0;
+                }
+                if let Some((nodes, latency_ms, bandwidth)) = &self.active.overload {
+                    if nodes.contains(&a) || nodes.contains(&b) {
+                        f.delay_ms += latency_ms;
+                        f.bandwidth_bytes_per_s = *bandwidth as f64;
+                    }
+                }
+                self.links.set_faults(a, b, f);
+            }
+        }
+    }
+
+    /// The current leader's index, from trace events.
+    fn current_leader(&self) -> Option<usize> {
+        let leader = self.leader.borrow();
+        let (_, id) = leader.as_ref()?;
+        self.node_ids.iter().position(|n| n == id)
+    }
+
+    /// The nodes a target names now. No known leader: a seeded random node.
+    fn resolve(&mut self, target: &Target) -> Vec<usize> {
+        match target {
+            Target::Nodes(nodes) => nodes.clone(),
+            Target::Leader => match self.current_leader() {
+                Some(l) => vec![l],
+                None => vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())],
+            },
+        }
+    }
+
+    fn partition(&mut self, shape: Shape, cut: &[Link]) -> Value {
+        let cut = if shape == Shape::IsolateLeader {
+            let leader = self.current_leader();
+            partition_cut(shape, self.node_ids.len(), &mut self.rng, leader)
+        } else {
+            cut.to_vec()
+        };
+        let cut_ids: Vec<[String; 2]> = cut
+            .iter()
+            .map(|&(a, b)| [self.node_ids[a].clone(), self.node_ids[b].clone()])
+            .collect();
+        self.active.cut = Some(cut);
+        self.refresh_links();
+        json!({"shape": shape, "cut": cut_ids})
+    }
+
+    fn pause(&mut self, target: &Target) -> Value {
+        let live: Vec<usize> = self
+            .resolve(target)
+            .into_iter()
+            .filter(|i| !self.down.contains(i))
+            .collect();
+        for &i in &live {
+            self.processes.pause(i);
+            self.paused.insert(i);
+        }
+        json!({"nodes": self.ids(live)})
+    }
+
+    /// The nodes an undo reaches: those named, or every affected one.
+    fn scope(nodes: &Scope, affected: &BTreeSet<usize>) -> Vec<usize> {
+        match nodes {
+            Scope::Affected => affected.iter().copied().collect(),
+            Scope::Nodes(n) => n.clone(),
+        }
+    }
+
+    fn resume(&mut self, nodes: &Scope) -> Value {
+        let nodes = Self::scope(nodes, &self.paused);
+        for &i in &nodes {
+            if self.paused.remove(&i) {
+                self.processes.resume(i);
+            }
+        }
+        json!({"nodes": self.ids(nodes)})
+    }
+
+    async fn kill(&mut self, target: &Target) -> Value {
+        let nodes = self.resolve(target);
+        for &i in &nodes {
+            self.paused.remove(&i);
+            self.processes.kill(i).await;
+            self.down.insert(i);
+        }
+        json!({"nodes": self.ids(nodes)})
+    }
+
+    async fn restart(&mut self, nodes: &Scope) -> anyhow::Result<Value> {
+        let mut restarted = Vec::new();
+        for i in Self::scope(nodes, &self.down) {
+            if self.down.remove(&i) {
+                self.processes.restart(i).await?;
+                restarted.push(i);
+            }
+        }
+        Ok(json!({"nodes": self.ids(restarted)}))
+    }
+
+    /// `{"nodes": [ids], ...detail}`.
+    fn with_nodes(&self, nodes: Vec<usize>, detail: Value) -> Value {
+        let mut value = json!({"nodes": self.ids(nodes)});
+        if let (Some(v), Value::Object(d)) = (value.as_object_mut(), detail) {
+            v.extend(d);
+        }
+        value
+    }
+
+    /// Sets the skew of `target`'s clocks, each made from its current skew.
+    fn skew(
+        &mut self,
+        target: &Target,
+        make: impl Fn(&Skew, std::time::Instant) -> Skew,
+        detail: Value,
+    ) -> anyhow::Result<Value> {
+        let nodes = self.resolve(target);
+        let Some(clocks) = &self.clocks else {
+            anyhow::bail!("a clock fault was scheduled but the nodes were started without libfaketime (the clock nemesis is not enabled)");
+        };
+        {
+            let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
+            for &i in &nodes {
+                c.set(i, &make);
+            }
+            c.sync().map_err(anyhow::Error::msg)?;
+        }
+        Ok(self.with_nodes(nodes, detail))
+    }
+
+    fn reset_clocks(&mut self) -> anyhow::Result<Value> {
+        let mut reset = Vec::new();
+        if let Some(clocks) = &self.clocks {
+            let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
+            reset = c.reset();
+            c.sync().map_err(anyhow::Error::msg)?;
+        }
+        Ok(json!({"nodes": self.ids(reset)}))
+    }
+
+    /// Undoes every active fault: links healed, clocks reset, paused nodes
+    /// resumed, killed nodes restarted.
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        let skewed = self
+            .clocks
+            .as_ref()
+            .is_some_and(|c| c.lock().unwrap_or_else(|e| e.into_inner()).any_skewed());
+        let undo = [
+            (self.active.cut.is_some(), Action::StopPartition),
+            (self.active.messages.is_some(), Action::StopMessages),
+            (self.active.overload.is_some(), Action::StopOverload),
+            (skewed, Action::ResetClock),
+            (
+                !self.paused.is_empty(),
+                Action::Resume {
+                    nodes: Scope::Affected,
+                },
+            ),
+            (
+                !self.down.is_empty(),
+                Action::Restart {
+                    nodes: Scope::Affected,
+                },
+            ),
+        ];
+        for (active, action) in undo {
+            if active {
+                self.apply(&action).await?;
+            }
+        }
+        Ok(())
+    }
+}

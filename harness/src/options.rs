@@ -1,0 +1,387 @@
+//! The settings of a test, spelled once: `TestOptions` is what a user
+//! writes, on the command line (clap) or in a suite entry (serde, from
+//! TOML), and `validate` turns it into the run's `TestConfig` (test.json),
+//! refusing a bad value with the name of its key. Each default is one
+//! constant that both readers use.
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::net::LatencyDist;
+use crate::rundir::RunDir;
+use faultline_nemesis::seed::{derive, Stream};
+use faultline_nemesis::{Spec, Step};
+
+/// The defaults, one constant each (clap shows them in `--help`).
+pub mod defaults {
+    pub const NODE_COUNT: usize = 5;
+    pub const WORKLOAD: &str = "lin-kv";
+    pub const NEMESIS: &str = "none";
+    pub const NEMESIS_INTERVAL_S: f64 = 2.0;
+    pub const RECOVERY_TIME_S: f64 = 2.0;
+    pub const LIVENESS_TIMEOUT_S: f64 = 15.0;
+    pub const TIME_LIMIT_S: f64 = 10.0;
+    pub const RATE: f64 = 100.0;
+    pub const KEY_COUNT: u64 = 5;
+    pub const LATENCY_MS: f64 = 0.0;
+    pub const TIMEOUT_MS: u64 = 2000;
+    pub const INIT_TIMEOUT_MS: u64 = 10_000;
+    pub const CHECK_TIME_LIMIT_S: f64 = 60.0;
+    pub const JOURNAL_LIMIT: u64 = 200_000;
+}
+
+macro_rules! default_fns {
+    ($($f:ident: $t:ty = $c:expr),* $(,)?) => { $(fn $f() -> $t { $c.into() })* };
+}
+default_fns!(
+    node_count: usize = defaults::NODE_COUNT,
+    workload: String = defaults::WORKLOAD,
+    nemesis: String = defaults::NEMESIS,
+    nemesis_interval: f64 = defaults::NEMESIS_INTERVAL_S,
+    recovery_time: f64 = defaults::RECOVERY_TIME_S,
+    liveness_timeout: f64 = defaults::LIVENESS_TIMEOUT_S,
+    time_limit: f64 = defaults::TIME_LIMIT_S,
+    rate: f64 = defaults::RATE,
+    key_count: u64 = defaults::KEY_COUNT,
+    latency: f64 = defaults::LATENCY_MS,
+    latency_dist: LatencyDist = LatencyDist::Constant,
+    timeout_ms: u64 = defaults::TIMEOUT_MS,
+    init_timeout_ms: u64 = defaults::INIT_TIMEOUT_MS,
+    check_time_limit: f64 = defaults::CHECK_TIME_LIMIT_S,
+    journal_limit: u64 = defaults::JOURNAL_LIMIT,
+);
+
+/// Every setting of `faultline test`; a suite entry takes the same keys
+/// (snake_case: `node_count` for `--node-count`).
+#[derive(Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestOptions {
+    /// The node binary; without it, the bundled target node.
+    #[arg(long)]
+    #[serde(default)]
+    pub bin: Option<PathBuf>,
+    #[arg(long, default_value_t = defaults::NODE_COUNT)]
+    #[serde(default = "node_count")]
+    pub node_count: usize,
+    #[arg(long, default_value = defaults::WORKLOAD)]
+    #[serde(default = "workload")]
+    pub workload: String,
+    /// Comma list of faults (partition, pause, kill, messages, clock,
+    /// overload), `all` or `none`. A fault can be narrowed to variants
+    /// joined by `+`: `partition:isolate-leader`, `kill:all`,
+    /// `clock:strobe+leader`, `messages:corrupt`.
+    #[arg(long, default_value = defaults::NEMESIS)]
+    #[serde(default = "nemesis")]
+    pub nemesis: String,
+    /// Seconds each fault lasts (a calm of 0.5-1.5 times as long follows).
+    #[arg(long, default_value_t = defaults::NEMESIS_INTERVAL_S)]
+    #[serde(default = "nemesis_interval")]
+    pub nemesis_interval: f64,
+    /// Seconds to wait after healing before the liveness reads.
+    #[arg(long, default_value_t = defaults::RECOVERY_TIME_S)]
+    #[serde(default = "recovery_time")]
+    pub recovery_time: f64,
+    /// Seconds within which every key must be readable again after healing.
+    #[arg(long, default_value_t = defaults::LIVENESS_TIMEOUT_S)]
+    #[serde(default = "liveness_timeout")]
+    pub liveness_timeout: f64,
+    /// Rerun a recorded run: its configuration, seed and fault schedule.
+    #[arg(long)]
+    #[serde(default)]
+    pub replay: Option<PathBuf>,
+    /// Seconds of client load.
+    #[arg(long, default_value_t = defaults::TIME_LIMIT_S)]
+    #[serde(default = "time_limit")]
+    pub time_limit: f64,
+    /// Total client ops per second.
+    #[arg(long, default_value_t = defaults::RATE)]
+    #[serde(default = "rate")]
+    pub rate: f64,
+    /// Number of clients (default: twice the node count).
+    #[arg(long)]
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[arg(long, default_value_t = defaults::KEY_COUNT)]
+    #[serde(default = "key_count")]
+    pub key_count: u64,
+    /// Seed for every random choice (default: random, recorded in test.json).
+    #[arg(long)]
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Mean one-way latency of node-to-node links, in ms.
+    #[arg(long, default_value_t = defaults::LATENCY_MS)]
+    #[serde(default = "latency")]
+    pub latency: f64,
+    #[arg(long, value_enum, default_value_t = LatencyDist::Constant)]
+    #[serde(default = "latency_dist")]
+    pub latency_dist: LatencyDist,
+    /// Client request timeout; a timed-out op is recorded as `info`.
+    #[arg(long, default_value_t = defaults::TIMEOUT_MS)]
+    #[serde(default = "timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long each node may take to answer `init`.
+    #[arg(long, default_value_t = defaults::INIT_TIMEOUT_MS)]
+    #[serde(default = "init_timeout_ms")]
+    pub init_timeout_ms: u64,
+    /// Seconds the checker may take before answering `unknown`.
+    #[arg(long, default_value_t = defaults::CHECK_TIME_LIMIT_S)]
+    #[serde(default = "check_time_limit")]
+    pub check_time_limit: f64,
+    /// Test name (the results sub-directory); default from the workload.
+    #[arg(long)]
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Most network-journal entries written to messages.jsonl.
+    #[arg(long, default_value_t = defaults::JOURNAL_LIMIT)]
+    #[serde(default = "journal_limit")]
+    pub journal_limit: u64,
+    /// Arguments for the node binary; `{node_id}` and `{data_dir}` are
+    /// substituted.
+    #[arg(last = true)]
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every option has a default")
+    }
+}
+
+/// The full configuration of a run, written to test.json (and read back by
+/// `--replay` and by every reader of a run directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestConfig {
+    pub name: String,
+    /// `None`: the bundled target node.
+    pub bin: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub node_count: usize,
+    /// A name from `faultline_workloads::WORKLOADS`.
+    pub workload: String,
+    pub nemesis: Vec<Spec>,
+    pub nemesis_interval_s: f64,
+    /// Seconds between healing everything and the liveness reads.
+    pub recovery_s: f64,
+    /// Seconds the liveness phase may take to read every key.
+    pub liveness_timeout_s: f64,
+    /// The fault schedule, drawn from the seed (kept verbatim on replay).
+    pub schedule: Vec<Step>,
+    pub time_limit_s: f64,
+    pub rate: f64,
+    pub concurrency: usize,
+    pub key_count: u64,
+    pub seed: u64,
+    pub latency_ms: f64,
+    pub latency_dist: LatencyDist,
+    pub timeout_ms: u64,
+    pub init_timeout_ms: u64,
+    /// How long the checker may take before answering `unknown`.
+    pub check_time_limit_s: f64,
+    pub journal_limit: u64,
+}
+
+impl TestConfig {
+    pub fn workload(&self) -> &'static dyn faultline_workloads::Workload {
+        faultline_workloads::find(&self.workload).unwrap_or_else(|e| panic!("test.json: {e}"))
+    }
+}
+
+/// A setting that cannot be used, with the key it came from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct OptionError {
+    /// The suite key (`node_count`); the flag is `--node-count`.
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl OptionError {
+    /// As the command line spells it: `--node-count must be ...`.
+    pub fn as_flag(&self) -> String {
+        format!("--{}: {}", self.key.replace('_', "-"), self.message)
+    }
+}
+
+fn check(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Result<(), OptionError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(OptionError {
+            key,
+            message: message(),
+        })
+    }
+}
+
+impl TestOptions {
+    /// The run's configuration, or the first setting that is out of range.
+    /// With `replay`, the recorded configuration (every other setting is
+    /// ignored). A relative `bin` is taken relative to `base`.
+    pub fn validate(&self) -> Result<TestConfig, OptionError> {
+        if let Some(dir) = &self.replay {
+            return RunDir::open(dir).load_config().map_err(|e| OptionError {
+                key: "replay",
+                message: format!("{e:#}"),
+            });
+        }
+        self.check_ranges()?;
+        let nemesis =
+            faultline_nemesis::parse_specs(&self.nemesis).map_err(|message| OptionError {
+                key: "nemesis",
+                message,
+            })?;
+        faultline_workloads::find(&self.workload).map_err(|message| OptionError {
+            key: "workload",
+            message,
+        })?;
+        if let Some(bin) = &self.bin {
+            check(bin.exists(), "bin", || {
+                format!("{}: no such file", bin.display())
+            })?;
+        }
+        let name = self.name.clone().unwrap_or_else(|| self.workload.clone());
+        check(plain_name(&name), "name", || {
+            format!("{name:?} must be a plain directory name")
+        })?;
+        let seed = self.seed.unwrap_or_else(rand::random);
+        let schedule = faultline_nemesis::schedule(
+            &nemesis,
+            self.node_count,
+            seed,
+            (self.nemesis_interval * 1000.0) as u64,
+            (self.time_limit * 1000.0) as u64,
+        );
+        debug_assert_eq!(derive(seed, Stream::Workload), seed);
+        Ok(TestConfig {
+            name,
+            bin: self.bin.clone(),
+            args: self.args.clone(),
+            node_count: self.node_count,
+            workload: self.workload.clone(),
+            nemesis,
+            nemesis_interval_s: self.nemesis_interval,
+            recovery_s: self.recovery_time,
+            liveness_timeout_s: self.liveness_timeout,
+            schedule,
+            time_limit_s: self.time_limit,
+            rate: self.rate,
+            concurrency: self.concurrency(),
+            key_count: self.key_count,
+            seed,
+            latency_ms: self.latency,
+            latency_dist: self.latency_dist,
+            timeout_ms: self.timeout_ms,
+            init_timeout_ms: self.init_timeout_ms,
+            check_time_limit_s: self.check_time_limit,
+            journal_limit: self.journal_limit,
+        })
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(2 * self.node_count)
+    }
+
+    fn check_ranges(&self) -> Result<(), OptionError> {
+        let within = |v: f64, lo: f64, hi: f64| v >= lo && v <= hi;
+        let s = self;
+        check(
+            within(s.nemesis_interval, 1e-3, 3600.0),
+            "nemesis_interval",
+            || format!("must be in (0, 3600] seconds, got {}", s.nemesis_interval),
+        )?;
+        check(
+            within(s.recovery_time, 0.0, 3600.0),
+            "recovery_time",
+            || format!("must be in [0, 3600] seconds, got {}", s.recovery_time),
+        )?;
+        check(
+            within(s.liveness_timeout, 1e-3, 3600.0),
+            "liveness_timeout",
+            || format!("must be in (0, 3600] seconds, got {}", s.liveness_timeout),
+        )?;
+        check((1..=64).contains(&s.node_count), "node_count", || {
+            format!("must be between 1 and 64, got {}", s.node_count)
+        })?;
+        check((1..=1024).contains(&s.concurrency()), "concurrency", || {
+            format!("must be between 1 and 1024, got {}", s.concurrency())
+        })?;
+        check(within(s.time_limit, 1e-3, 86_400.0), "time_limit", || {
+            format!("must be in (0, 86400] seconds, got {}", s.time_limit)
+        })?;
+        check(within(s.rate, 1e-3, 1e6), "rate", || {
+            format!("must be in (0, 1000000] ops/s, got {}", s.rate)
+        })?;
+        check((1..=1_000_000).contains(&s.key_count), "key_count", || {
+            format!("must be between 1 and 1000000, got {}", s.key_count)
+        })?;
+        check(within(s.latency, 0.0, 60_000.0), "latency", || {
+            format!("must be in [0, 60000] ms, got {}", s.latency)
+        })?;
+        check(s.timeout_ms > 0, "timeout_ms", || "must be positive".into())?;
+        check(s.init_timeout_ms > 0, "init_timeout_ms", || {
+            "must be positive".into()
+        })?;
+        check(
+            within(s.check_time_limit, 1e-3, 86_400.0),
+            "check_time_limit",
+            || format!("must be in (0, 86400] seconds, got {}", s.check_time_limit),
+        )
+    }
+
+    /// A relative `bin` resolved against `base` (a suite file's folder).
+    pub fn resolve_bin(&mut self, base: &Path) {
+        if let Some(b) = &self.bin {
+            if b.is_relative() {
+                self.bin = Some(base.join(b));
+            }
+        }
+    }
+}
+
+/// A name usable as one directory: not empty, no `/`, no leading dot.
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.starts_with('.')
+}
+
+/// Every key a suite entry may set: the same names as the fields above.
+pub fn keys() -> Vec<String> {
+    let v = serde_json::to_value(TestOptions::default()).expect("options serialize");
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut o = TestOptions::default();
+        o.node_count = 0;
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.key, "node_count");
+        assert!(e
+            .as_flag()
+            .starts_with("--node-count: must be between 1 and 64"));
+        let mut o = TestOptions::default();
+        o.nemesis = "kill:sideways".into();
+        assert_eq!(o.validate().unwrap_err().key, "nemesis");
+        let mut o = TestOptions::default();
+        o.workload = "frob".into();
+        assert_eq!(o.validate().unwrap_err().key, "workload");
+    }
+
+    #[test]
+    fn the_same_options_give_the_same_configuration() {
+        let mut o = TestOptions::default();
+        o.seed = Some(3);
+        o.nemesis = "all".into();
+        let (a, b) = (o.validate().unwrap(), o.validate().unwrap());
+        assert_eq!(a.schedule, b.schedule);
+        assert_eq!(a.concurrency, 10);
+        assert!(keys().contains(&"liveness_timeout".to_string()));
+    }
+}

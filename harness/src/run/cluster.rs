@@ -1,0 +1,337 @@
+//! The cluster under test: the node processes of one run, started and
+//! initialised, and the `Processes` the nemesis acts on (pause, kill,
+//! restart on the same data directory, CPU throttling). Each node's data
+//! directory lives in a temporary folder removed with the cluster.
+
+use anyhow::Context;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use crate::nemesis::Processes;
+use crate::net::Network;
+use crate::node::{self, ExitInfo, NodeHandle, NodeSpec};
+use crate::options::TestConfig;
+use crate::recorder::{Clock, Recorder};
+use crate::rundir::RunDir;
+
+/// One overload duty cycle: a throttled node runs `cpu_percent` of it.
+const DUTY_PERIOD_MS: u64 = 100;
+
+/// How the nodes of a run are started: programs, arguments, data and
+/// clock files. Made before anything starts, so a clock nemesis that
+/// cannot act is refused first.
+pub struct Layout {
+    pub specs: Vec<NodeSpec>,
+    /// Each node's libfaketime file, when the clock nemesis is on.
+    pub clock_files: Option<Vec<PathBuf>>,
+    data_root: tempfile::TempDir,
+}
+
+fn substitute(arg: &str, node_id: &str, data_dir: &Path) -> String {
+    arg.replace("{node_id}", node_id)
+        .replace("{data_dir}", &data_dir.display().to_string())
+}
+
+/// The node program and its leading arguments: the given binary, or this
+/// binary's hidden `__target-node` command.
+fn node_program(cfg: &TestConfig) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    Ok(match &cfg.bin {
+        Some(p) => (p.clone(), Vec::new()),
+        None => (
+            std::env::current_exe().context("locating the faultline binary")?,
+            vec!["__target-node".to_string()],
+        ),
+    })
+}
+
+impl Layout {
+    /// The node ids of a run: n1..nN.
+    pub fn node_ids(cfg: &TestConfig) -> Vec<String> {
+        (1..=cfg.node_count).map(|i| format!("n{i}")).collect()
+    }
+
+    /// Lays out every node; `faketime` is libfaketime when the clock
+    /// nemesis is on (each node preloads it and reads its own offset file,
+    /// which starts at true time).
+    pub fn new(
+        cfg: &TestConfig,
+        run_dir: &RunDir,
+        faketime: Option<&Path>,
+    ) -> anyhow::Result<Layout> {
+        let (program, mut base_args) = node_program(cfg)?;
+        base_args.extend(cfg.args.iter().cloned());
+        let data_root = tempfile::Builder::new()
+            .prefix("faultline-data-")
+            .tempdir()
+            .context("creating node data directories")?;
+        let mut specs = Vec::new();
+        for (index, id) in Self::node_ids(cfg).into_iter().enumerate() {
+            let data_dir = data_root.path().join(&id);
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            specs.push(NodeSpec {
+                args: base_args
+                    .iter()
+                    .map(|a| substitute(a, &id, &data_dir))
+                    .collect(),
+                log_path: run_dir.node_log(&id),
+                program: program.clone(),
+                data_dir,
+                env: Vec::new(),
+                index,
+                id,
+            });
+        }
+        let clock_files = match faketime {
+            Some(library) => Some(preload(
+                &mut specs,
+                library,
+                &data_root.path().join("clocks"),
+            )?),
+            None => None,
+        };
+        Ok(Layout {
+            specs,
+            clock_files,
+            data_root,
+        })
+    }
+}
+
+/// Gives every node libfaketime and its own offset file under `dir`.
+fn preload(specs: &mut [NodeSpec], library: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
+    for s in specs.iter_mut() {
+        let file = dir.join(format!("{}.faketime", s.id));
+        crate::clock::write_offset(&file, 0.0)?;
+        s.env = crate::clock::preload_env(library, &file);
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// The overloaded nodes, shared with the duty-cycle task.
+struct Throttle {
+    targets: BTreeSet<usize>,
+    cpu_percent: u32,
+    /// Process-group ids, refreshed on restart.
+    pgids: Vec<i32>,
+    /// Paused or killed by another fault: the duty cycle leaves them be.
+    held: BTreeSet<usize>,
+}
+
+impl Throttle {
+    fn signal_targets(&self, sig: Signal) {
+        for &i in self.targets.difference(&self.held) {
+            let _ = killpg(Pid::from_raw(self.pgids[i]), sig);
+        }
+    }
+}
+
+/// The running nodes of one run.
+pub struct Cluster {
+    specs: Vec<NodeSpec>,
+    nodes: Vec<NodeHandle>,
+    inboxes: Vec<mpsc::Receiver<Value>>,
+    net: Arc<Network>,
+    recorder: Arc<Recorder>,
+    clock: Clock,
+    init_timeout: Duration,
+    throttle: Arc<Mutex<Throttle>>,
+    /// Exits of replaced incarnations that the harness did not cause.
+    crashes: Vec<ExitInfo>,
+    /// Removed (with every node's data) when the cluster is dropped.
+    _data_root: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts and initialises every node; on any failure, kills what
+    /// started and reports which node failed and why.
+    pub async fn start(
+        layout: Layout,
+        net: Arc<Network>,
+        recorder: Arc<Recorder>,
+        clock: Clock,
+        init_timeout: Duration,
+    ) -> anyhow::Result<Cluster> {
+        let inboxes = (0..layout.specs.len())
+            .map(|i| net.take_controller_inbox(i))
+            .collect();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            throttle: Arc::new(Mutex::new(Throttle {
+                targets: BTreeSet::new(),
+                cpu_percent: 100,
+                pgids: Vec::new(),
+                held: BTreeSet::new(),
+            })),
+            crashes: Vec::new(),
+            specs: layout.specs,
+            _data_root: layout.data_root,
+            inboxes,
+            net,
+            recorder,
+            clock,
+            init_timeout,
+        };
+        if let Err(e) = cluster.start_all().await {
+            cluster.stop_all().await;
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    async fn start_all(&mut self) -> anyhow::Result<()> {
+        for s in &self.specs {
+            self.nodes
+                .push(node::spawn(s, &self.net, &self.recorder, self.clock)?);
+        }
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pgids = self.nodes.iter().map(|h| h.pid).collect();
+        let inits = self
+            .nodes
+            .iter_mut()
+            .zip(self.inboxes.iter_mut())
+            .map(|(n, inbox)| node::init(&self.net, inbox, n, self.init_timeout));
+        for r in futures::future::join_all(inits).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    fn hold(&self, i: usize, held: bool) {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if held {
+            t.held.insert(i);
+        } else {
+            t.held.remove(&i);
+        }
+    }
+
+    /// Kills every node (stopped ones too) and waits until each is reaped;
+    /// returns the exits the harness did not cause.
+    pub async fn stop_all(&mut self) -> Vec<ExitInfo> {
+        {
+            let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            t.held.extend(0..self.specs.len());
+            t.targets.clear();
+        }
+        let mut crashed = std::mem::take(&mut self.crashes);
+        for n in self.nodes.iter_mut() {
+            if let Some(e) = n.exit.borrow().clone() {
+                if !e.expected {
+                    crashed.push(e);
+                }
+            }
+            // SIGKILL needs no SIGCONT, even for a stopped process.
+            n.kill().await;
+        }
+        crashed.dedup();
+        crashed
+    }
+}
+
+impl Processes for Cluster {
+    fn pause(&mut self, i: usize) {
+        self.hold(i, true);
+        let _ = killpg(Pid::from_raw(self.nodes[i].pid), Signal::SIGSTOP);
+    }
+
+    fn resume(&mut self, i: usize) {
+        self.hold(i, false);
+        let _ = killpg(Pid::from_raw(self.nodes[i].pid), Signal::SIGCONT);
+    }
+
+    async fn kill(&mut self, i: usize) {
+        self.hold(i, true);
+        self.nodes[i].kill().await;
+    }
+
+    async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(e) = self.nodes[i].exit.borrow().clone() {
+            if !e.expected {
+                self.crashes.push(e);
+            }
+        }
+        let mut handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
+        // A stale init_ok from an earlier incarnation must not count.
+        while self.inboxes[i].try_recv().is_ok() {}
+        node::init(
+            &self.net,
+            &mut self.inboxes[i],
+            &mut handle,
+            self.init_timeout,
+        )
+        .await?;
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pgids[i] = handle.pid;
+        self.hold(i, false);
+        self.nodes[i] = handle;
+        Ok(())
+    }
+
+    fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) {
+        // The duty cycle runs only in runs that overload something.
+        if Arc::weak_count(&self.throttle) == 0 {
+            spawn_duty_cycle(Arc::downgrade(&self.throttle));
+        }
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        t.cpu_percent = cpu_percent;
+        t.targets = nodes.clone();
+    }
+
+    fn unthrottle(&mut self) -> BTreeSet<usize> {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        t.signal_targets(Signal::SIGCONT);
+        std::mem::take(&mut t.targets)
+    }
+}
+
+/// Overload's CPU share: each period, the targets run for `cpu_percent`
+/// of it and are stopped for the rest. Runs until the cluster is gone.
+fn spawn_duty_cycle(throttle: Weak<Mutex<Throttle>>) {
+    tokio::spawn(async move {
+        loop {
+            let on_ms = {
+                let Some(t) = throttle.upgrade() else { return };
+                let t = t.lock().unwrap_or_else(|e| e.into_inner());
+                t.signal_targets(Signal::SIGCONT);
+                if t.targets.is_empty() {
+                    DUTY_PERIOD_MS
+                } else {
+                    DUTY_PERIOD_MS * t.cpu_percent as u64 / 100
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(on_ms)).await;
+            if on_ms >= DUTY_PERIOD_MS {
+                continue;
+            }
+            {
+                let Some(t) = throttle.upgrade() else { return };
+                t.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .signal_targets(Signal::SIGSTOP);
+            }
+            tokio::time::sleep(Duration::from_millis(DUTY_PERIOD_MS - on_ms)).await;
+        }
+    });
+}

@@ -1,0 +1,66 @@
+//! The check phase: the workload's checkers and the Raft-invariant checker
+//! run over the run's files (read back from disk like any other history),
+//! the liveness phase's result joins them, and their verdicts combine into
+//! the run's verdict and one-line summary. `faultline check RUN_DIR` calls
+//! the same function, so it gives the verdict the run gave.
+
+use anyhow::Context;
+use faultline_checker::compose::{self, Input, RaftInvariants};
+use faultline_checker::{history, Checker, CheckerResult, Outcome, Verdict};
+use std::time::Duration;
+
+use crate::options::TestConfig;
+use crate::rundir::{OpCounts, RunDir};
+
+/// Every checker's result for the run in `dir`, then `liveness` (the one
+/// result that cannot be recomputed from files), in that order.
+pub fn check(
+    dir: &RunDir,
+    cfg: &TestConfig,
+    liveness: Option<CheckerResult>,
+) -> anyhow::Result<(OpCounts, Vec<CheckerResult>)> {
+    let events = dir.load_history().context("reading back history.jsonl")?;
+    let name = dir.file(crate::rundir::HISTORY).display().to_string();
+    let ops = history::pair(&name, &events)?;
+    let traces = dir.load_traces_text()?;
+    // Only node-sent events count: the harness's own start/exit lines are
+    // there for every node, Raft or not.
+    let traced = traces
+        .lines()
+        .any(|l| !l.contains("\"source\":\"harness\""));
+    let traces_name = dir.file(crate::rundir::TRACES).display().to_string();
+    let input = Input {
+        ops: &ops,
+        traces: traced.then_some((traces_name.as_str(), traces.as_str())),
+        time_limit: Some(Duration::from_secs_f64(cfg.check_time_limit_s)),
+    };
+    let mut checkers: Vec<Box<dyn Checker>> = cfg.workload().checkers();
+    checkers.push(Box::new(RaftInvariants));
+    let mut results = compose::run(&checkers, &input)?;
+    results.extend(liveness);
+    Ok((counts(&ops), results))
+}
+
+fn counts(ops: &[faultline_checker::Op]) -> OpCounts {
+    let n = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+    OpCounts {
+        invoked: ops.len(),
+        ok: n(Outcome::Ok),
+        fail: n(Outcome::Fail),
+        info: n(Outcome::Info),
+    }
+}
+
+/// The combined verdict and the summary of the checker that decided it:
+/// the first invalid one, else the first unknown one, else the first.
+pub fn verdict(results: &[CheckerResult]) -> (Verdict, String) {
+    let verdict = compose::combined(results);
+    let decisive = results
+        .iter()
+        .find(|r| r.verdict == verdict)
+        .or(results.first());
+    (
+        verdict,
+        decisive.map(|r| r.summary.clone()).unwrap_or_default(),
+    )
+}

@@ -1,0 +1,131 @@
+//! The main phase: clients invoke the workload's ops at the configured
+//! rate while the nemesis applies the schedule, both until the time limit
+//! (or cancellation). Progress is shown as it goes.
+
+use anyhow::Context;
+use faultline_nemesis::Step;
+use faultline_workloads::Generator;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::Cluster;
+use super::Recording;
+use crate::client::{Client, Pacer};
+use crate::nemesis::Executor;
+use crate::options::TestConfig;
+
+/// What the main phase leaves for the next ones.
+pub struct Loaded {
+    pub clients: Vec<Client>,
+    pub executor: Executor<Cluster>,
+    /// Whether every scheduled fault applied.
+    pub nemesis: anyhow::Result<()>,
+}
+
+/// Runs clients and nemesis side by side until the time limit.
+pub async fn run(
+    cfg: &TestConfig,
+    rec: &Recording,
+    executor: Executor<Cluster>,
+    pacer: Arc<Pacer>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Loaded> {
+    let started_at = Instant::now();
+    let deadline = started_at + Duration::from_secs_f64(cfg.time_limit_s);
+    let ticker = spawn_progress(rec, started_at, cfg.time_limit_s.ceil() as u64);
+    let nemesis = spawn_nemesis(
+        cfg.schedule.clone(),
+        executor,
+        started_at,
+        deadline,
+        cancel.clone(),
+    );
+    let workload = cfg.workload();
+    let gen: Arc<Mutex<Box<dyn Generator>>> =
+        Arc::new(Mutex::new(workload.generator(cfg.seed, cfg.key_count)));
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let mut tasks = Vec::new();
+    for k in 1..=cfg.concurrency {
+        let node = (k - 1) % cfg.node_count;
+        let mut c = Client::new(
+            k,
+            node,
+            cfg.concurrency,
+            rec.net.clone(),
+            rec.history.clone(),
+            workload,
+            timeout,
+        );
+        let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = c.run(&gen, &pacer, deadline, &cancel).await;
+            (c, r)
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        let (c, r) = t.await.context("a client task panicked")?;
+        r.context("writing history.jsonl")?;
+        clients.push(c);
+    }
+    ticker.abort();
+    let (executor, nemesis) = nemesis.await.context("the nemesis task panicked")?;
+    Ok(Loaded {
+        clients,
+        executor,
+        nemesis,
+    })
+}
+
+/// Applies each step at its time, until the deadline or cancellation.
+fn spawn_nemesis(
+    schedule: Vec<Step>,
+    mut executor: Executor<Cluster>,
+    started_at: Instant,
+    deadline: Instant,
+    cancel: CancellationToken,
+) -> JoinHandle<(Executor<Cluster>, anyhow::Result<()>)> {
+    tokio::spawn(async move {
+        for step in schedule {
+            let at = started_at + Duration::from_millis(step.at_ms);
+            if at >= deadline {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = cancel.cancelled() => break,
+            }
+            if let Err(e) = executor.apply(&step.action).await {
+                return (executor, Err(e));
+            }
+        }
+        (executor, Ok(()))
+    })
+}
+
+/// A bar on a terminal, a line every few seconds otherwise.
+fn spawn_progress(rec: &Recording, started_at: Instant, total_s: u64) -> JoinHandle<()> {
+    let history = rec.history.clone();
+    tokio::spawn(async move {
+        let progress = crate::progress::Progress::new(total_s, false);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let elapsed = started_at.elapsed().as_secs().min(total_s);
+            let n = |i: usize| history.completed[i].load(Relaxed);
+            let line = format!(
+                "{elapsed}/{total_s} s: {} ok, {} fail, {} info",
+                n(0),
+                n(1),
+                n(2)
+            );
+            progress.set(elapsed, line);
+            if elapsed >= total_s {
+                progress.finish();
+                return;
+            }
+        }
+    })
+}

@@ -1,0 +1,257 @@
+//! `faultline test`, in phases: set up the cluster, load it (clients and
+//! nemesis), heal, check liveness, tear down, check, record. Each phase is
+//! its own function or module; data flows one way, and the checkers read
+//! history.jsonl back from disk like any other history.
+
+pub mod cluster;
+pub mod judge;
+pub mod liveness;
+pub mod load;
+
+use anyhow::Context;
+use faultline_checker::CheckerResult;
+use faultline_nemesis::Kind;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Pacer;
+use crate::nemesis::{Executor, ExecutorOptions};
+use crate::net::{LinkPolicy, Network};
+use crate::node::ExitInfo;
+use crate::options::TestConfig;
+use crate::recorder::{Clock, History, Recorder};
+use crate::rundir::{Results, RunDir};
+use cluster::{Cluster, Layout};
+
+/// How often buffered traces and journal lines are flushed, so a killed
+/// harness loses at most this much of them.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Where a run's events go: the time base, history.jsonl, the recorder of
+/// traces and messages, and the network that feeds it.
+pub struct Recording {
+    pub clock: Clock,
+    pub history: Arc<History>,
+    pub recorder: Arc<Recorder>,
+    pub net: Arc<Network>,
+}
+
+impl Recording {
+    fn create(cfg: &TestConfig, dir: &RunDir) -> anyhow::Result<Recording> {
+        let clock = Clock::new();
+        let history = History::create(&dir.file(crate::rundir::HISTORY), clock)
+            .context("creating history.jsonl")?;
+        let recorder = Arc::new(
+            Recorder::create(dir.path(), clock, cfg.journal_limit)
+                .context("creating traces/messages files")?,
+        );
+        let policy = LinkPolicy::with_latency(cfg.latency_ms, cfg.latency_dist);
+        let ids = Layout::node_ids(cfg);
+        let net = Network::new(ids, cfg.concurrency, policy, cfg.seed, recorder.clone());
+        Ok(Recording {
+            clock,
+            history: Arc::new(history),
+            recorder,
+            net,
+        })
+    }
+}
+
+/// Refuses what cannot work before anything starts: a clock nemesis needs
+/// libfaketime and a binary it can preload into. Returns the library.
+pub fn preflight(cfg: &TestConfig) -> anyhow::Result<Option<PathBuf>> {
+    if !cfg.nemesis.iter().any(|s| s.kind == Kind::Clock) {
+        return Ok(None);
+    }
+    let library = crate::clock::find_library()?;
+    if let Some(bin) = &cfg.bin {
+        crate::clock::check_preloadable(bin)?;
+    } else {
+        crate::clock::check_preloadable(
+            &std::env::current_exe().context("locating the faultline binary")?,
+        )?;
+    }
+    Ok(Some(library))
+}
+
+/// Runs the test in `dir` (whose test.json is `cfg`) and writes
+/// results.json; `faketime` is what `preflight` found.
+pub async fn run(
+    cfg: &TestConfig,
+    dir: &RunDir,
+    faketime: Option<PathBuf>,
+    cancel: CancellationToken,
+) -> anyhow::Result<Results> {
+    let layout = Layout::new(cfg, dir, faketime.as_deref())?;
+    let clock_files = layout.clock_files.clone();
+    let rec = Recording::create(cfg, dir)?;
+    let init_timeout = Duration::from_millis(cfg.init_timeout_ms);
+    let started = Cluster::start(
+        layout,
+        rec.net.clone(),
+        rec.recorder.clone(),
+        rec.clock,
+        init_timeout,
+    )
+    .await;
+    let cluster = match started {
+        Ok(c) => c,
+        Err(e) => {
+            rec.recorder.flush();
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "faultline: {} nodes up; running {} clients for {} s",
+        cluster.len(),
+        cfg.concurrency,
+        cfg.time_limit_s
+    );
+    // Lets the test suite prove that a panic of the harness kills the nodes.
+    if std::env::var_os("FAULTLINE_PANIC_AFTER_INIT").is_some() {
+        panic!(
+            "FAULTLINE_PANIC_AFTER_INIT is set: panicking with {} nodes up",
+            cluster.len()
+        );
+    }
+    let flusher = spawn_flusher(rec.recorder.clone());
+    let outcome = exercise(cfg, &rec, cluster, clock_files, &cancel).await;
+    flusher.abort();
+    let (liveness, exits, healed) = outcome?;
+    let write_error = rec.recorder.finish();
+    report_exits(dir, &exits, &rec.net);
+    healed.context("the nemesis could not apply or heal a fault")?;
+    if let Err(e) = write_error {
+        anyhow::bail!("the run directory could not be written: {e}");
+    }
+    record(cfg, dir, &rec, liveness, exits, cancel.is_cancelled())
+}
+
+/// Load, heal, liveness, teardown: everything with the nodes up.
+async fn exercise(
+    cfg: &TestConfig,
+    rec: &Recording,
+    cluster: Cluster,
+    clock_files: Option<Vec<PathBuf>>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(Option<CheckerResult>, Vec<ExitInfo>, anyhow::Result<()>)> {
+    let pacer = Arc::new(Pacer::new(cfg.rate));
+    let executor = Executor::new(
+        ExecutorOptions {
+            node_ids: Layout::node_ids(cfg),
+            seed: cfg.seed,
+            links: rec.net.clone(),
+            load: pacer.clone(),
+            leader: rec.recorder.leader(),
+            history: rec.history.clone(),
+            clock_files,
+        },
+        cluster,
+    );
+    let loaded = load::run(cfg, rec, executor, pacer, cancel).await?;
+    let mut executor = loaded.executor;
+    // Heal everything, let the system recover, then demand that the
+    // workload's final reads succeed within a bound.
+    let healed = match loaded.nemesis {
+        Ok(()) if !cancel.is_cancelled() => executor.heal().await,
+        other => other,
+    };
+    if let Err(e) = &healed {
+        eprintln!("faultline: nemesis failed: {e:#}");
+    }
+    let mut liveness = None;
+    if healed.is_ok() && !cancel.is_cancelled() {
+        if !cfg.nemesis.is_empty() {
+            tokio::time::sleep(Duration::from_secs_f64(cfg.recovery_s)).await;
+        }
+        liveness = Some(liveness::run(cfg, loaded.clients, cancel).await?);
+    }
+    // Teardown: every node killed and reaped; its data goes with the cluster.
+    let exits = executor.into_processes().stop_all().await;
+    Ok((liveness, exits, healed))
+}
+
+fn spawn_flusher(recorder: Arc<Recorder>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FLUSH_EVERY).await;
+            recorder.flush();
+        }
+    })
+}
+
+/// Says which nodes died on their own, and what nodes wrote that could not
+/// be routed.
+fn report_exits(dir: &RunDir, exits: &[ExitInfo], net: &Network) {
+    for e in exits {
+        eprintln!(
+            "faultline: node {} crashed during the run ({} at {:.2} s); see {}",
+            e.node,
+            e.status,
+            e.time_ns as f64 / 1e9,
+            dir.node_log(&e.node).display()
+        );
+    }
+    let stats = net.stats();
+    if stats.malformed + stats.oversize + stats.unknown_dest > 0 {
+        eprintln!(
+            "faultline: nodes wrote {} malformed lines, {} oversized lines and {} messages to unknown destinations (see results.json)",
+            stats.malformed, stats.oversize, stats.unknown_dest
+        );
+    }
+}
+
+/// Checks the run (unless it was interrupted) and writes results.json and
+/// the report.
+fn record(
+    cfg: &TestConfig,
+    dir: &RunDir,
+    rec: &Recording,
+    liveness: Option<CheckerResult>,
+    exits: Vec<ExitInfo>,
+    interrupted: bool,
+) -> anyhow::Result<Results> {
+    let mut results = Results {
+        name: cfg.name.clone(),
+        verdict: None,
+        summary: "interrupted before checking".into(),
+        ops: Default::default(),
+        checkers: Vec::new(),
+        network: rec.net.stats(),
+        journal_skipped: rec
+            .recorder
+            .journal_skipped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        unexpected_exits: exits,
+        duration_s: 0.0,
+        interrupted,
+    };
+    if !interrupted {
+        let (ops, checkers) = judge::check(dir, cfg, liveness)?;
+        let (verdict, summary) = judge::verdict(&checkers);
+        results.verdict = Some(verdict);
+        results.summary = with_crashes(summary, results.unexpected_exits.len());
+        (results.ops, results.checkers) = (ops, checkers);
+    }
+    results.duration_s = rec.clock.now_ns() as f64 / 1e9;
+    dir.store_results(&results)?;
+    if !interrupted {
+        // The report is a view of the files above; a failure to draw it
+        // must not hide the verdict.
+        if let Err(e) = crate::report::write(dir) {
+            eprintln!("faultline: could not write report.html: {e:#}");
+        }
+    }
+    Ok(results)
+}
+
+/// A run's summary, with how many nodes crashed on their own.
+pub fn with_crashes(summary: String, crashes: usize) -> String {
+    if crashes == 0 {
+        summary
+    } else {
+        format!("{summary}; {crashes} node crash(es) during the run")
+    }
+}

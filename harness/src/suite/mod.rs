@@ -1,0 +1,380 @@
+//! `faultline suite FILE.toml`: a matrix of tests, each entry over its
+//! seeds, with an expected verdict. An entry takes every `faultline test`
+//! option under the same name (`TestOptions`), merged over `[defaults]`,
+//! and is validated when the file is loaded: a misspelt key or a bad value
+//! fails at once, naming the entry and the key. Each run is a `faultline
+//! test` subprocess in a run directory the suite prepares (so a crash of
+//! one run cannot take the suite down), and its result is read back from
+//! that directory's results.json.
+
+mod summary;
+
+use anyhow::{bail, Context};
+use faultline_checker::Verdict;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use toml::{Table, Value};
+
+use crate::options::{plain_name, OptionError, TestConfig, TestOptions};
+use crate::rundir::RunDir;
+pub use summary::{detection, junit};
+
+/// Longest a single run may take beyond its own time limit (start-up,
+/// healing, liveness, checking) before the suite kills it.
+const RUN_OVERHEAD_S: f64 = 180.0;
+/// How long a run told to stop (SIGTERM) has to kill its nodes.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// One entry of a suite, defaults applied and validated.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub expect: Verdict,
+    pub seeds: Vec<u64>,
+    pub options: TestOptions,
+}
+
+/// A parsed suite.
+pub struct Suite {
+    pub name: String,
+    pub entries: Vec<Entry>,
+}
+
+fn take_str(t: &mut Table, key: &str) -> Option<Result<String, String>> {
+    t.remove(key).map(|v| match v {
+        Value::String(s) => Ok(s),
+        other => Err(format!("{key} must be a string, got {other}")),
+    })
+}
+
+/// The test options in `t`, or the key that is wrong and why.
+fn options_of(t: Table) -> Result<TestOptions, String> {
+    match Value::Table(t.clone()).try_into::<TestOptions>() {
+        Ok(o) => Ok(o),
+        Err(whole) => {
+            // Name the key: the first that fails on its own.
+            for (k, v) in t {
+                let one = Table::from_iter([(k.clone(), v)]);
+                if let Err(e) = Value::Table(one).try_into::<TestOptions>() {
+                    return Err(format!("key {k:?}: {}", e.message().trim()));
+                }
+            }
+            Err(whole.message().trim().to_string())
+        }
+    }
+}
+
+/// Reads one `[[run]]` table merged over the defaults.
+fn entry(mut t: Table, base: &Path) -> Result<Entry, String> {
+    let name = match take_str(&mut t, "name") {
+        Some(n) => n?,
+        None => return Err("has no name".into()),
+    };
+    let expect = match take_str(&mut t, "expect").transpose()?.as_deref() {
+        Some("valid") => Verdict::Valid,
+        Some("invalid") => Verdict::Invalid,
+        Some("unknown") => Verdict::Unknown,
+        other => {
+            return Err(format!(
+                "must expect valid, invalid or unknown (got {other:?})"
+            ))
+        }
+    };
+    let seeds = match t.remove("seeds") {
+        None => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|v| v.as_integer().and_then(|i| u64::try_from(i).ok()))
+                .collect::<Option<Vec<u64>>>()
+                .ok_or("key \"seeds\": must be a list of non-negative integers")?,
+        ),
+        Some(other) => return Err(format!("key \"seeds\": must be a list, got {other}")),
+    };
+    let mut options = options_of(t)?;
+    options.resolve_bin(base);
+    let seeds = seeds.unwrap_or_else(|| vec![options.seed.unwrap_or(1)]);
+    if seeds.is_empty() {
+        return Err("has an empty seed list".into());
+    }
+    let e = Entry {
+        name,
+        expect,
+        seeds,
+        options,
+    };
+    // Every value is checked now, not when its run comes up.
+    e.config(e.seeds[0]).map_err(|e| e.to_string())?;
+    Ok(e)
+}
+
+impl Entry {
+    /// The run's configuration at `seed`, named `{suite}-{entry}` later.
+    pub fn config(&self, seed: u64) -> Result<TestConfig, OptionError> {
+        let mut o = self.options.clone();
+        o.seed = Some(seed);
+        o.validate()
+    }
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Suite> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: Table = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid suite", path.display()))?;
+    let at = path.display();
+    let name = match take_str(&mut doc, "name")
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+    {
+        Some(n) => n,
+        None => path
+            .file_stem()
+            .map_or("suite".into(), |s| s.to_string_lossy().into_owned()),
+    };
+    let defaults = match doc.remove("defaults") {
+        None => Table::new(),
+        Some(Value::Table(t)) => t,
+        Some(_) => bail!("{at}: [defaults] must be a table"),
+    };
+    let runs = match doc.remove("run") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        _ => bail!("{at}: no [[run]] entries"),
+    };
+    if let Some(k) = doc.keys().next() {
+        bail!("{at}: unknown top-level key {k:?} (a suite has name, [defaults] and [[run]])");
+    }
+    if let Some(k) = defaults.keys().find(|k| *k == "name") {
+        bail!("{at}: [defaults] cannot set {k:?}: each run names itself");
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, run) in runs.into_iter().enumerate() {
+        let Value::Table(t) = run else {
+            bail!("{at}: [[run]] number {} is not a table", i + 1)
+        };
+        let label = match t.get("name").and_then(Value::as_str) {
+            Some(n) => format!("run {n:?}"),
+            None => format!("[[run]] number {}", i + 1),
+        };
+        let mut merged = defaults.clone();
+        merged.extend(t);
+        let e = entry(merged, base).map_err(|e| anyhow::anyhow!("{at}: {label}: {e}"))?;
+        if !plain_name(&e.name) || entries.iter().any(|o| o.name == e.name) {
+            bail!("{at}: {label}: a run name must be a plain name, used once");
+        }
+        entries.push(e);
+    }
+    Ok(Suite { name, entries })
+}
+
+/// The outcome of one (entry, seed) run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub entry: String,
+    pub seed: u64,
+    pub expect: String,
+    /// `valid`, `invalid`, `unknown`, or `error` (the run itself failed).
+    pub got: String,
+    pub passed: bool,
+    pub summary: String,
+    pub run_dir: Option<PathBuf>,
+    /// Seconds from test start until the anomaly was complete: its last op
+    /// returned (the read that saw stale data), or the trace line that
+    /// completed the first Raft violation. A run this long catches it.
+    pub detect_s: Option<f64>,
+    /// Seconds from test start to the first op of the anomaly (often a
+    /// write long before the read that exposed it).
+    pub anomaly_start_s: Option<f64>,
+    pub wall_s: f64,
+}
+
+/// Reads a child's pipe to the end on its own thread, so neither pipe can
+/// fill up and stall the child while the other is being read.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut b = String::new();
+        let _ = pipe.read_to_string(&mut b);
+        b
+    })
+}
+
+/// Runs `faultline test --prepared DIR` until it exits or `limit` passes
+/// (then SIGTERM, so it can kill its nodes, and SIGKILL if it will not go).
+/// Returns whether it finished, and its stderr.
+fn run_child(exe: &Path, dir: &RunDir, limit: Duration) -> Result<(bool, String), String> {
+    let mut child = Command::new(exe)
+        .arg("test")
+        .arg("--prepared")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let err = child.stderr.take().map(drain);
+    let deadline = Instant::now() + limit;
+    let finished = loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break true,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                std::thread::sleep(STOP_GRACE);
+                let _ = child.kill();
+                let _ = child.wait();
+                break false;
+            }
+        }
+    };
+    Ok((
+        finished,
+        err.and_then(|h| h.join().ok()).unwrap_or_default(),
+    ))
+}
+
+fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> RunResult {
+    let started = Instant::now();
+    let mut r = RunResult {
+        entry: e.name.clone(),
+        seed,
+        expect: e.expect.as_str().into(),
+        got: "error".into(),
+        passed: false,
+        summary: String::new(),
+        run_dir: None,
+        detect_s: None,
+        anomaly_start_s: None,
+        wall_s: 0.0,
+    };
+    if let Err(msg) = run_and_read(exe, e, seed, results, suite, &mut r) {
+        r.summary = msg;
+    }
+    r.wall_s = started.elapsed().as_secs_f64();
+    r
+}
+
+/// Prepares the run directory, runs the child, and fills `r` from the
+/// results it wrote.
+fn run_and_read(
+    exe: &Path,
+    e: &Entry,
+    seed: u64,
+    results: &Path,
+    suite: &str,
+    r: &mut RunResult,
+) -> Result<(), String> {
+    let mut cfg = e.config(seed).map_err(|e| e.to_string())?;
+    cfg.name = format!("{suite}-{}", e.name);
+    let dir = RunDir::create(results, &cfg.name).map_err(|e| format!("{e:#}"))?;
+    dir.store_config(&cfg).map_err(|e| format!("{e:#}"))?;
+    r.run_dir = Some(dir.path().to_path_buf());
+    let limit = Duration::from_secs_f64(cfg.time_limit_s + RUN_OVERHEAD_S);
+    let (finished, stderr) = run_child(exe, &dir, limit)?;
+    if !finished {
+        return Err(format!("timed out after {} s", limit.as_secs()));
+    }
+    let last_line = || {
+        stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string()
+    };
+    let results = dir
+        .load_results()
+        .map_err(|_| format!("faultline test failed: {}", last_line()))?;
+    let Some(verdict) = results.verdict else {
+        return Err(format!("faultline test was interrupted: {}", last_line()));
+    };
+    r.got = verdict.as_str().into();
+    r.passed = verdict == e.expect;
+    r.summary = results.summary.clone();
+    if verdict == Verdict::Invalid {
+        let d = results.detection(&dir);
+        (r.detect_s, r.anomaly_start_s) = (d.map(|d| d.complete_s), d.map(|d| d.start_s));
+    }
+    Ok(())
+}
+
+pub struct Options {
+    pub jobs: usize,
+    pub junit: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub results_dir: PathBuf,
+}
+
+/// Runs every (entry, seed) on `jobs` worker threads, in entry order.
+fn run_all(suite: &Suite, opts: &Options) -> anyhow::Result<Vec<RunResult>> {
+    let exe = std::env::current_exe().context("locating the faultline binary")?;
+    let queue: VecDeque<(Entry, u64)> = suite
+        .entries
+        .iter()
+        .flat_map(|e| e.seeds.iter().map(move |&s| (e.clone(), s)))
+        .collect();
+    let total = queue.len();
+    println!(
+        "suite {}: {} runs of {} entries, {} at a time",
+        suite.name,
+        total,
+        suite.entries.len(),
+        opts.jobs
+    );
+    let queue = Arc::new(Mutex::new(queue));
+    let progress = Arc::new(crate::progress::Progress::new(total as u64, true));
+    let done: Arc<Mutex<Vec<RunResult>>> = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..opts.jobs.max(1))
+        .map(|_| {
+            let (queue, done, exe, progress) =
+                (queue.clone(), done.clone(), exe.clone(), progress.clone());
+            let (results, name) = (opts.results_dir.clone(), suite.name.clone());
+            std::thread::spawn(move || loop {
+                let Some((e, seed)) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+                else {
+                    return;
+                };
+                let r = run_one(&exe, &e, seed, &results, &name);
+                let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+                d.push(r.clone());
+                progress.println(&summary::progress_line(&r, d.len(), total));
+                progress.inc();
+                let _ = std::io::stdout().flush();
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    progress.finish();
+    let mut results = std::mem::take(&mut *done.lock().unwrap_or_else(|e| e.into_inner()));
+    let order: Vec<&str> = suite.entries.iter().map(|e| e.name.as_str()).collect();
+    results.sort_by_key(|r| (order.iter().position(|n| *n == r.entry), r.seed));
+    Ok(results)
+}
+
+/// Runs the suite; Ok(true) when every expectation held.
+pub fn run(suite: &Suite, opts: &Options) -> anyhow::Result<bool> {
+    let results = run_all(suite, opts)?;
+    summary::print(&results);
+    let passed = results.iter().all(|r| r.passed);
+    if let Some(p) = &opts.junit {
+        std::fs::write(p, junit(&suite.name, &results))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let doc = serde_json::json!({"suite": suite.name, "passed": passed, "runs": results, "detection": detection(&results)});
+    let json_path = opts
+        .json
+        .clone()
+        .unwrap_or_else(|| opts.results_dir.join(format!("suite-{}.json", suite.name)));
+    std::fs::create_dir_all(&opts.results_dir)
+        .with_context(|| format!("creating {}", opts.results_dir.display()))?;
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    Ok(passed)
+}
