@@ -5,7 +5,7 @@
 //! the client continues under a new process number, as in Jepsen.
 
 use faultline_checker::{EventType, Process};
-use faultline_workloads::{Generator, Invocation, Workload};
+use faultline_workloads::{Completion, Generator, Invocation, Workload};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::{Network, SendError};
+use crate::adapter::Adapter;
+use crate::etcd::{Answer, EtcdClient};
+use crate::net::Network;
 use crate::recorder::History;
 
 /// The one thing the nemesis may do to the client load: make it burst.
@@ -73,42 +75,68 @@ impl Load for Pacer {
 /// How often a waiting client checks whether its node died.
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How a client's requests reach its node and its answers come back.
+pub enum Conn {
+    /// Through the stdio router; replies arrive in the client's inbox.
+    Stdio {
+        net: Arc<Network>,
+        inbox: mpsc::Receiver<Value>,
+    },
+    /// A real server's built-in client.
+    Etcd(EtcdClient),
+    /// A user's adapter program for their server.
+    Adapter(Adapter),
+}
+
+impl Conn {
+    /// Client `k`'s connection through the stdio router.
+    pub fn stdio(net: Arc<Network>, k: usize) -> Conn {
+        let inbox = net.take_client_inbox(k);
+        Conn::Stdio { net, inbox }
+    }
+}
+
 pub struct Client {
     /// 1-based: the client id is `c{k}`.
     pub k: usize,
     pub node: usize,
+    node_id: String,
     process: u64,
     stride: u64,
     msg_id: u64,
-    inbox: mpsc::Receiver<Value>,
-    net: Arc<Network>,
+    conn: Conn,
+    /// The last request could not reach the node: wait before the next.
+    node_unreachable: bool,
     history: Arc<History>,
     workload: &'static dyn Workload,
     timeout: Duration,
 }
 
+/// Who a client is and what it asks; how it connects is its `Conn`.
+pub struct ClientSpec {
+    /// 1-based.
+    pub k: usize,
+    pub node: usize,
+    pub node_id: String,
+    pub concurrency: usize,
+    pub workload: &'static dyn Workload,
+    pub timeout: Duration,
+}
+
 impl Client {
-    pub fn new(
-        k: usize,
-        node: usize,
-        concurrency: usize,
-        net: Arc<Network>,
-        history: Arc<History>,
-        workload: &'static dyn Workload,
-        timeout: Duration,
-    ) -> Self {
-        let inbox = net.take_client_inbox(k);
+    pub fn new(spec: ClientSpec, conn: Conn, history: Arc<History>) -> Self {
         Client {
-            k,
-            node,
-            process: (k - 1) as u64,
-            stride: concurrency as u64,
+            k: spec.k,
+            node: spec.node,
+            node_id: spec.node_id,
+            process: (spec.k - 1) as u64,
+            stride: spec.concurrency as u64,
             msg_id: 0,
-            inbox,
-            net,
+            conn,
+            node_unreachable: false,
             history,
-            workload,
-            timeout,
+            workload: spec.workload,
+            timeout: spec.timeout,
         }
     }
 
@@ -132,21 +160,39 @@ impl Client {
         let msg_id = self.msg_id;
         let mut body = self.workload.request(inv);
         body["msg_id"] = json!(msg_id);
-        let node_id = self.net.node_ids()[self.node].clone();
         self.record(EventType::Invoke, inv, &inv.value, Map::new())?;
         let mut extra = Map::new();
-        extra.insert("node".into(), json!(node_id));
+        extra.insert("node".into(), json!(self.node_id));
         let started = Instant::now();
-        let sent = self
-            .net
-            .send_to_node(&format!("c{}", self.k), self.node, &body);
-        let (kind, value) = match sent {
+        // Some(completion) when the answer is already here; None when it
+        // will arrive in the stdio inbox.
+        let reply: Result<Option<Completion>, String> = match &mut self.conn {
+            Conn::Stdio { net, .. } => net
+                .send_to_node(&format!("c{}", self.k), self.node, &body)
+                .map(|()| None)
+                .map_err(|e| e.to_string()),
+            Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
+            Conn::Adapter(a) => answered(
+                a.call(&body, msg_id, self.timeout).await,
+                self.workload,
+                inv,
+            ),
+        };
+        self.node_unreachable = reply.is_err();
+        let (kind, value) = match reply {
             // Not delivered at all: it certainly did not happen.
-            Err(e @ (SendError::NodeDown(_) | SendError::Full(_))) => {
-                extra.insert("error".into(), json!([-1, e.to_string()]));
+            Err(e) => {
+                extra.insert("error".into(), json!([-1, e]));
                 (EventType::Fail, inv.value.clone())
             }
-            Ok(()) => self.await_reply(inv, msg_id, &mut extra).await,
+            Ok(Some(c)) => self.completed(c, &mut extra),
+            Ok(None) => match self.await_reply(inv, msg_id).await {
+                Ok(c) => self.completed(c, &mut extra),
+                Err(lost) => {
+                    extra.insert("error".into(), lost);
+                    (EventType::Info, inv.value.clone())
+                }
+            },
         };
         extra.insert(
             "latency_ns".into(),
@@ -159,39 +205,48 @@ impl Client {
         Ok(kind)
     }
 
-    async fn await_reply(
-        &mut self,
-        inv: &Invocation,
-        msg_id: u64,
-        extra: &mut Map<String, Value>,
-    ) -> (EventType, Value) {
+    /// The history's type and value for a completion, its error noted.
+    fn completed(&self, c: Completion, extra: &mut Map<String, Value>) -> (EventType, Value) {
+        if let Some((code, text)) = c.error {
+            extra.insert("error".into(), json!([code, text]));
+        }
+        (completion_type(c.kind), c.value)
+    }
+
+    /// Whether the node can be reached at all (a stdio node is attached; a
+    /// server is assumed up until a connection to it is refused).
+    fn node_up(&self) -> bool {
+        match &self.conn {
+            Conn::Stdio { net, .. } => net.is_attached(self.node),
+            Conn::Etcd(_) | Conn::Adapter(_) => !self.node_unreachable,
+        }
+    }
+
+    /// Waits for the reply to `msg_id` in the stdio inbox; the error to
+    /// record when none came (the node died, or time ran out).
+    async fn await_reply(&mut self, inv: &Invocation, msg_id: u64) -> Result<Completion, Value> {
+        let Conn::Stdio { net, inbox } = &mut self.conn else {
+            return Err(json!([-1, "no stdio connection to wait on"]));
+        };
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let wait = tokio::time::sleep(NODE_CHECK_INTERVAL);
             tokio::select! {
-                m = self.inbox.recv() => {
+                m = inbox.recv() => {
                     let Some(reply) = m else {
-                        extra.insert("error".into(), json!([-1, "client inbox closed"]));
-                        return (EventType::Info, inv.value.clone());
+                        return Err(json!([-1, "client inbox closed"]));
                     };
                     // Late replies to earlier, timed-out requests are stale.
-                    if reply.get("in_reply_to").and_then(Value::as_u64) != Some(msg_id) {
-                        continue;
+                    if reply.get("in_reply_to").and_then(Value::as_u64) == Some(msg_id) {
+                        return Ok(self.workload.complete(inv, &reply));
                     }
-                    let c = self.workload.complete(inv, &reply);
-                    if let Some((code, text)) = c.error {
-                        extra.insert("error".into(), json!([code, text]));
-                    }
-                    return (completion_type(c.kind), c.value);
                 }
                 _ = wait => {
-                    if !self.net.is_attached(self.node) {
-                        extra.insert("error".into(), json!([13, "node crashed while the op was in flight"]));
-                        return (EventType::Info, inv.value.clone());
+                    if !net.is_attached(self.node) {
+                        return Err(json!([13, "node crashed while the op was in flight"]));
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        extra.insert("error".into(), json!([0, format!("client timeout after {} ms", self.timeout.as_millis())]));
-                        return (EventType::Info, inv.value.clone());
+                        return Err(json!([0, format!("client timeout after {} ms", self.timeout.as_millis())]));
                     }
                 }
             }
@@ -221,17 +276,28 @@ impl Client {
             // instant failures would take most of the shared rate while a
             // node is killed, starving the clients of live nodes just when
             // the cluster is electing a new leader.
-            while !self.net.is_attached(self.node)
-                && !cancel.is_cancelled()
-                && Instant::now() < deadline
-            {
+            while !self.node_up() && !cancel.is_cancelled() && Instant::now() < deadline {
                 tokio::select! {
                     _ = tokio::time::sleep(NODE_CHECK_INTERVAL) => {}
                     _ = cancel.cancelled() => {}
                 }
+                // A server is tried again after one wait.
+                self.node_unreachable = false;
             }
         }
         Ok(())
+    }
+}
+
+/// A server's answer as a completion; `Err` when it never reached it.
+fn answered(
+    a: Answer,
+    workload: &dyn Workload,
+    inv: &Invocation,
+) -> Result<Option<Completion>, String> {
+    match a {
+        Answer::NotSent(e) => Err(e),
+        Answer::Reply(r) => Ok(Some(workload.complete(inv, &r))),
     }
 }
 

@@ -47,6 +47,12 @@ pub enum ClockError {
          cannot skew its clock: the clock nemesis is refused for this binary"
     )]
     Static(String),
+    #[error(
+        "{0} is a Go program: Go reads the clock through raw system calls and the vDSO, \
+         so libfaketime's LD_PRELOAD does not reach it and its clock would not move: \
+         the clock nemesis is refused for this binary"
+    )]
+    Go(String),
     #[error("cannot tell whether {path} can be preloaded: {reason}")]
     Unknown { path: String, reason: String },
     #[error("writing the clock file {path}: {cause}")]
@@ -73,7 +79,7 @@ pub fn find_library() -> Result<PathBuf, ClockError> {
 }
 
 /// Looks a bare command name up in PATH, as exec would.
-fn which(name: &str) -> Option<PathBuf> {
+pub fn which(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
     }
@@ -158,6 +164,9 @@ pub fn check_preloadable(program: &Path) -> Result<(), ClockError> {
             continue;
         }
         return match elf_is_dynamic(&head) {
+            Some(true) if is_go_program(&path).map_err(|e| unknown(e.to_string()))? => {
+                Err(ClockError::Go(path.display().to_string()))
+            }
             Some(true) => Ok(()),
             Some(false) => Err(ClockError::Static(path.display().to_string())),
             None => Err(unknown("not an ELF executable or a #! script".into())),
@@ -167,6 +176,30 @@ pub fn check_preloadable(program: &Path) -> Result<(), ClockError> {
         path: program.display().to_string(),
         reason: "too many #! hops".into(),
     })
+}
+
+/// Whether an executable was built by Go: its `.go.buildinfo` section
+/// starts with this magic (Go 1.13 and later).
+pub fn is_go_program(path: &Path) -> std::io::Result<bool> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    const CHUNK: usize = 1 << 20;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; CHUNK + MAGIC.len()];
+    let mut kept = 0;
+    loop {
+        let n = f.read(&mut buf[kept..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let end = kept + n;
+        if buf[..end].windows(MAGIC.len()).any(|w| w == MAGIC) {
+            return Ok(true);
+        }
+        // Keep a magic's length of tail, so a match across chunks is seen.
+        let tail = end.saturating_sub(MAGIC.len() - 1);
+        buf.copy_within(tail..end, 0);
+        kept = end - tail;
+    }
 }
 
 /// The environment that skews a node's clock through `file`.

@@ -5,7 +5,10 @@
 //! - `rundir`: the typed run directory every command reads and writes;
 //! - `run`: `faultline test` in phases (cluster, load, liveness, judge);
 //! - `node`, `hygiene`: process supervision; `clock`: libfaketime skew;
-//! - `links`: the network seam; `net`: the stdio router behind it;
+//! - `links`: the network seam; `net`: the stdio router behind it; `tcp`:
+//!   the proxies real servers' peers talk through;
+//! - `system`: a real server described in TOML; `etcd`, `adapter`: the
+//!   clients that reach one;
 //! - `nemesis`: executes fault actions through narrow handles;
 //! - `client`, `recorder`: clients and the recording of what happened;
 //! - `check`, `report`, `suite`, `serve`: the other commands.
@@ -13,9 +16,11 @@
 //! Exit codes (DESIGN §6): 0 valid, 1 invalid, 2 unknown, 254 bad usage,
 //! 255 the harness itself failed.
 
+pub mod adapter;
 pub mod check;
 pub mod client;
 pub mod clock;
+pub mod etcd;
 pub mod hygiene;
 pub mod links;
 pub mod nemesis;
@@ -29,6 +34,8 @@ pub mod run;
 pub mod rundir;
 pub mod serve;
 pub mod suite;
+pub mod system;
+pub mod tcp;
 
 pub const EXIT_USAGE: u8 = 254;
 pub const EXIT_HARNESS: u8 = 255;

@@ -181,6 +181,9 @@ fn test(args: TestArgs) -> ExitCode {
         Err(code) => return code,
     };
     eprintln!("faultline: run directory {}", dir.path().display());
+    for r in &cfg.nemesis_refused {
+        eprintln!("faultline: left out of `all`: {r}");
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

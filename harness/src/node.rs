@@ -37,6 +37,9 @@ pub struct NodeSpec {
     pub log_path: PathBuf,
     /// Extra environment (the clock nemesis's libfaketime preload).
     pub env: Vec<(String, String)>,
+    /// Its stdio is the node protocol, through the router; otherwise (a
+    /// real server) stdout goes to its log with stderr.
+    pub routed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,7 +112,11 @@ fn command(spec: &NodeSpec) -> tokio::process::Command {
         .env("FAULTLINE_NODE_ID", &spec.id)
         .env("FAULTLINE_DATA_DIR", &spec.data_dir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
+        .stdin(if spec.routed {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -142,10 +149,11 @@ fn command(spec: &NodeSpec) -> tokio::process::Command {
     cmd
 }
 
-/// Copies a node's stderr into its log, up to `LOG_CAP_BYTES`; what is cut
-/// is counted in the log's last line. Returns the log when stderr closes.
+/// Copies a node's stderr (or a server's stdout) into its log, up to
+/// `LOG_CAP_BYTES`; what is cut is counted in the log's last line. Returns
+/// the log when the stream closes.
 fn spawn_log_copier(
-    mut stderr: tokio::process::ChildStderr,
+    mut stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     mut log: std::fs::File,
     log_path: PathBuf,
     recorder: Arc<Recorder>,
@@ -183,7 +191,8 @@ struct Watch {
     log_name: String,
     index: usize,
     pid: i32,
-    generation: u64,
+    /// The router's attachment, for a routed node.
+    generation: Option<u64>,
     preloaded: bool,
     expected: Arc<std::sync::atomic::AtomicBool>,
     net: Arc<Network>,
@@ -210,7 +219,9 @@ fn spawn_exit_watcher(
         if w.preloaded {
             crate::clock::remove_leftovers(w.pid as u32);
         }
-        w.net.detach(w.index, w.generation);
+        if let Some(generation) = w.generation {
+            w.net.detach(w.index, generation);
+        }
         let status = status
             .map(describe_status)
             .unwrap_or_else(|e| format!("wait failed: {e}"));
@@ -270,10 +281,17 @@ pub fn spawn(
         recorder.failed(&spec.log_path.display().to_string(), e);
     }
     recorder.node_event(&spec.id, "start", json!({"pid": pid}));
-    let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let (generation, reader) = net.attach(spec.index, stdout, stdin);
+    let (generation, reader) = if spec.routed {
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let (generation, reader) = net.attach(spec.index, stdout, stdin);
+        (Some(generation), reader)
+    } else {
+        let out = log.try_clone().map_err(log_err)?;
+        let copier = spawn_log_copier(stdout, out, spec.log_path.clone(), recorder.clone());
+        (None, tokio::spawn(async move { drop(copier.await) }))
+    };
     let log = spawn_log_copier(stderr, log, spec.log_path.clone(), recorder.clone());
     let (tx, rx) = watch::channel(None);
     let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -314,9 +332,43 @@ impl NodeHandle {
         self.wait_exit(std::time::Duration::from_secs(10)).await
     }
 
+    /// Asks the node to stop with `signal`, then SIGKILLs it if it has not
+    /// within `grace`; waits until it is reaped.
+    pub async fn stop(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        grace: Duration,
+    ) -> Option<ExitInfo> {
+        self.expected
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), signal);
+        // A stopped process cannot act on the signal until continued.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        if self.wait_exit(grace).await.is_some() {
+            return self.exit.borrow().clone();
+        }
+        self.kill().await
+    }
+
     pub async fn wait_exit(&mut self, limit: std::time::Duration) -> Option<ExitInfo> {
         let _ = tokio::time::timeout(limit, self.exit.wait_for(|e| e.is_some())).await;
         self.exit.borrow().clone()
+    }
+}
+
+/// The last lines of a node's stderr, for an error message about it.
+pub fn tail_note(n: &NodeHandle) -> String {
+    let t = log_tail(&n.spec.log_path, 20);
+    if t.trim().is_empty() {
+        format!("(its stderr, {}, is empty)", n.spec.log_path.display())
+    } else {
+        format!(
+            "Last lines of its stderr ({}):\n{t}",
+            n.spec.log_path.display()
+        )
     }
 }
 
@@ -330,17 +382,7 @@ pub async fn init(
 ) -> anyhow::Result<()> {
     let id = node.spec.id.clone();
     let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
-    let tail = |n: &NodeHandle| {
-        let t = log_tail(&n.spec.log_path, 20);
-        if t.trim().is_empty() {
-            format!("(its stderr, {}, is empty)", n.spec.log_path.display())
-        } else {
-            format!(
-                "Last lines of its stderr ({}):\n{t}",
-                n.spec.log_path.display()
-            )
-        }
-    };
+    let tail = tail_note;
     if let Err(e) = net.send_to_node("c0", node.spec.index, &body) {
         let exit = node.wait_exit(Duration::from_millis(500)).await;
         let how = exit.map(|e| e.status).unwrap_or_else(|| e.to_string());

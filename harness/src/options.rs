@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::net::LatencyDist;
 use crate::rundir::RunDir;
-use faultline_nemesis::seed::{derive, Stream};
 use faultline_nemesis::{Spec, Step};
 
 /// The defaults, one constant each (clap shows them in `--help`).
@@ -61,6 +60,11 @@ pub struct TestOptions {
     #[arg(long)]
     #[serde(default)]
     pub bin: Option<PathBuf>,
+    /// A real server instead of a stdio node: a bundled system (`etcd`,
+    /// `etcd-serializable`) or a system TOML file.
+    #[arg(long)]
+    #[serde(default)]
+    pub system: Option<String>,
     #[arg(long, default_value_t = defaults::NODE_COUNT)]
     #[serde(default = "node_count")]
     pub node_count: usize,
@@ -154,13 +158,19 @@ impl Default for TestOptions {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestConfig {
     pub name: String,
-    /// `None`: the bundled target node.
+    /// `None`: the bundled target node (or a system).
     pub bin: Option<PathBuf>,
+    /// A real server's system description (a bundled name or a path).
+    #[serde(default)]
+    pub system: Option<String>,
     pub args: Vec<String>,
     pub node_count: usize,
     /// A name from `faultline_workloads::WORKLOADS`.
     pub workload: String,
     pub nemesis: Vec<Spec>,
+    /// Faults `all` asked for that this system cannot feel, with why.
+    #[serde(default)]
+    pub nemesis_refused: Vec<String>,
     pub nemesis_interval_s: f64,
     /// Seconds between healing everything and the liveness reads.
     pub recovery_s: f64,
@@ -183,8 +193,55 @@ pub struct TestConfig {
 }
 
 impl TestConfig {
+    /// The workload; `check` made sure it exists.
     pub fn workload(&self) -> &'static dyn faultline_workloads::Workload {
-        faultline_workloads::find(&self.workload).unwrap_or_else(|e| panic!("test.json: {e}"))
+        faultline_workloads::find(&self.workload)
+            .expect("a checked configuration names a known workload")
+    }
+
+    /// What `TestOptions::validate` makes sure of, for a configuration
+    /// read back from a file (a replay, a prepared run): the same ranges,
+    /// a known workload, and a well-formed schedule for its nodes.
+    pub fn check(&self) -> Result<(), OptionError> {
+        let options = TestOptions {
+            bin: self.bin.clone(),
+            system: self.system.clone(),
+            node_count: self.node_count,
+            workload: self.workload.clone(),
+            nemesis: String::new(),
+            nemesis_interval: self.nemesis_interval_s,
+            recovery_time: self.recovery_s,
+            liveness_timeout: self.liveness_timeout_s,
+            replay: None,
+            time_limit: self.time_limit_s,
+            rate: self.rate,
+            concurrency: Some(self.concurrency),
+            key_count: self.key_count,
+            seed: Some(self.seed),
+            latency: self.latency_ms,
+            latency_dist: self.latency_dist,
+            timeout_ms: self.timeout_ms,
+            init_timeout_ms: self.init_timeout_ms,
+            check_time_limit: self.check_time_limit_s,
+            name: Some(self.name.clone()),
+            journal_limit: self.journal_limit,
+            args: self.args.clone(),
+        };
+        options.check_ranges()?;
+        options.check_system()?;
+        faultline_workloads::find(&self.workload).map_err(|message| OptionError {
+            key: "workload",
+            message,
+        })?;
+        check(plain_name(&self.name), "name", || {
+            format!("{:?} must be a plain directory name", self.name)
+        })?;
+        faultline_nemesis::check_schedule(&self.schedule, self.node_count).map_err(|e| {
+            OptionError {
+                key: "schedule",
+                message: e,
+            }
+        })
     }
 }
 
@@ -232,6 +289,7 @@ impl TestOptions {
                 key: "nemesis",
                 message,
             })?;
+        let (nemesis, nemesis_refused) = self.clock_that_acts(nemesis)?;
         faultline_workloads::find(&self.workload).map_err(|message| OptionError {
             key: "workload",
             message,
@@ -241,6 +299,7 @@ impl TestOptions {
                 format!("{}: no such file", bin.display())
             })?;
         }
+        self.check_system()?;
         let name = self.name.clone().unwrap_or_else(|| self.workload.clone());
         check(plain_name(&name), "name", || {
             format!("{name:?} must be a plain directory name")
@@ -253,14 +312,15 @@ impl TestOptions {
             (self.nemesis_interval * 1000.0) as u64,
             (self.time_limit * 1000.0) as u64,
         );
-        debug_assert_eq!(derive(seed, Stream::Workload), seed);
         Ok(TestConfig {
             name,
             bin: self.bin.clone(),
+            system: self.system.clone(),
             args: self.args.clone(),
             node_count: self.node_count,
             workload: self.workload.clone(),
             nemesis,
+            nemesis_refused,
             nemesis_interval_s: self.nemesis_interval,
             recovery_s: self.recovery_time,
             liveness_timeout_s: self.liveness_timeout,
@@ -277,6 +337,68 @@ impl TestOptions {
             check_time_limit_s: self.check_time_limit,
             journal_limit: self.journal_limit,
         })
+    }
+
+    /// The program whose clock a clock fault would skew.
+    fn clocked_program(&self) -> Result<PathBuf, String> {
+        match (&self.system, &self.bin) {
+            (Some(name), _) => crate::system::System::load(name)
+                .map_err(|e| e.to_string())?
+                .program()
+                .ok_or_else(|| format!("{name}: its binary is not installed")),
+            (None, Some(bin)) => Ok(bin.clone()),
+            (None, None) => std::env::current_exe().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A clock fault must change what the nodes see. Named outright, one
+    /// they cannot feel is refused; brought in by `all`, it is left out,
+    /// with the reason kept in test.json and said at the start.
+    fn clock_that_acts(&self, specs: Vec<Spec>) -> Result<(Vec<Spec>, Vec<String>), OptionError> {
+        if !specs
+            .iter()
+            .any(|s| s.kind == faultline_nemesis::Kind::Clock)
+        {
+            return Ok((specs, Vec::new()));
+        }
+        let why = crate::clock::find_library()
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.clocked_program())
+            .and_then(|p| crate::clock::check_preloadable(&p).map_err(|e| e.to_string()));
+        let Err(reason) = why else {
+            return Ok((specs, Vec::new()));
+        };
+        let named = self
+            .nemesis
+            .split(',')
+            .any(|p| p.trim().starts_with("clock"));
+        check(!named, "nemesis", || format!("clock refused: {reason}"))?;
+        let kept = specs
+            .into_iter()
+            .filter(|s| s.kind != faultline_nemesis::Kind::Clock)
+            .collect();
+        Ok((kept, vec![format!("clock: {reason}")]))
+    }
+
+    /// A system is a whole description: no binary or arguments beside it.
+    fn check_system(&self) -> Result<(), OptionError> {
+        let Some(name) = &self.system else {
+            return Ok(());
+        };
+        check(self.bin.is_none() && self.args.is_empty(), "system", || {
+            "a system names its own binary and arguments: leave out --bin and the arguments after --".into()
+        })?;
+        let sys = crate::system::System::load(name).map_err(|e| OptionError {
+            key: "system",
+            message: e.to_string(),
+        })?;
+        check(
+            self.node_count <= crate::system::MAX_NODES,
+            "node_count",
+            || format!("a system runs at most {} nodes", crate::system::MAX_NODES),
+        )?;
+        drop(sys);
+        Ok(())
     }
 
     fn concurrency(&self) -> usize {
@@ -330,11 +452,17 @@ impl TestOptions {
         )
     }
 
-    /// A relative `bin` resolved against `base` (a suite file's folder).
+    /// A relative `bin` or system file resolved against `base` (a suite
+    /// file's folder).
     pub fn resolve_bin(&mut self, base: &Path) {
         if let Some(b) = &self.bin {
             if b.is_relative() {
                 self.bin = Some(base.join(b));
+            }
+        }
+        if let Some(s) = &self.system {
+            if s.ends_with(".toml") && Path::new(s).is_relative() {
+                self.system = Some(base.join(s).display().to_string());
             }
         }
     }
@@ -383,5 +511,34 @@ mod tests {
         assert_eq!(a.schedule, b.schedule);
         assert_eq!(a.concurrency, 10);
         assert!(keys().contains(&"liveness_timeout".to_string()));
+    }
+
+    #[test]
+    fn a_recorded_configuration_is_checked_like_options() {
+        let mut o = TestOptions::default();
+        o.seed = Some(1);
+        o.nemesis = "kill".into();
+        let mut cfg = o.validate().unwrap();
+        assert_eq!(cfg.check(), Ok(()));
+        cfg.workload = "frob".into();
+        assert_eq!(cfg.check().unwrap_err().key, "workload");
+        cfg.workload = "lin-kv".into();
+        cfg.concurrency = 0;
+        assert_eq!(cfg.check().unwrap_err().key, "concurrency");
+        cfg.concurrency = 10;
+        cfg.schedule.insert(
+            0,
+            faultline_nemesis::Step {
+                at_ms: 0,
+                action: faultline_nemesis::Action::Kill {
+                    target: faultline_nemesis::Target::Nodes(vec![9]),
+                },
+            },
+        );
+        let e = cfg.check().unwrap_err();
+        assert!(
+            e.key == "schedule" && e.message.contains("beyond the 5 nodes"),
+            "{e}"
+        );
     }
 }

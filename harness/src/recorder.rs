@@ -211,6 +211,13 @@ impl Recorder {
         self.write(&self.traces, &line);
     }
 
+    /// One journal line written as it is (a TCP proxy's connection events).
+    pub fn journal_entry(&self, e: &JournalEntry) {
+        if !self.write(&self.journal, e) {
+            self.journal_skipped.fetch_add(1, Relaxed);
+        }
+    }
+
     /// A handle on the node that most recently announced leadership of
     /// the newest term (term, node id).
     pub fn leader(&self) -> watch::Receiver<Option<(u64, String)>> {

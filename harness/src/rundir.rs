@@ -141,9 +141,14 @@ impl RunDir {
         write_json(&self.file(CONFIG), cfg)
     }
 
+    /// test.json, checked as the command line's options are.
     pub fn load_config(&self) -> anyhow::Result<TestConfig> {
-        read_json(&self.file(CONFIG))
-            .with_context(|| format!("{} is not a faultline run", self.path.display()))
+        let path = self.file(CONFIG);
+        let cfg: TestConfig = read_json(&path)
+            .with_context(|| format!("{} is not a faultline run", self.path.display()))?;
+        cfg.check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(cfg)
     }
 
     pub fn store_results(&self, r: &Results) -> anyhow::Result<()> {
@@ -255,6 +260,9 @@ pub struct Results {
     pub checkers: Vec<CheckerResult>,
     #[serde(default)]
     pub network: NetStats,
+    /// A real server's node-to-node links through the TCP proxies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::tcp::LinkStats>,
     #[serde(default)]
     pub journal_skipped: u64,
     #[serde(default)]

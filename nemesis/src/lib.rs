@@ -63,16 +63,20 @@ pub fn schedule(
     steps
 }
 
-/// A schedule is sorted by time, every target is a node, and per kind the
-/// faults alternate start, end, so every fault is closed.
-pub fn assert_well_formed(steps: &[Step], n: usize) {
-    assert!(
-        steps.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
-        "schedule not sorted"
-    );
+/// A schedule is sorted by time, every target and link is among `n`
+/// nodes, and per kind the faults alternate start and end, so every fault
+/// is closed. A recorded schedule (test.json) is checked with this before
+/// it is replayed.
+pub fn check_schedule(steps: &[Step], n: usize) -> Result<(), String> {
+    if let Some(w) = steps.windows(2).find(|w| w[0].at_ms > w[1].at_ms) {
+        return Err(format!(
+            "not sorted: {} ms comes after {} ms",
+            w[1].at_ms, w[0].at_ms
+        ));
+    }
     let mut open = std::collections::BTreeSet::new();
     for s in steps {
-        let nodes: &[usize] = match &s.action {
+        let (nodes, cut): (&[usize], &[Link]) = match &s.action {
             Action::Pause {
                 target: Target::Nodes(v),
             }
@@ -84,25 +88,57 @@ pub fn assert_well_formed(steps: &[Step], n: usize) {
             }
             | Action::Restart {
                 nodes: Scope::Nodes(v),
-            } => v,
-            _ => &[],
+            }
+            | Action::ClockBump {
+                target: Target::Nodes(v),
+                ..
+            }
+            | Action::ClockStrobe {
+                target: Target::Nodes(v),
+                ..
+            }
+            | Action::ClockDrift {
+                target: Target::Nodes(v),
+                ..
+            }
+            | Action::StartOverload {
+                target: Target::Nodes(v),
+                ..
+            } => (v, &[]),
+            Action::StartPartition { cut, .. } => (&[], cut),
+            _ => (&[], &[]),
         };
-        assert!(
-            nodes.iter().all(|&i| i < n),
-            "a target beyond {n} nodes: {s:?}"
-        );
+        let bad_link = cut.iter().any(|&(a, b)| a >= n || b >= n || a == b);
+        if nodes.iter().any(|&i| i >= n) || bad_link {
+            return Err(format!(
+                "{} at {} ms names a node beyond the {n} nodes",
+                s.action.name(),
+                s.at_ms
+            ));
+        }
         let fresh = match s.action.phase() {
             Phase::Start => open.insert(s.action.kind()),
             Phase::End => open.remove(&s.action.kind()),
         };
-        assert!(
-            fresh,
-            "{:?} at {} ms does not alternate start and end",
-            s.action.kind(),
-            s.at_ms
-        );
+        if !fresh {
+            return Err(format!(
+                "{} at {} ms does not alternate start and end",
+                s.action.name(),
+                s.at_ms
+            ));
+        }
     }
-    assert!(open.is_empty(), "faults left open: {open:?}");
+    match open.first() {
+        Some(k) => Err(format!("a {k} fault is never ended")),
+        None => Ok(()),
+    }
+}
+
+/// `check_schedule`, for schedules this crate drew itself.
+pub fn assert_well_formed(steps: &[Step], n: usize) {
+    if let Err(e) = check_schedule(steps, n) {
+        panic!("drew a malformed schedule: {e}");
+    }
 }
 
 #[cfg(test)]
@@ -270,5 +306,48 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 5, "{seen:?}");
+    }
+
+    #[test]
+    fn malformed_schedules_are_refused_with_a_reason() {
+        let kill = |at_ms, v: Vec<usize>| Step {
+            at_ms,
+            action: Action::Kill {
+                target: Target::Nodes(v),
+            },
+        };
+        let restart = |at_ms| Step {
+            at_ms,
+            action: Action::Restart {
+                nodes: Scope::Affected,
+            },
+        };
+        assert_eq!(check_schedule(&[kill(1, vec![0]), restart(2)], 3), Ok(()));
+        let e = check_schedule(&[restart(2), kill(1, vec![0])], 3).unwrap_err();
+        assert!(e.contains("not sorted"), "{e}");
+        let e = check_schedule(&[kill(1, vec![0])], 3).unwrap_err();
+        assert!(e.contains("never ended"), "{e}");
+        let e = check_schedule(&[kill(1, vec![3]), restart(2)], 3).unwrap_err();
+        assert!(e.contains("beyond the 3 nodes"), "{e}");
+        let e = check_schedule(&[kill(1, vec![0]), kill(2, vec![1])], 3).unwrap_err();
+        assert!(e.contains("alternate"), "{e}");
+        let cut = Step {
+            at_ms: 1,
+            action: Action::StartPartition {
+                shape: Shape::Halves,
+                cut: vec![(1, 1)],
+            },
+        };
+        assert!(check_schedule(
+            &[
+                cut,
+                Step {
+                    at_ms: 2,
+                    action: Action::StopPartition
+                }
+            ],
+            3
+        )
+        .is_err());
     }
 }

@@ -18,6 +18,8 @@ pub enum Stream {
     /// The router's fault draws for messages one incarnation of a node
     /// sends (`generation` counts attachments across the run).
     NodeReader { node: usize, generation: u64 },
+    /// A TCP proxy's fault draws for one direction of one connection.
+    TcpStream { stream: u64 },
 }
 
 /// The seed of `stream` in a run seeded with `seed`.
@@ -29,6 +31,9 @@ pub fn derive(seed: u64, stream: Stream) -> u64 {
         Stream::HeldLink { index } => seed ^ index as u64,
         Stream::NodeReader { node, generation } => {
             seed ^ (0xA5A5_0000 + node as u64) ^ (generation << 32)
+        }
+        Stream::TcpStream { stream } => {
+            seed ^ 0x7463_7000_0000_0000 ^ stream.wrapping_mul(0x9E37_79B9)
         }
     }
 }

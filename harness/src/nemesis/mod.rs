@@ -34,8 +34,8 @@ pub trait Processes {
     fn resume(&mut self, node: usize);
     /// SIGKILL a node and wait until it is reaped.
     async fn kill(&mut self, node: usize);
-    /// Start a killed node again on its data and wait until it is ready.
-    async fn restart(&mut self, node: usize) -> anyhow::Result<()>;
+    /// Start killed nodes again on their data and wait until they are up.
+    async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<()>;
     /// Give `nodes` `cpu_percent` of the CPU until `unthrottle`.
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32);
     /// Full speed for everyone; returns whom that released.
@@ -305,13 +305,11 @@ impl<P: Processes> Executor<P> {
     }
 
     async fn restart(&mut self, nodes: &Scope) -> anyhow::Result<Value> {
-        let mut restarted = Vec::new();
-        for i in Self::scope(nodes, &self.down) {
-            if self.down.remove(&i) {
-                self.processes.restart(i).await?;
-                restarted.push(i);
-            }
-        }
+        let restarted: Vec<usize> = Self::scope(nodes, &self.down)
+            .into_iter()
+            .filter(|i| self.down.remove(i))
+            .collect();
+        self.processes.restart(&restarted).await?;
         Ok(json!({"nodes": self.ids(restarted)}))
     }
 
@@ -385,6 +383,8 @@ impl<P: Processes> Executor<P> {
                 self.apply(&action).await?;
             }
         }
+        // Whatever else a link carries (a hold) is released too.
+        self.links.heal();
         Ok(())
     }
 }

@@ -3,7 +3,7 @@ var body=document.body,errs=0;
 window.addEventListener('error',function(e){errs++;body.setAttribute('data-script-errors',String(errs));});
 var D=JSON.parse(document.getElementById('chart-data').textContent);
 var W=1100,ops=D.ops,view=[0,Math.max(D.end_ms,1)];
-var K=['ok','fail','info'],F=['read','write','cas'];
+var K=['ok','fail','info'],F=D.fs;
 function esc(t){return String(t).replace(/&/g,'&amp;').replace(/</g,'&lt;');}
 function bands(x,h){var s='';D.bands.forEach(function(b){if(b[1]<view[0]||b[0]>view[1])return;var a=x(Math.max(b[0],view[0])),c=x(Math.min(b[1],view[1]));s+='<rect class="band" x="'+a.toFixed(1)+'" y="0" width="'+Math.max(c-a,1).toFixed(1)+'" height="'+h+'"><title>'+esc(b[2])+'</title></rect>';});return s;}
 function draw(){

@@ -196,8 +196,8 @@ pub fn timeline(d: &ReportData) -> String {
 
 /// Everything the navigable charts draw, as compact JSON for the page's
 /// script: per op `[start_ms, end_ms (-1: never), lane, kind (0 ok, 1 fail,
-/// 2 info), history index, f (0 read, 1 write, 2 cas), key, value]`, the
-/// fault bands, and the process names per lane. About 40 bytes an op, so a
+/// 2 info), history index, f (an index into `fs`), key, value]`, the fault
+/// bands, the process names per lane and the workload's op names. About 40 bytes an op, so a
 /// 100k-op run stays a few MB; the script draws at most `MAX_POINTS` marks
 /// per view, so it opens fast however long the run.
 fn chart_data(d: &ReportData) -> String {
@@ -209,13 +209,17 @@ fn chart_data(d: &ReportData) -> String {
         .enumerate()
         .map(|(i, p)| (p.as_str(), i))
         .collect();
+    let mut fs: Vec<&str> = d.ops.iter().map(|o| o.f.as_str()).collect();
+    fs.sort_unstable();
+    fs.dedup();
     let ms = |ns: u64| (ns as f64 / 1e5).round() / 10.0;
     let mut s = String::with_capacity(d.ops.len() * 44 + 4096);
     let _ = write!(
         s,
-        r#"{{"end_ms":{},"max_points":{MAX_POINTS},"lanes":{}"#,
+        r#"{{"end_ms":{},"max_points":{MAX_POINTS},"lanes":{},"fs":{}"#,
         ms(d.end_ns),
-        json(&procs)
+        json(&procs),
+        json(&fs)
     );
     s += r#","bands":["#;
     for (i, b) in d.bands.iter().enumerate() {
@@ -229,16 +233,18 @@ fn chart_data(d: &ReportData) -> String {
             Outcome::Fail => 1,
             Outcome::Info => 2,
         };
-        let f = match o.f.as_str() {
-            "read" => 0,
-            "write" => 1,
-            _ => 2,
-        };
+        let f = fs.binary_search(&o.f.as_str()).unwrap_or(0);
         let key = d
             .event(o.invoke_index)
             .and_then(|e| e.key.clone())
             .unwrap_or_default();
-        let value = if o.f == "read" { &o.output } else { &o.input };
+        // What came back when something did (a read's value), else what
+        // was asked.
+        let value = if o.output.is_null() {
+            &o.input
+        } else {
+            &o.output
+        };
         let lane = lane_of
             .get(o.process.to_string().as_str())
             .copied()
@@ -300,7 +306,33 @@ pub fn network(d: &ReportData) -> String {
         "availability (ok / invoked)".into(),
         format!("{:.1}%", r.ops.ok as f64 / invoked * 100.0),
     ));
-    format!("<h2>Network and availability</h2>{}", table(&rows))
+    format!(
+        "<h2>Network and availability</h2>{}{}",
+        table(&rows),
+        tcp_links(d)
+    )
+}
+
+/// A real server's directed links through the proxies.
+fn tcp_links(d: &ReportData) -> String {
+    if d.results.links.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<table id=\"links\"><tr><th>link</th><th>connections</th><th>bytes</th><th>chunks</th><th>corrupted</th><th>resets</th></tr>");
+    for l in &d.results.links {
+        let _ = write!(
+            h,
+            "<tr><td>{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&l.from),
+            esc(&l.to),
+            l.connections,
+            l.bytes,
+            l.chunks,
+            l.corrupted,
+            l.resets
+        );
+    }
+    h + "</table>"
 }
 
 pub fn configuration(d: &ReportData) -> String {

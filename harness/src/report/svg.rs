@@ -16,12 +16,13 @@ const MAX_ARROWS: usize = 400;
 /// How far before the anomaly's end the Lamport diagram reaches.
 const WINDOW_NS: u64 = 120_000_000;
 
-/// `read → 7` or `cas [1,2]`.
+/// `read → 7` (what came back, when it differs from what was asked) or
+/// `cas [1,2]`.
 fn op_label(o: &OpView) -> String {
-    if o.f == "read" {
-        format!("read → {}", o.output)
-    } else {
+    if o.output.is_null() || o.output == o.input {
         format!("{} {}", o.f, o.input)
+    } else {
+        format!("{} → {}", o.f, o.output)
     }
 }
 

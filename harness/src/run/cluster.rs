@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+use super::server::{self, ServerMode};
 use crate::nemesis::Processes;
 use crate::net::Network;
 use crate::node::{self, ExitInfo, NodeHandle, NodeSpec};
 use crate::options::TestConfig;
 use crate::recorder::{Clock, Recorder};
 use crate::rundir::RunDir;
+use crate::system::System;
 
 /// One overload duty cycle: a throttled node runs `cpu_percent` of it.
 const DUTY_PERIOD_MS: u64 = 100;
@@ -30,6 +32,9 @@ pub struct Layout {
     pub specs: Vec<NodeSpec>,
     /// Each node's libfaketime file, when the clock nemesis is on.
     pub clock_files: Option<Vec<PathBuf>>,
+    /// A real server's readiness, stop and client details; `None` for
+    /// stdio nodes.
+    pub server: Option<ServerMode>,
     data_root: tempfile::TempDir,
 }
 
@@ -64,30 +69,19 @@ impl Layout {
         run_dir: &RunDir,
         faketime: Option<&Path>,
     ) -> anyhow::Result<Layout> {
-        let (program, mut base_args) = node_program(cfg)?;
-        base_args.extend(cfg.args.iter().cloned());
         let data_root = tempfile::Builder::new()
             .prefix("faultline-data-")
             .tempdir()
             .context("creating node data directories")?;
-        let mut specs = Vec::new();
-        for (index, id) in Self::node_ids(cfg).into_iter().enumerate() {
-            let data_dir = data_root.path().join(&id);
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("creating {}", data_dir.display()))?;
-            specs.push(NodeSpec {
-                args: base_args
-                    .iter()
-                    .map(|a| substitute(a, &id, &data_dir))
-                    .collect(),
-                log_path: run_dir.node_log(&id),
-                program: program.clone(),
-                data_dir,
-                env: Vec::new(),
-                index,
-                id,
-            });
-        }
+        let (mut specs, server) = match &cfg.system {
+            Some(name) => {
+                let sys = System::load(name)?;
+                let (specs, mode) =
+                    super::server::layout(&sys, cfg.node_count, run_dir, data_root.path())?;
+                (specs, Some(mode))
+            }
+            None => (Self::stdio_specs(cfg, run_dir, data_root.path())?, None),
+        };
         let clock_files = match faketime {
             Some(library) => Some(preload(
                 &mut specs,
@@ -99,8 +93,39 @@ impl Layout {
         Ok(Layout {
             specs,
             clock_files,
+            server,
             data_root,
         })
+    }
+
+    /// Nodes that speak the node protocol on stdio, through the router.
+    fn stdio_specs(
+        cfg: &TestConfig,
+        run_dir: &RunDir,
+        data_root: &Path,
+    ) -> anyhow::Result<Vec<NodeSpec>> {
+        let (program, mut base_args) = node_program(cfg)?;
+        base_args.extend(cfg.args.iter().cloned());
+        let mut specs = Vec::new();
+        for (index, id) in Self::node_ids(cfg).into_iter().enumerate() {
+            let data_dir = data_root.join(&id);
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            specs.push(NodeSpec {
+                args: base_args
+                    .iter()
+                    .map(|a| substitute(a, &id, &data_dir))
+                    .collect(),
+                log_path: run_dir.node_log(&id),
+                program: program.clone(),
+                data_dir,
+                env: Vec::new(),
+                routed: true,
+                index,
+                id,
+            });
+        }
+        Ok(specs)
     }
 }
 
@@ -111,7 +136,7 @@ fn preload(specs: &mut [NodeSpec], library: &Path, dir: &Path) -> anyhow::Result
     for s in specs.iter_mut() {
         let file = dir.join(format!("{}.faketime", s.id));
         crate::clock::write_offset(&file, 0.0)?;
-        s.env = crate::clock::preload_env(library, &file);
+        s.env.extend(crate::clock::preload_env(library, &file));
         files.push(file);
     }
     Ok(files)
@@ -147,6 +172,7 @@ pub struct Cluster {
     throttle: Arc<Mutex<Throttle>>,
     /// Exits of replaced incarnations that the harness did not cause.
     crashes: Vec<ExitInfo>,
+    server: Option<ServerMode>,
     /// Removed (with every node's data) when the cluster is dropped.
     _data_root: tempfile::TempDir,
 }
@@ -173,6 +199,7 @@ impl Cluster {
                 held: BTreeSet::new(),
             })),
             crashes: Vec::new(),
+            server: layout.server,
             specs: layout.specs,
             _data_root: layout.data_root,
             inboxes,
@@ -197,12 +224,14 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pgids = self.nodes.iter().map(|h| h.pid).collect();
-        let inits = self
+        let (net, server, timeout) = (&self.net, self.server.as_ref(), self.init_timeout);
+        let ups = self
             .nodes
             .iter_mut()
             .zip(self.inboxes.iter_mut())
-            .map(|(n, inbox)| node::init(&self.net, inbox, n, self.init_timeout));
-        for r in futures::future::join_all(inits).await {
+            .enumerate()
+            .map(|(i, (n, inbox))| up(n, inbox, net, server, i, timeout));
+        for r in futures::future::join_all(ups).await {
             r?;
         }
         Ok(())
@@ -225,6 +254,30 @@ impl Cluster {
         }
     }
 
+    /// Starts node `i` again on its data directory (the new incarnation
+    /// is not yet initialised or ready).
+    fn respawn(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(e) = self.nodes[i].exit.borrow().clone() {
+            if !e.expected {
+                self.crashes.push(e);
+            }
+        }
+        let handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
+        // A stale init_ok from an earlier incarnation must not count.
+        while self.inboxes[i].try_recv().is_ok() {}
+        self.nodes[i] = handle;
+        Ok(())
+    }
+
+    /// Node `i`'s new incarnation takes its place in overload's duty cycle.
+    fn rejoin(&mut self, i: usize) {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pgids[i] = self.nodes[i].pid;
+        self.hold(i, false);
+    }
+
     /// Kills every node (stopped ones too) and waits until each is reaped;
     /// returns the exits the harness did not cause.
     pub async fn stop_all(&mut self) -> Vec<ExitInfo> {
@@ -240,8 +293,12 @@ impl Cluster {
                     crashed.push(e);
                 }
             }
-            // SIGKILL needs no SIGCONT, even for a stopped process.
-            n.kill().await;
+            match &self.server {
+                // A server stops as it says it does, then is killed.
+                Some(m) => n.stop(m.stop_signal, m.stop_grace).await,
+                // SIGKILL needs no SIGCONT, even for a stopped process.
+                None => n.kill().await,
+            };
         }
         crashed.dedup();
         crashed
@@ -264,28 +321,40 @@ impl Processes for Cluster {
         self.nodes[i].kill().await;
     }
 
-    async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        if let Some(e) = self.nodes[i].exit.borrow().clone() {
-            if !e.expected {
-                self.crashes.push(e);
+    async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<()> {
+        let Some(server) = self.server.clone() else {
+            // Stdio nodes, one at a time: each must answer init.
+            for &i in nodes {
+                self.respawn(i)?;
+                let (node, inbox) = (&mut self.nodes[i], &mut self.inboxes[i]);
+                node::init(&self.net, inbox, node, self.init_timeout).await?;
+                self.rejoin(i);
+            }
+            return Ok(());
+        };
+        // Servers all at once, each waited for only until it listens: a
+        // member may only be healthy (etcd's /health wants a leader) once
+        // enough of the others are back and the other faults have healed.
+        for &i in nodes {
+            self.respawn(i)?;
+            self.rejoin(i);
+        }
+        let waits = self
+            .nodes
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| nodes.contains(i))
+            .map(|(i, n)| {
+                let listening = server.ready[i].listening();
+                async move { server::wait_ready(n, &listening, server.ready_timeout).await }
+            });
+        for r in futures::future::join_all(waits).await {
+            // Not ready in time is the system's business, which the
+            // liveness check judges, not a failure of the harness.
+            if let Err(e) = r {
+                eprintln!("faultline: warning: after a restart, {e:#}");
             }
         }
-        let mut handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
-        // A stale init_ok from an earlier incarnation must not count.
-        while self.inboxes[i].try_recv().is_ok() {}
-        node::init(
-            &self.net,
-            &mut self.inboxes[i],
-            &mut handle,
-            self.init_timeout,
-        )
-        .await?;
-        self.throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pgids[i] = handle.pid;
-        self.hold(i, false);
-        self.nodes[i] = handle;
         Ok(())
     }
 
@@ -303,6 +372,22 @@ impl Processes for Cluster {
         let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
         t.signal_targets(Signal::SIGCONT);
         std::mem::take(&mut t.targets)
+    }
+}
+
+/// Brings a just-started node up: `init` for a stdio node, its readiness
+/// probe for a server.
+async fn up(
+    node: &mut NodeHandle,
+    inbox: &mut mpsc::Receiver<Value>,
+    net: &Network,
+    server: Option<&ServerMode>,
+    i: usize,
+    init_timeout: Duration,
+) -> anyhow::Result<()> {
+    match server {
+        Some(m) => server::wait_ready(node, &m.ready[i], m.ready_timeout).await,
+        None => node::init(net, inbox, node, init_timeout).await,
     }
 }
 

@@ -10,7 +10,7 @@ use faultline_checker::{history, Checker, CheckerResult, Outcome, Verdict};
 use std::time::Duration;
 
 use crate::options::TestConfig;
-use crate::rundir::{OpCounts, RunDir};
+use crate::rundir::{OpCounts, RunDir, TraceLine};
 
 /// Every checker's result for the run in `dir`, then `liveness` (the one
 /// result that cannot be recomputed from files), in that order.
@@ -25,9 +25,10 @@ pub fn check(
     let traces = dir.load_traces_text()?;
     // Only node-sent events count: the harness's own start/exit lines are
     // there for every node, Raft or not.
-    let traced = traces
-        .lines()
-        .any(|l| !l.contains("\"source\":\"harness\""));
+    let traced = traces.lines().any(|l| {
+        serde_json::from_str::<TraceLine>(l)
+            .is_ok_and(|t| t.fields.get("source").and_then(|s| s.as_str()) != Some("harness"))
+    });
     let traces_name = dir.file(crate::rundir::TRACES).display().to_string();
     let input = Input {
         ops: &ops,

@@ -3,6 +3,7 @@
 //! (or cancellation). Progress is shown as it goes.
 
 use anyhow::Context;
+use faultline_nemesis::seed::{derive, Stream};
 use faultline_nemesis::Step;
 use faultline_workloads::Generator;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,9 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
 use super::Recording;
-use crate::client::{Client, Pacer};
+use crate::adapter::Adapter;
+use crate::client::{Client, ClientSpec, Conn, Pacer};
+use crate::etcd::EtcdClient;
 use crate::nemesis::Executor;
 use crate::options::TestConfig;
+use crate::system::ClientKind;
 
 /// What the main phase leaves for the next ones.
 pub struct Loaded {
@@ -44,21 +48,22 @@ pub async fn run(
         cancel.clone(),
     );
     let workload = cfg.workload();
+    let seed = derive(cfg.seed, Stream::Workload);
     let gen: Arc<Mutex<Box<dyn Generator>>> =
-        Arc::new(Mutex::new(workload.generator(cfg.seed, cfg.key_count)));
+        Arc::new(Mutex::new(workload.generator(seed, cfg.key_count)));
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let mut tasks = Vec::new();
     for k in 1..=cfg.concurrency {
         let node = (k - 1) % cfg.node_count;
-        let mut c = Client::new(
+        let spec = ClientSpec {
             k,
             node,
-            cfg.concurrency,
-            rec.net.clone(),
-            rec.history.clone(),
+            node_id: format!("n{}", node + 1),
+            concurrency: cfg.concurrency,
             workload,
             timeout,
-        );
+        };
+        let mut c = Client::new(spec, conn(rec, k, node), rec.history.clone());
         let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             let r = c.run(&gen, &pacer, deadline, &cancel).await;
@@ -78,6 +83,29 @@ pub async fn run(
         executor,
         nemesis,
     })
+}
+
+/// How client `k` reaches `node`: the router, or the server's client.
+fn conn(rec: &Recording, k: usize, node: usize) -> Conn {
+    match rec.clients.as_ref().map(|c| &c[node]) {
+        Some(ClientKind::Etcd {
+            address,
+            serializable,
+        }) => Conn::Etcd(EtcdClient {
+            address: address.clone(),
+            serializable: *serializable,
+        }),
+        Some(ClientKind::Command(argv)) => {
+            let log = rec.adapter_logs.join(format!("adapter-c{k}.log"));
+            Conn::Adapter(Adapter::new(
+                argv.clone(),
+                format!("c{k}"),
+                format!("n{}", node + 1),
+                log,
+            ))
+        }
+        None => Conn::stdio(rec.net.clone(), k),
+    }
 }
 
 /// Applies each step at its time, until the deadline or cancellation.

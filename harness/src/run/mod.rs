@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod judge;
 pub mod liveness;
 pub mod load;
+pub mod server;
 
 use anyhow::Context;
 use faultline_checker::CheckerResult;
@@ -17,13 +18,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Pacer;
+use crate::links::Links;
 use crate::nemesis::{Executor, ExecutorOptions};
 use crate::net::{LinkPolicy, Network};
 use crate::node::ExitInfo;
 use crate::options::TestConfig;
 use crate::recorder::{Clock, History, Recorder};
 use crate::rundir::{Results, RunDir};
+use crate::system::ClientKind;
+use crate::tcp::TcpLinks;
 use cluster::{Cluster, Layout};
+use server::ServerMode;
 
 /// How often buffered traces and journal lines are flushed, so a killed
 /// harness loses at most this much of them.
@@ -35,11 +40,23 @@ pub struct Recording {
     pub clock: Clock,
     pub history: Arc<History>,
     pub recorder: Arc<Recorder>,
+    /// The stdio router (idle for a real server, whose clients use theirs).
     pub net: Arc<Network>,
+    /// The links the nemesis acts on: the router's, or the TCP proxies'.
+    pub links: Arc<dyn Links>,
+    pub tcp: Option<Arc<TcpLinks>>,
+    /// How clients reach each node of a real server.
+    pub clients: Option<Vec<ClientKind>>,
+    /// Where client adapters' stderr goes.
+    pub adapter_logs: PathBuf,
 }
 
 impl Recording {
-    fn create(cfg: &TestConfig, dir: &RunDir) -> anyhow::Result<Recording> {
+    async fn create(
+        cfg: &TestConfig,
+        dir: &RunDir,
+        server: Option<&ServerMode>,
+    ) -> anyhow::Result<Recording> {
         let clock = Clock::new();
         let history = History::create(&dir.file(crate::rundir::HISTORY), clock)
             .context("creating history.jsonl")?;
@@ -49,12 +66,39 @@ impl Recording {
         );
         let policy = LinkPolicy::with_latency(cfg.latency_ms, cfg.latency_dist);
         let ids = Layout::node_ids(cfg);
-        let net = Network::new(ids, cfg.concurrency, policy, cfg.seed, recorder.clone());
+        let net = Network::new(
+            ids.clone(),
+            cfg.concurrency,
+            policy,
+            cfg.seed,
+            recorder.clone(),
+        );
+        let tcp = match server {
+            Some(m) => {
+                let slot = m.slot;
+                let node = move |j: usize| crate::system::System::node_ip(slot, j + 1);
+                let proxy =
+                    move |i: usize, j: usize| crate::system::System::proxy_ip(slot, i + 1, j + 1);
+                let journal = Some((recorder.clone(), clock));
+                Some(TcpLinks::start(ids, &m.peer_ports, node, proxy, cfg.seed, journal).await?)
+            }
+            None => None,
+        };
+        let links: Arc<dyn Links> = match &tcp {
+            Some(t) => t.clone(),
+            None => net.clone(),
+        };
+        let clients = server.map(|m| m.clients.clone());
+        let adapter_logs = dir.nodes_dir();
         Ok(Recording {
             clock,
             history: Arc::new(history),
             recorder,
             net,
+            links,
+            tcp,
+            clients,
+            adapter_logs,
         })
     }
 }
@@ -86,7 +130,7 @@ pub async fn run(
 ) -> anyhow::Result<Results> {
     let layout = Layout::new(cfg, dir, faketime.as_deref())?;
     let clock_files = layout.clock_files.clone();
-    let rec = Recording::create(cfg, dir)?;
+    let rec = Recording::create(cfg, dir, layout.server.as_ref()).await?;
     let init_timeout = Duration::from_millis(cfg.init_timeout_ms);
     let started = Cluster::start(
         layout,
@@ -142,7 +186,7 @@ async fn exercise(
         ExecutorOptions {
             node_ids: Layout::node_ids(cfg),
             seed: cfg.seed,
-            links: rec.net.clone(),
+            links: rec.links.clone(),
             load: pacer.clone(),
             leader: rec.recorder.leader(),
             history: rec.history.clone(),
@@ -220,6 +264,7 @@ fn record(
         ops: Default::default(),
         checkers: Vec::new(),
         network: rec.net.stats(),
+        links: rec.tcp.as_ref().map(|t| t.stats()).unwrap_or_default(),
         journal_skipped: rec
             .recorder
             .journal_skipped

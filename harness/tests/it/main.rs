@@ -10,4 +10,5 @@ mod hygiene;
 mod report;
 mod runs;
 mod serve;
+mod servers;
 mod suites;

@@ -107,6 +107,9 @@ fn a_bad_suite_file_is_a_usage_error_naming_it() {
 fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions {
     faultline::options::TestOptions {
         bin: Some("/bin/true".into()),
+        // With `replay` set, nothing else is checked (the recorded run is
+        // rerun), so `system` and `bin` may both be given here.
+        system: Some("etcd".into()),
         node_count: 3,
         workload: "lin-kv".into(),
         nemesis: "kill:all,partition".into(),
@@ -180,7 +183,7 @@ fn a_suite_entry_can_set_every_test_option() {
     );
     // The same options without replay validate into that configuration.
     let mut direct = options.clone();
-    direct.replay = None;
+    (direct.replay, direct.system) = (None, None);
     let cfg = direct.validate().unwrap();
     assert_eq!((cfg.node_count, cfg.concurrency, cfg.key_count), (3, 9, 3));
 }

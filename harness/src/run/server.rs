@@ -1,0 +1,244 @@
+//! Real servers as cluster nodes: each runs in its own mount namespace,
+//! where a private /etc/hosts resolves every peer's name (`fl-nJ`) to the
+//! proxy of the link between them, so peers keep one set of URLs while
+//! faultline tells each directed link apart. No root needed: unprivileged
+//! users get a user namespace too. A node is up when its readiness probe
+//! answers; it stops with its system's signal, and is SIGKILLed after its
+//! grace period.
+
+use anyhow::{bail, Context};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::node::{NodeHandle, NodeSpec};
+use crate::rundir::RunDir;
+use crate::system::{ClientKind, NodePlan, System};
+
+/// How often a readiness probe is tried.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// How long one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How a server node shows it is up.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    tcp: Option<String>,
+    http: Option<String>,
+}
+
+/// What a cluster of servers needs besides its node specs.
+#[derive(Debug, Clone)]
+pub struct ServerMode {
+    pub ready: Vec<Readiness>,
+    pub ready_timeout: Duration,
+    pub stop_signal: nix::sys::signal::Signal,
+    pub stop_grace: Duration,
+    pub clients: Vec<ClientKind>,
+    pub peer_ports: Vec<u16>,
+    /// The run's address slot (see `System::node_ip`).
+    pub slot: u8,
+}
+
+/// node i's /etc/hosts: itself at its own address, every peer at the proxy
+/// of link i -> j.
+fn hosts_file(slot: u8, i: usize, n: usize) -> String {
+    let mut h = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    for j in 1..=n {
+        let ip = if j == i {
+            System::node_ip(slot, j)
+        } else {
+            System::proxy_ip(slot, i, j)
+        };
+        h += &format!("{ip} fl-n{j}\n");
+    }
+    h
+}
+
+/// The command that runs `plan` with its own /etc/hosts: `unshare` makes
+/// a private mount namespace (and, for a non-root user, a user namespace),
+/// and a shell bind-mounts the file and execs the server in place.
+fn wrapped(plan: &NodePlan, hosts: &Path) -> (std::path::PathBuf, Vec<String>) {
+    let ns = if nix::unistd::Uid::effective().is_root() {
+        "-m"
+    } else {
+        "-Urm"
+    };
+    let mut args: Vec<String> = vec![
+        ns.into(),
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"".into(),
+        hosts.display().to_string(),
+        plan.program.display().to_string(),
+    ];
+    args.extend(plan.args.iter().cloned());
+    ("unshare".into(), args)
+}
+
+/// Refuses to start on an address that is taken: another program listens
+/// there, and our nodes would talk to it instead.
+fn check_free(ip: &str, ports: &[(String, u16)]) -> anyhow::Result<()> {
+    for (name, port) in ports {
+        let at = format!("{ip}:{port}");
+        if let Err(e) = std::net::TcpListener::bind(&at) {
+            bail!("{at} (port {name}) is not free: {e}; another process listens there");
+        }
+    }
+    Ok(())
+}
+
+/// A slot whose every node address has the system's ports free, so runs
+/// on one machine (a suite's jobs, a user's other runs) never collide.
+fn free_slot(sys: &System, n: usize) -> anyhow::Result<u8> {
+    let start = (std::process::id() % 200) as u8;
+    for step in 0..=250u8 {
+        let slot = 1 + (start.wrapping_add(step) % 250);
+        if (1..=n).all(|k| check_free(&System::node_ip(slot, k), &sys.ports()).is_ok()) {
+            return Ok(slot);
+        }
+    }
+    bail!(
+        "no free loopback slot for {} nodes on the ports of {} ({:?})",
+        n,
+        sys.name,
+        sys.ports()
+    )
+}
+
+/// Plans a system's nodes: specs (wrapped for their own /etc/hosts), how
+/// each shows it is ready, and how clients reach it.
+pub fn layout(
+    sys: &System,
+    n: usize,
+    run_dir: &RunDir,
+    data_root: &Path,
+) -> anyhow::Result<(Vec<NodeSpec>, ServerMode)> {
+    let slot = free_slot(sys, n)?;
+    let plans = sys.plan(n, slot, |id| data_root.join(id))?;
+    let hosts_dir = data_root.join("hosts");
+    std::fs::create_dir_all(&hosts_dir)
+        .with_context(|| format!("creating {}", hosts_dir.display()))?;
+    let mut specs = Vec::new();
+    for (index, plan) in plans.iter().enumerate() {
+        let hosts = hosts_dir.join(&plan.id);
+        std::fs::write(&hosts, hosts_file(slot, index + 1, n))
+            .with_context(|| format!("writing {}", hosts.display()))?;
+        let data_dir = data_root.join(&plan.id);
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        // Servers such as etcd refuse a data directory others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", data_dir.display()))?;
+        let (program, args) = wrapped(plan, &hosts);
+        specs.push(NodeSpec {
+            id: plan.id.clone(),
+            index,
+            program,
+            args,
+            data_dir,
+            log_path: run_dir.node_log(&plan.id),
+            env: plan.env.clone(),
+            routed: false,
+        });
+    }
+    let (stop_signal, grace_ms) = sys.stop();
+    let mode = ServerMode {
+        ready: plans
+            .iter()
+            .map(|p| Readiness {
+                tcp: p.ready_tcp.clone(),
+                http: p.ready_http.clone(),
+            })
+            .collect(),
+        ready_timeout: Duration::from_millis(sys.ready_timeout_ms()),
+        stop_signal,
+        stop_grace: Duration::from_millis(grace_ms),
+        clients: plans.into_iter().map(|p| p.client).collect(),
+        peer_ports: sys.peer_ports(),
+        slot,
+    };
+    Ok((specs, mode))
+}
+
+impl Readiness {
+    /// Only that the node listens again (the TCP part of the probe): what a
+    /// restart mid-run waits for, since a whole-cluster probe (etcd's
+    /// /health wants a leader) may not pass while other faults last.
+    pub fn listening(&self) -> Readiness {
+        let http_host = self.http.as_deref().map(|u| {
+            let rest = u.strip_prefix("http://").unwrap_or(u);
+            rest.split('/').next().unwrap_or(rest).to_string()
+        });
+        Readiness {
+            tcp: self.tcp.clone().or(http_host),
+            http: None,
+        }
+    }
+}
+
+/// One probe: a TCP connect, or an HTTP GET that answers 2xx.
+async fn probe(r: &Readiness) -> bool {
+    if let Some(at) = &r.tcp {
+        return TcpStream::connect(at).await.is_ok();
+    }
+    let Some(url) = &r.http else { return true };
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let Ok(mut s) = TcpStream::connect(host).await else {
+        return false;
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
+}
+
+/// Waits until `node` answers its probe, or fails naming why: it exited,
+/// or it did not become ready in time.
+pub async fn wait_ready(
+    node: &mut NodeHandle,
+    r: &Readiness,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if !node.is_running() {
+            let status = node
+                .exit
+                .borrow()
+                .as_ref()
+                .map(|e| e.status.clone())
+                .unwrap_or_default();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            bail!(
+                "node {} exited ({status}) before it was ready. {}",
+                node.spec.id,
+                crate::node::tail_note(node)
+            );
+        }
+        if matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, probe(r)).await,
+            Ok(true)
+        ) {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "node {} was not ready within {} ms (probe: {}). {}",
+                node.spec.id,
+                timeout.as_millis(),
+                r.http.as_deref().or(r.tcp.as_deref()).unwrap_or("none"),
+                crate::node::tail_note(node)
+            );
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}

@@ -1,0 +1,486 @@
+//! A real server as a system under test, described in a small TOML file
+//! (`systems/etcd.toml` is bundled): the binary, each node's arguments and
+//! environment with placeholders, its named ports, which of them carry
+//! node-to-node traffic (those pass through faultline's proxies), how to
+//! tell that a node is ready, how clients talk to it, and how it stops.
+//!
+//! Placeholders: `{node_id}`, `{data_dir}`, `{ip}` (the node's own
+//! loopback address, where it listens), `{host}` (the name its peers dial
+//! it by, which each node resolves to the proxy of that link), `{port.NAME}`,
+//! `{node_count}`, `{system_dir}` (the folder of the system file), and
+//! `{join}`: the `join` template filled in for every
+//! node and joined with `join_separator` (etcd's `--initial-cluster`).
+//! A file with an unknown key or placeholder is refused, naming the line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The systems bundled with faultline, by name.
+const BUNDLED: &[(&str, &str)] = &[
+    ("etcd", ETCD),
+    // etcd whose reads are served by any member from its own state: fast,
+    // and stale under a partition (what its docs warn of).
+    ("etcd-serializable", ETCD),
+];
+const ETCD: &str = include_str!("../../systems/etcd.toml");
+
+/// How many nodes a system may have: node k listens on 127.0.S.k and the
+/// proxy of link i -> j on 127.(100+i).j.S, S being the run's slot.
+pub const MAX_NODES: usize = 64;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    binary: Spanned<String>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    ports: BTreeMap<String, u16>,
+    #[serde(default)]
+    peer_ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    join: Option<Spanned<String>>,
+    #[serde(default = "comma")]
+    join_separator: String,
+    ready: ReadyFile,
+    client: ClientFile,
+    #[serde(default)]
+    stop: StopFile,
+}
+
+fn comma() -> String {
+    ",".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadyFile {
+    /// `IP:PORT` that must accept a TCP connection.
+    #[serde(default)]
+    tcp: Option<Spanned<String>>,
+    /// A URL that must answer 2xx.
+    #[serde(default)]
+    http_get: Option<Spanned<String>>,
+    #[serde(default = "ready_timeout")]
+    timeout_ms: u64,
+}
+
+fn ready_timeout() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    /// A built-in client: `etcd`.
+    #[serde(default)]
+    adapter: Option<String>,
+    /// The address the built-in client talks to, e.g. `{ip}:{port.client}`.
+    #[serde(default)]
+    address: Option<Spanned<String>>,
+    /// Or a program speaking Maelstrom's client protocol on stdio, started
+    /// per client with the node's placeholders substituted.
+    #[serde(default)]
+    command: Vec<Spanned<String>>,
+    /// The built-in client reads without a quorum (etcd: `serializable`).
+    #[serde(default)]
+    serializable_reads: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StopFile {
+    /// `TERM` (default), `INT` or `KILL`, sent at the end of a run.
+    #[serde(default)]
+    signal: Option<String>,
+    /// How long it may take before it is killed.
+    #[serde(default)]
+    grace_ms: Option<u64>,
+}
+
+/// How clients reach a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientKind {
+    /// The built-in etcd v3 JSON-gateway client, at this address.
+    Etcd { address: String, serializable: bool },
+    /// A Maelstrom-protocol adapter: program and arguments.
+    Command(Vec<String>),
+}
+
+/// One node of a system, every placeholder filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePlan {
+    pub id: String,
+    pub ip: String,
+    pub host: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub ready_tcp: Option<String>,
+    pub ready_http: Option<String>,
+    pub client: ClientKind,
+}
+
+/// A parsed, checked system description.
+#[derive(Debug, Clone)]
+pub struct System {
+    pub name: String,
+    /// Where it came from (a path, or `bundled:NAME`).
+    pub source: String,
+    /// The folder of its file (`{system_dir}`), for scripts beside it.
+    pub dir: PathBuf,
+    file: File,
+    text: String,
+}
+
+/// A bad system file, with where.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SystemError {
+    pub source_name: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The placeholders a node's strings may use (besides `port.NAME`).
+const PLACEHOLDERS: &[&str] = &[
+    "node_id",
+    "data_dir",
+    "ip",
+    "host",
+    "node_count",
+    "join",
+    "system_dir",
+];
+
+impl System {
+    /// A bundled system by name, or a TOML file.
+    pub fn load(name_or_path: &str) -> Result<System, SystemError> {
+        if let Some((name, text)) = BUNDLED.iter().find(|(n, _)| *n == name_or_path) {
+            let mut sys = System::parse(&format!("bundled:{name}"), text)?;
+            sys.file.client.serializable_reads |= name.ends_with("-serializable");
+            return Ok(sys);
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| SystemError {
+            source_name: name_or_path.into(),
+            line: None,
+            message: format!(
+                "{e} (not a file, nor a bundled system: {})",
+                BUNDLED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        System::parse(name_or_path, &text)
+    }
+
+    pub fn parse(source: &str, text: &str) -> Result<System, SystemError> {
+        let err = |line, message| SystemError {
+            source_name: source.into(),
+            line,
+            message,
+        };
+        let file: File = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            err(line, e.message().trim().to_string())
+        })?;
+        let dir = Path::new(source)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let sys = System {
+            name: file.name.clone(),
+            source: source.into(),
+            dir,
+            file,
+            text: text.into(),
+        };
+        sys.check()
+            .map_err(|(span, m)| err(span.map(|s| line_of(text, s)), m))?;
+        Ok(sys)
+    }
+
+    /// Every template names known placeholders and ports, and the
+    /// description is complete.
+    fn check(&self) -> Result<(), (Option<usize>, String)> {
+        let f = &self.file;
+        let mut templates: Vec<&Spanned<String>> = vec![&f.binary];
+        templates.extend(&f.args);
+        templates.extend(f.env.values());
+        templates.extend(f.join.iter());
+        templates.extend(f.ready.tcp.iter().chain(f.ready.http_get.iter()));
+        templates.extend(f.client.address.iter().chain(&f.client.command));
+        for t in templates {
+            for p in placeholders(t.get_ref()) {
+                let known = PLACEHOLDERS.contains(&p)
+                    || p.strip_prefix("port.")
+                        .is_some_and(|n| f.ports.contains_key(n));
+                if !known {
+                    return Err((
+                        Some(t.span().start),
+                        format!("unknown placeholder {{{p}}} in {:?}", t.get_ref()),
+                    ));
+                }
+            }
+        }
+        for p in &f.peer_ports {
+            if !f.ports.contains_key(p.get_ref()) {
+                return Err((
+                    Some(p.span().start),
+                    format!("peer port {:?} is not among [ports]", p.get_ref()),
+                ));
+            }
+        }
+        if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
+            return Err((None, "[ready] needs tcp or http_get".into()));
+        }
+        match (&f.client.adapter, f.client.command.is_empty()) {
+            (Some(a), true) if a == "etcd" && f.client.address.is_some() => Ok(()),
+            (Some(a), true) if a == "etcd" => {
+                Err((None, "[client] adapter = \"etcd\" needs address".into()))
+            }
+            (Some(a), _) if a != "etcd" => Err((
+                None,
+                format!("unknown [client] adapter {a:?} (available: etcd)"),
+            )),
+            (None, false) => Ok(()),
+            _ => Err((None, "[client] needs adapter or command, not both".into())),
+        }
+    }
+
+    /// The server's executable, looked up as exec would.
+    pub fn program(&self) -> Option<PathBuf> {
+        crate::clock::which(self.file.binary.get_ref())
+    }
+
+    /// The proxied (node-to-node) ports.
+    pub fn peer_ports(&self) -> Vec<u16> {
+        self.file
+            .peer_ports
+            .iter()
+            .map(|p| self.file.ports[p.get_ref()])
+            .collect()
+    }
+
+    /// Every port of a node.
+    pub fn ports(&self) -> Vec<(String, u16)> {
+        self.file
+            .ports
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    pub fn ready_timeout_ms(&self) -> u64 {
+        self.file.ready.timeout_ms
+    }
+
+    /// The stop signal and grace period.
+    pub fn stop(&self) -> (nix::sys::signal::Signal, u64) {
+        use nix::sys::signal::Signal;
+        let sig = match self.file.stop.signal.as_deref() {
+            Some("INT") => Signal::SIGINT,
+            Some("KILL") => Signal::SIGKILL,
+            _ => Signal::SIGTERM,
+        };
+        (sig, self.file.stop.grace_ms.unwrap_or(5_000))
+    }
+
+    /// The address node `k` (1-based) of the run in address `slot`
+    /// listens on. Runs on one machine take different slots, so they can
+    /// use the same ports at once.
+    pub fn node_ip(slot: u8, k: usize) -> String {
+        format!("127.0.{slot}.{k}")
+    }
+
+    /// The address of the proxy carrying link i -> j (1-based).
+    pub fn proxy_ip(slot: u8, i: usize, j: usize) -> String {
+        format!("127.{}.{j}.{slot}", 100 + i)
+    }
+
+    /// Every node of an `n`-node cluster, planned; `data_dir(id)` is where
+    /// each keeps its data.
+    pub fn plan(
+        &self,
+        n: usize,
+        slot: u8,
+        data_dir: impl Fn(&str) -> PathBuf,
+    ) -> Result<Vec<NodePlan>, SystemError> {
+        if !(1..=MAX_NODES).contains(&n) {
+            return Err(SystemError {
+                source_name: self.source.clone(),
+                line: None,
+                message: format!("{n} nodes: a system runs 1 to {MAX_NODES}"),
+            });
+        }
+        let vars = |k: usize| -> BTreeMap<String, String> {
+            let id = format!("n{k}");
+            let mut v = BTreeMap::new();
+            v.insert("data_dir".into(), data_dir(&id).display().to_string());
+            v.insert("ip".into(), System::node_ip(slot, k));
+            v.insert("host".into(), format!("fl-{id}"));
+            v.insert("node_count".into(), n.to_string());
+            v.insert("system_dir".into(), self.dir.display().to_string());
+            v.insert("node_id".into(), id);
+            for (name, port) in &self.file.ports {
+                v.insert(format!("port.{name}"), port.to_string());
+            }
+            v
+        };
+        let join_of = |v: &BTreeMap<String, String>| {
+            self.file
+                .join
+                .as_ref()
+                .map(|t| fill(t.get_ref(), v))
+                .unwrap_or_default()
+        };
+        let join: Vec<String> = (1..=n).map(|k| join_of(&vars(k))).collect();
+        let join = join.join(&self.file.join_separator);
+        (1..=n).map(|k| self.plan_node(vars(k), &join)).collect()
+    }
+
+    fn plan_node(
+        &self,
+        mut v: BTreeMap<String, String>,
+        join: &str,
+    ) -> Result<NodePlan, SystemError> {
+        v.insert("join".into(), join.to_string());
+        let f = &self.file;
+        let program = fill(f.binary.get_ref(), &v);
+        let program = crate::clock::which(&program).ok_or_else(|| SystemError {
+            source_name: self.source.clone(),
+            line: Some(line_of(&self.text, f.binary.span().start)),
+            message: format!(
+                "{program}: not found (is it installed? Debian: apt-get install etcd-server)"
+            ),
+        })?;
+        let client = match &f.client.adapter {
+            Some(_) => ClientKind::Etcd {
+                address: fill(
+                    f.client
+                        .address
+                        .as_ref()
+                        .map(|a| a.get_ref().as_str())
+                        .unwrap_or(""),
+                    &v,
+                ),
+                serializable: f.client.serializable_reads,
+            },
+            None => ClientKind::Command(
+                f.client
+                    .command
+                    .iter()
+                    .map(|c| fill(c.get_ref(), &v))
+                    .collect(),
+            ),
+        };
+        Ok(NodePlan {
+            program,
+            args: f.args.iter().map(|a| fill(a.get_ref(), &v)).collect(),
+            env: f
+                .env
+                .iter()
+                .map(|(k, t)| (k.clone(), fill(t.get_ref(), &v)))
+                .collect(),
+            ready_tcp: f.ready.tcp.as_ref().map(|t| fill(t.get_ref(), &v)),
+            ready_http: f.ready.http_get.as_ref().map(|t| fill(t.get_ref(), &v)),
+            client,
+            ip: v["ip"].clone(),
+            host: v["host"].clone(),
+            id: v["node_id"].clone(),
+        })
+    }
+}
+
+/// The 1-based line of byte offset `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+/// The `{name}` placeholders in a template.
+fn placeholders(t: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// A template with every placeholder replaced (all were checked to exist).
+fn fill(t: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = t.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_etcd_plans_a_joined_cluster() {
+        let sys = System::load("etcd").unwrap();
+        assert_eq!(sys.peer_ports(), vec![2380]);
+        if crate::clock::which("etcd").is_none() {
+            return; // planning resolves the binary
+        }
+        let plan = sys
+            .plan(3, |id| PathBuf::from(format!("/tmp/d/{id}")))
+            .unwrap();
+        assert_eq!(plan[1].ip, "127.0.1.2");
+        let args = plan[1].args.join(" ");
+        assert!(
+            args.contains(
+                "--initial-cluster n1=http://fl-n1:2380,n2=http://fl-n2:2380,n3=http://fl-n3:2380"
+            ),
+            "{args}"
+        );
+        assert!(args.contains("--data-dir /tmp/d/n2"), "{args}");
+        assert_eq!(
+            plan[1].client,
+            ClientKind::Etcd {
+                address: "127.0.1.2:2379".into(),
+                serializable: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_line() {
+        let base = "name = \"x\"\nbinary = \"true\"\n[ports]\npeer = 1\n[ready]\ntcp = \"{ip}:{port.peer}\"\n[client]\ncommand = [\"a\"]\n";
+        assert!(System::parse("f.toml", base).is_ok());
+        let e = System::parse(
+            "f.toml",
+            &base.replace("name = \"x\"\n", "name = \"x\"\nargz = []\n"),
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.source_name.as_str()), (Some(2), "f.toml"));
+        assert!(e.message.contains("argz"), "{e}");
+        let e = System::parse("f.toml", &base.replace("{port.peer}", "{port.peeer}")).unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert!(
+            e.to_string().contains("unknown placeholder {port.peeer}"),
+            "{e}"
+        );
+        let e = System::parse(
+            "f.toml",
+            &base.replace("command = [\"a\"]", "command = [\"a\", \"{nodeid}\"]"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(8), "{e}");
+    }
+}

@@ -1,0 +1,460 @@
+//! The TCP network: one proxy per directed link and peer port. Node i
+//! reaches node j's port P at `System::proxy_ip(i, j):P` (its own name
+//! resolution sends it there), and the proxy forwards to node j's real
+//! address. Bytes are attributed by the direction they flow, not by who
+//! dialed: on a connection node i opened to node j, what i sends crosses
+//! link i -> j and what j answers crosses j -> i, each with that link's
+//! faults. It implements the same `Links` seam as the stdio router.
+//!
+//! What a link's faults mean for a byte stream: `cut` and `hold` stall the
+//! direction (the bytes wait, as TCP retransmits through a partition, and
+//! flow again when it heals); `delay_ms` (with `jitter`) delays each chunk
+//! in order; `bandwidth_bytes_per_s` paces it; `corrupt_probability` flips
+//! a bit in a chunk; `drop_probability` resets the connection (a stream
+//! cannot lose a message and go on). Duplication has no stream analogue
+//! and is ignored.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::links::{LinkFaults, Links};
+use crate::recorder::{Clock, Recorder};
+use crate::rundir::JournalEntry;
+use faultline_nemesis::seed::{derive, Stream};
+
+/// Bytes read at a time from one side.
+const CHUNK_BYTES: usize = 16 * 1024;
+/// Chunks queued in one direction before its reader waits (back-pressure
+/// instead of unbounded memory while a link is cut).
+const QUEUE_CHUNKS: usize = 64;
+/// How long a proxy waits for the real node to accept.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Per directed link: what crossed it and what was done to it.
+#[derive(Debug, Default)]
+struct LinkCounters {
+    connections: AtomicU64,
+    bytes: AtomicU64,
+    chunks: AtomicU64,
+    corrupted: AtomicU64,
+    resets: AtomicU64,
+}
+
+/// One directed link's figures, for results.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkStats {
+    pub from: String,
+    pub to: String,
+    /// Connections whose dialer is `from`.
+    pub connections: u64,
+    pub bytes: u64,
+    pub chunks: u64,
+    pub corrupted: u64,
+    pub resets: u64,
+}
+
+pub struct TcpLinks {
+    ids: Vec<String>,
+    /// Where connection events are journaled, with the run's clock.
+    journal: Option<(Arc<Recorder>, Clock)>,
+    faults: RwLock<Vec<LinkFaults>>,
+    /// Bumped on every change, so stalled directions look again.
+    changed: watch::Sender<u64>,
+    counters: Vec<LinkCounters>,
+    seed: u64,
+    next_conn: AtomicU64,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl TcpLinks {
+    /// Binds every proxy (link i -> j, each peer port) and starts serving.
+    /// `node_addr(j)` and `proxy_addr(i, j)` are 0-based.
+    pub async fn start(
+        ids: Vec<String>,
+        peer_ports: &[u16],
+        node_addr: impl Fn(usize) -> String,
+        proxy_addr: impl Fn(usize, usize) -> String,
+        seed: u64,
+        journal: Option<(Arc<Recorder>, Clock)>,
+    ) -> anyhow::Result<Arc<TcpLinks>> {
+        let n = ids.len();
+        let links = Arc::new(TcpLinks {
+            journal,
+            faults: RwLock::new(vec![LinkFaults::HEALED; n * n]),
+            changed: watch::channel(0).0,
+            counters: (0..n * n).map(|_| LinkCounters::default()).collect(),
+            next_conn: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+            ids,
+            seed,
+        });
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                for &port in peer_ports {
+                    let at = format!("{}:{port}", proxy_addr(i, j));
+                    let listener = TcpListener::bind(&at).await.map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot listen on {at} for the proxy of link {} -> {}: {e}",
+                            links.ids[i],
+                            links.ids[j]
+                        )
+                    })?;
+                    let target = format!("{}:{port}", node_addr(j));
+                    let task = tokio::spawn(links.clone().serve(listener, i, j, target));
+                    links
+                        .tasks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(task);
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// Closes every listener and connection (the pumps end with them).
+    pub fn stop(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    fn index(&self, from: usize, to: usize) -> usize {
+        let n = self.ids.len();
+        assert!(from < n && to < n, "no link {from} -> {to} among {n} nodes");
+        from * n + to
+    }
+
+    /// Every directed link's figures.
+    pub fn stats(&self) -> Vec<LinkStats> {
+        let n = self.ids.len();
+        let mut out = Vec::new();
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let c = &self.counters[self.index(i, j)];
+                out.push(LinkStats {
+                    from: self.ids[i].clone(),
+                    to: self.ids[j].clone(),
+                    connections: c.connections.load(Relaxed),
+                    bytes: c.bytes.load(Relaxed),
+                    chunks: c.chunks.load(Relaxed),
+                    corrupted: c.corrupted.load(Relaxed),
+                    resets: c.resets.load(Relaxed),
+                });
+            }
+        }
+        out
+    }
+
+    /// Journals a connection event on link `from -> to`.
+    fn event(&self, from: usize, to: usize, what: &str) {
+        if let Some((rec, clock)) = &self.journal {
+            rec.journal_entry(&JournalEntry {
+                time: clock.now_ns(),
+                src: self.ids[from].clone(),
+                dest: self.ids[to].clone(),
+                ty: Some(format!("tcp-{what}")),
+                msg_id: None,
+                in_reply_to: None,
+                fate: what.to_string(),
+                delay_us: 0,
+            });
+        }
+    }
+
+    async fn serve(self: Arc<Self>, listener: TcpListener, i: usize, j: usize, target: String) {
+        loop {
+            let Ok((dialer, _)) = listener.accept().await else {
+                continue;
+            };
+            let upstream =
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
+                    Ok(Ok(s)) => s,
+                    // The node is down: the dialer sees its connection close.
+                    _ => {
+                        self.event(i, j, "refused");
+                        continue;
+                    }
+                };
+            self.event(i, j, "connect");
+            let _ = dialer.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
+            self.counters[self.index(i, j)]
+                .connections
+                .fetch_add(1, Relaxed);
+            let conn = self.next_conn.fetch_add(1, Relaxed);
+            let (dr, dw) = dialer.into_split();
+            let (ur, uw) = upstream.into_split();
+            let me = self.clone();
+            let task = tokio::spawn(async move {
+                let a = me.clone().pipe(i, j, dr, uw, conn * 2);
+                let b = me.pipe(j, i, ur, dw, conn * 2 + 1);
+                // When either direction ends, so does the connection.
+                tokio::select! { _ = a => {}, _ = b => {} }
+            });
+            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            // Finished connections leave the list, so it stays bounded.
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
+    }
+
+    /// One direction of one connection, over link `from -> to`.
+    async fn pipe(
+        self: Arc<Self>,
+        from: usize,
+        to: usize,
+        mut r: OwnedReadHalf,
+        w: OwnedWriteHalf,
+        stream: u64,
+    ) {
+        let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>(QUEUE_CHUNKS);
+        let reader = async move {
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => {
+                        if tx.send((Instant::now(), buf[..k].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let rng = ChaCha8Rng::seed_from_u64(derive(self.seed, Stream::TcpStream { stream }));
+        let writer = self.forward(self.index(from, to), rx, w, rng);
+        tokio::select! { _ = reader => {}, _ = writer => {} }
+    }
+
+    /// Writes each chunk when its link lets it: after a stall, its delay
+    /// and its turn on the wire; corrupts or resets as the faults say.
+    async fn forward(
+        &self,
+        link: usize,
+        mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+        mut w: OwnedWriteHalf,
+        mut rng: ChaCha8Rng,
+    ) {
+        let mut changed = self.changed.subscribe();
+        let mut last_due = Instant::now();
+        while let Some((read_at, mut chunk)) = rx.recv().await {
+            let faults = loop {
+                let f = self.faults.read().unwrap_or_else(|e| e.into_inner())[link];
+                if !(f.cut || f.hold) {
+                    break f;
+                }
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            };
+            let c = &self.counters[link];
+            if faults.drop_probability > 0.0 && rng.gen_bool(faults.drop_probability.min(1.0)) {
+                c.resets.fetch_add(1, Relaxed);
+                let n = self.ids.len();
+                self.event(link / n, link % n, "reset");
+                // Linger 0: the close is a reset, as a crashed peer's would
+                // be. (tokio deprecates SO_LINGER because a positive linger
+                // blocks on drop; zero does not.)
+                #[allow(deprecated)]
+                let _ = w.as_ref().set_linger(Some(Duration::ZERO));
+                return;
+            }
+            let mut due = read_at + sample_delay(&faults, &mut rng);
+            if faults.bandwidth_bytes_per_s > 0.0 {
+                due = due.max(last_due)
+                    + Duration::from_secs_f64(chunk.len() as f64 / faults.bandwidth_bytes_per_s);
+            }
+            // In order: a chunk never overtakes the one before it.
+            due = due.max(last_due);
+            last_due = due;
+            tokio::time::sleep_until(due.into()).await;
+            if faults.corrupt_probability > 0.0 && rng.gen_bool(faults.corrupt_probability.min(1.0))
+            {
+                let at = rng.gen_range(0..chunk.len());
+                chunk[at] ^= 1 << rng.gen_range(0..8);
+                c.corrupted.fetch_add(1, Relaxed);
+            }
+            if w.write_all(&chunk).await.is_err() {
+                return;
+            }
+            c.bytes.fetch_add(chunk.len() as u64, Relaxed);
+            c.chunks.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A chunk's added delay: the link's extra latency, drawn uniformly around
+/// its mean when it has jitter.
+fn sample_delay(f: &LinkFaults, rng: &mut ChaCha8Rng) -> Duration {
+    if f.delay_ms <= 0.0 {
+        return Duration::ZERO;
+    }
+    let ms = if f.jitter {
+        rng.gen_range(0.0..2.0 * f.delay_ms)
+    } else {
+        f.delay_ms
+    };
+    Duration::from_secs_f64(ms.min(60_000.0) / 1e3)
+}
+
+impl Links for TcpLinks {
+    fn node_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn faults(&self, from: usize, to: usize) -> LinkFaults {
+        self.faults.read().unwrap_or_else(|e| e.into_inner())[self.index(from, to)]
+    }
+
+    fn set_faults(&self, from: usize, to: usize, faults: LinkFaults) {
+        faults.assert_valid();
+        let link = self.index(from, to);
+        self.faults.write().unwrap_or_else(|e| e.into_inner())[link] = faults;
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+impl Drop for TcpLinks {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two "nodes" (plain listeners on 127.0.1.1 and .2) behind proxies; n1
+    /// dials n2 through the proxy of link n1 -> n2. Returns (n1's end, n2's
+    /// accepted end, the links).
+    async fn pair() -> (TcpStream, TcpStream, Arc<TcpLinks>) {
+        let probe = std::net::TcpListener::bind("127.0.1.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let n2 = TcpListener::bind(format!("127.0.1.2:{port}"))
+            .await
+            .unwrap();
+        let links = TcpLinks::start(
+            vec!["n1".into(), "n2".into()],
+            &[port],
+            |j| format!("127.0.1.{}", j + 1),
+            |i, j| format!("127.{}.{}.1", 150 + i, j + 1),
+            7,
+            None,
+        )
+        .await
+        .unwrap();
+        let dialer = TcpStream::connect(format!("127.150.2.1:{port}"))
+            .await
+            .unwrap();
+        let (accepted, _) = tokio::time::timeout(Duration::from_secs(5), n2.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        (dialer, accepted, links)
+    }
+
+    async fn read_some(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(k)) => buf[..k].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_one_way_cut_stalls_one_direction_and_heal_delivers_it() {
+        let (mut n1, mut n2, links) = pair().await;
+        links.set_faults(
+            0,
+            1,
+            LinkFaults {
+                cut: true,
+                ..LinkFaults::HEALED
+            },
+        );
+        n1.write_all(b"to n2").await.unwrap();
+        n2.write_all(b"to n1").await.unwrap();
+        assert_eq!(
+            read_some(&mut n1, Duration::from_secs(2)).await,
+            b"to n1",
+            "n2 -> n1 still carries"
+        );
+        assert!(
+            read_some(&mut n2, Duration::from_millis(300))
+                .await
+                .is_empty(),
+            "n1 -> n2 carries nothing"
+        );
+        links.heal();
+        assert_eq!(
+            read_some(&mut n2, Duration::from_secs(2)).await,
+            b"to n2",
+            "held bytes flow after heal"
+        );
+        let stats = links.stats();
+        let (a, b) = (&stats[0], &stats[1]);
+        assert_eq!((a.from.as_str(), a.bytes, a.connections), ("n1", 5, 1));
+        assert_eq!(
+            (b.from.as_str(), b.bytes, b.connections),
+            ("n2", 5, 0),
+            "bytes counted by direction, not dialer"
+        );
+    }
+
+    #[tokio::test]
+    async fn corrupted_bytes_arrive_altered_and_a_drop_resets() {
+        let (mut n1, mut n2, links) = pair().await;
+        links.set_faults(
+            0,
+            1,
+            LinkFaults {
+                corrupt_probability: 1.0,
+                ..LinkFaults::HEALED
+            },
+        );
+        let sent = b"the quick brown fox".to_vec();
+        n1.write_all(&sent).await.unwrap();
+        let got = read_some(&mut n2, Duration::from_secs(2)).await;
+        assert_eq!(got.len(), sent.len());
+        assert_ne!(got, sent, "the bytes arrived altered");
+        assert_eq!(
+            got.iter().zip(&sent).filter(|(a, b)| a != b).count(),
+            1,
+            "one byte flipped"
+        );
+        links.set_faults(
+            0,
+            1,
+            LinkFaults {
+                drop_probability: 1.0,
+                ..LinkFaults::HEALED
+            },
+        );
+        n1.write_all(b"x").await.unwrap();
+        let mut buf = [0u8; 8];
+        let r = tokio::time::timeout(Duration::from_secs(2), n2.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, Ok(0) | Err(_)),
+            "the connection is reset: {r:?}"
+        );
+        assert_eq!(links.stats()[0].resets, 1);
+    }
+}

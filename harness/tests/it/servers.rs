@@ -1,0 +1,208 @@
+//! Real servers over TCP: etcd (Debian's etcd-server) and a small Python
+//! server of our own behind the generic adapter, each a cluster on
+//! loopback whose peers talk through faultline's proxies. Without etcd
+//! installed the etcd tests say so and pass, except in CI (`CI` set),
+//! where `.ci/run` installs it.
+
+use crate::support::*;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn etcd_or_skip(test: &str) -> bool {
+    let found = std::path::Path::new("/usr/bin/etcd").is_file();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: etcd is not installed in CI"
+        );
+        eprintln!("SKIPPED {test}: etcd is not installed (apt-get install etcd-server)");
+    }
+    found
+}
+
+fn system_test(results: &std::path::Path, system: &str, extra: &[&str]) -> Finished {
+    let mut c = faultline_test(results);
+    c.args([
+        "--system",
+        system,
+        "--node-count",
+        "3",
+        "--rate",
+        "100",
+        "--seed",
+        "1",
+    ]);
+    c.args(extra);
+    run(&mut c, LIMIT)
+}
+
+#[test]
+fn etcd_stays_valid_under_partitions_and_kills_with_every_link_told_apart() {
+    if !etcd_or_skip("etcd_stays_valid_under_partitions_and_kills") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--time-limit",
+        "8",
+        "--nemesis",
+        "partition,kill,pause",
+        "--nemesis-interval",
+        "1.5",
+    ];
+    let f = system_test(tmp.path(), "etcd", &args);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let results = read_json(&dir.join("results.json"));
+    assert!(results["ops"]["ok"].as_u64().unwrap() > 100, "{results}");
+    let links = results["links"].as_array().unwrap();
+    assert_eq!(links.len(), 6, "3 nodes: 6 directed links");
+    for l in links {
+        assert!(
+            l["bytes"].as_u64().unwrap() > 0,
+            "every link carried bytes: {l}"
+        );
+    }
+    let nemesis = lines(&dir.join("history.jsonl"))
+        .into_iter()
+        .filter(|e| e["process"] == "nemesis")
+        .count();
+    assert!(nemesis >= 4, "faults applied");
+    assert!(survivors(&node_pids(&dir), Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn etcd_serializable_reads_are_caught_when_a_member_is_cut_off() {
+    if !etcd_or_skip("etcd_serializable_reads_are_caught") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--time-limit",
+        "12",
+        "--nemesis",
+        "partition:isolate-one",
+        "--nemesis-interval",
+        "3",
+        "--key-count",
+        "2",
+        "--timeout-ms",
+        "500",
+    ];
+    let f = system_test(tmp.path(), "etcd-serializable", &args);
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stdout.contains("linearizability violated"),
+        "{}",
+        f.stdout
+    );
+}
+
+#[test]
+fn five_etcd_members_under_every_fault_but_the_clock_they_cannot_feel() {
+    if !etcd_or_skip("five_etcd_members_under_every_fault") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = faultline_test(tmp.path());
+    c.args([
+        "--system",
+        "etcd",
+        "--node-count",
+        "5",
+        "--rate",
+        "100",
+        "--seed",
+        "3",
+    ]);
+    c.args([
+        "--time-limit",
+        "10",
+        "--nemesis",
+        "all",
+        "--nemesis-interval",
+        "1.5",
+    ]);
+    let f = run(&mut c, LIMIT);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stderr.contains("left out of `all`: clock") && f.stderr.contains("Go program"),
+        "{}",
+        f.stderr
+    );
+    let dir = latest(tmp.path());
+    let config = read_json(&dir.join("test.json"));
+    assert_eq!(
+        config["nemesis"].as_array().unwrap().len(),
+        5,
+        "every kind but clock"
+    );
+    // A replay draws nothing new: the same schedule, step for step.
+    let f = run(faultline_test(tmp.path()).arg("--replay").arg(&dir), LIMIT);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let replayed = read_json(&latest(tmp.path()).join("test.json"));
+    assert_eq!(replayed["schedule"], config["schedule"]);
+}
+
+#[test]
+fn etcd_refuses_a_clock_nemesis_it_cannot_feel() {
+    if !etcd_or_skip("etcd_refuses_a_clock_nemesis") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = system_test(
+        tmp.path(),
+        "etcd",
+        &["--time-limit", "2", "--nemesis", "clock"],
+    );
+    assert_ne!(f.status.code(), Some(0), "{}", f.stderr);
+    assert!(f.stderr.contains("Go program"), "{}", f.stderr);
+}
+
+#[test]
+fn a_users_own_tcp_server_runs_through_the_generic_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let correct = fixture("pykv.toml").display().to_string();
+    let args = [
+        "--time-limit",
+        "5",
+        "--nemesis",
+        "partition",
+        "--nemesis-interval",
+        "1",
+    ];
+    let f = system_test(tmp.path(), &correct, &args);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let results = read_json(&latest(tmp.path()).join("results.json"));
+    assert!(results["ops"]["ok"].as_u64().unwrap() > 100, "{results}");
+    let stale = fixture("pykv_stale.toml").display().to_string();
+    let f = system_test(tmp.path(), &stale, &["--time-limit", "5"]);
+    assert_eq!(
+        f.status.code(),
+        Some(1),
+        "stale reads are caught: {}{}",
+        f.stdout,
+        f.stderr
+    );
+}
+
+#[test]
+fn a_bad_system_file_names_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    let text = std::fs::read_to_string(fixture("pykv.toml"))
+        .unwrap()
+        .replace("{port.peer}", "{port.per}");
+    std::fs::write(&bad, text).unwrap();
+    let f = run(
+        faultline_test(tmp.path()).args(["--system"]).arg(&bad),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("bad.toml:") && f.stderr.contains("{port.per}"),
+        "{}",
+        f.stderr
+    );
+}
