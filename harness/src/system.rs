@@ -439,7 +439,7 @@ mod tests {
             return; // planning resolves the binary
         }
         let plan = sys
-            .plan(3, |id| PathBuf::from(format!("/tmp/d/{id}")))
+            .plan(3, 1, |id| PathBuf::from(format!("/tmp/d/{id}")))
             .unwrap();
         assert_eq!(plan[1].ip, "127.0.1.2");
         let args = plan[1].args.join(" ");

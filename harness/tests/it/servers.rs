@@ -73,6 +73,56 @@ fn etcd_stays_valid_under_partitions_and_kills_with_every_link_told_apart() {
 }
 
 #[test]
+fn five_etcd_members_stay_valid_under_every_partition_shape() {
+    if !etcd_or_skip("five_etcd_members_stay_valid_under_every_partition_shape") {
+        return;
+    }
+    for shape in [
+        "halves",
+        "random-halves",
+        "majorities-ring",
+        "bridge",
+        "isolate-one",
+        "isolate-leader",
+        "one-way",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = faultline_test(tmp.path());
+        c.args([
+            "--system",
+            "etcd",
+            "--node-count",
+            "5",
+            "--rate",
+            "100",
+            "--seed",
+            "2",
+        ]);
+        c.args([
+            "--time-limit",
+            "4",
+            "--nemesis-interval",
+            "1.5",
+            "--recovery-time",
+            "1",
+        ]);
+        c.arg("--nemesis").arg(format!("partition:{shape}"));
+        let f = run(&mut c, LIMIT);
+        assert_eq!(
+            f.status.code(),
+            Some(0),
+            "{shape}: {}{}",
+            f.stdout,
+            f.stderr
+        );
+        let cut = lines(&latest(tmp.path()).join("history.jsonl"))
+            .into_iter()
+            .any(|e| e["f"] == "start-partition" && e["value"]["shape"] == shape);
+        assert!(cut, "{shape} was applied");
+    }
+}
+
+#[test]
 fn etcd_serializable_reads_are_caught_when_a_member_is_cut_off() {
     if !etcd_or_skip("etcd_serializable_reads_are_caught") {
         return;
