@@ -282,7 +282,11 @@ impl TcpLinks {
             // In order: a chunk never overtakes the one before it.
             due = due.max(last_due);
             last_due = due;
-            tokio::time::sleep_until(due.into()).await;
+            // tokio's timer ticks in milliseconds: a due time already
+            // passed must not wait for the next tick.
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
             if faults.corrupt_probability > 0.0 && rng.gen_bool(faults.corrupt_probability.min(1.0))
             {
                 let at = rng.gen_range(0..chunk.len());
