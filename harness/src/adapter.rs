@@ -70,13 +70,15 @@ impl Adapter {
                 .append(true)
                 .open(&self.log)
                 .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
-            let mut child = Command::new(program)
-                .args(args)
+            let mut cmd = Command::new(program);
+            cmd.args(args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(log)
                 .process_group(0)
-                .kill_on_drop(true)
+                .kill_on_drop(true);
+            crate::node::die_with_parent(&mut cmd);
+            let mut child = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start the adapter {program}: {e}"))?;
             let pid = child.id().unwrap_or(0) as i32;

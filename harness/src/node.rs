@@ -102,25 +102,9 @@ pub fn log_tail(path: &Path, max_lines: usize) -> String {
     lines[lines.len().saturating_sub(max_lines)..].join("\n")
 }
 
-/// The command for one node: its own process group (so a pause or kill
-/// reaches any children it starts), its `FAULTLINE_*` environment, no
-/// shell, and a parent-death signal (so a SIGKILLed harness leaves nothing
-/// behind).
-fn command(spec: &NodeSpec) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .env("FAULTLINE_NODE_ID", &spec.id)
-        .env("FAULTLINE_DATA_DIR", &spec.data_dir)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.routed {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+/// Makes the child SIGKILLed when the harness dies, however it dies (a
+/// SIGKILL of the harness included).
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
     // fork and exec.
@@ -146,6 +130,28 @@ fn command(spec: &NodeSpec) -> tokio::process::Command {
             Ok(())
         });
     }
+}
+
+/// The command for one node: its own process group (so a pause or kill
+/// reaches any children it starts), its `FAULTLINE_*` environment, no
+/// shell, and a parent-death signal (so a SIGKILLed harness leaves nothing
+/// behind).
+fn command(spec: &NodeSpec) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env("FAULTLINE_NODE_ID", &spec.id)
+        .env("FAULTLINE_DATA_DIR", &spec.data_dir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.routed {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
     cmd
 }
 

@@ -1,0 +1,436 @@
+//! The FUSE filesystem over `Model`: metadata straight from the backing
+//! directory, file data through the model (so unsynced writes stay in
+//! faultline's memory), fsync and fsyncdir into the model. Inodes are
+//! numbered by path; entries and attributes are never cached by the
+//! kernel (zero TTL), so what a restarted node sees is the backing
+//! directory after the crash.
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::model::{Model, GRAVEYARD};
+
+const TTL: Duration = Duration::ZERO;
+
+/// Inode numbers by path (relative to the backing directory; "" is the root).
+#[derive(Default)]
+struct Inodes {
+    paths: HashMap<u64, PathBuf>,
+    numbers: HashMap<PathBuf, u64>,
+    next: u64,
+}
+
+impl Inodes {
+    fn number(&mut self, p: &Path) -> u64 {
+        if let Some(&n) = self.numbers.get(p) {
+            return n;
+        }
+        self.next += 1;
+        let n = if p.as_os_str().is_empty() {
+            1
+        } else {
+            self.next + 1
+        };
+        self.paths.insert(n, p.to_path_buf());
+        self.numbers.insert(p.to_path_buf(), n);
+        n
+    }
+
+    /// Everything at or under `from` now lives under `to`.
+    fn moved(&mut self, from: &Path, to: &Path) {
+        let moved: Vec<(PathBuf, u64)> = self
+            .numbers
+            .iter()
+            .filter(|(p, _)| p.starts_with(from))
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        for (p, n) in moved {
+            self.numbers.remove(&p);
+            let new = crate::model::rebase(&p, from, to);
+            self.paths.insert(n, new.clone());
+            self.numbers.insert(new, n);
+        }
+    }
+}
+
+/// The state the filesystem and its owner share.
+pub struct Shared {
+    pub model: Model,
+    inodes: Inodes,
+}
+
+pub struct LazyFs {
+    pub shared: Arc<Mutex<Shared>>,
+}
+
+fn errno(e: io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl LazyFs {
+    pub fn new(model: Model) -> LazyFs {
+        let mut inodes = Inodes::default();
+        inodes.number(Path::new(""));
+        LazyFs {
+            shared: Arc::new(Mutex::new(Shared { model, inodes })),
+        }
+    }
+}
+
+impl Shared {
+    fn path(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
+        self.inodes
+            .paths
+            .get(&u64::from(ino))
+            .cloned()
+            .ok_or(Errno::ENOENT)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
+        let p = self.path(parent)?.join(name);
+        if p == Path::new(GRAVEYARD) {
+            return Err(Errno::ENOENT);
+        }
+        Ok(p)
+    }
+
+    fn attr(&mut self, rel: &Path) -> Result<FileAttr, Errno> {
+        let m = self.model.real(rel).symlink_metadata().map_err(errno)?;
+        let kind = if m.is_dir() {
+            FileType::Directory
+        } else {
+            FileType::RegularFile
+        };
+        let size = if m.is_file() {
+            self.model.size(rel).map_err(errno)?
+        } else {
+            m.len()
+        };
+        let time = |s: i64| UNIX_EPOCH + Duration::from_secs(s.max(0) as u64);
+        Ok(FileAttr {
+            ino: INodeNo(self.inodes.number(rel)),
+            size,
+            blocks: size.div_ceil(512),
+            atime: time(m.atime()),
+            mtime: time(m.mtime()),
+            ctime: time(m.ctime()),
+            crtime: time(m.ctime()),
+            kind,
+            perm: (m.permissions().mode() & 0o7777) as u16,
+            nlink: m.nlink() as u32,
+            uid: m.uid(),
+            gid: m.gid(),
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        })
+    }
+}
+
+impl Filesystem for LazyFs {
+    fn lookup(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match s.child(parent, name).and_then(|p| s.attr(&p)) {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _r: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match s.path(ino).and_then(|p| s.attr(&p)) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let done = (|| {
+            let p = s.path(ino)?;
+            if let Some(m) = mode {
+                std::fs::set_permissions(s.model.real(&p), std::fs::Permissions::from_mode(m))
+                    .map_err(errno)?;
+            }
+            if let Some(size) = size {
+                s.model.truncate(&p, size).map_err(errno)?;
+            }
+            s.attr(&p)
+        })();
+        match done {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        _r: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let done = (|| {
+            let (dir, p) = (s.path(parent)?, s.child(parent, name)?);
+            std::fs::create_dir(s.model.real(&p)).map_err(errno)?;
+            let _ =
+                std::fs::set_permissions(s.model.real(&p), std::fs::Permissions::from_mode(mode));
+            s.model.created(&dir, &p);
+            s.attr(&p)
+        })();
+        match done {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(parent, name, reply)
+    }
+
+    fn rmdir(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(parent, name, reply)
+    }
+
+    fn rename(
+        &self,
+        _r: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let done = (|| {
+            let (from, to) = (s.child(parent, name)?, s.child(newparent, newname)?);
+            let dir = s.path(newparent)?;
+            s.model.rename(&dir, &from, &to).map_err(errno)?;
+            s.inodes.moved(&from, &to);
+            Ok(())
+        })();
+        match done {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _r: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(0), FopenFlags::empty());
+    }
+
+    fn read(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match s
+            .path(ino)
+            .and_then(|p| s.model.read(&p, offset, size as usize).map_err(errno))
+        {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match s
+            .path(ino)
+            .and_then(|p| s.model.write(&p, offset, data).map_err(errno))
+        {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _r: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // close() makes nothing durable.
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match s
+            .path(ino)
+            .and_then(|p| s.model.sync_file(&p).map_err(errno))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(dir) = s.path(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let entries = match std::fs::read_dir(s.model.real(&dir)) {
+            Ok(rd) => rd,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let mut all: Vec<(u64, FileType, std::ffi::OsString)> = vec![
+            (u64::from(ino), FileType::Directory, ".".into()),
+            (1, FileType::Directory, "..".into()),
+        ];
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let rel = dir.join(&name);
+            if rel == Path::new(GRAVEYARD) {
+                continue;
+            }
+            let kind = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
+            all.push((s.inodes.number(&rel), kind, name));
+        }
+        for (i, (n, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(n), (i + 1) as u64, kind, &name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match s
+            .path(ino)
+            .and_then(|p| s.model.sync_dir(&p).map_err(errno))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        _r: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let done = (|| {
+            let (dir, p) = (s.path(parent)?, s.child(parent, name)?);
+            let real = s.model.real(&p);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&real)
+                .map_err(errno)?;
+            let _ = std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode & 0o7777));
+            s.model.created(&dir, &p);
+            s.attr(&p)
+        })();
+        match done {
+            Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+impl LazyFs {
+    fn remove(&self, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let done = (|| {
+            let (dir, p) = (s.path(parent)?, s.child(parent, name)?);
+            let real = s.model.real(&p);
+            if real.is_dir() && std::fs::read_dir(&real).map_err(errno)?.next().is_some() {
+                return Err(Errno::ENOTEMPTY);
+            }
+            s.model.remove(&dir, &p).map_err(errno)?;
+            let n = s.inodes.numbers.remove(&p);
+            if let Some(n) = n {
+                s.inodes.paths.remove(&n);
+            }
+            Ok(())
+        })();
+        match done {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! What is durable and what is not, without FUSE: the backing directory
+//! holds what a disk would keep through a power loss; writes not yet
+//! fsynced live here, as a log per file; namespace changes (create, mkdir,
+//! unlink, rmdir, rename) reach the backing directory at once but stay
+//! undoable until their directory is fsynced, as on a Linux filesystem
+//! with data=ordered where POSIX promises no more. `crash` drops (or keeps
+//! a part of) what was never synced.
+
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Where replaced and removed files wait until their removal is durable.
+pub const GRAVEYARD: &str = ".faultline-graveyard";
+
+/// One write not yet made durable.
+#[derive(Debug, Clone, PartialEq)]
+enum Write {
+    Data { offset: u64, bytes: Vec<u8> },
+    Truncate { size: u64 },
+}
+
+impl Write {
+    fn len(&self) -> usize {
+        match self {
+            Write::Data { bytes, .. } => bytes.len(),
+            Write::Truncate { .. } => 0,
+        }
+    }
+}
+
+/// A namespace change not yet made durable, with what undoes it.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// `path` was created (a file, or a directory with `dir`).
+    Created { parent: PathBuf, path: PathBuf },
+    /// `path` was removed; its contents wait at `grave`.
+    Removed {
+        parent: PathBuf,
+        path: PathBuf,
+        grave: PathBuf,
+    },
+    /// `from` became `to`; what `to` replaced waits at `displaced`.
+    Renamed {
+        parent: PathBuf,
+        from: PathBuf,
+        to: PathBuf,
+        displaced: Option<PathBuf>,
+    },
+}
+
+impl Change {
+    /// The directory whose fsync makes it durable.
+    fn parent(&self) -> &Path {
+        match self {
+            Change::Created { parent, .. }
+            | Change::Removed { parent, .. }
+            | Change::Renamed { parent, .. } => parent,
+        }
+    }
+}
+
+/// How much of what was never synced a crash keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Every unsynced write is lost (a power cut before any write-back).
+    All,
+    /// A random subset of each file's unsynced writes reached the disk.
+    Subset,
+    /// The unsynced writes reached the disk in order up to a random point;
+    /// the write at that point is torn (a prefix of it persists).
+    TornPrefix,
+}
+
+/// What a crash did, file by file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CrashReport {
+    /// (file, unsynced bytes lost) for every file that lost some.
+    pub lost: Vec<(PathBuf, u64)>,
+    /// Files whose last kept write was torn.
+    pub torn: Vec<PathBuf>,
+    /// Namespace changes undone (not made durable by a directory fsync).
+    pub undone: Vec<String>,
+}
+
+/// The unsynced state over one backing directory. Paths are relative to it.
+pub struct Model {
+    backing: PathBuf,
+    /// Unsynced writes per file, oldest first.
+    logs: BTreeMap<PathBuf, Vec<Write>>,
+    changes: Vec<Change>,
+    log_bytes: usize,
+    /// Past this many unsynced bytes, the oldest file is written back
+    /// (as the kernel's flusher would): memory stays bounded.
+    max_log_bytes: usize,
+    graves: u64,
+}
+
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+impl Model {
+    pub fn new(backing: &Path, max_log_bytes: usize) -> io::Result<Model> {
+        fs::create_dir_all(backing.join(GRAVEYARD))?;
+        Ok(Model {
+            backing: backing.to_path_buf(),
+            logs: BTreeMap::new(),
+            changes: Vec::new(),
+            log_bytes: 0,
+            max_log_bytes,
+            graves: 0,
+        })
+    }
+
+    pub fn real(&self, rel: &Path) -> PathBuf {
+        self.backing.join(rel)
+    }
+
+    /// Bytes held unsynced now.
+    pub fn unsynced_bytes(&self) -> usize {
+        self.log_bytes
+    }
+
+    /// The file's size as the writer sees it.
+    pub fn size(&self, rel: &Path) -> io::Result<u64> {
+        let mut size = fs::metadata(self.real(rel))?.len();
+        for w in self.logs.get(rel).into_iter().flatten() {
+            size = match w {
+                Write::Data { offset, bytes } => size.max(offset + bytes.len() as u64),
+                Write::Truncate { size } => *size,
+            };
+        }
+        Ok(size)
+    }
+
+    /// Reads as the writer sees the file: the durable bytes with every
+    /// unsynced write laid over them in order.
+    pub fn read(&self, rel: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let size = self.size(rel)?;
+        let end = (offset + len as u64).min(size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let f = File::open(self.real(rel))?;
+        let got = f.read_at(&mut buf, offset).unwrap_or(0);
+        buf[got..].fill(0);
+        for w in self.logs.get(rel).into_iter().flatten() {
+            match w {
+                Write::Data { offset: o, bytes } => {
+                    let (lo, hi) = ((*o).max(offset), (o + bytes.len() as u64).min(end));
+                    if lo < hi {
+                        buf[(lo - offset) as usize..(hi - offset) as usize]
+                            .copy_from_slice(&bytes[(lo - o) as usize..(hi - o) as usize]);
+                    }
+                }
+                // What a truncate cut off reads as zeros if written past.
+                Write::Truncate { size } if *size < end => {
+                    buf[((*size).max(offset) - offset) as usize..].fill(0);
+                }
+                Write::Truncate { .. } => {}
+            }
+        }
+        Ok(buf)
+    }
+
+    fn log(&mut self, rel: &Path, w: Write) -> io::Result<()> {
+        self.log_bytes += w.len();
+        self.logs.entry(rel.to_path_buf()).or_default().push(w);
+        while self.log_bytes > self.max_log_bytes {
+            let oldest = self.logs.keys().next().cloned();
+            match oldest {
+                Some(p) => self.write_back(&p)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, rel: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.log(
+            rel,
+            Write::Data {
+                offset,
+                bytes: bytes.to_vec(),
+            },
+        )
+    }
+
+    pub fn truncate(&mut self, rel: &Path, size: u64) -> io::Result<()> {
+        self.log(rel, Write::Truncate { size })
+    }
+
+    /// Applies a file's unsynced writes to the backing file (no fsync of
+    /// its own: the backing directory stands for the disk).
+    fn write_back(&mut self, rel: &Path) -> io::Result<()> {
+        let Some(log) = self.logs.remove(rel) else {
+            return Ok(());
+        };
+        self.log_bytes -= log.iter().map(Write::len).sum::<usize>();
+        apply(&self.real(rel), &log)
+    }
+
+    /// fsync / fdatasync of a file.
+    pub fn sync_file(&mut self, rel: &Path) -> io::Result<()> {
+        self.write_back(rel)
+    }
+
+    /// fsync of a directory: its namespace changes become durable.
+    pub fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        let (done, kept): (Vec<Change>, Vec<Change>) = std::mem::take(&mut self.changes)
+            .into_iter()
+            .partition(|c| c.parent() == dir);
+        self.changes = kept;
+        for c in done {
+            let grave = match c {
+                Change::Removed { grave, .. } => Some(grave),
+                Change::Renamed { displaced, .. } => displaced,
+                Change::Created { .. } => None,
+            };
+            if let Some(g) = grave {
+                remove_any(&self.real(&g))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn grave(&mut self) -> PathBuf {
+        self.graves += 1;
+        Path::new(GRAVEYARD).join(self.graves.to_string())
+    }
+
+    pub fn created(&mut self, parent: &Path, path: &Path) {
+        self.changes.push(Change::Created {
+            parent: parent.into(),
+            path: path.into(),
+        });
+    }
+
+    /// Removes `path` (a file or an empty directory), keeping it for undo.
+    pub fn remove(&mut self, parent: &Path, path: &Path) -> io::Result<()> {
+        let grave = self.grave();
+        fs::rename(self.real(path), self.real(&grave))?;
+        self.move_log(path, &grave);
+        self.changes.push(Change::Removed {
+            parent: parent.into(),
+            path: path.into(),
+            grave,
+        });
+        Ok(())
+    }
+
+    pub fn rename(&mut self, parent: &Path, from: &Path, to: &Path) -> io::Result<()> {
+        let displaced = if self.real(to).symlink_metadata().is_ok() {
+            let g = self.grave();
+            fs::rename(self.real(to), self.real(&g))?;
+            self.move_log(to, &g);
+            Some(g)
+        } else {
+            None
+        };
+        fs::rename(self.real(from), self.real(to))?;
+        self.move_log(from, to);
+        self.changes.push(Change::Renamed {
+            parent: parent.into(),
+            from: from.into(),
+            to: to.into(),
+            displaced,
+        });
+        Ok(())
+    }
+
+    /// A file's unsynced writes follow it to its new name (and the logs of
+    /// anything under a renamed directory follow it too).
+    fn move_log(&mut self, from: &Path, to: &Path) {
+        let moved: Vec<PathBuf> = self
+            .logs
+            .keys()
+            .filter(|k| k.starts_with(from))
+            .cloned()
+            .collect();
+        for k in moved {
+            let log = self.logs.remove(&k).expect("listed");
+            self.logs.insert(rebase(&k, from, to), log);
+        }
+    }
+
+    /// A power loss: unsynced writes are dropped (or partly kept, as
+    /// `loss` says), then unsynced namespace changes are undone, newest
+    /// first. The backing directory is then what a restarted node sees.
+    pub fn crash(&mut self, loss: Loss, rng: &mut impl Rng) -> io::Result<CrashReport> {
+        let mut report = CrashReport::default();
+        for (rel, log) in std::mem::take(&mut self.logs) {
+            let (kept, torn) = surviving(&log, loss, rng);
+            let lost = log.iter().map(Write::len).sum::<usize>()
+                - kept.iter().map(Write::len).sum::<usize>();
+            if self.real(&rel).exists() {
+                apply(&self.real(&rel), &kept)?;
+            }
+            if lost > 0 {
+                report.lost.push((rel.clone(), lost as u64));
+            }
+            if torn {
+                report.torn.push(rel);
+            }
+        }
+        self.log_bytes = 0;
+        for c in std::mem::take(&mut self.changes).into_iter().rev() {
+            report.undone.push(self.undo(c)?);
+        }
+        Ok(report)
+    }
+
+    fn undo(&mut self, c: Change) -> io::Result<String> {
+        Ok(match c {
+            Change::Created { path, .. } => {
+                remove_any(&self.real(&path))?;
+                format!("create of {}", path.display())
+            }
+            Change::Removed { path, grave, .. } => {
+                fs::rename(self.real(&grave), self.real(&path))?;
+                format!("removal of {}", path.display())
+            }
+            Change::Renamed {
+                from,
+                to,
+                displaced,
+                ..
+            } => {
+                fs::rename(self.real(&to), self.real(&from))?;
+                if let Some(g) = displaced {
+                    fs::rename(self.real(&g), self.real(&to))?;
+                }
+                format!("rename of {} to {}", from.display(), to.display())
+            }
+        })
+    }
+}
+
+/// The writes a crash keeps, and whether the last kept one was torn.
+fn surviving(log: &[Write], loss: Loss, rng: &mut impl Rng) -> (Vec<Write>, bool) {
+    match loss {
+        Loss::All => (Vec::new(), false),
+        Loss::Subset => (
+            log.iter().filter(|_| rng.gen_bool(0.5)).cloned().collect(),
+            false,
+        ),
+        Loss::TornPrefix => {
+            let cut = rng.gen_range(0..=log.len());
+            let mut kept = log[..cut].to_vec();
+            let torn = match log.get(cut) {
+                Some(Write::Data { offset, bytes }) if bytes.len() > 1 => {
+                    let prefix = rng.gen_range(1..bytes.len());
+                    kept.push(Write::Data {
+                        offset: *offset,
+                        bytes: bytes[..prefix].to_vec(),
+                    });
+                    true
+                }
+                _ => false,
+            };
+            (kept, torn)
+        }
+    }
+}
+
+fn apply(path: &Path, log: &[Write]) -> io::Result<()> {
+    if log.is_empty() {
+        return Ok(());
+    }
+    let f = open_rw(path)?;
+    for w in log {
+        match w {
+            Write::Data { offset, bytes } => f.write_all_at(bytes, *offset)?,
+            Write::Truncate { size } => f.set_len(*size)?,
+        }
+    }
+    Ok(())
+}
+
+/// `path`, which is `from` or under it, moved to `to`. (Joining an empty
+/// rest would add a trailing slash, which names a directory.)
+pub fn rebase(path: &Path, from: &Path, to: &Path) -> PathBuf {
+    match path.strip_prefix(from) {
+        Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
+        Ok(rest) => to.join(rest),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+fn remove_any(p: &Path) -> io::Result<()> {
+    match p.symlink_metadata() {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn model() -> (tempfile::TempDir, Model) {
+        let d = tempfile::tempdir().unwrap();
+        let m = Model::new(d.path(), 1 << 20).unwrap();
+        (d, m)
+    }
+
+    fn touch(m: &mut Model, name: &str) -> PathBuf {
+        let p = PathBuf::from(name);
+        File::create(m.real(&p)).unwrap();
+        m.created(Path::new(""), &p);
+        p
+    }
+
+    #[test]
+    fn synced_data_survives_a_crash_and_unsynced_data_does_not() {
+        let (_d, mut m) = model();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let a = touch(&mut m, "a");
+        m.sync_dir(Path::new("")).unwrap();
+        m.write(&a, 0, b"durable").unwrap();
+        m.sync_file(&a).unwrap();
+        m.write(&a, 7, b" and lost").unwrap();
+        assert_eq!(m.read(&a, 0, 100).unwrap(), b"durable and lost");
+        let r = m.crash(Loss::All, &mut rng).unwrap();
+        assert_eq!(fs::read(m.real(&a)).unwrap(), b"durable");
+        assert_eq!(r.lost, vec![(a, 9)]);
+    }
+
+    #[test]
+    fn a_create_or_rename_without_a_directory_fsync_is_undone() {
+        let (_d, mut m) = model();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let old = touch(&mut m, "old");
+        m.write(&old, 0, b"v1").unwrap();
+        m.sync_file(&old).unwrap();
+        m.sync_dir(Path::new("")).unwrap();
+        let tmp = touch(&mut m, "tmp");
+        m.write(&tmp, 0, b"v2").unwrap();
+        m.sync_file(&tmp).unwrap();
+        m.rename(Path::new(""), &tmp, &old).unwrap();
+        assert_eq!(m.read(&old, 0, 10).unwrap(), b"v2");
+        let r = m.crash(Loss::All, &mut rng).unwrap();
+        assert_eq!(
+            fs::read(m.real(&old)).unwrap(),
+            b"v1",
+            "the rename was undone"
+        );
+        assert!(!m.real(&tmp).exists(), "and so was the create");
+        assert_eq!(r.undone.len(), 2);
+        // With the directory synced, the rename stays.
+        let tmp = touch(&mut m, "tmp");
+        m.write(&tmp, 0, b"v3").unwrap();
+        m.sync_file(&tmp).unwrap();
+        m.rename(Path::new(""), &tmp, &old).unwrap();
+        m.sync_dir(Path::new("")).unwrap();
+        m.crash(Loss::All, &mut rng).unwrap();
+        assert_eq!(fs::read(m.real(&old)).unwrap(), b"v3");
+    }
+
+    #[test]
+    fn a_torn_prefix_keeps_writes_in_order_and_a_prefix_of_the_last() {
+        let (_d, mut m) = model();
+        let a = touch(&mut m, "a");
+        m.sync_dir(Path::new("")).unwrap();
+        for seed in 0..20 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            m.write(&a, 0, b"aaaa").unwrap();
+            m.write(&a, 4, b"bbbb").unwrap();
+            m.crash(Loss::TornPrefix, &mut rng).unwrap();
+            let got = fs::read(m.real(&a)).unwrap();
+            let want = b"aaaabbbb";
+            assert!(
+                want.starts_with(&got),
+                "seed {seed}: {got:?} is an ordered prefix"
+            );
+            fs::write(m.real(&a), b"").unwrap();
+        }
+    }
+
+    #[test]
+    fn memory_is_bounded_by_writing_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut m = Model::new(d.path(), 1000).unwrap();
+        let a = touch(&mut m, "a");
+        for i in 0..100u64 {
+            m.write(&a, i * 100, &[1u8; 100]).unwrap();
+            assert!(m.unsynced_bytes() <= 1000);
+        }
+        assert_eq!(m.size(&a).unwrap(), 10_000);
+        assert_eq!(m.read(&a, 9_950, 100).unwrap(), vec![1u8; 50]);
+    }
+}
