@@ -176,6 +176,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn test(args: TestArgs) -> ExitCode {
+    // Durability layers a killed harness left mounted go first.
+    for m in faultline_durable::remove_stale_mounts() {
+        eprintln!(
+            "faultline: removed a durability layer left mounted at {}",
+            m.display()
+        );
+    }
     let (cfg, dir, faketime) = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,

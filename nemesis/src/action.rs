@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Kind, Shape};
+use crate::spec::{Kind, LossKind, Shape};
 
 /// Whom a fault hits: the current leader (resolved from trace events when
 /// the action applies; the history records whom it hit), or these nodes.
@@ -157,6 +157,39 @@ pub enum Action {
         burst: f64,
     },
     StopOverload,
+    /// A power loss on the nodes: killed, and what they never fsynced
+    /// dropped as `loss` says.
+    Crash {
+        #[serde(flatten)]
+        target: Target,
+        loss: LossKindName,
+    },
+    /// The crashed nodes start again on what their disks kept.
+    Recover {
+        nodes: Scope,
+    },
+}
+
+/// A `LossKind` as test.json spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LossKindName(pub LossKind);
+
+impl TryFrom<String> for LossKindName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        use crate::spec::Named;
+        LossKind::from_name(&s)
+            .map(LossKindName)
+            .ok_or_else(|| format!("unknown loss {s:?}"))
+    }
+}
+
+impl From<LossKindName> for String {
+    fn from(l: LossKindName) -> String {
+        use crate::spec::Named;
+        l.0.name().to_string()
+    }
 }
 
 /// Whether an action begins a fault or ends one.
@@ -169,7 +202,7 @@ pub enum Phase {
 /// Every action's name in the history, its kind, and whether it starts or
 /// ends a fault: the one spelling of these names. A fault of a kind is
 /// ended by the next `End` action of the same kind.
-pub const ACTIONS: [(&str, Kind, Phase); 14] = [
+pub const ACTIONS: [(&str, Kind, Phase); 16] = [
     ("start-partition", Kind::Partition, Phase::Start),
     ("stop-partition", Kind::Partition, Phase::End),
     ("pause", Kind::Pause, Phase::Start),
@@ -184,6 +217,8 @@ pub const ACTIONS: [(&str, Kind, Phase); 14] = [
     ("reset-clock", Kind::Clock, Phase::End),
     ("start-overload", Kind::Overload, Phase::Start),
     ("stop-overload", Kind::Overload, Phase::End),
+    ("crash", Kind::Crash, Phase::Start),
+    ("recover", Kind::Crash, Phase::End),
 ];
 
 /// The kind and phase of a history `f` that names a nemesis action.
@@ -211,6 +246,8 @@ impl Action {
             Action::ResetClock => 11,
             Action::StartOverload { .. } => 12,
             Action::StopOverload => 13,
+            Action::Crash { .. } => 14,
+            Action::Recover { .. } => 15,
         }
     }
 
@@ -247,6 +284,9 @@ impl Action {
                 Some(Action::ResetClock)
             }
             Action::StartOverload { .. } => Some(Action::StopOverload),
+            Action::Crash { target, .. } => Some(Action::Recover {
+                nodes: scope(target),
+            }),
             _ => None,
         }
     }

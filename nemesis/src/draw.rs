@@ -5,8 +5,9 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use crate::action::LossKindName;
 use crate::action::{Action, Link, MessageRates, Target};
-use crate::spec::{options, ClockFault, Kind, MessageFault, Named, Shape, Spec, Who};
+use crate::spec::{options, ClockFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who};
 
 /// Every directed link between different components.
 pub fn cut_between(components: &[Vec<usize>]) -> Vec<Link> {
@@ -194,6 +195,10 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
             rates: draw_messages(spec, rng),
         },
         Kind::Clock => draw_clock(spec, n, rng),
+        Kind::Crash => Action::Crash {
+            target: draw_target(spec, n, rng),
+            loss: LossKindName(pick(LossKind::ALL, &spec.losses, rng)),
+        },
         // One node (or the leader) starved and slowed while clients burst.
         Kind::Overload => Action::StartOverload {
             target: draw_target(spec, n, rng),

@@ -42,6 +42,9 @@ names!(
         Messages = "messages",
         Clock = "clock",
         Overload = "overload",
+        /// A power loss: SIGKILL, then what was never fsynced is dropped
+        /// (needs the durability layer).
+        Crash = "crash",
     }
 );
 
@@ -83,6 +86,19 @@ names!(
 );
 
 names!(
+    /// How much of what a crashed node never fsynced survives.
+    LossKind {
+        /// Everything unsynced is lost.
+        Lose = "lose",
+        /// A random subset of the unsynced writes reached the disk.
+        Subset = "subset",
+        /// The unsynced writes reached the disk in order up to a point,
+        /// the last of them torn.
+        Torn = "torn",
+    }
+);
+
+names!(
     /// How a clock fault moves a wall clock.
     ClockFault {
         Bump = "bump",
@@ -106,11 +122,23 @@ impl<'de> Deserialize<'de> for Shape {
 }
 
 impl Kind {
+    /// What `all` means: every kind that needs nothing beyond what any
+    /// run has. `crash` needs each node's data directory served through
+    /// the durability layer (FUSE), so it is named on its own.
+    pub const IN_ALL: &'static [Kind] = &[
+        Kind::Partition,
+        Kind::Pause,
+        Kind::Kill,
+        Kind::Messages,
+        Kind::Clock,
+        Kind::Overload,
+    ];
+
     /// Whom faults of this kind may hit (empty: they hit links, not nodes).
     pub fn whom(self) -> &'static [Who] {
         match self {
             Kind::Pause => &[Who::Leader, Who::One, Who::Minority],
-            Kind::Kill => Who::ALL,
+            Kind::Kill | Kind::Crash => Who::ALL,
             Kind::Clock => &[Who::Leader, Who::One, Who::Minority, Who::All],
             Kind::Overload => &[Who::Leader, Who::One],
             Kind::Partition | Kind::Messages => &[],
@@ -123,6 +151,7 @@ impl Kind {
             Kind::Partition => Shape::ALL.iter().map(|s| s.name()).collect(),
             Kind::Messages => MessageFault::ALL.iter().map(|m| m.name()).collect(),
             Kind::Clock => ClockFault::ALL.iter().map(|c| c.name()).collect(),
+            Kind::Crash => LossKind::ALL.iter().map(|c| c.name()).collect(),
             _ => Vec::new(),
         };
         kinds
@@ -144,6 +173,7 @@ pub struct Spec {
     pub shapes: Vec<Shape>,
     pub messages: Vec<MessageFault>,
     pub clocks: Vec<ClockFault>,
+    pub losses: Vec<LossKind>,
     pub whom: Vec<Who>,
 }
 
@@ -165,6 +195,7 @@ impl Spec {
             shapes: Vec::new(),
             messages: Vec::new(),
             clocks: Vec::new(),
+            losses: Vec::new(),
             whom: Vec::new(),
         }
     }
@@ -182,6 +213,10 @@ impl Spec {
             (Kind::Messages, _, Some(m)) => add(&mut self.messages, m),
             _ => match (ClockFault::from_name(name), Who::from_name(name)) {
                 (Some(c), _) if kind == Kind::Clock => add(&mut self.clocks, c),
+                _ if kind == Kind::Crash && LossKind::from_name(name).is_some() => add(
+                    &mut self.losses,
+                    LossKind::from_name(name).expect("checked"),
+                ),
                 (_, Some(w)) if kind.whom().contains(&w) => add(&mut self.whom, w),
                 _ => return false,
             },
@@ -200,6 +235,7 @@ impl Spec {
         named(&self.shapes)
             .chain(named(&self.messages))
             .chain(named(&self.clocks))
+            .chain(named(&self.losses))
             .chain(named(&self.whom))
             .collect()
     }
@@ -292,7 +328,7 @@ pub fn parse_specs(list: &str) -> Result<Vec<Spec>, String> {
         }
     }
     if every {
-        for &kind in Kind::ALL {
+        for &kind in Kind::IN_ALL {
             if !specs.iter().any(|s| s.kind == kind) {
                 specs.push(Spec::all_of(kind));
             }

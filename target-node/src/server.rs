@@ -41,7 +41,7 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
 }
 
-pub const BUG_NAMES: [&str; 8] = [
+pub const BUG_NAMES: [&str; 9] = [
     "vote-any",
     "volatile-vote",
     "commit-prior-term",
@@ -50,6 +50,7 @@ pub const BUG_NAMES: [&str; 8] = [
     "lease-no-bound",
     "no-checksum",
     "readindex-no-noop",
+    "no-fsync",
 ];
 
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -85,6 +86,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     }
                     "no-checksum" => o.bugs.no_checksum = true,
                     "readindex-no-noop" => o.bugs.readindex_no_noop = true,
+                    "no-fsync" => o.bugs.no_fsync = true,
                     other => {
                         return Err(format!(
                             "unknown --bug {other:?} (known: {})",
@@ -429,7 +431,8 @@ impl<W: Write> Server<W> {
         self.me = me.to_string();
         let (storage, durable) = match &self.opts.data_dir {
             Some(dir) => {
-                let (s, d) = Storage::open(&dir.join(me)).map_err(|e| e.to_string())?;
+                let (mut s, d) = Storage::open(&dir.join(me)).map_err(|e| e.to_string())?;
+                s.skip_fsync = self.opts.bugs.no_fsync;
                 if s.recovered_torn_bytes > 0 {
                     eprintln!(
                         "recovered the WAL: cut {} bytes of torn tail",

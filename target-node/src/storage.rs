@@ -49,6 +49,8 @@ pub struct Storage {
     dirty: bool,
     /// Bytes the torn-tail recovery cut off, for the log.
     pub recovered_torn_bytes: u64,
+    /// The no-fsync bug: the WAL is written but never synced.
+    pub skip_fsync: bool,
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -122,7 +124,14 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError
 impl Storage {
     /// Opens (creating if needed) and recovers the durable state.
     pub fn open(dir: &Path) -> Result<(Storage, Durable), StorageError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            // The new directory's entry is durable only once its parent
+            // is synced.
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         let mut durable = Durable::default();
         let snap_path = dir.join("snapshot");
         if snap_path.exists() {
@@ -180,11 +189,17 @@ impl Storage {
                 Parsed::Corrupt(reason) => return Err(corrupt(offset, reason)),
             }
         }
+        let created = !wal_path.exists();
         let wal = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&wal_path)
             .map_err(io(&wal_path))?;
+        if created {
+            // A WAL whose creation a crash can undo would take every
+            // record after it along.
+            sync_dir(dir)?;
+        }
         if torn > 0 {
             wal.set_len(offset as u64).map_err(io(&wal_path))?;
             wal.sync_all().map_err(io(&wal_path))?;
@@ -195,6 +210,7 @@ impl Storage {
                 wal,
                 dirty: false,
                 recovered_torn_bytes: torn,
+                skip_fsync: false,
             },
             durable,
         ))
@@ -226,7 +242,7 @@ impl Storage {
     /// One fsync for everything written since the last: the batching that
     /// makes durable writes affordable.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        if self.dirty {
+        if self.dirty && !self.skip_fsync {
             let path = self.dir.join("wal");
             self.wal.sync_data().map_err(io(&path))?;
             self.dirty = false;

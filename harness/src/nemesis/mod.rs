@@ -10,7 +10,9 @@ pub mod clocks;
 
 use anyhow::Context;
 use faultline_nemesis::seed::{derive, Stream};
-use faultline_nemesis::{partition_cut, Action, Link, MessageRates, Scope, Shape, Target};
+use faultline_nemesis::{
+    partition_cut, Action, Link, LossKind, MessageRates, Named, Scope, Shape, Target,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -35,7 +37,16 @@ pub trait Processes {
     /// SIGKILL a node and wait until it is reaped.
     async fn kill(&mut self, node: usize);
     /// Start killed nodes again on their data and wait until they are up.
-    async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<()>;
+    /// Returns those that refused to start (exited at once, as a node that
+    /// finds its files corrupt must): a correct outcome, not a failure.
+    async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<Vec<usize>>;
+    /// A power loss: SIGKILL, then drop what the node never synced.
+    async fn crash(
+        &mut self,
+        node: usize,
+        loss: faultline_durable::Loss,
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<faultline_durable::CrashReport>;
     /// Give `nodes` `cpu_percent` of the CPU until `unthrottle`.
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32);
     /// Full speed for everyone; returns whom that released.
@@ -185,6 +196,8 @@ impl<P: Processes> Executor<P> {
                 self.load.set_burst(*burst);
                 self.with_nodes(nodes, detail)
             }
+            Action::Crash { target, loss } => self.crash(target, loss.0).await?,
+            Action::Recover { nodes } => self.restart(nodes).await?,
             Action::StopOverload => {
                 let nodes = self.processes.unthrottle();
                 self.active.overload = None;
@@ -304,13 +317,39 @@ impl<P: Processes> Executor<P> {
         json!({"nodes": self.ids(nodes)})
     }
 
+    /// Crashes each target (killed, unsynced writes dropped) and records
+    /// what each lost.
+    async fn crash(&mut self, target: &Target, loss: LossKind) -> anyhow::Result<Value> {
+        let nodes = self.resolve(target);
+        let how = match loss {
+            LossKind::Lose => faultline_durable::Loss::All,
+            LossKind::Subset => faultline_durable::Loss::Subset,
+            LossKind::Torn => faultline_durable::Loss::TornPrefix,
+        };
+        let mut lost = Vec::new();
+        for &i in &nodes {
+            self.paused.remove(&i);
+            let r = self.processes.crash(i, how, &mut self.rng).await?;
+            self.down.insert(i);
+            let files: Vec<Value> = r
+                .lost
+                .iter()
+                .map(|(f, b)| json!({"file": f, "bytes": b}))
+                .collect();
+            lost.push(json!({"node": self.node_ids[i], "lost": files, "torn": r.torn, "undone": r.undone}));
+        }
+        Ok(json!({"nodes": self.ids(nodes), "loss": loss.name(), "effects": lost}))
+    }
+
     async fn restart(&mut self, nodes: &Scope) -> anyhow::Result<Value> {
         let restarted: Vec<usize> = Self::scope(nodes, &self.down)
             .into_iter()
             .filter(|i| self.down.remove(i))
             .collect();
-        self.processes.restart(&restarted).await?;
-        Ok(json!({"nodes": self.ids(restarted)}))
+        let refused = self.processes.restart(&restarted).await?;
+        // Down they stay: a later restart tries them again.
+        self.down.extend(refused.iter().copied());
+        Ok(json!({"nodes": self.ids(restarted), "refused_to_start": self.ids(refused)}))
     }
 
     /// `{"nodes": [ids], ...detail}`.

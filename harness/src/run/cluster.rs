@@ -21,6 +21,7 @@ use crate::options::TestConfig;
 use crate::recorder::{Clock, Recorder};
 use crate::rundir::RunDir;
 use crate::system::System;
+use faultline_durable::{CrashReport, Layer, Loss};
 
 /// One overload duty cycle: a throttled node runs `cpu_percent` of it.
 const DUTY_PERIOD_MS: u64 = 100;
@@ -35,6 +36,9 @@ pub struct Layout {
     /// A real server's readiness, stop and client details; `None` for
     /// stdio nodes.
     pub server: Option<ServerMode>,
+    /// Each node's durability layer (mounted on its data directory), when
+    /// a crash can drop what it never synced.
+    pub layers: Vec<Option<Layer>>,
     data_root: tempfile::TempDir,
 }
 
@@ -90,10 +94,20 @@ impl Layout {
             )?),
             None => None,
         };
+        let crashes = cfg
+            .nemesis
+            .iter()
+            .any(|s| s.kind == faultline_nemesis::Kind::Crash);
+        let layers = if crashes {
+            mount_layers(&specs, &data_root.path().join(".durable"))?
+        } else {
+            specs.iter().map(|_| None).collect()
+        };
         Ok(Layout {
             specs,
             clock_files,
             server,
+            layers,
             data_root,
         })
     }
@@ -127,6 +141,23 @@ impl Layout {
         }
         Ok(specs)
     }
+}
+
+/// The most a node's layer holds unsynced before writing the oldest back.
+const MAX_UNSYNCED_BYTES: usize = 64 << 20;
+
+/// Serves every node's data directory through a durability layer whose
+/// backing folder (what survives a power cut) is under `root`.
+fn mount_layers(specs: &[NodeSpec], root: &Path) -> anyhow::Result<Vec<Option<Layer>>> {
+    let mut layers = Vec::new();
+    for s in specs {
+        let backing = root.join(&s.id);
+        std::fs::create_dir_all(&backing)
+            .with_context(|| format!("creating {}", backing.display()))?;
+        let layer = Layer::mount(&backing, &s.data_dir, MAX_UNSYNCED_BYTES)?;
+        layers.push(Some(layer));
+    }
+    Ok(layers)
 }
 
 /// Gives every node libfaketime and its own offset file under `dir`.
@@ -173,6 +204,7 @@ pub struct Cluster {
     /// Exits of replaced incarnations that the harness did not cause.
     crashes: Vec<ExitInfo>,
     server: Option<ServerMode>,
+    layers: Vec<Option<Layer>>,
     /// Removed (with every node's data) when the cluster is dropped.
     _data_root: tempfile::TempDir,
 }
@@ -200,6 +232,7 @@ impl Cluster {
             })),
             crashes: Vec::new(),
             server: layout.server,
+            layers: layout.layers,
             specs: layout.specs,
             _data_root: layout.data_root,
             inboxes,
@@ -321,16 +354,27 @@ impl Processes for Cluster {
         self.nodes[i].kill().await;
     }
 
-    async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<()> {
+    async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<Vec<usize>> {
+        let mut refused = Vec::new();
         let Some(server) = self.server.clone() else {
-            // Stdio nodes, one at a time: each must answer init.
+            // Stdio nodes, one at a time: each must answer init, or have
+            // exited refusing to start.
             for &i in nodes {
                 self.respawn(i)?;
                 let (node, inbox) = (&mut self.nodes[i], &mut self.inboxes[i]);
-                node::init(&self.net, inbox, node, self.init_timeout).await?;
-                self.rejoin(i);
+                match node::init(&self.net, inbox, node, self.init_timeout).await {
+                    Ok(()) => self.rejoin(i),
+                    Err(e) if !self.nodes[i].is_running() => {
+                        eprintln!(
+                            "faultline: {} refused to start (fail-stop): {e:#}",
+                            self.specs[i].id
+                        );
+                        refused.push(i);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            return Ok(());
+            return Ok(refused);
         };
         // Servers all at once, each waited for only until it listens: a
         // member may only be healthy (etcd's /health wants a leader) once
@@ -346,16 +390,41 @@ impl Processes for Cluster {
             .filter(|(i, _)| nodes.contains(i))
             .map(|(i, n)| {
                 let listening = server.ready[i].listening();
-                async move { server::wait_ready(n, &listening, server.ready_timeout).await }
+                async move {
+                    (
+                        i,
+                        server::wait_ready(n, &listening, server.ready_timeout).await,
+                    )
+                }
             });
-        for r in futures::future::join_all(waits).await {
+        for (i, r) in futures::future::join_all(waits).await {
             // Not ready in time is the system's business, which the
             // liveness check judges, not a failure of the harness.
             if let Err(e) = r {
                 eprintln!("faultline: warning: after a restart, {e:#}");
+                if !self.nodes[i].is_running() {
+                    refused.push(i);
+                }
             }
         }
-        Ok(())
+        Ok(refused)
+    }
+
+    async fn crash(
+        &mut self,
+        i: usize,
+        loss: Loss,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> anyhow::Result<CrashReport> {
+        self.hold(i, true);
+        self.nodes[i].kill().await;
+        let Some(layer) = self.layers[i].as_mut() else {
+            anyhow::bail!(
+                "a crash was scheduled but {} has no durability layer",
+                self.specs[i].id
+            );
+        };
+        Ok(layer.crash(loss, rng)?)
     }
 
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) {

@@ -205,3 +205,71 @@ fn a_replay_has_the_same_schedule_as_its_original() {
     };
     assert_eq!(fs(&first), fs(&second));
 }
+
+/// FUSE for the durability layer, or `false` with a loud note (CI fails
+/// instead: it runs as root, where /dev/fuse mounts directly).
+fn fuse_or_skip(test: &str) -> bool {
+    let ok = std::path::Path::new("/dev/fuse").exists();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: /dev/fuse is missing in CI"
+        );
+        eprintln!("SKIPPED {test}: /dev/fuse is missing");
+    }
+    ok
+}
+
+#[test]
+fn a_crash_loses_what_a_kill_keeps_and_no_fsync_is_caught_by_it() {
+    if !fuse_or_skip("a_crash_loses_what_a_kill_keeps") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let go = |nemesis: &str, bug: bool| {
+        let mut c = faultline_test(tmp.path());
+        c.args([
+            "--time-limit",
+            "10",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "1",
+            "--nemesis",
+            nemesis,
+        ]);
+        if bug {
+            c.args(["--", "--bug", "no-fsync"]);
+        }
+        run(&mut c, Duration::from_secs(120))
+    };
+    // The correct node syncs what it acknowledges: a crash costs it nothing.
+    let f = go("crash,partition", false);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    // A node that never fsyncs survives kills (the kernel keeps its page
+    // cache) and is caught by crashes.
+    let f = go("kill", true);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let f = go("crash", true);
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let lost = lines(&dir.join("history.jsonl"))
+        .into_iter()
+        .filter(|e| e["f"] == "crash")
+        .flat_map(|e| {
+            e["value"]["effects"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .any(|n| n["lost"].as_array().is_some_and(|l| !l.is_empty()));
+    assert!(lost, "the history names what a crash lost");
+    assert_eq!(
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .matches("faultline-durable")
+            .count(),
+        0,
+        "every layer unmounted"
+    );
+}

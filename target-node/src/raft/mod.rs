@@ -163,6 +163,10 @@ pub struct Bugs {
     pub lease_no_bound: bool,
     /// Message checksums are not verified (server.rs).
     pub no_checksum: bool,
+    /// The WAL is written but never fsynced (storage.rs): a kill loses
+    /// nothing (the kernel keeps the page cache), a power cut loses
+    /// acknowledged writes.
+    pub no_fsync: bool,
     /// ReadIndex before the leader committed an entry of its term (the
     /// etcd/Raft-thesis §6.4 bug: a new leader's commit index may lag).
     pub readindex_no_noop: bool,
