@@ -201,11 +201,11 @@ impl Filesystem for LazyFs {
     ) {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let done = (|| {
-            let (dir, p) = (s.path(parent)?, s.child(parent, name)?);
+            let p = s.child(parent, name)?;
             std::fs::create_dir(s.model.real(&p)).map_err(errno)?;
             let _ =
                 std::fs::set_permissions(s.model.real(&p), std::fs::Permissions::from_mode(mode));
-            s.model.created(&dir, &p);
+            s.model.created(&p);
             s.attr(&p)
         })();
         match done {
@@ -235,8 +235,7 @@ impl Filesystem for LazyFs {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let done = (|| {
             let (from, to) = (s.child(parent, name)?, s.child(newparent, newname)?);
-            let dir = s.path(newparent)?;
-            s.model.rename(&dir, &from, &to).map_err(errno)?;
+            s.model.rename(&from, &to).map_err(errno)?;
             s.inodes.moved(&from, &to);
             Ok(())
         })();
@@ -373,10 +372,7 @@ impl Filesystem for LazyFs {
         reply: ReplyEmpty,
     ) {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        match s
-            .path(ino)
-            .and_then(|p| s.model.sync_dir(&p).map_err(errno))
-        {
+        match s.path(ino).and_then(|_| s.model.sync_dir().map_err(errno)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -394,7 +390,7 @@ impl Filesystem for LazyFs {
     ) {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let done = (|| {
-            let (dir, p) = (s.path(parent)?, s.child(parent, name)?);
+            let p = s.child(parent, name)?;
             let real = s.model.real(&p);
             std::fs::OpenOptions::new()
                 .write(true)
@@ -402,7 +398,7 @@ impl Filesystem for LazyFs {
                 .open(&real)
                 .map_err(errno)?;
             let _ = std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode & 0o7777));
-            s.model.created(&dir, &p);
+            s.model.created(&p);
             s.attr(&p)
         })();
         match done {
@@ -416,12 +412,12 @@ impl LazyFs {
     fn remove(&self, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let done = (|| {
-            let (dir, p) = (s.path(parent)?, s.child(parent, name)?);
+            let p = s.child(parent, name)?;
             let real = s.model.real(&p);
             if real.is_dir() && std::fs::read_dir(&real).map_err(errno)?.next().is_some() {
                 return Err(Errno::ENOTEMPTY);
             }
-            s.model.remove(&dir, &p).map_err(errno)?;
+            s.model.remove(&p).map_err(errno)?;
             let n = s.inodes.numbers.remove(&p);
             if let Some(n) = n {
                 s.inodes.paths.remove(&n);

@@ -336,7 +336,7 @@ impl<P: Processes> Executor<P> {
                 .iter()
                 .map(|(f, b)| json!({"file": f, "bytes": b}))
                 .collect();
-            lost.push(json!({"node": self.node_ids[i], "lost": files, "torn": r.torn, "undone": r.undone}));
+            lost.push(json!({"node": self.node_ids[i], "lost": files, "torn": r.torn, "undone": r.undone, "not_undone": r.not_undone}));
         }
         Ok(json!({"nodes": self.ids(nodes), "loss": loss.name(), "effects": lost}))
     }

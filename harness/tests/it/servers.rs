@@ -196,6 +196,42 @@ fn five_etcd_members_under_every_fault_but_the_clock_they_cannot_feel() {
 }
 
 #[test]
+fn etcd_stays_valid_under_crashes_that_lose_what_it_never_synced() {
+    if !etcd_or_skip("etcd_stays_valid_under_crashes")
+        || !std::path::Path::new("/dev/fuse").exists()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "/dev/fuse is missing in CI"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--time-limit",
+        "10",
+        "--nemesis",
+        "crash",
+        "--nemesis-interval",
+        "1.5",
+    ];
+    let f = system_test(tmp.path(), "etcd", &args);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let crashes = lines(&latest(tmp.path()).join("history.jsonl"))
+        .into_iter()
+        .filter(|e| e["f"] == "crash")
+        .count();
+    assert!(crashes >= 2, "crashes applied");
+    assert_eq!(
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .matches("faultline-durable")
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn etcd_refuses_a_clock_nemesis_it_cannot_feel() {
     if !etcd_or_skip("etcd_refuses_a_clock_nemesis") {
         return;
