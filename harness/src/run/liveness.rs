@@ -6,6 +6,8 @@ use anyhow::Context;
 use faultline_checker::{CheckerResult, EventType, Verdict};
 use faultline_workloads::Invocation;
 use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -15,8 +17,19 @@ use crate::options::TestConfig;
 /// Pause between attempts at one final read.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
-/// Splits the final reads over the clients (client k takes every
-/// concurrency-th read) and retries each until it succeeds or time is up.
+/// The final reads still to succeed: each client's own share first, then
+/// those that failed, which any client takes next (so a read whose node is
+/// down is tried through another).
+struct Work {
+    own: Vec<VecDeque<Invocation>>,
+    retry: VecDeque<Invocation>,
+    /// Reads not yet succeeded, in flight included.
+    pending: usize,
+}
+
+/// Client k's share is every concurrency-th read (as before any fails);
+/// each read is retried, by whichever client is free, until it succeeds or
+/// time is up.
 pub async fn run(
     cfg: &TestConfig,
     clients: Vec<Client>,
@@ -25,24 +38,38 @@ pub async fn run(
     let reads = cfg.workload().final_reads(cfg.key_count);
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(cfg.liveness_timeout_s);
+    let mut own = vec![VecDeque::new(); cfg.concurrency];
+    for (i, r) in reads.iter().enumerate() {
+        own[i % cfg.concurrency].push_back(r.clone());
+    }
+    let work = Arc::new(Mutex::new(Work {
+        own,
+        retry: VecDeque::new(),
+        pending: reads.len(),
+    }));
     let mut tasks = Vec::new();
     for c in clients {
-        let mine: Vec<Invocation> = reads
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % cfg.concurrency == c.k - 1)
-            .map(|(_, r)| r.clone())
-            .collect();
-        tasks.push(tokio::spawn(read_all(c, mine, until, cancel.clone())));
+        tasks.push(tokio::spawn(read_all(
+            c,
+            work.clone(),
+            until,
+            cancel.clone(),
+        )));
     }
-    let mut unreadable = Vec::new();
     for t in tasks {
-        let failed = t
-            .await
+        t.await
             .context("a client task panicked")?
             .context("writing history.jsonl")?;
-        unreadable.extend(failed);
     }
+    let w = work.lock().unwrap_or_else(|e| e.into_inner());
+    let mut unreadable: Vec<serde_json::Value> = w
+        .own
+        .iter()
+        .flatten()
+        .chain(w.retry.iter())
+        .map(|r| r.key.clone())
+        .collect();
+    drop(w);
     // Numeric keys in numeric order, then the rest as text.
     unreadable.sort_by_key(|k| {
         k.as_u64()
@@ -75,25 +102,39 @@ pub async fn run(
     Ok(CheckerResult::new("liveness", verdict, summary, &details))
 }
 
-/// The keys of the reads that never succeeded.
+/// Takes reads (its own first, then failed ones) until none is pending
+/// or time is up; a failed read goes back for any client.
 async fn read_all(
     mut c: Client,
-    reads: Vec<Invocation>,
+    work: Arc<Mutex<Work>>,
     until: Instant,
     cancel: CancellationToken,
-) -> std::io::Result<Vec<serde_json::Value>> {
-    let mut unreadable = Vec::new();
-    for read in reads {
-        loop {
-            if cancel.is_cancelled() || Instant::now() >= until {
-                unreadable.push(read.key.clone());
-                break;
+) -> std::io::Result<()> {
+    let me = c.k - 1;
+    while !cancel.is_cancelled() && Instant::now() < until {
+        let next = {
+            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            if w.pending == 0 {
+                return Ok(());
             }
-            if c.invoke(&read).await? == EventType::Ok {
-                break;
+            w.own[me].pop_front().or_else(|| w.retry.pop_front())
+        };
+        let Some(read) = next else {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        let ok = c.invoke(&read).await? == EventType::Ok;
+        {
+            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            if ok {
+                w.pending -= 1;
+            } else {
+                w.retry.push_back(read);
             }
+        }
+        if !ok {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
-    Ok(unreadable)
+    Ok(())
 }

@@ -37,21 +37,26 @@ fn system_test(results: &std::path::Path, system: &str, extra: &[&str]) -> Finis
     run(&mut c, LIMIT)
 }
 
+/// Three etcd members under `nemesis` (faults of 1.5 s) for `seconds`.
+fn etcd_under(results: &std::path::Path, nemesis: &str, seconds: &str) -> Finished {
+    let args = [
+        "--time-limit",
+        seconds,
+        "--nemesis",
+        nemesis,
+        "--nemesis-interval",
+        "1.5",
+    ];
+    system_test(results, "etcd", &args)
+}
+
 #[test]
 fn etcd_stays_valid_under_partitions_and_kills_with_every_link_told_apart() {
     if !etcd_or_skip("etcd_stays_valid_under_partitions_and_kills") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let args = [
-        "--time-limit",
-        "8",
-        "--nemesis",
-        "partition,kill,pause",
-        "--nemesis-interval",
-        "1.5",
-    ];
-    let f = system_test(tmp.path(), "etcd", &args);
+    let f = etcd_under(tmp.path(), "partition,kill,pause", "8");
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let dir = latest(tmp.path());
     let results = read_json(&dir.join("results.json"));
@@ -207,15 +212,7 @@ fn etcd_stays_valid_under_crashes_that_lose_what_it_never_synced() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let args = [
-        "--time-limit",
-        "10",
-        "--nemesis",
-        "crash",
-        "--nemesis-interval",
-        "1.5",
-    ];
-    let f = system_test(tmp.path(), "etcd", &args);
+    let f = etcd_under(tmp.path(), "crash", "10");
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let crashes = lines(&latest(tmp.path()).join("history.jsonl"))
         .into_iter()
