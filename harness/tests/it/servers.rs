@@ -37,6 +37,22 @@ fn system_test(results: &std::path::Path, system: &str, extra: &[&str]) -> Finis
     run(&mut c, LIMIT)
 }
 
+/// `faultline test` of five etcd members at 100 ops/s.
+fn five_etcd(results: &std::path::Path, seed: &str) -> std::process::Command {
+    let mut c = faultline_test(results);
+    c.args([
+        "--system",
+        "etcd",
+        "--node-count",
+        "5",
+        "--rate",
+        "100",
+        "--seed",
+        seed,
+    ]);
+    c
+}
+
 /// Three etcd members under `nemesis` (faults of 1.5 s) for `seconds`.
 fn etcd_under(results: &std::path::Path, nemesis: &str, seconds: &str) -> Finished {
     let args = [
@@ -92,17 +108,7 @@ fn five_etcd_members_stay_valid_under_every_partition_shape() {
         "one-way",
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut c = faultline_test(tmp.path());
-        c.args([
-            "--system",
-            "etcd",
-            "--node-count",
-            "5",
-            "--rate",
-            "100",
-            "--seed",
-            "2",
-        ]);
+        let mut c = five_etcd(tmp.path(), "2");
         c.args([
             "--time-limit",
             "4",
@@ -160,17 +166,7 @@ fn five_etcd_members_under_every_fault_but_the_clock_they_cannot_feel() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = faultline_test(tmp.path());
-    c.args([
-        "--system",
-        "etcd",
-        "--node-count",
-        "5",
-        "--rate",
-        "100",
-        "--seed",
-        "3",
-    ]);
+    let mut c = five_etcd(tmp.path(), "3");
     c.args([
         "--time-limit",
         "10",
