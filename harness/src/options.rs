@@ -388,7 +388,7 @@ impl TestOptions {
         check(self.bin.is_none() && self.args.is_empty(), "system", || {
             "a system names its own binary and arguments: leave out --bin and the arguments after --".into()
         })?;
-        let sys = crate::system::System::load(name).map_err(|e| OptionError {
+        crate::system::System::load(name).map_err(|e| OptionError {
             key: "system",
             message: e.to_string(),
         })?;
@@ -397,7 +397,6 @@ impl TestOptions {
             "node_count",
             || format!("a system runs at most {} nodes", crate::system::MAX_NODES),
         )?;
-        drop(sys);
         Ok(())
     }
 

@@ -206,20 +206,6 @@ fn a_replay_has_the_same_schedule_as_its_original() {
     assert_eq!(fs(&first), fs(&second));
 }
 
-/// FUSE for the durability layer, or `false` with a loud note (CI fails
-/// instead: it runs as root, where /dev/fuse mounts directly).
-fn fuse_or_skip(test: &str) -> bool {
-    let ok = std::path::Path::new("/dev/fuse").exists();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: /dev/fuse is missing in CI"
-        );
-        eprintln!("SKIPPED {test}: /dev/fuse is missing");
-    }
-    ok
-}
-
 #[test]
 fn a_crash_loses_what_a_kill_keeps_and_no_fsync_is_caught_by_it() {
     if !fuse_or_skip("a_crash_loses_what_a_kill_keeps") {

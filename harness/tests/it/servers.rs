@@ -11,14 +11,7 @@ const LIMIT: Duration = Duration::from_secs(240);
 
 fn etcd_or_skip(test: &str) -> bool {
     let found = std::path::Path::new("/usr/bin/etcd").is_file();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: etcd is not installed in CI"
-        );
-        eprintln!("SKIPPED {test}: etcd is not installed (apt-get install etcd-server)");
-    }
-    found
+    available_or_skip(test, found, "etcd (apt-get install etcd-server)")
 }
 
 fn system_test(results: &std::path::Path, system: &str, extra: &[&str]) -> Finished {
@@ -198,13 +191,8 @@ fn five_etcd_members_under_every_fault_but_the_clock_they_cannot_feel() {
 
 #[test]
 fn etcd_stays_valid_under_crashes_that_lose_what_it_never_synced() {
-    if !etcd_or_skip("etcd_stays_valid_under_crashes")
-        || !std::path::Path::new("/dev/fuse").exists()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "/dev/fuse is missing in CI"
-        );
+    let test = "etcd_stays_valid_under_crashes";
+    if !etcd_or_skip(test) || !fuse_or_skip(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

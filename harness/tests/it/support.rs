@@ -178,3 +178,21 @@ pub fn lines(path: &Path) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// Whether a test's outside requirement is here; without it the test says
+/// so and passes, except in CI (`CI` set), where `.ci/run` installs it.
+pub fn available_or_skip(test: &str, found: bool, what: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: {what} is missing in CI"
+        );
+        eprintln!("SKIPPED {test}: {what} is missing");
+    }
+    found
+}
+
+/// FUSE for the durability layer (root mounts it directly).
+pub fn fuse_or_skip(test: &str) -> bool {
+    available_or_skip(test, Path::new("/dev/fuse").exists(), "/dev/fuse")
+}
