@@ -50,6 +50,29 @@ fn state_survives_a_restart() {
     assert_eq!(d.log.term(3), Some(2));
 }
 
+/// Appends entries without syncing them: what a crash may tear.
+fn write_unsynced(st: &mut Storage, range: std::ops::RangeInclusive<u64>, term: u64) {
+    let rd = Ready {
+        append: range.map(|i| entry(i, term)).collect(),
+        ..Default::default()
+    };
+    st.write(&rd).unwrap();
+}
+
+fn expect_corrupt(dir: &std::path::Path, wanted: &str) -> u64 {
+    match Storage::open(dir) {
+        Err(StorageError::Corrupt { offset, reason, .. }) => {
+            assert!(reason.contains(wanted), "{reason}");
+            offset
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok((_, d)) => panic!(
+            "damaged synced data was accepted (log ends at {})",
+            d.log.last_index()
+        ),
+    }
+}
+
 #[test]
 fn a_torn_tail_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +86,7 @@ fn a_torn_tail_is_cut_off() {
     f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"'])
         .unwrap();
     drop(f);
-    let (st, d) = Storage::open(dir.path()).unwrap();
+    let (mut st, d) = Storage::open(dir.path()).unwrap();
     assert_eq!(d.log.last_index(), 3);
     assert_eq!(st.recovered_torn_bytes, 10);
     assert_eq!(
@@ -71,14 +94,73 @@ fn a_torn_tail_is_cut_off() {
         full,
         "the tail was truncated away"
     );
-    // A last record whose checksum fails (a torn page) is a torn tail too.
-    let bytes = std::fs::read(&wal).unwrap();
-    let mut damaged = bytes.clone();
-    let n = damaged.len();
-    damaged[n - 2] ^= 0x40;
+    // Unsynced records that came back with a bad page or a hole (a crash
+    // that kept a subset of the writes): the first bad byte ends the log.
+    write_unsynced(&mut st, 4..=6, 1);
+    drop(st);
+    let mut damaged = std::fs::read(&wal).unwrap();
+    let at = full as usize + 12;
+    damaged[at..at + 40].fill(0);
     std::fs::write(&wal, &damaged).unwrap();
     let (_, d) = Storage::open(dir.path()).unwrap();
-    assert_eq!(d.log.last_index(), 2);
+    assert_eq!(d.log.last_index(), 3);
+}
+
+#[test]
+fn synced_data_that_was_cut_short_or_damaged_at_the_end_refuses_to_start() {
+    // A checksum cannot tell these from a crash: only the synced length
+    // kept beside the WAL can.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, _) = Storage::open(dir.path()).unwrap();
+    write_entries(&mut st, 1..=3, 1);
+    let one = std::fs::metadata(dir.path().join("wal")).unwrap().len();
+    write_entries(&mut st, 4..=6, 1);
+    drop(st);
+    let wal = dir.path().join("wal");
+    let good = std::fs::read(&wal).unwrap();
+    // Truncated on a record boundary.
+    std::fs::write(&wal, &good[..one as usize]).unwrap();
+    assert_eq!(expect_corrupt(dir.path(), "were synced"), one);
+    // Truncated mid-record.
+    std::fs::write(&wal, &good[..good.len() - 3]).unwrap();
+    expect_corrupt(dir.path(), "were synced");
+    // A bit flip in the last (synced) record.
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n - 2] ^= 0x40;
+    std::fs::write(&wal, &flipped).unwrap();
+    expect_corrupt(dir.path(), "checksum mismatch, within the");
+    // The last record zeroed.
+    let mut zeroed = good.clone();
+    zeroed[n - 20..].fill(0);
+    std::fs::write(&wal, &zeroed).unwrap();
+    expect_corrupt(dir.path(), "within the");
+    // Undamaged, it opens with every entry.
+    std::fs::write(&wal, &good).unwrap();
+    let (_, d) = Storage::open(dir.path()).unwrap();
+    assert_eq!(d.log.last_index(), 6);
+}
+
+#[test]
+fn a_damaged_watermark_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, _) = Storage::open(dir.path()).unwrap();
+    write_entries(&mut st, 1..=4, 1);
+    drop(st);
+    let mark = dir.path().join("wal.synced");
+    let mut b = std::fs::read(&mark).unwrap();
+    for x in b.iter_mut() {
+        *x ^= 0xff;
+    }
+    std::fs::write(&mark, &b).unwrap();
+    // Both slots unreadable: the WAL is taken as it is, and the watermark
+    // rewritten from it, so the next damage to the WAL is caught again.
+    let (_, d) = Storage::open(dir.path()).unwrap();
+    assert_eq!(d.log.last_index(), 4);
+    let wal = dir.path().join("wal");
+    let good = std::fs::read(&wal).unwrap();
+    std::fs::write(&wal, &good[..good.len() - 1]).unwrap();
+    expect_corrupt(dir.path(), "were synced");
 }
 
 #[test]
@@ -121,6 +203,12 @@ fn a_snapshot_compacts_the_wal() {
     assert_eq!(d.snapshot.as_ref().unwrap().index, 7);
     assert_eq!((d.log.snap_index, d.log.last_index()), (7, 12));
     assert!(d.log.entry(7).is_none() && d.log.entry(8).is_some());
+    // The rewritten WAL is guarded too.
+    let wal = dir.path().join("wal");
+    let good = std::fs::read(&wal).unwrap();
+    std::fs::write(&wal, &good[..good.len() - 5]).unwrap();
+    expect_corrupt(dir.path(), "were synced");
+    std::fs::write(&wal, &good).unwrap();
     // A damaged snapshot is never trusted.
     let p = dir.path().join("snapshot");
     let mut b = std::fs::read(&p).unwrap();
