@@ -3,14 +3,17 @@
 //! own memory, so a crash can lose what a power cut would (Jepsen reaches
 //! this with LazyFS). `model` is what is and is not durable (testable
 //! without FUSE); `fs` serves it; `Layer` mounts one over a backing folder,
-//! crashes it, and always unmounts it.
+//! crashes it, and always unmounts it. `damage` is the other durability
+//! fault, which needs no layer: a file of a down node's data rots.
 
+pub mod damage;
 pub mod fs;
 pub mod model;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use damage::{damage, Damage, DiskFault};
 pub use model::{CrashReport, Loss};
 
 /// The mount's name in /proc/mounts: `faultline-durable-<pid>`, so mounts
@@ -21,7 +24,7 @@ pub const FS_NAME_PREFIX: &str = "faultline-durable-";
 pub enum LayerError {
     #[error(
         "cannot mount the durability layer on {mountpoint}: {cause} (FUSE needs /dev/fuse, and \
-         root or fusermount3 from Debian's fuse3; crash and disk faults are refused without it)"
+         root or fusermount3 from Debian's fuse3; crash faults are refused without it)"
     )]
     Mount {
         mountpoint: String,
@@ -70,6 +73,17 @@ impl Layer {
             backing: backing.display().to_string(),
             cause,
         };
+        // FUSE mounts a directory over a regular file without complaint,
+        // and the node would then find a directory where its file was.
+        if !mountpoint.is_dir() {
+            return Err(LayerError::Mount {
+                mountpoint: mountpoint.display().to_string(),
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "it is not an existing directory",
+                ),
+            });
+        }
         let model = model::Model::new(backing, max_unsynced_bytes).map_err(io)?;
         let fs = fs::LazyFs::new(model);
         let shared = fs.shared.clone();

@@ -193,3 +193,42 @@ fn a_mount_left_by_a_killed_owner_is_removed() {
         "none remain"
     );
 }
+
+#[test]
+fn a_data_dir_the_layer_cannot_mount_on_is_a_clear_error() {
+    let (_t, backing, mnt) = dirs();
+    // Only with FUSE at hand does the failure come from the mountpoint.
+    let Some(layer) = layer_or_skip("a_data_dir_the_layer_cannot_mount_on", &backing, &mnt) else {
+        return;
+    };
+    drop(layer);
+    let file = mnt.join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = mnt.join("missing");
+    for bad in [&file, &missing] {
+        match Layer::mount(&backing, bad, 1 << 20) {
+            Ok(_) => panic!("mounted on {}", bad.display()),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("cannot mount the durability layer on")
+                        && msg.contains(&bad.display().to_string()),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    // A backing folder that cannot be used is named too.
+    let e = Layer::mount(&file.join("sub"), &mnt, 1 << 20)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not-a-directory/sub"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .matches(&mnt.display().to_string())
+            .count(),
+        0,
+        "nothing left mounted"
+    );
+}

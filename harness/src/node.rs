@@ -50,6 +50,10 @@ pub struct ExitInfo {
     pub status: String,
     /// The harness killed it (end of run, nemesis) rather than it dying.
     pub expected: bool,
+    /// It exited at once when restarted, refusing to run on what its
+    /// disk held (fail-stop): a correct outcome, not a crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused_to_start: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +241,7 @@ fn spawn_exit_watcher(
             time_ns: w.clock.now_ns(),
             status: status.clone(),
             expected: w.expected.load(std::sync::atomic::Ordering::SeqCst),
+            refused_to_start: false,
         };
         // Let the last stdout lines and stderr bytes drain before reporting.
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;

@@ -72,7 +72,8 @@ pub struct TestOptions {
     #[serde(default = "workload")]
     pub workload: String,
     /// Comma list of faults (partition, pause, kill, messages, clock,
-    /// overload, crash), `all` (every kind but crash) or `none`. A fault can be narrowed to variants
+    /// overload, crash, disk), `all` (every kind but crash and disk) or
+    /// `none`. A fault can be narrowed to variants
     /// joined by `+`: `partition:isolate-leader`, `kill:all`,
     /// `clock:strobe+leader`, `messages:corrupt`.
     #[arg(long, default_value = defaults::NEMESIS)]

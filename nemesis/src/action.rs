@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Kind, LossKind, Shape};
+use crate::spec::{DiskFault, Kind, LossKind, Shape};
 
 /// Whom a fault hits: the current leader (resolved from trace events when
 /// the action applies; the history records whom it hit), or these nodes.
@@ -158,39 +158,69 @@ pub enum Action {
     },
     StopOverload,
     /// A power loss on the nodes: killed, and what they never fsynced
-    /// dropped as `loss` says.
+    /// dropped as `loss` says, the subset or tear drawn from `seed`.
     Crash {
         #[serde(flatten)]
         target: Target,
         loss: LossKindName,
+        #[serde(default)]
+        seed: u32,
     },
     /// The crashed nodes start again on what their disks kept.
     Recover {
         nodes: Scope,
     },
+    /// The nodes are killed and one file of each is damaged as `fault`
+    /// says, the file and range drawn from `seed` (so a replay makes the
+    /// same choices on the same files).
+    DamageDisk {
+        nodes: Vec<usize>,
+        fault: DiskFaultName,
+        seed: u32,
+    },
+    /// The damaged nodes start again on their damaged files.
+    RestartDamaged {
+        nodes: Scope,
+    },
 }
 
-/// A `LossKind` as test.json spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct LossKindName(pub LossKind);
+/// Declares a newtype that test.json spells as its `Named` name.
+macro_rules! spelled {
+    ($(#[$m:meta])* $name:ident($ty:ident), $what:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(pub $ty);
 
-impl TryFrom<String> for LossKindName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        use crate::spec::Named;
-        LossKind::from_name(&s)
-            .map(LossKindName)
-            .ok_or_else(|| format!("unknown loss {s:?}"))
-    }
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                use crate::spec::Named;
+                $ty::from_name(&s)
+                    .map($name)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(l: $name) -> String {
+                use crate::spec::Named;
+                l.0.name().to_string()
+            }
+        }
+    };
 }
 
-impl From<LossKindName> for String {
-    fn from(l: LossKindName) -> String {
-        use crate::spec::Named;
-        l.0.name().to_string()
-    }
-}
+spelled!(
+    /// A `LossKind` as test.json spells it.
+    LossKindName(LossKind),
+    "loss"
+);
+spelled!(
+    /// A `DiskFault` as test.json spells it.
+    DiskFaultName(DiskFault),
+    "disk fault"
+);
 
 /// Whether an action begins a fault or ends one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +232,7 @@ pub enum Phase {
 /// Every action's name in the history, its kind, and whether it starts or
 /// ends a fault: the one spelling of these names. A fault of a kind is
 /// ended by the next `End` action of the same kind.
-pub const ACTIONS: [(&str, Kind, Phase); 16] = [
+pub const ACTIONS: [(&str, Kind, Phase); 18] = [
     ("start-partition", Kind::Partition, Phase::Start),
     ("stop-partition", Kind::Partition, Phase::End),
     ("pause", Kind::Pause, Phase::Start),
@@ -219,6 +249,8 @@ pub const ACTIONS: [(&str, Kind, Phase); 16] = [
     ("stop-overload", Kind::Overload, Phase::End),
     ("crash", Kind::Crash, Phase::Start),
     ("recover", Kind::Crash, Phase::End),
+    ("damage-disk", Kind::Disk, Phase::Start),
+    ("restart-damaged", Kind::Disk, Phase::End),
 ];
 
 /// The kind and phase of a history `f` that names a nemesis action.
@@ -248,6 +280,8 @@ impl Action {
             Action::StopOverload => 13,
             Action::Crash { .. } => 14,
             Action::Recover { .. } => 15,
+            Action::DamageDisk { .. } => 16,
+            Action::RestartDamaged { .. } => 17,
         }
     }
 
@@ -286,6 +320,9 @@ impl Action {
             Action::StartOverload { .. } => Some(Action::StopOverload),
             Action::Crash { target, .. } => Some(Action::Recover {
                 nodes: scope(target),
+            }),
+            Action::DamageDisk { nodes, .. } => Some(Action::RestartDamaged {
+                nodes: Scope::Nodes(nodes.clone()),
             }),
             _ => None,
         }
@@ -343,6 +380,16 @@ mod tests {
                 latency_ms: 10.0,
                 bandwidth_bytes_per_s: 1024,
                 burst: 3.0,
+            },
+            Action::Crash {
+                target: Target::Leader,
+                loss: LossKindName(LossKind::Torn),
+                seed: 3,
+            },
+            Action::DamageDisk {
+                nodes: vec![1, 3],
+                fault: DiskFaultName(DiskFault::Truncate),
+                seed: 7,
             },
         ];
         for a in actions {

@@ -5,9 +5,10 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::action::LossKindName;
-use crate::action::{Action, Link, MessageRates, Target};
-use crate::spec::{options, ClockFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who};
+use crate::action::{Action, DiskFaultName, Link, LossKindName, MessageRates, Target};
+use crate::spec::{
+    options, ClockFault, DiskFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who,
+};
 
 /// Every directed link between different components.
 pub fn cut_between(components: &[Vec<usize>]) -> Vec<Link> {
@@ -171,6 +172,26 @@ fn draw_clock(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
     }
 }
 
+/// The nodes disk faults may damage in a run: a minority (one node of a
+/// cluster of one or two).
+pub fn disk_pool(n: usize, rng: &mut impl Rng) -> Vec<usize> {
+    pick_nodes(rng, n, ((n.saturating_sub(1)) / 2).max(1))
+}
+
+/// One disk fault on nodes of `pool`: one of them, or all (`minority`).
+pub fn draw_disk(spec: &Spec, pool: &[usize], rng: &mut impl Rng) -> Action {
+    let fault = pick(DiskFault::ALL, &spec.disks, rng);
+    let nodes = match pick(spec.kind.whom(), &spec.whom, rng) {
+        Who::Minority => pool.to_vec(),
+        _ => vec![*pool.choose(rng).expect("a pool has a node")],
+    };
+    Action::DamageDisk {
+        nodes,
+        fault: DiskFaultName(fault),
+        seed: rng.gen(),
+    }
+}
+
 /// Draws one fault of `spec` for `n` nodes. Partition cuts are computed
 /// here, except for `isolate-leader`, whose `cut` stays empty until the
 /// executor resolves it.
@@ -198,7 +219,12 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
         Kind::Crash => Action::Crash {
             target: draw_target(spec, n, rng),
             loss: LossKindName(pick(LossKind::ALL, &spec.losses, rng)),
+            seed: rng.gen(),
         },
+        Kind::Disk => {
+            let pool = disk_pool(n, rng);
+            draw_disk(spec, &pool, rng)
+        }
         // One node (or the leader) starved and slowed while clients burst.
         Kind::Overload => Action::StartOverload {
             target: draw_target(spec, n, rng),

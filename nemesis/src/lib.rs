@@ -18,10 +18,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use action::{
-    lookup, Action, Link, LossKindName, MessageRates, Phase, Scope, Step, Target, ACTIONS,
+    lookup, Action, DiskFaultName, Link, LossKindName, MessageRates, Phase, Scope, Step, Target,
+    ACTIONS,
 };
-pub use draw::{cut_between, draw, isolate, partition_cut};
-pub use spec::{parse_specs, ClockFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who};
+pub use draw::{cut_between, disk_pool, draw, draw_disk, isolate, partition_cut};
+pub use spec::{
+    parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who,
+};
 
 /// The whole fault schedule for a run. Each kind runs on its own timeline
 /// (faults of one kind never overlap; each lasts `interval_ms`, followed by
@@ -42,9 +45,15 @@ pub fn schedule(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed::derive(seed, seed::Stream::Schedule));
     for spec in specs {
+        // Disk faults damage only nodes of one minority over the whole run:
+        // a correct node stays down on a damaged disk.
+        let pool = (spec.kind == Kind::Disk).then(|| disk_pool(n, &mut rng));
         let mut t = interval_ms / 2 + rng.gen_range(0..=interval_ms);
         while t < duration_ms {
-            let action = draw(spec, n, &mut rng);
+            let action = match &pool {
+                Some(pool) => draw_disk(spec, pool, &mut rng),
+                None => draw(spec, n, &mut rng),
+            };
             let undo = action.undo().expect("drawn actions start a fault");
             steps.push(Step { at_ms: t, action });
             let end = (t + interval_ms).min(duration_ms);
@@ -106,6 +115,17 @@ pub fn check_schedule(steps: &[Step], n: usize) -> Result<(), String> {
             | Action::StartOverload {
                 target: Target::Nodes(v),
                 ..
+            }
+            | Action::Crash {
+                target: Target::Nodes(v),
+                ..
+            }
+            | Action::Recover {
+                nodes: Scope::Nodes(v),
+            }
+            | Action::DamageDisk { nodes: v, .. }
+            | Action::RestartDamaged {
+                nodes: Scope::Nodes(v),
             } => (v, &[]),
             Action::StartPartition { cut, .. } => (&[], cut),
             _ => (&[], &[]),
@@ -192,6 +212,28 @@ mod tests {
                 "seed {seed}: {during} kills during message faults, {outside} outside"
             );
         }
+    }
+
+    #[test]
+    fn disk_faults_damage_one_minority_over_a_whole_run() {
+        let specs = parse_specs("disk").unwrap();
+        let mut seen_one = false;
+        for (n, seed) in (0..40).map(|s| (3 + 2 * (s % 3) as usize, s)) {
+            let steps = schedule(&specs, n, seed, 300, 30_000);
+            let mut damaged = std::collections::BTreeSet::new();
+            for s in &steps {
+                if let Action::DamageDisk { nodes, .. } = &s.action {
+                    damaged.extend(nodes.iter().copied());
+                    seen_one |= nodes.len() == 1;
+                }
+            }
+            assert!(!damaged.is_empty(), "seed {seed}: no disk fault");
+            assert!(
+                damaged.len() <= (n - 1) / 2,
+                "seed {seed}: {damaged:?} of {n} nodes damaged"
+            );
+        }
+        assert!(seen_one);
     }
 
     fn kind_of(a: &Action) -> Kind {

@@ -45,6 +45,9 @@ names!(
         /// A power loss: SIGKILL, then what was never fsynced is dropped
         /// (needs the durability layer).
         Crash = "crash",
+        /// A down node's file has bits flipped, is cut short or zeroed in
+        /// part; the node is then restarted on it.
+        Disk = "disk",
     }
 );
 
@@ -99,6 +102,18 @@ names!(
 );
 
 names!(
+    /// What a disk fault does to one file of a down node.
+    DiskFault {
+        /// Bits flip in a few bytes.
+        Flip = "flip",
+        /// The file is cut short.
+        Truncate = "truncate",
+        /// A range of the file reads back as zeros.
+        Zero = "zero",
+    }
+);
+
+names!(
     /// How a clock fault moves a wall clock.
     ClockFault {
         Bump = "bump",
@@ -123,8 +138,11 @@ impl<'de> Deserialize<'de> for Shape {
 
 impl Kind {
     /// What `all` means: every kind that needs nothing beyond what any
-    /// run has. `crash` needs each node's data directory served through
-    /// the durability layer (FUSE), so it is named on its own.
+    /// run has and that a correct system survives without an operator.
+    /// `crash` needs each node's data directory served through the
+    /// durability layer (FUSE), and `disk` leaves a correct node that finds
+    /// its files corrupt down for good (fail-stop), so both are named on
+    /// their own.
     pub const IN_ALL: &'static [Kind] = &[
         Kind::Partition,
         Kind::Pause,
@@ -141,6 +159,9 @@ impl Kind {
             Kind::Kill | Kind::Crash => Who::ALL,
             Kind::Clock => &[Who::Leader, Who::One, Who::Minority, Who::All],
             Kind::Overload => &[Who::Leader, Who::One],
+            // At most a minority: a correct node refuses to start on a
+            // damaged disk, so damage to a majority ends the cluster.
+            Kind::Disk => &[Who::One, Who::Minority],
             Kind::Partition | Kind::Messages => &[],
         }
     }
@@ -152,6 +173,7 @@ impl Kind {
             Kind::Messages => MessageFault::ALL.iter().map(|m| m.name()).collect(),
             Kind::Clock => ClockFault::ALL.iter().map(|c| c.name()).collect(),
             Kind::Crash => LossKind::ALL.iter().map(|c| c.name()).collect(),
+            Kind::Disk => DiskFault::ALL.iter().map(|c| c.name()).collect(),
             _ => Vec::new(),
         };
         kinds
@@ -174,6 +196,7 @@ pub struct Spec {
     pub messages: Vec<MessageFault>,
     pub clocks: Vec<ClockFault>,
     pub losses: Vec<LossKind>,
+    pub disks: Vec<DiskFault>,
     pub whom: Vec<Who>,
 }
 
@@ -196,6 +219,7 @@ impl Spec {
             messages: Vec::new(),
             clocks: Vec::new(),
             losses: Vec::new(),
+            disks: Vec::new(),
             whom: Vec::new(),
         }
     }
@@ -217,6 +241,10 @@ impl Spec {
                     &mut self.losses,
                     LossKind::from_name(name).expect("checked"),
                 ),
+                _ if kind == Kind::Disk && DiskFault::from_name(name).is_some() => add(
+                    &mut self.disks,
+                    DiskFault::from_name(name).expect("checked"),
+                ),
                 (_, Some(w)) if kind.whom().contains(&w) => add(&mut self.whom, w),
                 _ => return false,
             },
@@ -236,6 +264,7 @@ impl Spec {
             .chain(named(&self.messages))
             .chain(named(&self.clocks))
             .chain(named(&self.losses))
+            .chain(named(&self.disks))
             .chain(named(&self.whom))
             .collect()
     }

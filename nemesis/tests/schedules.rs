@@ -22,6 +22,9 @@ const CASES: &[(&str, usize)] = &[
     ("clock:minority", 5),
     ("overload:leader", 5),
     ("pause", 3),
+    ("crash", 5),
+    ("disk", 5),
+    ("disk:flip+minority,kill", 3),
 ];
 
 fn drawn() -> Value {

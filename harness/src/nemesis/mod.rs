@@ -11,7 +11,7 @@ pub mod clocks;
 use anyhow::Context;
 use faultline_nemesis::seed::{derive, Stream};
 use faultline_nemesis::{
-    partition_cut, Action, Link, LossKind, MessageRates, Named, Scope, Shape, Target,
+    partition_cut, Action, DiskFault, Link, LossKind, MessageRates, Named, Scope, Shape, Target,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +26,12 @@ use crate::clock::Skew;
 use crate::links::{LinkFaults, Links};
 use crate::recorder::History;
 use clocks::Clocks;
+
+/// The random choices of one fault on one node, from the seed the
+/// schedule drew for it: a replay makes the same choices.
+fn fault_rng(seed: u32, node: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(((seed as u64) << 16) | node as u64)
+}
 
 /// What the nemesis may do to node processes.
 #[allow(async_fn_in_trait)]
@@ -47,6 +53,14 @@ pub trait Processes {
         loss: faultline_durable::Loss,
         rng: &mut ChaCha8Rng,
     ) -> anyhow::Result<faultline_durable::CrashReport>;
+    /// SIGKILL a node (if it runs) and damage one file of its data
+    /// directory; `None` when it keeps no files.
+    async fn damage(
+        &mut self,
+        node: usize,
+        fault: faultline_durable::DiskFault,
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<Option<faultline_durable::Damage>>;
     /// Give `nodes` `cpu_percent` of the CPU until `unthrottle`.
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32);
     /// Full speed for everyone; returns whom that released.
@@ -87,6 +101,8 @@ pub struct Executor<P: Processes> {
     processes: P,
     paused: BTreeSet<usize>,
     down: BTreeSet<usize>,
+    /// Down because their last start was refused (fail-stop).
+    refused: BTreeSet<usize>,
     active: ActiveLinkFaults,
     rng: ChaCha8Rng,
 }
@@ -104,6 +120,7 @@ impl<P: Processes> Executor<P> {
             processes,
             paused: BTreeSet::new(),
             down: BTreeSet::new(),
+            refused: BTreeSet::new(),
             active: ActiveLinkFaults::default(),
         }
     }
@@ -196,8 +213,10 @@ impl<P: Processes> Executor<P> {
                 self.load.set_burst(*burst);
                 self.with_nodes(nodes, detail)
             }
-            Action::Crash { target, loss } => self.crash(target, loss.0).await?,
+            Action::Crash { target, loss, seed } => self.crash(target, loss.0, *seed).await?,
             Action::Recover { nodes } => self.restart(nodes).await?,
+            Action::DamageDisk { nodes, fault, seed } => self.damage(nodes, fault.0, *seed).await?,
+            Action::RestartDamaged { nodes } => self.restart(nodes).await?,
             Action::StopOverload => {
                 let nodes = self.processes.unthrottle();
                 self.active.overload = None;
@@ -319,7 +338,7 @@ impl<P: Processes> Executor<P> {
 
     /// Crashes each target (killed, unsynced writes dropped) and records
     /// what each lost.
-    async fn crash(&mut self, target: &Target, loss: LossKind) -> anyhow::Result<Value> {
+    async fn crash(&mut self, target: &Target, loss: LossKind, seed: u32) -> anyhow::Result<Value> {
         let nodes = self.resolve(target);
         let how = match loss {
             LossKind::Lose => faultline_durable::Loss::All,
@@ -329,7 +348,10 @@ impl<P: Processes> Executor<P> {
         let mut lost = Vec::new();
         for &i in &nodes {
             self.paused.remove(&i);
-            let r = self.processes.crash(i, how, &mut self.rng).await?;
+            let r = self
+                .processes
+                .crash(i, how, &mut fault_rng(seed, i))
+                .await?;
             self.down.insert(i);
             let files: Vec<Value> = r
                 .lost
@@ -341,6 +363,47 @@ impl<P: Processes> Executor<P> {
         Ok(json!({"nodes": self.ids(nodes), "loss": loss.name(), "effects": lost}))
     }
 
+    /// Takes each node down and damages one of its files, each drawn from
+    /// the fault's own seed (a replay damages the same way), and records
+    /// exactly what was done.
+    async fn damage(
+        &mut self,
+        nodes: &[usize],
+        fault: DiskFault,
+        seed: u32,
+    ) -> anyhow::Result<Value> {
+        let how = match fault {
+            DiskFault::Flip => faultline_durable::DiskFault::Flip,
+            DiskFault::Truncate => faultline_durable::DiskFault::Truncate,
+            DiskFault::Zero => faultline_durable::DiskFault::Zero,
+        };
+        let mut effects = Vec::new();
+        for &i in nodes {
+            if self.refused.contains(&i) {
+                // Its disk is known bad: damaging it again could destroy
+                // the evidence it refused on (a checksum, a length) and
+                // test nothing an operator would let happen.
+                effects.push(json!({"node": self.node_ids[i], "spared": "refused to start after an earlier fault"}));
+                continue;
+            }
+            self.paused.remove(&i);
+            let d = self
+                .processes
+                .damage(i, how, &mut fault_rng(seed, i))
+                .await?;
+            self.down.insert(i);
+            let node = &self.node_ids[i];
+            effects.push(match d {
+                Some(d) => json!({"node": node, "file": d.file, "offset": d.offset,
+                    "length": d.length, "file_bytes": d.file_bytes}),
+                None => json!({"node": node, "file": null}),
+            });
+        }
+        Ok(
+            json!({"nodes": self.ids(nodes.iter().copied()), "fault": fault.name(), "effects": effects}),
+        )
+    }
+
     async fn restart(&mut self, nodes: &Scope) -> anyhow::Result<Value> {
         let restarted: Vec<usize> = Self::scope(nodes, &self.down)
             .into_iter()
@@ -349,6 +412,12 @@ impl<P: Processes> Executor<P> {
         let refused = self.processes.restart(&restarted).await?;
         // Down they stay: a later restart tries them again.
         self.down.extend(refused.iter().copied());
+        for i in &restarted {
+            if !refused.contains(i) {
+                self.refused.remove(i);
+            }
+        }
+        self.refused.extend(refused.iter().copied());
         Ok(json!({"nodes": self.ids(restarted), "refused_to_start": self.ids(refused)}))
     }
 

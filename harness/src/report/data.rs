@@ -7,15 +7,19 @@ use anyhow::Context;
 use faultline_checker::linearizability::Anomaly;
 use faultline_checker::{history, Event, Op, Process};
 use faultline_nemesis::{lookup, Kind, Phase};
+use serde_json::Value;
 
 use crate::options::TestConfig;
 use crate::rundir::{Results, RunDir};
 
-/// A fault period: [start, end) in ns, with a label.
+/// A fault period: [start, end) in ns, with a label (what was done) and
+/// its effect (what a crash lost, what a disk fault damaged, who refused
+/// to start afterwards).
 pub struct Band {
     pub start: u64,
     pub end: u64,
     pub label: String,
+    pub effect: String,
 }
 
 pub struct ReportData {
@@ -71,29 +75,142 @@ impl ReportData {
 /// Fault periods from the nemesis's events: a fault of a kind starts with
 /// a `Start` action and ends at the next `End` action of that kind.
 fn fault_bands(events: &[Event], end_ns: u64) -> Vec<Band> {
-    let mut open: Vec<(Kind, u64, String)> = Vec::new();
+    let mut open: Vec<(Kind, Band)> = Vec::new();
     let mut bands = Vec::new();
     let nemesis = Process::Named("nemesis".into());
     for e in events.iter().filter(|e| e.process == nemesis) {
         match lookup(&e.f) {
-            Some((kind, Phase::Start)) => open.push((kind, e.time, format!("{} {}", e.f, e.value))),
+            Some((kind, Phase::Start)) => open.push((
+                kind,
+                Band {
+                    start: e.time,
+                    end: end_ns,
+                    label: label(&e.f, &e.value),
+                    effect: effects(&e.value),
+                },
+            )),
             Some((kind, Phase::End)) => {
-                while let Some(i) = open.iter().position(|(k, _, _)| *k == kind) {
-                    let (_, start, label) = open.remove(i);
-                    bands.push(Band {
-                        start,
-                        end: e.time,
-                        label,
-                    });
+                while let Some(i) = open.iter().position(|(k, _)| *k == kind) {
+                    let (_, mut band) = open.remove(i);
+                    band.end = e.time;
+                    band.effect = join(&band.effect, &refusals(&e.value));
+                    bands.push(band);
                 }
             }
             None => {}
         }
     }
-    bands.extend(open.into_iter().map(|(_, start, label)| Band {
-        start,
-        end: end_ns,
-        label,
-    }));
+    bands.extend(open.into_iter().map(|(_, b)| b));
     bands
+}
+
+/// `crash nodes=n2,n3 loss=torn`: the action and its fields, but not
+/// its effects.
+fn label(f: &str, value: &Value) -> String {
+    let mut out = f.to_string();
+    if let Value::Object(m) = value {
+        for (k, v) in m.iter().filter(|(k, _)| *k != "effects") {
+            let v = match v {
+                Value::Array(a) => a.iter().map(plain).collect::<Vec<_>>().join(","),
+                v => plain(v),
+            };
+            out += &format!(" {k}={v}");
+        }
+    }
+    out
+}
+
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a.to_string(),
+        (true, _) => b.to_string(),
+        _ => format!("{a}; {b}"),
+    }
+}
+
+/// Per node, what a crash dropped or what a disk fault damaged:
+/// `n2 lost wal 4.1 KB (torn)`, `n3 wal [1024, +8) flipped`.
+fn effects(value: &Value) -> String {
+    let Some(list) = value.get("effects").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let fault = value.get("fault").and_then(Value::as_str).unwrap_or("");
+    let parts: Vec<String> = list
+        .iter()
+        .filter_map(|e| {
+            let node = e.get("node").and_then(Value::as_str)?;
+            Some(format!("{node} {}", node_effect(e, fault)))
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn node_effect(e: &Value, fault: &str) -> String {
+    let n = |k: &str| e.get(k).and_then(Value::as_u64).unwrap_or(0);
+    if let Some(why) = e.get("spared").and_then(Value::as_str) {
+        return format!("spared ({why})");
+    }
+    if let Some(file) = e.get("file") {
+        return match file.as_str() {
+            None => "has no files to damage".into(),
+            Some(f) if fault == "truncate" => {
+                format!(
+                    "{f} cut to {} bytes (lost the last {})",
+                    n("offset"),
+                    n("length")
+                )
+            }
+            Some(f) => format!(
+                "{f} bytes [{}, {}) {fault}",
+                n("offset"),
+                n("offset") + n("length")
+            ),
+        };
+    }
+    let lost: Vec<String> = e
+        .get("lost")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|l| format!("{} {} B", plain(&l["file"]), n_of(&l["bytes"])))
+        .collect();
+    let mut out = if lost.is_empty() {
+        "lost nothing".to_string()
+    } else {
+        format!("lost {}", lost.join(", "))
+    };
+    for (key, what) in [
+        ("torn", "torn"),
+        ("undone", "undone"),
+        ("not_undone", "kept"),
+    ] {
+        if let Some(list) = e
+            .get(key)
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+        {
+            let names: Vec<String> = list.iter().map(plain).collect();
+            out += &format!(" ({what}: {})", names.join(", "));
+        }
+    }
+    out
+}
+
+fn n_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// `refused to start: n2` from an undo's record.
+fn refusals(value: &Value) -> String {
+    match value.get("refused_to_start").and_then(Value::as_array) {
+        Some(ids) if !ids.is_empty() => {
+            let ids: Vec<String> = ids.iter().map(plain).collect();
+            format!("refused to start (fail-stop): {}", ids.join(","))
+        }
+        _ => String::new(),
+    }
 }

@@ -224,7 +224,8 @@ fn chart_data(d: &ReportData) -> String {
     s += r#","bands":["#;
     for (i, b) in d.bands.iter().enumerate() {
         let sep = if i > 0 { "," } else { "" };
-        let _ = write!(s, "{sep}[{},{},{}]", ms(b.start), ms(b.end), json(&b.label));
+        let title = join_effect(&b.label, &b.effect);
+        let _ = write!(s, "{sep}[{},{},{}]", ms(b.start), ms(b.end), json(&title));
     }
     s += r#"],"ops":["#;
     for (i, o) in d.ops.iter().enumerate() {
@@ -263,6 +264,15 @@ fn chart_data(d: &ReportData) -> String {
     s.replace("</", "<\\/")
 }
 
+/// A band's tooltip on the timeline: the fault and, below, its effect.
+fn join_effect(label: &str, effect: &str) -> String {
+    if effect.is_empty() {
+        label.to_string()
+    } else {
+        format!("{label}\n{effect}")
+    }
+}
+
 /// JSON text of a value, for the chart data.
 fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
@@ -272,16 +282,17 @@ pub fn faults(bands: &[Band]) -> String {
     if bands.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Faults</h2><table id=\"faults\"><tr><th>from (s)</th><th>to (s)</th><th>fault</th></tr>");
+    let mut h = String::from("<h2>Faults</h2><table id=\"faults\"><tr><th>from (s)</th><th>to (s)</th><th>fault</th><th>effect</th></tr>");
     for b in bands {
         let _ = write!(
             h,
-            r##"<tr><td><a href="#timeline" class="zoomto" data-from="{}" data-to="{}">{:.2}</a></td><td>{:.2}</td><td>{}</td></tr>"##,
+            r##"<tr><td><a href="#timeline" class="zoomto" data-from="{}" data-to="{}">{:.2}</a></td><td>{:.2}</td><td>{}</td><td>{}</td></tr>"##,
             b.start / 1_000_000,
             b.end / 1_000_000,
             b.start as f64 / 1e9,
             b.end as f64 / 1e9,
-            esc(&b.label)
+            esc(&b.label),
+            esc(&b.effect)
         );
     }
     h + "</table>"

@@ -21,7 +21,7 @@ use crate::options::TestConfig;
 use crate::recorder::{Clock, Recorder};
 use crate::rundir::RunDir;
 use crate::system::System;
-use faultline_durable::{CrashReport, Layer, Loss};
+use faultline_durable::{CrashReport, Damage, DiskFault, Layer, Loss};
 
 /// One overload duty cycle: a throttled node runs `cpu_percent` of it.
 const DUTY_PERIOD_MS: u64 = 100;
@@ -203,6 +203,8 @@ pub struct Cluster {
     throttle: Arc<Mutex<Throttle>>,
     /// Exits of replaced incarnations that the harness did not cause.
     crashes: Vec<ExitInfo>,
+    /// Nodes whose current incarnation refused to start.
+    refused: BTreeSet<usize>,
     server: Option<ServerMode>,
     layers: Vec<Option<Layer>>,
     /// Removed (with every node's data) when the cluster is dropped.
@@ -231,6 +233,7 @@ impl Cluster {
                 held: BTreeSet::new(),
             })),
             crashes: Vec::new(),
+            refused: BTreeSet::new(),
             server: layout.server,
             layers: layout.layers,
             specs: layout.specs,
@@ -290,16 +293,22 @@ impl Cluster {
     /// Starts node `i` again on its data directory (the new incarnation
     /// is not yet initialised or ready).
     fn respawn(&mut self, i: usize) -> anyhow::Result<()> {
-        if let Some(e) = self.nodes[i].exit.borrow().clone() {
-            if !e.expected {
-                self.crashes.push(e);
-            }
+        if let Some(e) = self.unexpected_exit(i) {
+            self.crashes.push(e);
         }
         let handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
         // A stale init_ok from an earlier incarnation must not count.
         while self.inboxes[i].try_recv().is_ok() {}
         self.nodes[i] = handle;
         Ok(())
+    }
+
+    /// How node `i`'s current incarnation ended, if the harness did not
+    /// end it: refusing to start, or a crash.
+    fn unexpected_exit(&mut self, i: usize) -> Option<ExitInfo> {
+        let mut e = self.nodes[i].exit.borrow().clone()?;
+        e.refused_to_start = self.refused.remove(&i);
+        (!e.expected).then_some(e)
     }
 
     /// Node `i`'s new incarnation takes its place in overload's duty cycle.
@@ -320,12 +329,9 @@ impl Cluster {
             t.targets.clear();
         }
         let mut crashed = std::mem::take(&mut self.crashes);
-        for n in self.nodes.iter_mut() {
-            if let Some(e) = n.exit.borrow().clone() {
-                if !e.expected {
-                    crashed.push(e);
-                }
-            }
+        for i in 0..self.nodes.len() {
+            crashed.extend(self.unexpected_exit(i));
+            let n = &mut self.nodes[i];
             match &self.server {
                 // A server stops as it says it does, then is killed.
                 Some(m) => n.stop(m.stop_signal, m.stop_grace).await,
@@ -374,6 +380,7 @@ impl Processes for Cluster {
                     Err(e) => return Err(e),
                 }
             }
+            self.refused.extend(refused.iter().copied());
             return Ok(refused);
         };
         // Servers all at once, each waited for only until it listens: a
@@ -407,6 +414,7 @@ impl Processes for Cluster {
                 }
             }
         }
+        self.refused.extend(refused.iter().copied());
         Ok(refused)
     }
 
@@ -425,6 +433,24 @@ impl Processes for Cluster {
             );
         };
         Ok(layer.crash(loss, rng)?)
+    }
+
+    async fn damage(
+        &mut self,
+        i: usize,
+        fault: DiskFault,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> anyhow::Result<Option<Damage>> {
+        self.hold(i, true);
+        self.nodes[i].kill().await;
+        let dir = &self.specs[i].data_dir;
+        faultline_durable::damage(dir, fault, rng).with_context(|| {
+            format!(
+                "damaging a file of {} in {}",
+                self.specs[i].id,
+                dir.display()
+            )
+        })
     }
 
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) {

@@ -230,8 +230,13 @@ fn spawn_flusher(recorder: Arc<Recorder>) -> tokio::task::JoinHandle<()> {
 /// be routed.
 fn report_exits(dir: &RunDir, exits: &[ExitInfo], net: &Network) {
     for e in exits {
+        let what = if e.refused_to_start {
+            "refused to start (fail-stop)"
+        } else {
+            "crashed during the run"
+        };
         eprintln!(
-            "faultline: node {} crashed during the run ({} at {:.2} s); see {}",
+            "faultline: node {} {what} ({} at {:.2} s); see {}",
             e.node,
             e.status,
             e.time_ns as f64 / 1e9,
@@ -277,7 +282,7 @@ fn record(
         let (ops, checkers) = judge::check(dir, cfg, liveness)?;
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
-        results.summary = with_crashes(summary, results.unexpected_exits.len());
+        results.summary = with_crashes(summary, &results.unexpected_exits);
         (results.ops, results.checkers) = (ops, checkers);
     }
     results.duration_s = rec.clock.now_ns() as f64 / 1e9;
@@ -292,11 +297,16 @@ fn record(
     Ok(results)
 }
 
-/// A run's summary, with how many nodes crashed on their own.
-pub fn with_crashes(summary: String, crashes: usize) -> String {
-    if crashes == 0 {
-        summary
-    } else {
-        format!("{summary}; {crashes} node crash(es) during the run")
+/// A run's summary, with how many nodes crashed on their own and how
+/// many times one refused to start on what its disk held.
+pub fn with_crashes(mut summary: String, exits: &[ExitInfo]) -> String {
+    let refusals = exits.iter().filter(|e| e.refused_to_start).count();
+    let crashes = exits.len() - refusals;
+    if crashes > 0 {
+        summary += &format!("; {crashes} node crash(es) during the run");
     }
+    if refusals > 0 {
+        summary += &format!("; {refusals} refusal(s) to start (fail-stop)");
+    }
+    summary
 }

@@ -259,3 +259,65 @@ fn a_crash_loses_what_a_kill_keeps_and_no_fsync_is_caught_by_it() {
         "every layer unmounted"
     );
 }
+
+#[test]
+fn disk_faults_name_the_damage_and_the_correct_node_fails_stop_and_stays_valid() {
+    // No FUSE needed: the node is down while its file is damaged.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline_test(tmp.path()).args([
+            "--time-limit",
+            "8",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "1",
+            "--nemesis",
+            "disk:flip+minority",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stdout.contains("refusal(s) to start (fail-stop)"),
+        "{}",
+        f.stdout
+    );
+    assert!(
+        !f.stdout.contains("crash(es)"),
+        "a refusal is not a crash: {}",
+        f.stdout
+    );
+    let dir = latest(tmp.path());
+    let history = lines(&dir.join("history.jsonl"));
+    let damaged: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| e["f"] == "damage-disk")
+        .flat_map(|e| e["value"]["effects"].as_array().unwrap())
+        .filter(|e| e.get("file").is_some())
+        .collect();
+    assert!(!damaged.is_empty(), "no file was damaged");
+    for d in &damaged {
+        assert!(d["file"].as_str().is_some_and(|f| !f.is_empty()), "{d}");
+        assert!(
+            d["offset"].as_u64().unwrap() < d["file_bytes"].as_u64().unwrap(),
+            "{d}"
+        );
+        assert!((1..=8).contains(&d["length"].as_u64().unwrap()), "{d}");
+    }
+    let refused = history
+        .iter()
+        .filter(|e| e["f"] == "restart-damaged")
+        .any(|e| {
+            e["value"]["refused_to_start"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        });
+    assert!(refused, "a node with a flipped WAL refuses to start");
+    let log = (1..=5)
+        .map(|i| std::fs::read_to_string(dir.join(format!("nodes/n{i}.log"))).unwrap())
+        .collect::<String>();
+    assert!(log.contains("refusing to start rather than serve wrong data"));
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(report.contains("refused to start (fail-stop)") && report.contains(" flip"));
+}
