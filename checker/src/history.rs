@@ -96,6 +96,8 @@ pub struct Op {
     pub returned_time: Option<u64>,
     /// Source line of the invocation (1-based) for error messages.
     pub line: usize,
+    /// The node that answered (the completion's `node`), when recorded.
+    pub node: Option<String>,
 }
 
 /// Normalizes a JSON key to a string so `"k1"` and `1` partition consistently.
@@ -144,6 +146,7 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                     complete_time: None,
                     returned_time: None,
                     line: *line,
+                    node: None,
                 });
             }
             kind => {
@@ -177,6 +180,11 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                 }
                 op.complete_index = Some(ev.index);
                 op.returned_time = Some(ev.time);
+                op.node = ev
+                    .extra
+                    .get("node")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 op.output = ev.value.clone();
                 op.outcome = match kind {
                     EventType::Ok => Outcome::Ok,

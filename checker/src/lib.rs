@@ -6,15 +6,18 @@
 //! reports that serialize straight into results.json.
 
 pub mod compose;
+pub mod counters;
 pub mod edn;
 pub mod error;
 pub mod formats;
 pub mod history;
+pub mod ids;
 pub mod linearizability;
 pub mod models;
 pub mod prepass;
 pub mod raft;
 pub mod search;
+pub mod sets;
 
 use serde::{Deserialize, Serialize};
 

@@ -162,13 +162,20 @@ impl Client {
         body["msg_id"] = json!(msg_id);
         self.record(EventType::Invoke, inv, &inv.value, Map::new())?;
         let mut extra = Map::new();
-        extra.insert("node".into(), json!(self.node_id));
+        // A stdio client can ask any node; a server's client only its own.
+        let (node, node_id) = match (&self.conn, inv.node) {
+            (Conn::Stdio { net, .. }, Some(n)) if n < net.node_ids().len() => {
+                (n, net.node_ids()[n].clone())
+            }
+            _ => (self.node, self.node_id.clone()),
+        };
+        extra.insert("node".into(), json!(node_id));
         let started = Instant::now();
         // Some(completion) when the answer is already here; None when it
         // will arrive in the stdio inbox.
         let reply: Result<Option<Completion>, String> = match &mut self.conn {
             Conn::Stdio { net, .. } => net
-                .send_to_node(&format!("c{}", self.k), self.node, &body)
+                .send_to_node(&format!("c{}", self.k), node, &body)
                 .map(|()| None)
                 .map_err(|e| e.to_string()),
             Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
@@ -186,7 +193,7 @@ impl Client {
                 (EventType::Fail, inv.value.clone())
             }
             Ok(Some(c)) => self.completed(c, &mut extra),
-            Ok(None) => match self.await_reply(inv, msg_id).await {
+            Ok(None) => match self.await_reply(inv, msg_id, node).await {
                 Ok(c) => self.completed(c, &mut extra),
                 Err(lost) => {
                     extra.insert("error".into(), lost);
@@ -224,7 +231,12 @@ impl Client {
 
     /// Waits for the reply to `msg_id` in the stdio inbox; the error to
     /// record when none came (the node died, or time ran out).
-    async fn await_reply(&mut self, inv: &Invocation, msg_id: u64) -> Result<Completion, Value> {
+    async fn await_reply(
+        &mut self,
+        inv: &Invocation,
+        msg_id: u64,
+        node: usize,
+    ) -> Result<Completion, Value> {
         let Conn::Stdio { net, inbox } = &mut self.conn else {
             return Err(json!([-1, "no stdio connection to wait on"]));
         };
@@ -242,7 +254,7 @@ impl Client {
                     }
                 }
                 _ = wait => {
-                    if !net.is_attached(self.node) {
+                    if !net.is_attached(node) {
                         return Err(json!([13, "node crashed while the op was in flight"]));
                     }
                     if tokio::time::Instant::now() >= deadline {

@@ -40,6 +40,9 @@ pub struct NodeSpec {
     /// Its stdio is the node protocol, through the router; otherwise (a
     /// real server) stdout goes to its log with stderr.
     pub routed: bool,
+    /// What the workload tells it once it answered init, after every
+    /// start (broadcast's topology), answered by `{type}_ok`.
+    pub setup: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -393,12 +396,34 @@ pub async fn init(
 ) -> anyhow::Result<()> {
     let id = node.spec.id.clone();
     let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
+    ask(net, inbox, node, &body, timeout).await?;
+    if let Some(setup) = node.spec.setup.clone() {
+        let mut body = setup;
+        body["msg_id"] = json!(2);
+        ask(net, inbox, node, &body, timeout).await?;
+    }
+    Ok(())
+}
+
+/// Sends `body` from the controller and waits for its `{type}_ok`; an
+/// error reply, an exit or silence past `timeout` is an error naming the
+/// node and the tail of its log.
+async fn ask(
+    net: &Network,
+    inbox: &mut tokio::sync::mpsc::Receiver<Value>,
+    node: &mut NodeHandle,
+    body: &Value,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let id = node.spec.id.clone();
+    let ty = body["type"].as_str().unwrap_or("?").to_string();
+    let want = format!("{ty}_ok");
     let tail = tail_note;
-    if let Err(e) = net.send_to_node("c0", node.spec.index, &body) {
+    if let Err(e) = net.send_to_node("c0", node.spec.index, body) {
         let exit = node.wait_exit(Duration::from_millis(500)).await;
         let how = exit.map(|e| e.status).unwrap_or_else(|| e.to_string());
         return Err(anyhow!(
-            "node {id} could not receive init ({how}). {}",
+            "node {id} could not receive {ty} ({how}). {}",
             tail(node)
         ));
     }
@@ -409,8 +434,8 @@ pub async fn init(
             m = inbox.recv() => {
                 let Some(reply) = m else { return Err(anyhow!("node {id}: controller inbox closed")) };
                 match reply.get("type").and_then(Value::as_str) {
-                    Some("init_ok") => return Ok(()),
-                    Some("error") => return Err(anyhow!("node {id} answered init with an error: {reply}. {}", tail(node))),
+                    Some(t) if t == want => return Ok(()),
+                    Some("error") => return Err(anyhow!("node {id} answered {ty} with an error: {reply}. {}", tail(node))),
                     _ => continue,
                 }
             }
@@ -419,11 +444,11 @@ pub async fn init(
                 let status = node.exit.borrow().as_ref().map(|e| e.status.clone()).unwrap_or_default();
                 // Give its stderr a moment to land in the log.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(anyhow!("node {id} exited ({status}) before answering init. {}", tail(node)));
+                return Err(anyhow!("node {id} exited ({status}) before answering {ty}. {}", tail(node)));
             }
             _ = tokio::time::sleep_until(deadline) => {
                 return Err(anyhow!(
-                    "node {id} did not answer init within {} ms (it is still running). {}",
+                    "node {id} did not answer {ty} within {} ms (it is still running). {}",
                     timeout.as_millis(), tail(node)
                 ));
             }

@@ -4,7 +4,10 @@
 //! after healing, and the checkers that judge it. The harness knows no
 //! workload by name: adding one is a module plus a line in `WORKLOADS`.
 
+pub mod counters;
+pub mod ids;
 pub mod lin_kv;
+pub mod sets;
 
 use faultline_checker::compose::Checker;
 pub use faultline_checker::Outcome;
@@ -16,6 +19,26 @@ pub struct Invocation {
     pub f: &'static str,
     pub key: Value,
     pub value: Value,
+    /// The node it must be asked of (a final read of each node's view),
+    /// rather than the client's own.
+    pub node: Option<usize>,
+}
+
+impl Invocation {
+    pub fn new(f: &'static str, key: Value, value: Value) -> Self {
+        Invocation {
+            f,
+            key,
+            value,
+            node: None,
+        }
+    }
+
+    /// This op, asked of node `node`.
+    pub fn on(mut self, node: usize) -> Self {
+        self.node = Some(node);
+        self
+    }
 }
 
 /// How an op completed, for the history.
@@ -43,13 +66,31 @@ pub trait Workload: Send + Sync {
     fn complete(&self, inv: &Invocation, reply: &Value) -> Completion;
     /// Ops that must each succeed once after the faults are healed (the
     /// liveness phase retries each until it does or time runs out).
-    fn final_reads(&self, key_count: u64) -> Vec<Invocation>;
+    fn final_reads(&self, key_count: u64, node_count: usize) -> Vec<Invocation>;
+    /// Whether replicas only converge eventually: then the final reads
+    /// wait the recovery time even when no fault was injected.
+    fn converges_eventually(&self) -> bool {
+        false
+    }
+    /// The message each node gets once it has answered `init` (after
+    /// every restart too), answered by `{type}_ok`: broadcast's topology.
+    fn setup(&self, _node: &str, _node_ids: &[String]) -> Option<Value> {
+        None
+    }
     /// The checkers that judge its history.
     fn checkers(&self) -> Vec<Box<dyn Checker>>;
 }
 
 /// Every workload faultline knows.
-pub static WORKLOADS: &[&dyn Workload] = &[&lin_kv::LinKv];
+pub static WORKLOADS: &[&dyn Workload] = &[
+    &lin_kv::LinKv,
+    &ids::Echo,
+    &ids::UniqueIds,
+    &sets::BROADCAST,
+    &sets::G_SET,
+    &counters::G_COUNTER,
+    &counters::PN_COUNTER,
+];
 
 /// The workload named `name`.
 pub fn find(name: &str) -> Result<&'static dyn Workload, String> {
@@ -64,6 +105,64 @@ pub fn find(name: &str) -> Result<&'static dyn Workload, String> {
                 names.join(", ")
             )
         })
+}
+
+/// The completion of a `{f}_ok` reply whose value is `field` (absent:
+/// `null`, for the checker to count), or of an error.
+pub fn complete_with(inv: &Invocation, reply: &Value, field: &str) -> Completion {
+    definite_outcome(inv, reply).unwrap_or_else(|ok| Completion {
+        kind: Outcome::Ok,
+        value: ok.get(field).cloned().unwrap_or(Value::Null),
+        error: None,
+    })
+}
+
+/// The completion of a `{f}_ok` reply that carries nothing: the op's
+/// own value.
+pub fn complete_plain(inv: &Invocation, reply: &Value) -> Completion {
+    definite_outcome(inv, reply).unwrap_or_else(|_| Completion {
+        kind: Outcome::Ok,
+        value: inv.value.clone(),
+        error: None,
+    })
+}
+
+/// A seeded generator from a function of the rng and a counter (1, 2, ...).
+pub struct FnGen<F> {
+    rng: rand_chacha::ChaCha8Rng,
+    n: u64,
+    f: F,
+}
+
+impl<F> FnGen<F>
+where
+    F: FnMut(&mut rand_chacha::ChaCha8Rng, u64) -> Invocation + Send + 'static,
+{
+    pub fn boxed(seed: u64, f: F) -> Box<dyn Generator> {
+        use rand::SeedableRng;
+        Box::new(FnGen {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            n: 0,
+            f,
+        })
+    }
+}
+
+impl<F> Generator for FnGen<F>
+where
+    F: FnMut(&mut rand_chacha::ChaCha8Rng, u64) -> Invocation + Send,
+{
+    fn next_op(&mut self) -> Invocation {
+        self.n += 1;
+        (self.f)(&mut self.rng, self.n)
+    }
+}
+
+/// One op of `f` per node, each asked of that node.
+pub fn on_every_node(f: &'static str, node_count: usize) -> Vec<Invocation> {
+    (0..node_count)
+        .map(|n| Invocation::new(f, Value::Null, Value::Null).on(n))
+        .collect()
 }
 
 /// Error codes that mean the operation did not happen (DESIGN §2).

@@ -35,7 +35,7 @@ impl Workload for LinKv {
         complete(inv, reply)
     }
 
-    fn final_reads(&self, key_count: u64) -> Vec<Invocation> {
+    fn final_reads(&self, key_count: u64, _node_count: usize) -> Vec<Invocation> {
         (0..key_count).map(LinKvGen::read).collect()
     }
 
@@ -70,39 +70,23 @@ impl LinKvGen {
         let k = self.rng.gen_range(0..self.key_count);
         let last = &mut self.last[k as usize];
         match self.rng.gen_range(0..10) {
-            0..=3 => Invocation {
-                f: "read",
-                key: json!(k),
-                value: Value::Null,
-            },
+            0..=3 => Invocation::new("read", json!(k), Value::Null),
             4..=6 => {
                 *last += 1;
-                Invocation {
-                    f: "write",
-                    key: json!(k),
-                    value: json!(*last),
-                }
+                Invocation::new("write", json!(k), json!(*last))
             }
             _ => {
                 // Compare against a recent value so some cas ops succeed.
                 let from = last.saturating_sub(self.rng.gen_range(0..3));
                 *last += 1;
-                Invocation {
-                    f: "cas",
-                    key: json!(k),
-                    value: json!([from, *last]),
-                }
+                Invocation::new("cas", json!(k), json!([from, *last]))
             }
         }
     }
 
     /// A read of `key`, for the final phase.
     pub fn read(key: u64) -> Invocation {
-        Invocation {
-            f: "read",
-            key: json!(key),
-            value: Value::Null,
-        }
+        Invocation::new("read", json!(key), Value::Null)
     }
 }
 
@@ -181,11 +165,7 @@ mod tests {
     #[test]
     fn error_codes_map_to_outcomes() {
         let read = LinKvGen::read(1);
-        let write = Invocation {
-            f: "write",
-            key: json!(1),
-            value: json!(5),
-        };
+        let write = Invocation::new("write", json!(1), json!(5));
         let c = complete(&read, &json!({"type":"error","code":20}));
         assert_eq!((c.kind, c.value), (Outcome::Ok, Value::Null));
         assert_eq!(

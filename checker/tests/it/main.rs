@@ -3,6 +3,7 @@
 //! traces.
 
 mod bench_set;
+mod maelstrom;
 mod malformed;
 mod properties;
 mod traces;

@@ -121,7 +121,8 @@ impl Layout {
         let (program, mut base_args) = node_program(cfg)?;
         base_args.extend(cfg.args.iter().cloned());
         let mut specs = Vec::new();
-        for (index, id) in Self::node_ids(cfg).into_iter().enumerate() {
+        let ids = Self::node_ids(cfg);
+        for (index, id) in ids.iter().cloned().enumerate() {
             let data_dir = data_root.join(&id);
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -135,6 +136,7 @@ impl Layout {
                 data_dir,
                 env: Vec::new(),
                 routed: true,
+                setup: cfg.workload().setup(&id, &ids),
                 index,
                 id,
             });

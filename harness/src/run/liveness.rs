@@ -35,7 +35,7 @@ pub async fn run(
     clients: Vec<Client>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<CheckerResult> {
-    let reads = cfg.workload().final_reads(cfg.key_count);
+    let reads = cfg.workload().final_reads(cfg.key_count, cfg.node_count);
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(cfg.liveness_timeout_s);
     let mut own = vec![VecDeque::new(); cfg.concurrency];
@@ -67,7 +67,11 @@ pub async fn run(
         .iter()
         .flatten()
         .chain(w.retry.iter())
-        .map(|r| r.key.clone())
+        .map(|r| match r.node {
+            // A read of one node's view: name the node.
+            Some(n) => json!(format!("{} on n{}", r.f, n + 1)),
+            None => r.key.clone(),
+        })
         .collect();
     drop(w);
     // Numeric keys in numeric order, then the rest as text.

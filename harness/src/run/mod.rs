@@ -207,7 +207,7 @@ async fn exercise(
     }
     let mut liveness = None;
     if healed.is_ok() && !cancel.is_cancelled() {
-        if !cfg.nemesis.is_empty() {
+        if !cfg.nemesis.is_empty() || cfg.workload().converges_eventually() {
             tokio::time::sleep(Duration::from_secs_f64(cfg.recovery_s)).await;
         }
         liveness = Some(liveness::run(cfg, loaded.clients, cancel).await?);

@@ -135,6 +135,7 @@ pub fn layout(
             .with_context(|| format!("restricting {}", data_dir.display()))?;
         let (program, args) = wrapped(plan, &hosts);
         specs.push(NodeSpec {
+            setup: None,
             id: plan.id.clone(),
             index,
             program,

@@ -1,0 +1,150 @@
+//! The checkers of Maelstrom's workloads on small written histories:
+//! each anomaly found and named, and what eventual consistency allows
+//! (stale reads, indeterminate adds) accepted.
+
+use faultline_checker::compose::{Checker, Input};
+use faultline_checker::counters::Counter;
+use faultline_checker::ids::{Echo, UniqueIds};
+use faultline_checker::sets::SetFull;
+use faultline_checker::{formats, history, CheckerResult, Verdict};
+
+/// `(process, type, f, value, node)` rows at times 0, 1, 2, ...
+fn check(c: &dyn Checker, rows: &[(u64, &str, &str, &str, &str)]) -> CheckerResult {
+    let text: String = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (p, ty, f, v, node))| {
+            format!(
+                "{{\"index\":{i},\"time\":{},\"process\":{p},\"type\":\"{ty}\",\"f\":\"{f}\",\"value\":{v},\"node\":\"{node}\"}}\n",
+                i * 1000
+            )
+        })
+        .collect();
+    let events = formats::parse_jsonl("h", &text).unwrap();
+    let ops = history::pair("h", &events).unwrap();
+    let input = Input {
+        ops: &ops,
+        traces: None,
+        time_limit: None,
+    };
+    c.check(&input).unwrap().expect("something to judge")
+}
+
+#[test]
+fn set_full_names_lost_and_unexpected_elements_and_allows_stale_reads() {
+    let set = SetFull { add_f: "add" };
+    let ok = check(
+        &set,
+        &[
+            (0, "invoke", "add", "1", "n1"),
+            (0, "ok", "add", "1", "n1"),
+            (1, "invoke", "read", "null", "n2"),
+            (1, "ok", "read", "[]", "n2"), // stale: allowed
+            (2, "invoke", "add", "2", "n1"),
+            (2, "info", "add", "2", "n1"), // indeterminate, never read
+            (1, "invoke", "read", "null", "n2"),
+            (1, "ok", "read", "[1]", "n2"),
+            (0, "invoke", "read", "null", "n1"),
+            (0, "ok", "read", "[1]", "n1"),
+        ],
+    );
+    assert_eq!(ok.verdict, Verdict::Valid, "{}", ok.summary);
+    assert_eq!(ok.detail::<usize>("stale_reads"), Some(1));
+    assert_eq!(ok.detail::<usize>("never_read"), Some(1));
+    let lost = check(
+        &set,
+        &[
+            (0, "invoke", "add", "1", "n1"),
+            (0, "ok", "add", "1", "n1"),
+            (0, "invoke", "add", "2", "n1"),
+            (0, "info", "add", "2", "n1"),
+            (1, "invoke", "read", "null", "n1"),
+            (1, "ok", "read", "[1,2]", "n1"),
+            (1, "invoke", "read", "null", "n2"),
+            (1, "ok", "read", "[2]", "n2"),
+        ],
+    );
+    assert_eq!(lost.verdict, Verdict::Invalid);
+    assert!(lost.summary.contains("n2 lacks 1"), "{}", lost.summary);
+    let unexpected = check(
+        &set,
+        &[
+            (1, "invoke", "read", "null", "n1"),
+            (1, "ok", "read", "[7]", "n1"),
+        ],
+    );
+    assert_eq!(unexpected.verdict, Verdict::Invalid);
+    assert!(
+        unexpected.summary.contains("nobody added"),
+        "{}",
+        unexpected.summary
+    );
+}
+
+#[test]
+fn counters_allow_any_subset_of_indeterminate_adds_and_nothing_else() {
+    let rows = |final_value: &'static str| {
+        vec![
+            (0, "invoke", "add", "5", "n1"),
+            (0, "ok", "add", "5", "n1"),
+            (1, "invoke", "add", "-2", "n2"),
+            (1, "info", "add", "-2", "n2"),
+            (2, "invoke", "add", "3", "n1"),
+            (2, "info", "add", "3", "n1"),
+            (3, "invoke", "read", "null", "n1"),
+            (3, "ok", "read", final_value, "n1"),
+        ]
+    };
+    for v in ["3", "5", "6", "8"] {
+        let r = check(&Counter, &rows(v));
+        assert_eq!(r.verdict, Verdict::Valid, "{v}: {}", r.summary);
+    }
+    for v in ["2", "9", "\"x\""] {
+        let r = check(&Counter, &rows(v));
+        assert_eq!(r.verdict, Verdict::Invalid, "{v}: {}", r.summary);
+    }
+    // Mid-run, a read can only count adds already invoked.
+    let early = check(
+        &Counter,
+        &[
+            (3, "invoke", "read", "null", "n1"),
+            (3, "ok", "read", "5", "n1"),
+            (0, "invoke", "add", "5", "n1"),
+            (0, "ok", "add", "5", "n1"),
+            (3, "invoke", "read", "null", "n1"),
+            (3, "ok", "read", "5", "n1"),
+        ],
+    );
+    assert_eq!(early.verdict, Verdict::Invalid);
+    assert!(
+        early.summary.contains("no adds invoked so far"),
+        "{}",
+        early.summary
+    );
+}
+
+#[test]
+fn duplicate_ids_and_altered_echoes_are_named() {
+    let ids = check(
+        &UniqueIds,
+        &[
+            (0, "invoke", "generate", "null", "n1"),
+            (0, "ok", "generate", "1", "n1"),
+            (1, "invoke", "generate", "null", "n2"),
+            (1, "ok", "generate", "\"n2-a\"", "n2"),
+            (2, "invoke", "generate", "null", "n3"),
+            (2, "ok", "generate", "1", "n3"),
+        ],
+    );
+    assert_eq!(ids.verdict, Verdict::Invalid);
+    assert!(ids.summary.contains("e.g. 1 (2 times)"), "{}", ids.summary);
+    let echo = check(
+        &Echo,
+        &[
+            (0, "invoke", "echo", "\"hello\"", "n1"),
+            (0, "ok", "echo", "\"hell\"", "n1"),
+        ],
+    );
+    assert_eq!(echo.verdict, Verdict::Invalid);
+    assert!(echo.summary.contains("got \"hell\""), "{}", echo.summary);
+}
