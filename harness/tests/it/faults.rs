@@ -236,7 +236,7 @@ fn a_crash_loses_what_a_kill_keeps_and_no_fsync_is_caught_by_it() {
     // cache) and is caught by crashes.
     let f = go("kill", true);
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
-    let f = go("crash", true);
+    let f = go("crash:majority+all", true);
     assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
     let dir = latest(tmp.path());
     let lost = lines(&dir.join("history.jsonl"))

@@ -1,0 +1,126 @@
+//! Maelstrom's workloads with a Maelstrom node written outside faultline
+//! (`fixtures/maelstrom_node.py`): the correct node passes every fault of
+//! `all`, and each planted bug is caught with its anomaly named.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+/// One run of the fixture on `workload`; returns (exit code, results.json).
+fn go(workload: &str, nemesis: &str, bug: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = faultline_test(tmp.path());
+    c.args(["--workload", workload, "--time-limit", "6", "--rate", "100"])
+        .args([
+            "--nemesis",
+            nemesis,
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "1",
+        ])
+        .arg("--bin")
+        .arg(fixture("maelstrom_node.py"))
+        .args(["--", "--workload", workload, "--data", "{data_dir}"]);
+    if let Some(b) = bug {
+        c.args(["--bug", b]);
+    }
+    let f = run(&mut c, Duration::from_secs(120));
+    let results = read_json(&latest(tmp.path()).join("results.json"));
+    assert!(
+        !f.stderr.contains("panicked"),
+        "{workload}: {}{}",
+        f.stdout,
+        f.stderr
+    );
+    (f.status.code(), results)
+}
+
+/// Runs `cases` three at a time (each is five Python nodes).
+fn in_parallel<T: Send>(cases: Vec<T>, each: impl Fn(T) + Sync) {
+    let each = &each;
+    let mut cases = cases.into_iter();
+    loop {
+        let batch: Vec<T> = cases.by_ref().take(3).collect();
+        if batch.is_empty() {
+            return;
+        }
+        std::thread::scope(|s| {
+            for c in batch {
+                s.spawn(move || each(c));
+            }
+        });
+    }
+}
+
+#[test]
+fn a_correct_maelstrom_node_passes_every_fault_on_every_workload() {
+    let workloads = vec![
+        "echo",
+        "unique-ids",
+        "broadcast",
+        "g-set",
+        "g-counter",
+        "pn-counter",
+    ];
+    in_parallel(workloads, |w| {
+        let (code, r) = go(w, "all", None);
+        assert_eq!(code, Some(0), "{w}: {}", r["summary"]);
+        assert!(r["ops"]["ok"].as_u64().unwrap() > 100, "{w}: {}", r["ops"]);
+    });
+}
+
+#[test]
+fn planted_bugs_in_maelstrom_workloads_are_caught_and_named() {
+    // (workload, nemesis, bug, checker, detail that names the anomaly)
+    let cases = vec![
+        ("echo", "none", "echo-truncate", "echo", "mismatched"),
+        (
+            "unique-ids",
+            "none",
+            "dup-ids",
+            "unique-ids",
+            "duplicated_ids",
+        ),
+        (
+            "broadcast",
+            "partition",
+            "gossip-once",
+            "set-full",
+            "lost_count",
+        ),
+        (
+            "g-set",
+            "messages:drop",
+            "gossip-once",
+            "set-full",
+            "lost_count",
+        ),
+        (
+            "g-counter",
+            "messages:drop",
+            "gossip-once",
+            "counter",
+            "final_out_of_bounds",
+        ),
+        (
+            "pn-counter",
+            "none",
+            "drop-negative",
+            "counter",
+            "final_out_of_bounds",
+        ),
+    ];
+    in_parallel(cases, |(w, nemesis, bug, checker, detail)| {
+        let (code, r) = go(w, nemesis, Some(bug));
+        assert_eq!(code, Some(1), "{w} --bug {bug}: {}", r["summary"]);
+        let c = &r["checkers"][checker];
+        assert_eq!(c["verdict"], "invalid", "{w}: {c}");
+        let named = &c[detail];
+        assert!(
+            named.as_u64().is_some_and(|n| n > 0)
+                || named.as_array().is_some_and(|a| !a.is_empty()),
+            "{w} --bug {bug}: {detail} is {named}"
+        );
+    });
+}
