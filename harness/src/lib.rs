@@ -33,6 +33,7 @@ pub mod report;
 pub mod run;
 pub mod rundir;
 pub mod serve;
+pub mod services;
 pub mod suite;
 pub mod system;
 pub mod tcp;

@@ -117,6 +117,8 @@ pub struct Counters {
     pub duplicated: AtomicU64,
     pub corrupted: AtomicU64,
     pub overflow: AtomicU64,
+    /// Requests nodes sent to Maelstrom's services (lin-kv, seq-kv, ...).
+    pub service_calls: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -138,6 +140,7 @@ pub struct NetStats {
     pub duplicated: u64,
     pub corrupted: u64,
     pub overflow: u64,
+    pub service_calls: u64,
     /// The first few malformed lines, by node, truncated.
     pub samples: Vec<(String, String)>,
 }
@@ -177,6 +180,7 @@ pub struct Network {
     samples: Mutex<Vec<(String, String)>>,
     sink: Arc<dyn Sink>,
     seed: u64,
+    services: crate::services::Services,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +237,7 @@ impl Network {
             samples: Mutex::new(Vec::new()),
             sink,
             seed,
+            services: Default::default(),
         })
     }
 
@@ -280,6 +285,7 @@ impl Network {
             duplicated: c.duplicated.load(Relaxed),
             corrupted: c.corrupted.load(Relaxed),
             overflow: c.overflow.load(Relaxed),
+            service_calls: c.service_calls.load(Relaxed),
             samples: self.samples.lock().unwrap().clone(),
         }
     }
@@ -431,10 +437,17 @@ impl Network {
             }
         };
         let me = &self.node_ids[from];
-        if env.src.as_deref().is_some_and(|s| s != me) {
-            // A node cannot speak for another: route it as itself.
-            self.counters.spoofed_src.fetch_add(1, Relaxed);
-        }
+        // A node may pass a client's request on with the client's `src`
+        // (Maelstrom allows it: the node it reaches answers the client
+        // directly); it cannot speak for another node.
+        let src: &str = match env.src.as_deref() {
+            Some(s) if s != me && self.is_client(s) => s,
+            Some(s) if s != me => {
+                self.counters.spoofed_src.fetch_add(1, Relaxed);
+                me
+            }
+            _ => me,
+        };
         let dest: &str = &env.dest;
         if dest == "faultline" {
             match serde_json::from_str::<Value>(env.body.get()) {
@@ -454,7 +467,7 @@ impl Network {
             return;
         }
         if let Some(&to) = self.index.get(dest) {
-            self.route_to_node(from, to, me, env.body, rng);
+            self.route_to_node(from, to, src, env.body, rng);
             return;
         }
         let client = dest.strip_prefix('c').and_then(|k| k.parse::<usize>().ok());
@@ -463,6 +476,10 @@ impl Network {
             self.sample(from, "body is not JSON", line);
             return;
         };
+        if let Some(reply) = self.services.handle(dest, me, &body, rng) {
+            self.answer_from_service(from, dest, &body, reply, rng);
+            return;
+        }
         match client {
             Some(0) => {
                 let _ = self.controller[from].try_send(body);
@@ -478,6 +495,32 @@ impl Network {
                 self.sample(from, &format!("unknown destination {dest:?}"), line);
             }
         }
+    }
+
+    /// Whether `id` names one of this run's clients (`c1`..).
+    fn is_client(&self, id: &str) -> bool {
+        id.strip_prefix('c')
+            .and_then(|k| k.parse::<usize>().ok())
+            .is_some_and(|k| k >= 1 && k <= self.clients.len())
+    }
+
+    /// Delivers a service's reply to the node that asked, after the
+    /// configured link latency (a service is a node of the network).
+    fn answer_from_service(
+        &self,
+        to: usize,
+        service: &str,
+        request: &Value,
+        mut reply: Value,
+        rng: &mut ChaCha8Rng,
+    ) {
+        self.counters.service_calls.fetch_add(1, Relaxed);
+        if let Some(id) = request.get("msg_id") {
+            reply["in_reply_to"] = id.clone();
+        }
+        let line = self.envelope(service, &self.node_ids[to], &reply.to_string());
+        let at = Instant::now() + self.base.with_faults(LinkFaults::HEALED).sample_delay(rng);
+        let _ = self.enqueue(to, at, line);
     }
 
     /// Connects a (re)started node: spawns its writer and reader tasks. The

@@ -8,6 +8,15 @@ use crate::support::*;
 
 /// One run of the fixture on `workload`; returns (exit code, results.json).
 fn go(workload: &str, nemesis: &str, bug: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    go_with(workload, nemesis, bug, &[])
+}
+
+fn go_with(
+    workload: &str,
+    nemesis: &str,
+    bug: Option<&str>,
+    node_args: &[&str],
+) -> (Option<i32>, serde_json::Value) {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = faultline_test(tmp.path());
     c.args(["--workload", workload, "--time-limit", "6", "--rate", "100"])
@@ -21,7 +30,8 @@ fn go(workload: &str, nemesis: &str, bug: Option<&str>) -> (Option<i32>, serde_j
         ])
         .arg("--bin")
         .arg(fixture("maelstrom_node.py"))
-        .args(["--", "--workload", workload, "--data", "{data_dir}"]);
+        .args(["--", "--workload", workload, "--data", "{data_dir}"])
+        .args(node_args);
     if let Some(b) = bug {
         c.args(["--bug", b]);
     }
@@ -123,4 +133,22 @@ fn planted_bugs_in_maelstrom_workloads_are_caught_and_named() {
             "{w} --bug {bug}: {detail} is {named}"
         );
     });
+}
+
+#[test]
+fn services_and_forwarded_client_requests_work_as_under_maelstrom() {
+    // A counter kept in the lin-kv service by read and cas.
+    let (code, r) = go_with("g-counter", "all", None, &["--store", "lin-kv"]);
+    assert_eq!(code, Some(0), "{}", r["summary"]);
+    assert!(
+        r["network"]["service_calls"].as_u64().unwrap() > 100,
+        "{}",
+        r["network"]
+    );
+    // Nodes that pass a client's request on with the client's src: the
+    // first node answers the client directly.
+    let (code, r) = go_with("echo", "none", None, &["--forward"]);
+    assert_eq!(code, Some(0), "{}", r["summary"]);
+    assert_eq!(r["ops"]["info"], 0, "{}", r["ops"]);
+    assert_eq!(r["network"]["spoofed_src"], 0);
 }
