@@ -28,6 +28,8 @@ pub mod defaults {
     pub const INIT_TIMEOUT_MS: u64 = 10_000;
     pub const CHECK_TIME_LIMIT_S: f64 = 60.0;
     pub const JOURNAL_LIMIT: u64 = 200_000;
+    pub const TOPOLOGY: &str = "grid";
+    pub const NODE_NAMES: &str = "n1";
 }
 
 macro_rules! default_fns {
@@ -49,6 +51,8 @@ default_fns!(
     init_timeout_ms: u64 = defaults::INIT_TIMEOUT_MS,
     check_time_limit: f64 = defaults::CHECK_TIME_LIMIT_S,
     journal_limit: u64 = defaults::JOURNAL_LIMIT,
+    topology: String = defaults::TOPOLOGY,
+    node_names: String = defaults::NODE_NAMES,
 );
 
 /// Every setting of `faultline test`; a suite entry takes the same keys
@@ -141,6 +145,16 @@ pub struct TestOptions {
     #[arg(long, default_value_t = defaults::JOURNAL_LIMIT)]
     #[serde(default = "journal_limit")]
     pub journal_limit: u64,
+    /// Broadcast's topology, as Maelstrom's: grid, line, tree2, tree3,
+    /// tree4 or total.
+    #[arg(long, default_value = defaults::TOPOLOGY)]
+    #[serde(default = "topology")]
+    pub topology: String,
+    /// Node ids: `n1` (n1..nN) or `n0` (n0..nN-1, as Maelstrom names
+    /// them; some solutions hard-code n0).
+    #[arg(long, default_value = defaults::NODE_NAMES)]
+    #[serde(default = "node_names")]
+    pub node_names: String,
     /// Arguments for the node binary; `{node_id}` and `{data_dir}` are
     /// substituted.
     #[arg(last = true)]
@@ -191,6 +205,10 @@ pub struct TestConfig {
     /// How long the checker may take before answering `unknown`.
     pub check_time_limit_s: f64,
     pub journal_limit: u64,
+    #[serde(default = "topology")]
+    pub topology: String,
+    #[serde(default = "node_names")]
+    pub node_names: String,
 }
 
 impl TestConfig {
@@ -226,6 +244,8 @@ impl TestConfig {
             check_time_limit: self.check_time_limit_s,
             name: Some(self.name.clone()),
             journal_limit: self.journal_limit,
+            topology: self.topology.clone(),
+            node_names: self.node_names.clone(),
             args: self.args.clone(),
         };
         options.check_ranges()?;
@@ -337,6 +357,8 @@ impl TestOptions {
             init_timeout_ms: self.init_timeout_ms,
             check_time_limit_s: self.check_time_limit,
             journal_limit: self.journal_limit,
+            topology: self.topology.clone(),
+            node_names: self.node_names.clone(),
         })
     }
 
@@ -442,6 +464,20 @@ impl TestOptions {
             format!("must be in [0, 60000] ms, got {}", s.latency)
         })?;
         check(s.timeout_ms > 0, "timeout_ms", || "must be positive".into())?;
+        faultline_workloads::sets::Topology::parse(&s.topology).map_err(|message| OptionError {
+            key: "topology",
+            message,
+        })?;
+        check(
+            ["n0", "n1"].contains(&s.node_names.as_str()),
+            "node_names",
+            || {
+                format!(
+                    "must be n1 (n1..nN) or n0 (n0..nN-1, as Maelstrom), got {:?}",
+                    s.node_names
+                )
+            },
+        )?;
         check(s.init_timeout_ms > 0, "init_timeout_ms", || {
             "must be positive".into()
         })?;

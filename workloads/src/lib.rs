@@ -74,7 +74,7 @@ pub trait Workload: Send + Sync {
     }
     /// The message each node gets once it has answered `init` (after
     /// every restart too), answered by `{type}_ok`: broadcast's topology.
-    fn setup(&self, _node: &str, _node_ids: &[String]) -> Option<Value> {
+    fn setup(&self, _node: &str, _node_ids: &[String], _topology: &str) -> Option<Value> {
         None
     }
     /// The checkers that judge its history.

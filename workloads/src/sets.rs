@@ -84,9 +84,10 @@ impl Workload for SetWorkload {
         true
     }
 
-    fn setup(&self, _node: &str, node_ids: &[String]) -> Option<Value> {
+    fn setup(&self, _node: &str, node_ids: &[String], topology_name: &str) -> Option<Value> {
+        let t = Topology::parse(topology_name).unwrap_or(Topology::Grid);
         self.topology
-            .then(|| json!({"type": "topology", "topology": topology(Topology::Grid, node_ids)}))
+            .then(|| json!({"type": "topology", "topology": topology(t, node_ids)}))
     }
 
     fn checkers(&self) -> Vec<Box<dyn Checker>> {
@@ -105,6 +106,23 @@ pub enum Topology {
     Tree(usize),
     /// Everyone is everyone's neighbour.
     Total,
+}
+
+impl Topology {
+    /// Maelstrom's spelling: grid, line, tree2, tree3, tree4, total.
+    pub fn parse(name: &str) -> Result<Topology, String> {
+        match name {
+            "grid" => Ok(Topology::Grid),
+            "line" => Ok(Topology::Line),
+            "total" => Ok(Topology::Total),
+            "tree2" => Ok(Topology::Tree(2)),
+            "tree3" => Ok(Topology::Tree(3)),
+            "tree4" => Ok(Topology::Tree(4)),
+            other => Err(format!(
+                "unknown topology {other:?} (available: grid, line, tree2, tree3, tree4, total)"
+            )),
+        }
+    }
 }
 
 /// The `topology` field: each node id to its neighbours' ids.

@@ -102,9 +102,12 @@ pub fn lamport(data: &ReportData, anomaly: &Anomaly) -> String {
     let (t0, t1) = (end.saturating_sub(WINDOW_NS), end + WINDOW_NS / 6);
     let msgs = data.dir.load_journal_window(t0, t1);
     let step = msgs.len().div_ceil(MAX_ARROWS).max(1);
-    let nodes: Vec<String> = (1..=data.node_count().max(1))
-        .map(|i| format!("n{i}"))
-        .collect();
+    let nodes: Vec<String> = match &data.config {
+        Some(cfg) => crate::run::cluster::Layout::node_ids(cfg),
+        None => (1..=data.node_count().max(1))
+            .map(|i| format!("n{i}"))
+            .collect(),
+    };
     let lane_h = 36.0;
     let h = nodes.len() as f64 * lane_h + 40.0;
     let frame = Frame {

@@ -60,9 +60,12 @@ fn node_program(cfg: &TestConfig) -> anyhow::Result<(PathBuf, Vec<String>)> {
 }
 
 impl Layout {
-    /// The node ids of a run: n1..nN.
+    /// The node ids of a run: n1..nN, or n0..nN-1 as Maelstrom names them.
     pub fn node_ids(cfg: &TestConfig) -> Vec<String> {
-        (1..=cfg.node_count).map(|i| format!("n{i}")).collect()
+        let first = usize::from(cfg.node_names != "n0");
+        (first..first + cfg.node_count)
+            .map(|i| format!("n{i}"))
+            .collect()
     }
 
     /// Lays out every node; `faketime` is libfaketime when the clock
@@ -136,7 +139,7 @@ impl Layout {
                 data_dir,
                 env: Vec::new(),
                 routed: true,
-                setup: cfg.workload().setup(&id, &ids),
+                setup: cfg.workload().setup(&id, &ids, &cfg.topology),
                 index,
                 id,
             });

@@ -36,6 +36,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> anyhow::Result<CheckerResult> {
     let reads = cfg.workload().final_reads(cfg.key_count, cfg.node_count);
+    let ids = super::cluster::Layout::node_ids(cfg);
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(cfg.liveness_timeout_s);
     let mut own = vec![VecDeque::new(); cfg.concurrency];
@@ -69,7 +70,7 @@ pub async fn run(
         .chain(w.retry.iter())
         .map(|r| match r.node {
             // A read of one node's view: name the node.
-            Some(n) => json!(format!("{} on n{}", r.f, n + 1)),
+            Some(n) => json!(format!("{} on {}", r.f, ids[n])),
             None => r.key.clone(),
         })
         .collect();

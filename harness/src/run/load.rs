@@ -52,18 +52,19 @@ pub async fn run(
     let gen: Arc<Mutex<Box<dyn Generator>>> =
         Arc::new(Mutex::new(workload.generator(seed, cfg.key_count)));
     let timeout = Duration::from_millis(cfg.timeout_ms);
+    let ids = super::cluster::Layout::node_ids(cfg);
     let mut tasks = Vec::new();
     for k in 1..=cfg.concurrency {
         let node = (k - 1) % cfg.node_count;
         let spec = ClientSpec {
             k,
             node,
-            node_id: format!("n{}", node + 1),
+            node_id: ids[node].clone(),
             concurrency: cfg.concurrency,
             workload,
             timeout,
         };
-        let mut c = Client::new(spec, conn(rec, k, node), rec.history.clone());
+        let mut c = Client::new(spec, conn(rec, k, node, &ids[node]), rec.history.clone());
         let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             let r = c.run(&gen, &pacer, deadline, &cancel).await;
@@ -86,7 +87,7 @@ pub async fn run(
 }
 
 /// How client `k` reaches `node`: the router, or the server's client.
-fn conn(rec: &Recording, k: usize, node: usize) -> Conn {
+fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
     match rec.clients.as_ref().map(|c| &c[node]) {
         Some(ClientKind::Etcd {
             address,
@@ -100,7 +101,7 @@ fn conn(rec: &Recording, k: usize, node: usize) -> Conn {
             Conn::Adapter(Adapter::new(
                 argv.clone(),
                 format!("c{k}"),
-                format!("n{}", node + 1),
+                node_id.to_string(),
                 log,
             ))
         }

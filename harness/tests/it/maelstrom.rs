@@ -8,18 +8,22 @@ use crate::support::*;
 
 /// One run of the fixture on `workload`; returns (exit code, results.json).
 fn go(workload: &str, nemesis: &str, bug: Option<&str>) -> (Option<i32>, serde_json::Value) {
-    go_with(workload, nemesis, bug, &[])
+    go_with(workload, nemesis, bug, &[], &[]).0
 }
 
+/// `go`, with more arguments for faultline and for the node; also returns
+/// the run directory's files' names under nodes/.
 fn go_with(
     workload: &str,
     nemesis: &str,
     bug: Option<&str>,
     node_args: &[&str],
-) -> (Option<i32>, serde_json::Value) {
+    harness_args: &[&str],
+) -> ((Option<i32>, serde_json::Value), Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = faultline_test(tmp.path());
     c.args(["--workload", workload, "--time-limit", "6", "--rate", "100"])
+        .args(harness_args)
         .args([
             "--nemesis",
             nemesis,
@@ -36,14 +40,20 @@ fn go_with(
         c.args(["--bug", b]);
     }
     let f = run(&mut c, Duration::from_secs(120));
-    let results = read_json(&latest(tmp.path()).join("results.json"));
+    let dir = latest(tmp.path());
+    let results = read_json(&dir.join("results.json"));
     assert!(
         !f.stderr.contains("panicked"),
         "{workload}: {}{}",
         f.stdout,
         f.stderr
     );
-    (f.status.code(), results)
+    let mut logs: Vec<String> = std::fs::read_dir(dir.join("nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    logs.sort();
+    ((f.status.code(), results), logs)
 }
 
 /// Runs `cases` three at a time (each is five Python nodes).
@@ -138,7 +148,7 @@ fn planted_bugs_in_maelstrom_workloads_are_caught_and_named() {
 #[test]
 fn services_and_forwarded_client_requests_work_as_under_maelstrom() {
     // A counter kept in the lin-kv service by read and cas.
-    let (code, r) = go_with("g-counter", "all", None, &["--store", "lin-kv"]);
+    let ((code, r), _) = go_with("g-counter", "all", None, &["--store", "lin-kv"], &[]);
     assert_eq!(code, Some(0), "{}", r["summary"]);
     assert!(
         r["network"]["service_calls"].as_u64().unwrap() > 100,
@@ -147,8 +157,30 @@ fn services_and_forwarded_client_requests_work_as_under_maelstrom() {
     );
     // Nodes that pass a client's request on with the client's src: the
     // first node answers the client directly.
-    let (code, r) = go_with("echo", "none", None, &["--forward"]);
+    let ((code, r), _) = go_with("echo", "none", None, &["--forward"], &[]);
     assert_eq!(code, Some(0), "{}", r["summary"]);
     assert_eq!(r["ops"]["info"], 0, "{}", r["ops"]);
     assert_eq!(r["network"]["spoofed_src"], 0);
+}
+
+#[test]
+fn nodes_can_be_named_from_n0_and_told_any_of_maelstroms_topologies() {
+    let harness = [
+        "--node-names",
+        "n0",
+        "--topology",
+        "tree2",
+        "--node-count",
+        "4",
+    ];
+    let ((code, r), logs) = go_with("broadcast", "partition", None, &[], &harness);
+    assert_eq!(code, Some(0), "{}", r["summary"]);
+    assert_eq!(logs, ["n0.log", "n1.log", "n2.log", "n3.log"]);
+    let finals = r["checkers"]["set-full"]["final_reads"]
+        .as_object()
+        .unwrap();
+    assert!(
+        finals.contains_key("n0") && !finals.contains_key("n4"),
+        "{finals:?}"
+    );
 }

@@ -129,6 +129,8 @@ fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions
         check_time_limit: 30.0,
         name: Some("everything".into()),
         journal_limit: 1000,
+        topology: "tree3".into(),
+        node_names: "n0".into(),
         args: vec!["--bug".into(), "local-read".into()],
     }
 }
