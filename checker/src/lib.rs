@@ -12,6 +12,7 @@ pub mod error;
 pub mod formats;
 pub mod history;
 pub mod ids;
+pub mod kafka;
 pub mod linearizability;
 pub mod models;
 pub mod prepass;

@@ -156,6 +156,11 @@ impl Client {
 
     /// Invokes one op and records it; returns the completion type.
     pub async fn invoke(&mut self, inv: &Invocation) -> std::io::Result<EventType> {
+        Ok(completion_type(self.invoke_for(inv).await?.kind))
+    }
+
+    /// Invokes one op and records it; returns how it completed.
+    async fn invoke_for(&mut self, inv: &Invocation) -> std::io::Result<Completion> {
         self.msg_id += 1;
         let msg_id = self.msg_id;
         let mut body = self.workload.request(inv);
@@ -209,7 +214,15 @@ impl Client {
         if kind == EventType::Info {
             self.process += self.stride;
         }
-        Ok(kind)
+        Ok(Completion {
+            kind: match kind {
+                EventType::Ok => faultline_workloads::Outcome::Ok,
+                EventType::Fail => faultline_workloads::Outcome::Fail,
+                _ => faultline_workloads::Outcome::Info,
+            },
+            value,
+            error: None,
+        })
     }
 
     /// The history's type and value for a completion, its error noted.
@@ -282,7 +295,10 @@ impl Client {
                 break;
             }
             let inv = gen.lock().unwrap_or_else(|e| e.into_inner()).next_op();
-            self.invoke(&inv).await?;
+            let done = self.invoke_for(&inv).await?;
+            gen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .observe(&inv, &done);
             // A client whose node is down reconnects at most once per
             // node check instead of failing op after op at once: those
             // instant failures would take most of the shared rate while a

@@ -6,6 +6,7 @@
 
 pub mod counters;
 pub mod ids;
+pub mod kafka;
 pub mod lin_kv;
 pub mod sets;
 
@@ -53,6 +54,9 @@ pub struct Completion {
 /// A seeded stream of ops, shared by every client of a run.
 pub trait Generator: Send {
     fn next_op(&mut self) -> Invocation;
+    /// What became of an op it generated (kafka polls on from where
+    /// earlier polls got to).
+    fn observe(&mut self, _inv: &Invocation, _completion: &Completion) {}
 }
 
 /// A workload: what clients ask and how the answers are judged.
@@ -90,6 +94,7 @@ pub static WORKLOADS: &[&dyn Workload] = &[
     &sets::G_SET,
     &counters::G_COUNTER,
     &counters::PN_COUNTER,
+    &kafka::KafkaWorkload,
 ];
 
 /// The workload named `name`.

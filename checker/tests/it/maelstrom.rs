@@ -5,6 +5,7 @@
 use faultline_checker::compose::{Checker, Input};
 use faultline_checker::counters::Counter;
 use faultline_checker::ids::{Echo, UniqueIds};
+use faultline_checker::kafka::Kafka;
 use faultline_checker::sets::SetFull;
 use faultline_checker::{formats, history, CheckerResult, Verdict};
 
@@ -15,7 +16,7 @@ fn check(c: &dyn Checker, rows: &[(u64, &str, &str, &str, &str)]) -> CheckerResu
         .enumerate()
         .map(|(i, (p, ty, f, v, node))| {
             format!(
-                "{{\"index\":{i},\"time\":{},\"process\":{p},\"type\":\"{ty}\",\"f\":\"{f}\",\"value\":{v},\"node\":\"{node}\"}}\n",
+                "{{\"index\":{i},\"time\":{},\"process\":{p},\"type\":\"{ty}\",\"f\":\"{f}\",\"key\":\"a\",\"value\":{v},\"node\":\"{node}\"}}\n",
                 i * 1000
             )
         })
@@ -147,4 +148,42 @@ fn duplicate_ids_and_altered_echoes_are_named() {
     );
     assert_eq!(echo.verdict, Verdict::Invalid);
     assert!(echo.summary.contains("got \"hell\""), "{}", echo.summary);
+}
+
+#[test]
+fn kafka_anomalies_are_each_named() {
+    let r = check(
+        &Kafka,
+        &[
+            // Two messages at offset 0 of key "a": inconsistent.
+            (0, "invoke", "send", "1", "n1"),
+            (0, "ok", "send", "0", "n1"),
+            (1, "invoke", "send", "2", "n2"),
+            (1, "ok", "send", "0", "n2"),
+            // Message 3 acknowledged at offset 1, polled past, never seen.
+            (0, "invoke", "send", "3", "n1"),
+            (0, "ok", "send", "1", "n1"),
+            (0, "invoke", "send", "4", "n1"),
+            (0, "ok", "send", "2", "n1"),
+            (2, "invoke", "poll", "{\"a\":0}", "n1"),
+            (2, "ok", "poll", "{\"a\":[[0,1],[2,4]]}", "n1"),
+        ],
+    );
+    assert_eq!(r.verdict, Verdict::Invalid);
+    let anomalies = r.details["anomalies"].as_object().unwrap();
+    for a in ["inconsistent-offsets", "lost-write", "poll-skip"] {
+        assert!(anomalies.contains_key(a), "{a} missing: {}", r.summary);
+    }
+    let ok = check(
+        &Kafka,
+        &[
+            (0, "invoke", "send", "1", "n1"),
+            (0, "ok", "send", "0", "n1"),
+            (0, "invoke", "send", "2", "n1"),
+            (0, "info", "send", "2", "n1"),
+            (2, "invoke", "poll", "{\"a\":0}", "n1"),
+            (2, "ok", "poll", "{\"a\":[[0,1],[3,2]]}", "n1"),
+        ],
+    );
+    assert_eq!(ok.verdict, Verdict::Valid, "{}", ok.summary);
 }

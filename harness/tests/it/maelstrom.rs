@@ -137,6 +137,9 @@ fn planted_bugs_in_maelstrom_workloads_are_caught_and_named() {
         let c = &r["checkers"][checker];
         assert_eq!(c["verdict"], "invalid", "{w}: {c}");
         let named = &c[detail];
+        if detail == "anomalies" {
+            assert!(named["inconsistent-offsets"][0].as_u64() > Some(0), "{c}");
+        }
         assert!(
             named.as_u64().is_some_and(|n| n > 0)
                 || named.as_array().is_some_and(|a| !a.is_empty()),
