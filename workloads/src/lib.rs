@@ -9,6 +9,7 @@ pub mod ids;
 pub mod kafka;
 pub mod lin_kv;
 pub mod sets;
+pub mod txn;
 
 use faultline_checker::compose::Checker;
 pub use faultline_checker::Outcome;
@@ -95,6 +96,8 @@ pub static WORKLOADS: &[&dyn Workload] = &[
     &counters::G_COUNTER,
     &counters::PN_COUNTER,
     &kafka::KafkaWorkload,
+    &txn::LIST_APPEND,
+    &txn::RW_REGISTER,
 ];
 
 /// The workload named `name`.
