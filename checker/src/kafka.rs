@@ -283,6 +283,14 @@ fn verdict(r: Report) -> CheckerResult {
             Verdict::Invalid,
             format!("{}; e.g. {name}: {}", all.join(", "), ex[0]),
         )
+    } else if r.malformed_answers > 0 {
+        (
+            Verdict::Invalid,
+            format!(
+                "{} answer(s) of the wrong shape (an offset that is not a number, msgs that are not [offset, message] pairs)",
+                r.malformed_answers
+            ),
+        )
     } else {
         (
             Verdict::Valid,

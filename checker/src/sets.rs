@@ -43,6 +43,8 @@ struct Report {
     stable_latency_ms_max: f64,
     /// Each node's last read: when it ended and how many elements it held.
     final_reads: BTreeMap<String, (f64, usize)>,
+    /// Reads whose answer is not a list.
+    malformed_reads: usize,
 }
 
 fn elements(v: &Value) -> Option<Vec<Element>> {
@@ -61,12 +63,16 @@ impl Checker for SetFull {
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
         let adds: Vec<&Op> = input.ops.iter().filter(|o| o.f == self.add_f).collect();
-        let reads: Vec<(&Op, Vec<Element>)> = input
+        let ok_reads: Vec<&Op> = input
             .ops
             .iter()
             .filter(|o| o.f == "read" && o.outcome == Outcome::Ok)
-            .filter_map(|o| elements(&o.output).map(|e| (o, e)))
             .collect();
+        let reads: Vec<(&Op, Vec<Element>)> = ok_reads
+            .iter()
+            .filter_map(|o| elements(&o.output).map(|e| (*o, e)))
+            .collect();
+        let malformed_reads = ok_reads.len() - reads.len();
         if adds.is_empty() && reads.is_empty() {
             return Ok(None);
         }
@@ -130,6 +136,7 @@ impl Checker for SetFull {
                 .iter()
                 .map(|(n, (t, els))| (n.clone(), (*t as f64 / 1e9, els.len())))
                 .collect(),
+            malformed_reads,
         };
         Ok(Some(verdict(report)))
     }
@@ -152,6 +159,14 @@ fn verdict(r: Report) -> CheckerResult {
             format!(
                 "{} lost element(s): acknowledged or read, then missing from a node's last read (e.g. {node} lacks {})",
                 r.lost_count, els[0]
+            ),
+        )
+    } else if r.malformed_reads > 0 {
+        (
+            Verdict::Invalid,
+            format!(
+                "{} read(s) answered with something other than a list",
+                r.malformed_reads
             ),
         )
     } else if r.final_reads.is_empty() {

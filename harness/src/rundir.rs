@@ -242,6 +242,25 @@ pub struct OpCounts {
     pub ok: usize,
     pub fail: usize,
     pub info: usize,
+    /// Latency of the ops that succeeded, invocation to answer.
+    #[serde(default)]
+    pub latency_ms_median: f64,
+    #[serde(default)]
+    pub latency_ms_p99: f64,
+    #[serde(default)]
+    pub latency_ms_max: f64,
+}
+
+/// The figures people compare runs by (Gossip Glomers' targets are in
+/// these terms), and that a suite entry may bound.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Figures {
+    /// Node-to-node messages per client op.
+    pub msgs_per_op: f64,
+    pub latency_ms_median: f64,
+    pub latency_ms_max: f64,
+    /// Ops that succeeded, of those invoked.
+    pub availability: f64,
 }
 
 /// results.json: the verdict and everything that led to it.
@@ -271,6 +290,18 @@ pub struct Results {
     pub duration_s: f64,
     #[serde(default)]
     pub interrupted: bool,
+}
+
+impl Results {
+    pub fn figures(&self) -> Figures {
+        let invoked = self.ops.invoked.max(1) as f64;
+        Figures {
+            msgs_per_op: self.network.routed as f64 / invoked,
+            latency_ms_median: self.ops.latency_ms_median,
+            latency_ms_max: self.ops.latency_ms_max,
+            availability: self.ops.ok as f64 / invoked,
+        }
+    }
 }
 
 /// When a run's first anomaly was complete, and when it began, in seconds

@@ -8,6 +8,7 @@
 mod data;
 mod sections;
 mod svg;
+mod workload;
 
 use anyhow::Context;
 
@@ -37,6 +38,7 @@ pub fn write(dir: &RunDir) -> anyhow::Result<()> {
         sections::banner(&d),
         sections::checkers(&d),
         sections::anomaly(&d),
+        workload::section(&d),
         sections::raft(&d),
         sections::timeline(&d),
         sections::faults(&d.bands),

@@ -44,11 +44,26 @@ pub fn check(
 
 fn counts(ops: &[faultline_checker::Op]) -> OpCounts {
     let n = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+    let mut latency_ms: Vec<f64> = ops
+        .iter()
+        .filter(|op| op.outcome == Outcome::Ok)
+        .filter_map(|op| op.complete_time.map(|t| (t - op.invoke_time) as f64 / 1e6))
+        .collect();
+    latency_ms.sort_by(f64::total_cmp);
+    let q = |q: f64| {
+        latency_ms
+            .get(((latency_ms.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     OpCounts {
         invoked: ops.len(),
         ok: n(Outcome::Ok),
         fail: n(Outcome::Fail),
         info: n(Outcome::Info),
+        latency_ms_median: q(0.5),
+        latency_ms_p99: q(0.99),
+        latency_ms_max: q(1.0),
     }
 }
 

@@ -37,6 +37,68 @@ pub struct Entry {
     pub expect: Verdict,
     pub seeds: Vec<u64>,
     pub options: TestOptions,
+    pub bounds: Bounds,
+}
+
+/// Limits on a run's figures, as the Gossip Glomers challenges set them
+/// (broadcast on 25 nodes with 100 ms latency: under 30 messages per op,
+/// median latency under 400 ms, maximum under 600 ms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bounds {
+    pub max_msgs_per_op: Option<f64>,
+    pub max_latency_median_ms: Option<f64>,
+    pub max_latency_ms: Option<f64>,
+    pub min_availability: Option<f64>,
+}
+
+impl Bounds {
+    const KEYS: [&'static str; 4] = [
+        "max_msgs_per_op",
+        "max_latency_median_ms",
+        "max_latency_ms",
+        "min_availability",
+    ];
+
+    /// Takes the bound keys out of an entry's table.
+    fn take(t: &mut Table) -> Result<Bounds, String> {
+        let mut num = |key: &str| -> Result<Option<f64>, String> {
+            match t.remove(key) {
+                None => Ok(None),
+                Some(Value::Integer(i)) => Ok(Some(i as f64)),
+                Some(Value::Float(f)) if f.is_finite() && f >= 0.0 => Ok(Some(f)),
+                Some(other) => Err(format!(
+                    "key {key:?}: must be a non-negative number, got {other}"
+                )),
+            }
+        };
+        Ok(Bounds {
+            max_msgs_per_op: num(Self::KEYS[0])?,
+            max_latency_median_ms: num(Self::KEYS[1])?,
+            max_latency_ms: num(Self::KEYS[2])?,
+            min_availability: num(Self::KEYS[3])?,
+        })
+    }
+
+    /// Each bound the figures break, said plainly.
+    pub fn broken(&self, f: &crate::rundir::Figures) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut over = |bound: Option<f64>, got: f64, what: &str| {
+            if let Some(b) = bound.filter(|b| got > *b) {
+                out.push(format!("{what} {got:.1} > {b}"));
+            }
+        };
+        over(self.max_msgs_per_op, f.msgs_per_op, "messages per op");
+        over(
+            self.max_latency_median_ms,
+            f.latency_ms_median,
+            "median latency (ms)",
+        );
+        over(self.max_latency_ms, f.latency_ms_max, "max latency (ms)");
+        if let Some(b) = self.min_availability.filter(|b| f.availability < *b) {
+            out.push(format!("availability {:.3} < {b}", f.availability));
+        }
+        out
+    }
 }
 
 /// A parsed suite.
@@ -95,6 +157,7 @@ fn entry(mut t: Table, base: &Path) -> Result<Entry, String> {
         ),
         Some(other) => return Err(format!("key \"seeds\": must be a list, got {other}")),
     };
+    let bounds = Bounds::take(&mut t)?;
     let mut options = options_of(t)?;
     options.resolve_bin(base);
     let seeds = seeds.unwrap_or_else(|| vec![options.seed.unwrap_or(1)]);
@@ -106,6 +169,7 @@ fn entry(mut t: Table, base: &Path) -> Result<Entry, String> {
         expect,
         seeds,
         options,
+        bounds,
     };
     // Every value is checked now, not when its run comes up.
     e.config(e.seeds[0]).map_err(|e| e.to_string())?;
@@ -191,6 +255,10 @@ pub struct RunResult {
     /// write long before the read that exposed it).
     pub anomaly_start_s: Option<f64>,
     pub wall_s: f64,
+    /// The run's figures, when it finished.
+    pub figures: Option<crate::rundir::Figures>,
+    /// The entry's bounds that the figures broke.
+    pub bounds_broken: Vec<String>,
 }
 
 /// Reads a child's pipe to the end on its own thread, so neither pipe can
@@ -251,6 +319,8 @@ fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> Run
         detect_s: None,
         anomaly_start_s: None,
         wall_s: 0.0,
+        figures: None,
+        bounds_broken: Vec::new(),
     };
     if let Err(msg) = run_and_read(exe, e, seed, results, suite, &mut r) {
         r.summary = msg;
@@ -294,8 +364,17 @@ fn run_and_read(
         return Err(format!("faultline test was interrupted: {}", last_line()));
     };
     r.got = verdict.as_str().into();
-    r.passed = verdict == e.expect;
+    r.figures = Some(results.figures());
+    r.bounds_broken = e.bounds.broken(&results.figures());
+    r.passed = verdict == e.expect && r.bounds_broken.is_empty();
     r.summary = results.summary.clone();
+    if !r.bounds_broken.is_empty() {
+        r.summary = format!(
+            "{}; out of bounds: {}",
+            r.summary,
+            r.bounds_broken.join(", ")
+        );
+    }
     if verdict == Verdict::Invalid {
         let d = results.detection(&dir);
         (r.detect_s, r.anomaly_start_s) = (d.map(|d| d.complete_s), d.map(|d| d.start_s));

@@ -36,6 +36,7 @@ pub fn print(results: &[RunResult]) {
             r.summary.chars().take(90).collect::<String>()
         );
     }
+    print_figures(results);
     let det = detection(results);
     if !det.is_empty() {
         println!(
@@ -55,6 +56,35 @@ pub fn print(results: &[RunResult]) {
     }
     let failed = results.iter().filter(|r| !r.passed).count();
     println!("\n{} passed, {} failed", results.len() - failed, failed);
+}
+
+/// Messages per op, latency and availability per run: the figures the
+/// Gossip Glomers challenges bound.
+fn print_figures(results: &[RunResult]) {
+    if results.iter().all(|r| r.figures.is_none()) {
+        return;
+    }
+    println!(
+        "\n{:<28} {:>6} {:>9} {:>10} {:>10} {:>7}  bounds",
+        "entry", "seed", "msgs/op", "median_ms", "max_ms", "avail"
+    );
+    for r in results {
+        let Some(f) = r.figures else { continue };
+        println!(
+            "{:<28} {:>6} {:>9.1} {:>10.1} {:>10.1} {:>6.1}%  {}",
+            r.entry,
+            r.seed,
+            f.msgs_per_op,
+            f.latency_ms_median,
+            f.latency_ms_max,
+            f.availability * 100.0,
+            if r.bounds_broken.is_empty() {
+                "ok".to_string()
+            } else {
+                r.bounds_broken.join(", ")
+            }
+        );
+    }
 }
 
 fn xml_escape(s: &str) -> String {

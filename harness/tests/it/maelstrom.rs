@@ -53,6 +53,17 @@ fn go_with(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     logs.sort();
+    // The report draws the workload's own section when it has one.
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap_or_default();
+    let section = match workload {
+        "broadcast" | "g-set" => Some("<h2>Set</h2>"),
+        "g-counter" | "pn-counter" => Some("<h2>Counter</h2>"),
+        "kafka" => Some("<h2>Kafka</h2>"),
+        _ => None,
+    };
+    if let Some(h) = section {
+        assert!(report.contains(h), "{workload}: the report has no {h}");
+    }
     ((f.status.code(), results), logs)
 }
 
