@@ -19,6 +19,7 @@ pub mod prepass;
 pub mod raft;
 pub mod search;
 pub mod sets;
+pub mod txn;
 
 use serde::{Deserialize, Serialize};
 

@@ -7,3 +7,4 @@ mod maelstrom;
 mod malformed;
 mod properties;
 mod traces;
+mod txn;

@@ -1,0 +1,280 @@
+//! The transaction checker: each anomaly class caught by a small
+//! hand-written history with that class and no other, and Elle's published
+//! histories judged as its own tests record.
+
+use faultline_checker::txn::{self, history, ConsistencyModel, TxnReport};
+use faultline_checker::Verdict;
+
+/// Transactions in EDN, one `(process, type, micro-ops)` per line, at
+/// times 0, 10, 20, ... in order.
+fn edn(rows: &[(u64, &str, &str)]) -> String {
+    rows.iter()
+        .enumerate()
+        .map(|(i, (p, ty, v))| {
+            format!(
+                "{{:index {i} :time {} :type :{ty} :process {p} :f :txn :value {v}}}\n",
+                i * 10
+            )
+        })
+        .collect()
+}
+
+fn check_under(text: &str, model: &str) -> TxnReport {
+    let txns = history::from_edn("h.edn", text).unwrap();
+    txn::check_list_append(&txns, ConsistencyModel::parse(model).unwrap(), None)
+}
+
+fn check(rows: &[(u64, &str, &str)]) -> TxnReport {
+    check_under(&edn(rows), "strict-serializable")
+}
+
+/// `rows` are (process, micro-ops) transactions run one after another.
+fn serial(txns: &[(u64, &str, &str)]) -> Vec<(u64, &'static str, String)> {
+    txns.iter()
+        .flat_map(|(p, inv, ok)| [(*p, "invoke", inv.to_string()), (*p, "ok", ok.to_string())])
+        .collect()
+}
+
+fn only(r: &TxnReport, class: &str) {
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary());
+    assert_eq!(r.anomaly_types, vec![class.to_string()], "{}", r.summary());
+}
+
+/// Concurrent transactions: every invoke first, then every completion.
+fn concurrent(txns: &[(u64, &str, &str)]) -> String {
+    let mut rows: Vec<(u64, &str, &str)> =
+        txns.iter().map(|(p, i, _)| (*p, "invoke", *i)).collect();
+    rows.extend(txns.iter().map(|(p, _, o)| (*p, "ok", *o)));
+    edn(&rows)
+}
+
+#[test]
+fn each_cycle_class_is_named_alone() {
+    // G0: T0 and T1 both append to x and y, in opposite orders.
+    let g0 = concurrent(&[
+        (
+            0,
+            "[[:append :x 1] [:append :y 1]]",
+            "[[:append :x 1] [:append :y 1]]",
+        ),
+        (
+            1,
+            "[[:append :x 2] [:append :y 2]]",
+            "[[:append :x 2] [:append :y 2]]",
+        ),
+        (
+            2,
+            "[[:r :x nil] [:r :y nil]]",
+            "[[:r :x [1 2]] [:r :y [2 1]]]",
+        ),
+    ]);
+    only(&check_under(&g0, "strict-serializable"), "G0");
+    // G1c: each reads the other's append.
+    let g1c = concurrent(&[
+        (
+            0,
+            "[[:append :x 1] [:r :y nil]]",
+            "[[:append :x 1] [:r :y [1]]]",
+        ),
+        (
+            1,
+            "[[:append :y 1] [:r :x nil]]",
+            "[[:append :y 1] [:r :x [1]]]",
+        ),
+    ]);
+    only(&check_under(&g1c, "strict-serializable"), "G1c");
+    // G-single (read skew): T1 sees T0's y but not its x.
+    let gs = concurrent(&[
+        (
+            0,
+            "[[:append :x 1] [:append :y 1]]",
+            "[[:append :x 1] [:append :y 1]]",
+        ),
+        (1, "[[:r :x nil] [:r :y nil]]", "[[:r :x []] [:r :y [1]]]"),
+    ]);
+    let r = check_under(&gs, "strict-serializable");
+    only(&r, "G-single-item");
+    assert!(
+        r.anomalies[0].explanation.contains("missing"),
+        "{}",
+        r.summary()
+    );
+    assert!(r.not.contains(&"snapshot-isolation".to_string()));
+    // G2-item (write skew): each misses the other's append; SI allows it.
+    let g2 = concurrent(&[
+        (
+            0,
+            "[[:r :x nil] [:append :y 1]]",
+            "[[:r :x []] [:append :y 1]]",
+        ),
+        (
+            1,
+            "[[:r :y nil] [:append :x 1]]",
+            "[[:r :y []] [:append :x 1]]",
+        ),
+        (2, "[[:r :x nil] [:r :y nil]]", "[[:r :x [1]] [:r :y [1]]]"),
+    ]);
+    only(&check_under(&g2, "serializable"), "G2-item");
+    assert_eq!(
+        check_under(&g2, "snapshot-isolation").verdict,
+        Verdict::Valid
+    );
+}
+
+#[test]
+fn real_time_and_process_order_only_bind_the_models_that_promise_them() {
+    // A stale read: T1 begins after T0 completed yet misses its append.
+    let stale: Vec<(u64, &str, String)> = serial(&[
+        (0, "[[:append :x 1]]", "[[:append :x 1]]"),
+        (1, "[[:r :x nil]]", "[[:r :x []]]"),
+    ]);
+    let rows: Vec<(u64, &str, &str)> = stale.iter().map(|(p, t, v)| (*p, *t, v.as_str())).collect();
+    let text = edn(&rows);
+    let strict = check_under(&text, "strict-serializable");
+    only(&strict, "G-single-item-realtime");
+    assert!(strict.anomalies[0]
+        .steps
+        .iter()
+        .any(|s| s.kind == "realtime"));
+    assert_eq!(check_under(&text, "serializable").verdict, Verdict::Valid);
+    // The same on one process is a session violation too.
+    let rows: Vec<(u64, &str, &str)> = stale.iter().map(|(_, t, v)| (0, *t, v.as_str())).collect();
+    let session = check_under(&edn(&rows), "strong-session-serializable");
+    only(&session, "G-single-item-process");
+}
+
+#[test]
+fn anomalies_outside_cycles_are_named() {
+    let cases: [(&str, Vec<(u64, &str, &str)>); 6] = [
+        (
+            "G1a",
+            vec![
+                (0, "invoke", "[[:append :x 1]]"),
+                (0, "fail", "[[:append :x 1]]"),
+                (1, "invoke", "[[:r :x nil]]"),
+                (1, "ok", "[[:r :x [1]]]"),
+            ],
+        ),
+        (
+            "G1b",
+            vec![
+                (0, "invoke", "[[:append :x 1] [:append :x 2]]"),
+                (1, "invoke", "[[:r :x nil]]"),
+                (1, "ok", "[[:r :x [1]]]"),
+                (0, "ok", "[[:append :x 1] [:append :x 2]]"),
+            ],
+        ),
+        (
+            "internal",
+            vec![
+                (0, "invoke", "[[:append :x 1] [:r :x nil]]"),
+                (0, "ok", "[[:append :x 1] [:r :x []]]"),
+            ],
+        ),
+        (
+            "garbage-read",
+            vec![(0, "invoke", "[[:r :x nil]]"), (0, "ok", "[[:r :x [9]]]")],
+        ),
+        (
+            "duplicate-elements",
+            vec![
+                (0, "invoke", "[[:append :x 1]]"),
+                (0, "ok", "[[:append :x 1]]"),
+                (1, "invoke", "[[:r :x nil]]"),
+                (1, "ok", "[[:r :x [1 1]]]"),
+            ],
+        ),
+        (
+            "incompatible-order",
+            vec![
+                (0, "invoke", "[[:append :x 1]]"),
+                (1, "invoke", "[[:append :x 2]]"),
+                (0, "ok", "[[:append :x 1]]"),
+                (1, "ok", "[[:append :x 2]]"),
+                (2, "invoke", "[[:r :x nil]]"),
+                (2, "ok", "[[:r :x [1 2]]]"),
+                (3, "invoke", "[[:r :x nil]]"),
+                (3, "ok", "[[:r :x [2 1]]]"),
+            ],
+        ),
+    ];
+    for (class, rows) in cases {
+        let r = check(&rows);
+        assert_eq!(r.verdict, Verdict::Invalid, "{class}: {}", r.summary());
+        assert_eq!(r.anomaly_types[0], class, "{class}: {}", r.summary());
+    }
+}
+
+#[test]
+fn a_serial_history_with_failures_and_unknowns_is_valid() {
+    let rows = vec![
+        (0, "invoke", "[[:append :x 1]]"),
+        (0, "ok", "[[:append :x 1]]"),
+        (1, "invoke", "[[:append :x 2]]"),
+        (1, "fail", "[[:append :x 2]]"),
+        (2, "invoke", "[[:append :x 3] [:r :y nil]]"),
+        (2, "info", "[[:append :x 3] [:r :y nil]]"),
+        (3, "invoke", "[[:r :x nil] [:append :y 1]]"),
+        (3, "ok", "[[:r :x [1 3]] [:append :y 1]]"),
+        (4, "invoke", "[[:r :x nil] [:r :y nil]]"),
+        (4, "ok", "[[:r :x [1 3]] [:r :y [1]]]"),
+    ];
+    let r = check(&rows);
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.summary());
+    assert!(r.anomaly_types.is_empty());
+}
+
+fn elle(file: &str) -> Option<String> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/bench/elle")
+        .join(file);
+    std::fs::read_to_string(&p).ok()
+}
+
+#[test]
+fn elles_published_histories_are_judged_as_elle_records() {
+    let Some(paper) = elle("paper-example.edn") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "../shared/bench/elle is missing"
+        );
+        eprintln!("SKIPPED: ../shared/bench/elle not found");
+        return;
+    };
+    // Elle's hand analysis names a G2-item cycle (two anti-dependencies);
+    // a more specific one exists too, through the order of key 256 that
+    // the final state forces (T6's committed append of 3 can only follow
+    // the read [1 2 4]), and it is the one named.
+    let r = check_under(&paper, "strict-serializable");
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary());
+    assert!(
+        ["G2-item", "G-single-item"].contains(&r.anomaly_types[0].as_str()),
+        "{:?}",
+        r.anomaly_types
+    );
+    assert!(r.not.contains(&"serializable".to_string()));
+    let si = elle("si-without-g-single.edn").unwrap();
+    let r = check_under(&si, "strict-serializable");
+    only(&r, "G2-item");
+    assert!(r.not.contains(&"repeatable-read".to_string()));
+    assert_eq!(
+        check_under(&si, "snapshot-isolation").verdict,
+        Verdict::Valid
+    );
+    // Elle gives up searching this component for its most specific cycle.
+    let huge = elle("huge-scc.edn").unwrap();
+    let r = check_under(&huge, "strict-serializable");
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary());
+    // Elle times out looking for a G-single-item-realtime cycle here and
+    // reports G2-item-realtime; the search here completes and names the
+    // G-single-item-realtime cycle it was looking for.
+    eprintln!("{}", r.summary());
+    assert!(
+        r.anomaly_types
+            .iter()
+            .any(|t| t == "G2-item-realtime" || t == "G-single-item-realtime"),
+        "{:?}",
+        r.anomaly_types
+    );
+    assert!(r.unknown_because.is_none());
+}
