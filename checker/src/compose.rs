@@ -21,6 +21,8 @@ pub struct Input<'a> {
     pub traces: Option<(&'a str, &'a str)>,
     /// Past this the checker answers `unknown`.
     pub time_limit: Option<Duration>,
+    /// What transactions are held to (default strict-serializable).
+    pub consistency_model: Option<crate::txn::ConsistencyModel>,
 }
 
 /// One checker's result: what results.json holds under its name.
@@ -149,6 +151,41 @@ impl Checker for RaftInvariants {
             self.name(),
             r.verdict,
             summary,
+            &r,
+        )))
+    }
+}
+
+/// Isolation of list-append transactions (`crate::txn`), against the
+/// input's consistency model.
+pub struct Transactions;
+
+impl Checker for Transactions {
+    fn name(&self) -> &'static str {
+        "transactions"
+    }
+
+    fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
+        let txns = match crate::txn::history::from_ops(input.ops) {
+            Ok(t) if t.is_empty() => return Ok(None),
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(Some(CheckerResult::new(
+                    "transactions",
+                    Verdict::Invalid,
+                    format!("a transaction of the wrong shape: {e}"),
+                    &serde_json::json!({"malformed": e}),
+                )))
+            }
+        };
+        let model = input
+            .consistency_model
+            .unwrap_or(crate::txn::ConsistencyModel::StrictSerializable);
+        let r = crate::txn::check_list_append(&txns, model, input.time_limit);
+        Ok(Some(CheckerResult::new(
+            "transactions",
+            r.verdict,
+            r.summary(),
             &r,
         )))
     }

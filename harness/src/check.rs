@@ -6,6 +6,7 @@
 
 use clap::Args;
 use faultline_checker::compose::{self, Input, Linearizability, RaftInvariants};
+use faultline_checker::txn::ConsistencyModel;
 use faultline_checker::{CheckerResult, Format, ModelKind, Verdict};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,11 @@ pub struct CheckArgs {
     /// Seconds per file before the verdict is `unknown`.
     #[arg(long)]
     time_limit: Option<f64>,
+    /// For transaction histories: strict-serializable (default),
+    /// serializable, snapshot-isolation, repeatable-read, read-committed,
+    /// read-uncommitted, or a strong / strong-session form.
+    #[arg(long)]
+    consistency_model: Option<String>,
 }
 
 /// How files are read and judged, from the flags.
@@ -38,9 +44,49 @@ struct Settings {
     format: Option<Format>,
     model: Option<ModelKind>,
     time_limit: Option<Duration>,
+    consistency_model: Option<ConsistencyModel>,
+}
+
+/// Whether a history file holds transactions (`:f :txn`, `"f":"txn"`).
+fn is_txn_history(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&head[..n]);
+    head.contains(":f :txn") || head.contains("\"f\":\"txn\"") || head.contains("[:append ")
+}
+
+/// A transaction history (EDN or faultline JSONL), judged for isolation.
+fn check_txn_history(path: &Path, s: &Settings) -> Result<CheckerResult, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    let is_edn =
+        name.ends_with(".edn") || text.trim_start().starts_with('{') && text.contains(":type");
+    let txns = if is_edn {
+        faultline_checker::txn::history::from_edn(&name, &text).map_err(|e| e.to_string())?
+    } else {
+        let (_, ops) =
+            faultline_checker::load_history(&name, s.format).map_err(|e| e.to_string())?;
+        faultline_checker::txn::history::from_ops(&ops).map_err(|e| format!("{name}: {e}"))?
+    };
+    let model = s
+        .consistency_model
+        .unwrap_or(ConsistencyModel::StrictSerializable);
+    let r = faultline_checker::txn::check_list_append(&txns, model, s.time_limit);
+    Ok(CheckerResult::new(
+        "transactions",
+        r.verdict,
+        r.summary(),
+        &r,
+    ))
 }
 
 fn check_history(path: &Path, s: &Settings) -> Result<CheckerResult, String> {
+    if is_txn_history(path) {
+        return check_txn_history(path, s);
+    }
     let name = path.display().to_string();
     let (format, ops) =
         faultline_checker::load_history(&name, s.format).map_err(|e| e.to_string())?;
@@ -51,6 +97,7 @@ fn check_history(path: &Path, s: &Settings) -> Result<CheckerResult, String> {
         ops: &ops,
         traces: None,
         time_limit: s.time_limit,
+        consistency_model: s.consistency_model,
     };
     only(compose::run(&[Box::new(checker)], &input), &name)
 }
@@ -62,6 +109,7 @@ fn check_traces(path: &Path) -> Result<CheckerResult, String> {
         ops: &[],
         traces: Some((&name, &text)),
         time_limit: None,
+        consistency_model: None,
     };
     only(compose::run(&[Box::new(RaftInvariants)], &input), &name)
 }
@@ -112,10 +160,20 @@ pub fn run(a: CheckArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return crate::usage(format!("--model: {e}")),
     };
+    let consistency_model = match a
+        .consistency_model
+        .as_deref()
+        .map(ConsistencyModel::parse)
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => return crate::usage(format!("--consistency-model: {e}")),
+    };
     let settings = Settings {
         format,
         model,
         time_limit: a.time_limit.map(Duration::from_secs_f64),
+        consistency_model,
     };
     let (mut reports, mut errors) = (Vec::new(), Vec::new());
     for f in &a.files {

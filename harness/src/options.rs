@@ -30,6 +30,7 @@ pub mod defaults {
     pub const JOURNAL_LIMIT: u64 = 200_000;
     pub const TOPOLOGY: &str = "grid";
     pub const NODE_NAMES: &str = "n1";
+    pub const CONSISTENCY_MODEL: &str = "strict-serializable";
 }
 
 macro_rules! default_fns {
@@ -53,6 +54,7 @@ default_fns!(
     journal_limit: u64 = defaults::JOURNAL_LIMIT,
     topology: String = defaults::TOPOLOGY,
     node_names: String = defaults::NODE_NAMES,
+    consistency_model: String = defaults::CONSISTENCY_MODEL,
 );
 
 /// Every setting of `faultline test`; a suite entry takes the same keys
@@ -155,6 +157,12 @@ pub struct TestOptions {
     #[arg(long, default_value = defaults::NODE_NAMES)]
     #[serde(default = "node_names")]
     pub node_names: String,
+    /// What transactions (txn-list-append) are held to: strict-serializable,
+    /// serializable, snapshot-isolation, repeatable-read, read-committed,
+    /// read-uncommitted, strong-session-serializable, ...
+    #[arg(long, default_value = defaults::CONSISTENCY_MODEL)]
+    #[serde(default = "consistency_model")]
+    pub consistency_model: String,
     /// Arguments for the node binary; `{node_id}` and `{data_dir}` are
     /// substituted.
     #[arg(last = true)]
@@ -209,9 +217,17 @@ pub struct TestConfig {
     pub topology: String,
     #[serde(default = "node_names")]
     pub node_names: String,
+    #[serde(default = "consistency_model")]
+    pub consistency_model: String,
 }
 
 impl TestConfig {
+    /// The consistency model transactions are held to; `check` made sure
+    /// it parses.
+    pub fn consistency_model(&self) -> Option<faultline_checker::txn::ConsistencyModel> {
+        faultline_checker::txn::ConsistencyModel::parse(&self.consistency_model).ok()
+    }
+
     /// The workload; `check` made sure it exists.
     pub fn workload(&self) -> &'static dyn faultline_workloads::Workload {
         faultline_workloads::find(&self.workload)
@@ -246,6 +262,7 @@ impl TestConfig {
             journal_limit: self.journal_limit,
             topology: self.topology.clone(),
             node_names: self.node_names.clone(),
+            consistency_model: self.consistency_model.clone(),
             args: self.args.clone(),
         };
         options.check_ranges()?;
@@ -359,6 +376,7 @@ impl TestOptions {
             journal_limit: self.journal_limit,
             topology: self.topology.clone(),
             node_names: self.node_names.clone(),
+            consistency_model: self.consistency_model.clone(),
         })
     }
 

@@ -27,6 +27,7 @@ fn check(c: &dyn Checker, rows: &[(u64, &str, &str, &str, &str)]) -> CheckerResu
         ops: &ops,
         traces: None,
         time_limit: None,
+        consistency_model: None,
     };
     c.check(&input).unwrap().expect("something to judge")
 }

@@ -34,6 +34,7 @@ pub fn check(
         ops: &ops,
         traces: traced.then_some((traces_name.as_str(), traces.as_str())),
         time_limit: Some(Duration::from_secs_f64(cfg.check_time_limit_s)),
+        consistency_model: cfg.consistency_model(),
     };
     let mut checkers: Vec<Box<dyn Checker>> = cfg.workload().checkers();
     checkers.push(Box::new(RaftInvariants));

@@ -131,6 +131,7 @@ fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions
         journal_limit: 1000,
         topology: "tree3".into(),
         node_names: "n0".into(),
+        consistency_model: "serializable".into(),
         args: vec!["--bug".into(), "local-read".into()],
     }
 }
