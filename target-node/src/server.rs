@@ -41,7 +41,7 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
 }
 
-pub const BUG_NAMES: [&str; 9] = [
+pub const BUG_NAMES: [&str; 10] = [
     "vote-any",
     "volatile-vote",
     "commit-prior-term",
@@ -51,6 +51,7 @@ pub const BUG_NAMES: [&str; 9] = [
     "no-checksum",
     "readindex-no-noop",
     "no-fsync",
+    "txn-leader-read",
 ];
 
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -87,6 +88,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     "no-checksum" => o.bugs.no_checksum = true,
                     "readindex-no-noop" => o.bugs.readindex_no_noop = true,
                     "no-fsync" => o.bugs.no_fsync = true,
+                    "txn-leader-read" => o.bugs.txn_leader_read = true,
                     other => {
                         return Err(format!(
                             "unknown --bug {other:?} (known: {})",
@@ -141,6 +143,51 @@ pub fn digest(cmd: &Command) -> String {
 /// client was told it failed). Clients number their requests increasingly,
 /// so a request at or below a client's last executed msg_id is a duplicate
 /// and gets the recorded result.
+/// A transaction's micro-ops `[f, k, v]`: `append`, `w` or `r`.
+fn valid_txn(t: &Value) -> bool {
+    t.as_array().is_some_and(|ops| {
+        ops.len() <= 1024
+            && ops.iter().all(|m| {
+                m.as_array().is_some_and(|a| {
+                    a.len() == 3 && matches!(a[0].as_str(), Some("append" | "w" | "r"))
+                })
+            })
+    })
+}
+
+fn read_only(t: &Value) -> bool {
+    t.as_array()
+        .is_some_and(|ops| ops.iter().all(|m| m[0] == "r"))
+}
+
+/// Runs a transaction's micro-ops in order on `kv`; reads are filled in
+/// (`null` for a key never written). A list-append key holds a list.
+fn run_txn(kv: &mut BTreeMap<String, Value>, t: &Value) -> Value {
+    let ops = t.as_array().map(Vec::as_slice).unwrap_or_default();
+    let out: Vec<Value> = ops
+        .iter()
+        .map(|m| {
+            let (f, k, v) = (&m[0], &m[1], &m[2]);
+            let key = format!("txn:{k}");
+            match f.as_str() {
+                Some("append") => {
+                    let list = kv.entry(key).or_insert_with(|| json!([]));
+                    if let Some(l) = list.as_array_mut() {
+                        l.push(v.clone());
+                    }
+                    m.clone()
+                }
+                Some("w") => {
+                    kv.insert(key, v.clone());
+                    m.clone()
+                }
+                _ => json!([f, k, kv.get(&key).cloned().unwrap_or(Value::Null)]),
+            }
+        })
+        .collect();
+    Value::Array(out)
+}
+
 #[derive(Debug, Default)]
 struct StateMachine {
     kv: BTreeMap<String, Value>,
@@ -163,6 +210,8 @@ impl StateMachine {
         }
         let key = op["key"].to_string();
         let result = match op["type"].as_str() {
+            // All of a transaction in one log entry: strict serializable.
+            Some("txn") => json!({"type": "txn_ok", "txn": run_txn(&mut self.kv, &op["txn"])}),
             Some("write") => {
                 self.kv.insert(key, op["value"].clone());
                 json!({"type": "write_ok"})
@@ -368,7 +417,7 @@ impl<W: Write> Server<W> {
             return Ok(());
         }
         match ty.as_str() {
-            "read" | "write" | "cas" => self.client_request(&src, msg_id, body, 0),
+            "read" | "write" | "cas" | "txn" => self.client_request(&src, msg_id, body, 0),
             // Diagnostics: the node's clocks as it reads them, so a test can
             // see that a clock fault really reaches the process.
             "clock" => {
@@ -511,6 +560,7 @@ impl<W: Write> Server<W> {
             "cas" => {
                 body.get("key").is_some() && body.get("from").is_some() && body.get("to").is_some()
             }
+            "txn" => body.get("txn").is_some_and(valid_txn),
             _ => false,
         };
         if !valid {
@@ -522,6 +572,17 @@ impl<W: Write> Server<W> {
             return;
         }
         let c = self.cluster.as_mut().expect("initialised");
+        if c.raft.is_leader()
+            && ty == "txn"
+            && self.opts.bugs.txn_leader_read
+            && read_only(&body["txn"])
+        {
+            // The bug: a leader that has not confirmed it still leads
+            // answers from what it has applied.
+            let result = run_txn(&mut c.sm.kv.clone(), &body["txn"]);
+            self.reply(client, msg_id, json!({"type": "txn_ok", "txn": result}));
+            return;
+        }
         if c.raft.is_leader() {
             if ty == "read" {
                 if c.reads.len() >= MAX_PENDING_READS {

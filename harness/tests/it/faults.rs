@@ -321,3 +321,28 @@ fn disk_faults_name_the_damage_and_the_correct_node_fails_stop_and_stays_valid()
     let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(report.contains("refused to start (fail-stop)") && report.contains(" flip"));
 }
+
+#[test]
+fn the_target_node_runs_transactions_strict_serializably_under_every_fault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline_test(tmp.path()).args([
+            "--workload",
+            "txn-list-append",
+            "--time-limit",
+            "8",
+            "--nemesis",
+            "all",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "3",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let r = read_json(&latest(tmp.path()).join("results.json"));
+    let t = &r["checkers"]["transactions"];
+    assert_eq!(t["verdict"], "valid", "{t}");
+    assert!(t["committed"].as_u64().unwrap() > 100, "{t}");
+}

@@ -167,6 +167,10 @@ pub struct Bugs {
     /// nothing (the kernel keeps the page cache), a power cut loses
     /// acknowledged writes.
     pub no_fsync: bool,
+    /// Read-only transactions answered by a leader from what it has
+    /// applied, without confirming it still leads (server.rs): a deposed
+    /// leader serves a stale snapshot, under partitions only.
+    pub txn_leader_read: bool,
     /// ReadIndex before the leader committed an entry of its term (the
     /// etcd/Raft-thesis §6.4 bug: a new leader's commit index may lag).
     pub readindex_no_noop: bool,
