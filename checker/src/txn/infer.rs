@@ -61,26 +61,28 @@ pub fn list_append(txns: &[Txn]) -> Inferred {
     let mut keys: Vec<&str> = reads.keys().copied().collect();
     keys.sort_unstable();
     // Transactions that took part: committed ones, and unfinished ones
-    // whose appends were read.
-    let mut node = vec![false; txns.len()];
-    for (i, t) in txns.iter().enumerate() {
-        node[i] = t.outcome == TxnOutcome::Ok;
-    }
-    let mut graph = Graph::new(txns.len());
-    for key in keys {
-        let k = graph.keys.len() as u32;
-        graph.keys.push(key.to_string());
-        let rs = &reads[key];
-        let longest = version_order(key, rs, txns, &mut anomalies);
-        let order = with_sole_unread_append(key, longest, &appends, txns);
-        let order = &order[..];
-        read_anomalies(key, rs, &order, &writers, txns, &mut anomalies);
-        for v in order {
-            if let Some(w) = writers.get(&(key, *v)) {
+    // whose appends were read (their other appends happened too).
+    let mut node: Vec<bool> = txns.iter().map(|t| t.outcome == TxnOutcome::Ok).collect();
+    let mut longest: Vec<&[i64]> = Vec::new();
+    for key in &keys {
+        let l = version_order(key, &reads[key], txns, &mut anomalies);
+        for v in l {
+            if let Some(w) = writers.get(&(*key, *v)) {
                 node[w.txn] |= txns[w.txn].outcome == TxnOutcome::Info;
             }
         }
+        longest.push(l);
+    }
+    let mut graph = Graph::new(txns.len());
+    for (key, l) in keys.into_iter().zip(longest) {
+        let k = graph.keys.len() as u32;
+        graph.keys.push(key.to_string());
+        let rs = &reads[key];
+        let order = with_sole_unread_append(key, l, &appends, txns, &node);
+        let order = &order[..];
+        read_anomalies(key, rs, order, &writers, txns, &mut anomalies);
         edges(&mut graph, k, key, rs, order, &writers, txns);
+        unread_edges(&mut graph, k, key, rs, order, &appends, &node);
     }
     let nodes: Vec<usize> = (0..txns.len()).filter(|&i| node[i]).collect();
     graph.add_order(txns, &nodes);
@@ -173,6 +175,7 @@ fn with_sole_unread_append(
     longest: &[i64],
     appends: &HashMap<&str, Vec<(i64, usize)>>,
     txns: &[Txn],
+    happened: &[bool],
 ) -> Vec<i64> {
     let mut order = longest.to_vec();
     let seen: std::collections::HashSet<i64> = longest.iter().copied().collect();
@@ -183,7 +186,7 @@ fn with_sole_unread_append(
         .filter(|(v, w)| !seen.contains(v) && txns[*w].outcome != TxnOutcome::Fail)
         .collect();
     if let [(v, w)] = unread[..] {
-        if txns[*w].outcome == TxnOutcome::Ok {
+        if happened[*w] {
             order.push(*v);
         }
     }
@@ -260,6 +263,34 @@ fn read_anomalies(
             }
         }
     }
+    // One transaction's appends to a key land together, in the order it
+    // made them: what the order holds of them is a prefix of them.
+    let mut seen_of: HashMap<usize, Vec<i64>> = HashMap::new();
+    for v in order {
+        if let Some(w) = writers.get(&(key, *v)) {
+            seen_of.entry(w.txn).or_default().push(*v);
+        }
+    }
+    let mut by_txn: Vec<(&usize, &Vec<i64>)> = seen_of.iter().collect();
+    by_txn.sort();
+    for (&w, seen) in by_txn {
+        let own: Vec<i64> = txns[w]
+            .mops
+            .iter()
+            .filter_map(|m| match m {
+                Mop::Append { key: k, value } if k == key => Some(*value),
+                _ => None,
+            })
+            .collect();
+        if !own.starts_with(seen) {
+            let t = txns[w].index;
+            anomalies.push(anomaly(
+                "out-of-order-appends",
+                vec![t],
+                format!("key {key}'s order {order:?} holds T{t}'s appends as {seen:?}, but T{t} appended {own:?}"),
+            ));
+        }
+    }
     let mut aborted_before: Option<i64> = None;
     for v in order {
         match writers.get(&(key, *v)).map(|w| txns[w.txn].outcome) {
@@ -278,6 +309,50 @@ fn read_anomalies(
                 break;
             }
             _ => {}
+        }
+    }
+}
+
+/// Most committed-but-unread appends of a key that each read is ordered
+/// before: a bound on edges, at the cost of completeness only.
+const MAX_UNREAD_EDGES: usize = 64;
+
+/// A committed append no read saw is in the key's final state, after
+/// everything any read saw: so every reader of the key precedes its
+/// writer (an anti-dependency through versions nobody observed).
+fn unread_edges(
+    graph: &mut Graph,
+    k: u32,
+    key: &str,
+    rs: &[(usize, &[i64])],
+    order: &[i64],
+    appends: &HashMap<&str, Vec<(i64, usize)>>,
+    happened: &[bool],
+) {
+    let seen: std::collections::HashSet<i64> = order.iter().copied().collect();
+    let unread: Vec<(i64, usize)> = appends
+        .get(key)
+        .into_iter()
+        .flatten()
+        .filter(|(v, w)| !seen.contains(v) && happened[*w])
+        .copied()
+        .take(MAX_UNREAD_EDGES)
+        .collect();
+    for &(r, els) in rs {
+        if !order.starts_with(els) {
+            continue;
+        }
+        for &(v, w) in &unread {
+            graph.add(
+                r,
+                w,
+                RW,
+                Why::Rw {
+                    key: k,
+                    last: els.last().copied(),
+                    next: v,
+                },
+            );
         }
     }
 }

@@ -32,7 +32,8 @@ pub const MODELS: [ConsistencyModel; 9] = [
 ];
 
 /// Anomalies every model forbids: the history cannot be explained at all.
-const ALWAYS: [&str; 6] = [
+const ALWAYS: [&str; 7] = [
+    "out-of-order-appends",
     "garbage-read",
     "duplicate-elements",
     "internal",
@@ -42,7 +43,8 @@ const ALWAYS: [&str; 6] = [
 ];
 
 /// The most serious first: how anomalies are listed.
-const ORDER: [&str; 22] = [
+const ORDER: [&str; 23] = [
+    "out-of-order-appends",
     "garbage-read",
     "duplicate-elements",
     "incompatible-order",
@@ -123,11 +125,12 @@ impl ConsistencyModel {
         if order > reach {
             return false;
         }
-        let read_committed = ["G1a", "G1b", "dirty-update", "G1c"].contains(&base);
+        let g0 = base == "G0";
+        let read_committed = g0 || ["G1a", "G1b", "dirty-update", "G1c"].contains(&base);
         let single = base == "G-single-item";
         let item = base == "G2-item";
         match self {
-            ReadUncommitted => false,
+            ReadUncommitted => g0,
             ReadCommitted => read_committed,
             RepeatableRead => read_committed || single || item,
             SnapshotIsolation | StrongSessionSnapshotIsolation | StrongSnapshotIsolation => {

@@ -8,3 +8,4 @@ mod malformed;
 mod properties;
 mod traces;
 mod txn;
+mod txn_properties;
