@@ -157,6 +157,8 @@ impl TxnReport {
                 self.anomaly_types.join(", "),
                 self.model,
                 a.explanation
+                    .strip_prefix(&format!("{}: ", a.class))
+                    .unwrap_or(&a.explanation)
             ),
             (Verdict::Unknown, _) => format!(
                 "{} transactions: {}",

@@ -30,7 +30,110 @@ pub fn section(d: &ReportData) -> String {
     if let Some(c) = find("kafka") {
         h += &kafka(d, c);
     }
+    if let Some(c) = find("transactions") {
+        h += &transactions(d, c);
+    }
     h
+}
+
+/// Each anomaly with its explanation; the first cycle drawn as a ring of
+/// its transactions with each edge's kind, and those transactions' ops.
+fn transactions(d: &ReportData, c: &CheckerResult) -> String {
+    let anomalies: Vec<Value> = c.detail("anomalies").unwrap_or_default();
+    if anomalies.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>Transactions</h2><table id=\"txn-anomalies\"><tr><th>class</th><th>transactions</th><th>why</th></tr>");
+    for a in &anomalies {
+        let txns: Vec<String> = a["txns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| format!("T{t}"))
+            .collect();
+        let _ = write!(
+            h,
+            r#"<tr><td class="invalid">{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(a["class"].as_str().unwrap_or("?")),
+            esc(&txns.join(" ")),
+            esc(a["explanation"].as_str().unwrap_or(""))
+        );
+    }
+    h += "</table>";
+    if let Some(cycle) = anomalies
+        .iter()
+        .find(|a| a["steps"].as_array().is_some_and(|s| !s.is_empty()))
+    {
+        h += &cycle_ring(cycle);
+        h += &cycle_ops(d, cycle);
+    }
+    h
+}
+
+/// The cycle's transactions on a ring, each step an arrow labelled with
+/// its kind (ww, wr, rw, process, realtime).
+fn cycle_ring(a: &Value) -> String {
+    let steps: Vec<&Value> = a["steps"].as_array().into_iter().flatten().collect();
+    let n = steps.len().max(1) as f64;
+    let (cx, cy, r) = (200.0, 150.0, 110.0);
+    let at = |k: usize| {
+        let angle = std::f64::consts::TAU * k as f64 / n - std::f64::consts::FRAC_PI_2;
+        (cx + r * angle.cos(), cy + r * angle.sin())
+    };
+    let mut s = String::from(
+        r##"<svg id="txn-cycle" width="400" height="300" xmlns="http://www.w3.org/2000/svg"><defs><marker id="arr" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0L10,5L0,10z" fill="#555"/></marker></defs>"##,
+    );
+    for (k, step) in steps.iter().enumerate() {
+        let ((x0, y0), (x1, y1)) = (at(k), at((k + 1) % steps.len()));
+        let (mx, my) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        let kind = step["kind"].as_str().unwrap_or("?");
+        let class = if kind == "rw" { "edge rw" } else { "edge" };
+        let _ = write!(
+            s,
+            r#"<line class="{class}" x1="{x0:.1}" y1="{y0:.1}" x2="{:.1}" y2="{:.1}" marker-end="url(#arr)"><title>{}</title></line><text class="axis" x="{mx:.1}" y="{my:.1}">{kind}</text>"#,
+            x0 + (x1 - x0) * 0.85,
+            y0 + (y1 - y0) * 0.85,
+            esc(step["why"].as_str().unwrap_or(""))
+        );
+        let _ = write!(
+            s,
+            r#"<circle class="txn" cx="{x0:.1}" cy="{y0:.1}" r="16"/><text class="lane" x="{:.1}" y="{:.1}">T{}</text>"#,
+            x0 - 12.0,
+            y0 + 4.0,
+            step["from"]
+        );
+    }
+    s + "</svg>"
+}
+
+/// The cycle's transactions: process, when, and what they did.
+fn cycle_ops(d: &ReportData, a: &Value) -> String {
+    let mut h = String::from("<table id=\"txn-ops\"><tr><th>txn</th><th>process</th><th>from (s)</th><th>to (s)</th><th>micro-ops</th></tr>");
+    for t in a["txns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+    {
+        let Some(op) = d.ops.iter().find(|o| o.invoke_index == t) else {
+            continue;
+        };
+        let done = if op.outcome == Outcome::Ok {
+            &op.output
+        } else {
+            &op.input
+        };
+        let _ = write!(
+            h,
+            "<tr><td>T{t}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            esc(&op.process.to_string()),
+            op.invoke_time as f64 / 1e9,
+            op.returned_time
+                .map_or("-".into(), |r| format!("{:.3}", r as f64 / 1e9)),
+            esc(&done.to_string())
+        );
+    }
+    h + "</table>"
 }
 
 fn sets(c: &CheckerResult) -> String {

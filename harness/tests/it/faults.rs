@@ -346,3 +346,21 @@ fn the_target_node_runs_transactions_strict_serializably_under_every_fault() {
     assert_eq!(t["verdict"], "valid", "{t}");
     assert!(t["committed"].as_u64().unwrap() > 100, "{t}");
 }
+
+#[test]
+fn faultline_check_names_a_transaction_cycle_edge_by_edge() {
+    // Read skew, written by hand in Jepsen's EDN.
+    let f = run(
+        faultline()
+            .arg("check")
+            .arg("--json")
+            .arg(fixture("read_skew.edn")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    let out: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
+    let report = &out["files"][0]["report"];
+    assert_eq!(report["anomaly_types"][0], "G-single-item", "{report}");
+    let steps = report["anomalies"][0]["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["kind"] == "rw") && steps.iter().any(|s| s["kind"] == "wr"));
+}

@@ -59,6 +59,8 @@ fn go_with(
         "broadcast" | "g-set" => Some("<h2>Set</h2>"),
         "g-counter" | "pn-counter" => Some("<h2>Counter</h2>"),
         "kafka" => Some("<h2>Kafka</h2>"),
+        // A transaction anomaly is drawn as its cycle.
+        "txn-list-append" if results["verdict"] == "invalid" => Some("id=\"txn-cycle\""),
         _ => None,
     };
     if let Some(h) = section {
