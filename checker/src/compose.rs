@@ -156,8 +156,8 @@ impl Checker for RaftInvariants {
     }
 }
 
-/// Isolation of list-append transactions (`crate::txn`), against the
-/// input's consistency model.
+/// Isolation of list-append or rw-register transactions (`crate::txn`),
+/// against the input's consistency model.
 pub struct Transactions;
 
 impl Checker for Transactions {
@@ -181,7 +181,7 @@ impl Checker for Transactions {
         let model = input
             .consistency_model
             .unwrap_or(crate::txn::ConsistencyModel::StrictSerializable);
-        let r = crate::txn::check_list_append(&txns, model, input.time_limit);
+        let r = crate::txn::check(&txns, model, input.time_limit);
         Ok(Some(CheckerResult::new(
             "transactions",
             r.verdict,

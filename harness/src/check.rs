@@ -74,7 +74,7 @@ fn check_txn_history(path: &Path, s: &Settings) -> Result<CheckerResult, String>
     let model = s
         .consistency_model
         .unwrap_or(ConsistencyModel::StrictSerializable);
-    let r = faultline_checker::txn::check_list_append(&txns, model, s.time_limit);
+    let r = faultline_checker::txn::check(&txns, model, s.time_limit);
     Ok(CheckerResult::new(
         "transactions",
         r.verdict,

@@ -57,6 +57,9 @@ pub struct Graph {
     pub keys: Vec<String>,
     /// Edges visited by cycle searches: the budget's meter.
     pub work: u64,
+    /// rw-register transactions (writes), not list-append ones (appends):
+    /// only the wording of explanations differs.
+    pub registers: bool,
 }
 
 /// Most edge visits the cycle searches of one check may make before the
@@ -110,6 +113,7 @@ impl Graph {
             adj: vec![Vec::new(); txns],
             keys: Vec::new(),
             work: 0,
+            registers: false,
         }
     }
 

@@ -24,12 +24,25 @@ pub enum Mop {
         key: String,
         value: Option<Vec<i64>>,
     },
+    /// rw-register: write `value`.
+    Write {
+        key: String,
+        value: i64,
+    },
+    /// rw-register: `None` not known; `Some(None)` the initial (nil) value.
+    ReadRegister {
+        key: String,
+        value: Option<Option<i64>>,
+    },
 }
 
 impl Mop {
     pub fn key(&self) -> &str {
         match self {
-            Mop::Append { key, .. } | Mop::Read { key, .. } => key,
+            Mop::Append { key, .. }
+            | Mop::Read { key, .. }
+            | Mop::Write { key, .. }
+            | Mop::ReadRegister { key, .. } => key,
         }
     }
 }
@@ -56,7 +69,7 @@ pub struct Txn {
 
 /// One micro-op from its JSON form; `f` may be spelled `append` or
 /// `:append` (EDN keywords). A completed read of `nil` saw the empty list.
-fn mop(v: &Value) -> Result<Mop, String> {
+fn mop(v: &Value, registers: bool) -> Result<Mop, String> {
     let a = v
         .as_array()
         .filter(|a| a.len() == 3)
@@ -72,6 +85,18 @@ fn mop(v: &Value) -> Result<Mop, String> {
             key,
             value: int(&a[2])?,
         }),
+        "w" => Ok(Mop::Write {
+            key,
+            value: int(&a[2])?,
+        }),
+        // A register read: a number, or nil for the initial value.
+        "r" if a[2].is_number() || a[2].is_null() && registers => Ok(Mop::ReadRegister {
+            key,
+            value: Some(match &a[2] {
+                Value::Null => None,
+                x => Some(int(x)?),
+            }),
+        }),
         "r" => Ok(Mop::Read {
             key,
             value: match &a[2] {
@@ -81,16 +106,32 @@ fn mop(v: &Value) -> Result<Mop, String> {
             },
         }),
         other => Err(format!(
-            "micro-op {v}: {other:?} is not a list-append micro-op (append, r)"
+            "micro-op {v}: {other:?} is not a transaction micro-op (append, w, r)"
         )),
     }
 }
 
-fn mops(v: &Value) -> Result<Vec<Mop>, String> {
+/// Whether a transaction value holds rw-register micro-ops: a `w`, or a
+/// read of a number.
+fn has_register_ops(v: &Value) -> bool {
+    v.as_array().into_iter().flatten().any(|m| {
+        let f = m
+            .get(0)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_start_matches(':');
+        f == "w" || f == "r" && m.get(2).is_some_and(Value::is_number)
+    })
+}
+
+/// A transaction's micro-ops; with `registers` (a history of
+/// rw-register transactions), a read of nil is the initial value rather
+/// than the empty list.
+fn mops(v: &Value, registers: bool) -> Result<Vec<Mop>, String> {
     v.as_array()
         .ok_or_else(|| format!("transaction {v} is not a list of micro-ops"))?
         .iter()
-        .map(mop)
+        .map(|m| mop(m, registers))
         .collect()
 }
 
@@ -98,6 +139,10 @@ fn mops(v: &Value) -> Result<Vec<Mop>, String> {
 /// micro-ops come from its completion (reads filled in); others' from
 /// their invocation, with reads unknown.
 pub fn from_ops(ops: &[Op]) -> Result<Vec<Txn>, String> {
+    let registers = ops
+        .iter()
+        .filter(|o| o.f == "txn")
+        .any(|o| has_register_ops(&o.input) || has_register_ops(&o.output));
     ops.iter()
         .filter(|o| o.f == "txn")
         .map(|o| {
@@ -111,7 +156,7 @@ pub fn from_ops(ops: &[Op]) -> Result<Vec<Txn>, String> {
             } else {
                 &o.input
             };
-            let mut m = mops(source).map_err(|e| format!("line {}: {e}", o.line))?;
+            let mut m = mops(source, registers).map_err(|e| format!("line {}: {e}", o.line))?;
             if outcome != TxnOutcome::Ok {
                 unknown_reads(&mut m);
             }
@@ -129,15 +174,30 @@ pub fn from_ops(ops: &[Op]) -> Result<Vec<Txn>, String> {
 
 fn unknown_reads(m: &mut [Mop]) {
     for op in m.iter_mut() {
-        if let Mop::Read { value, .. } = op {
-            *value = None;
+        match op {
+            Mop::Read { value, .. } => *value = None,
+            Mop::ReadRegister { value, .. } => *value = None,
+            _ => {}
         }
     }
+}
+
+/// Whether these are rw-register transactions (any write or register
+/// read) rather than list-append ones.
+pub fn are_registers(txns: &[Txn]) -> bool {
+    txns.iter()
+        .flat_map(|t| &t.mops)
+        .any(|m| matches!(m, Mop::Write { .. } | Mop::ReadRegister { .. }))
 }
 
 /// Transactions from Jepsen / Elle EDN text.
 pub fn from_edn(file: &str, text: &str) -> Result<Vec<Txn>, CheckError> {
     let forms = edn::parse_all(text).map_err(|(line, e)| perr(file, line, e))?;
+    let registers = forms.iter().any(|(_, f)| {
+        f.get("value")
+            .and_then(|v| edn_to_json(v).ok())
+            .is_some_and(|v| has_register_ops(&v))
+    });
     let mut open: HashMap<String, (usize, u64, Option<u64>)> = HashMap::new();
     let mut txns: Vec<Txn> = Vec::new();
     for (n, (line, form)) in forms.iter().enumerate() {
@@ -173,7 +233,7 @@ pub fn from_edn(file: &str, text: &str) -> Result<Vec<Txn>, CheckError> {
                     "fail" => TxnOutcome::Fail,
                     _ => TxnOutcome::Info,
                 };
-                let mut m = mops(&op.value).map_err(|e| perr(file, *line, e))?;
+                let mut m = mops(&op.value, registers).map_err(|e| perr(file, *line, e))?;
                 if outcome != TxnOutcome::Ok {
                     unknown_reads(&mut m);
                 }

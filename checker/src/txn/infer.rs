@@ -161,7 +161,7 @@ fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) {
                 *known = Some(got.clone());
                 mine.clear();
             }
-            Mop::Read { .. } => {}
+            _ => {}
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod graph;
 pub mod history;
 pub mod infer;
 pub mod model;
+pub mod register;
 
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -80,9 +81,36 @@ pub fn check_list_append(
     model: ConsistencyModel,
     time_limit: Option<Duration>,
 ) -> TxnReport {
+    check_inferred(txns, model, time_limit, infer::list_append)
+}
+
+/// Checks rw-register transactions against `model`.
+pub fn check_rw_register(
+    txns: &[Txn],
+    model: ConsistencyModel,
+    time_limit: Option<Duration>,
+) -> TxnReport {
+    check_inferred(txns, model, time_limit, register::rw_register)
+}
+
+/// Either model, told apart by the micro-ops.
+pub fn check(txns: &[Txn], model: ConsistencyModel, time_limit: Option<Duration>) -> TxnReport {
+    if history::are_registers(txns) {
+        check_rw_register(txns, model, time_limit)
+    } else {
+        check_list_append(txns, model, time_limit)
+    }
+}
+
+fn check_inferred(
+    txns: &[Txn],
+    model: ConsistencyModel,
+    time_limit: Option<Duration>,
+    infer: fn(&[Txn]) -> infer::Inferred,
+) -> TxnReport {
     let started = Instant::now();
     let deadline = time_limit.map(|t| started + t);
-    let inferred = infer::list_append(txns);
+    let inferred = infer(txns);
     let mut anomalies = inferred.anomalies;
     let mut g = inferred.graph;
     let sccs = g.sccs(graph::ALL);

@@ -60,7 +60,9 @@ fn go_with(
         "g-counter" | "pn-counter" => Some("<h2>Counter</h2>"),
         "kafka" => Some("<h2>Kafka</h2>"),
         // A transaction anomaly is drawn as its cycle.
-        "txn-list-append" if results["verdict"] == "invalid" => Some("id=\"txn-cycle\""),
+        "txn-list-append" | "txn-rw-register" if results["verdict"] == "invalid" => {
+            Some("id=\"txn-cycle\"")
+        }
         _ => None,
     };
     if let Some(h) = section {
