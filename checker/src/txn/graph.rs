@@ -6,7 +6,7 @@
 //! points at it, so T1 reaches T2 through the chain exactly when T1
 //! completed before T2 began.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::history::Txn;
 use super::{Anomaly, Step};
@@ -78,13 +78,15 @@ struct Stage {
 enum Need {
     Any,
     SingleRw,
+    /// At least two rw edges, no two of them adjacent.
+    NonadjacentRw,
     SomeRw,
 }
 
 /// Most specific first: G0 (write cycles), G1c (write-read), G-single (one
 /// anti-dependency), G2-item (several); first on data edges alone, then
 /// with process order, then with real-time order too.
-const STAGES: [Stage; 12] = {
+const STAGES: [Stage; 15] = {
     const fn s(class: &'static str, mask: u8, need: Need) -> Stage {
         Stage { class, mask, need }
     }
@@ -94,14 +96,21 @@ const STAGES: [Stage; 12] = {
         s("G0", WW, Need::Any),
         s("G1c", WW | WR, Need::Any),
         s("G-single-item", WW | WR, Need::SingleRw),
+        s("G-nonadjacent-item", WW | WR | RW, Need::NonadjacentRw),
         s("G2-item", WW | WR | RW, Need::SomeRw),
         s("G0-process", WW | P, Need::Any),
         s("G1c-process", WW | WR | P, Need::Any),
         s("G-single-item-process", WW | WR | P, Need::SingleRw),
+        s(
+            "G-nonadjacent-item-process",
+            WW | WR | RW | P,
+            Need::NonadjacentRw,
+        ),
         s("G2-item-process", WW | WR | RW | P, Need::SomeRw),
         s("G0-realtime", WW | R, Need::Any),
         s("G1c-realtime", WW | WR | R, Need::Any),
         s("G-single-item-realtime", WW | WR | R, Need::SingleRw),
+        s("G-nonadjacent-item-realtime", ALL, Need::NonadjacentRw),
         s("G2-item-realtime", ALL, Need::SomeRw),
     ]
 };
@@ -244,6 +253,7 @@ impl Graph {
             }
             let found = match stage.need {
                 Need::SingleRw => self.single_rw_cycle(stage.mask, &member),
+                Need::NonadjacentRw => self.nonadjacent_rw_cycle(stage.mask, &member),
                 _ => self.cycle_with(stage.mask, stage.need == Need::SomeRw, &member),
             };
             if let Some(cycle) = found {
@@ -304,6 +314,71 @@ impl Graph {
             if let Some(&(u, e)) = rws.iter().find(|(u, _)| seen[*u] == c as u32) {
                 let path = self.path(e.to as usize, u, mask, member)?;
                 return Some(std::iter::once((u, e)).chain(path).collect());
+            }
+        }
+        None
+    }
+
+    /// A cycle whose rw edges (two or more, as no single-rw cycle exists
+    /// once this runs) are never adjacent: from an rw edge u -> v, a
+    /// search over (node, came by rw) states back to u, never taking an
+    /// rw edge right after one, and arriving by a non-rw edge.
+    fn nonadjacent_rw_cycle(&mut self, mask: u8, member: &[bool]) -> Option<Vec<(usize, Edge)>> {
+        // Only rw edges on some cycle of `mask` edges can start one.
+        let mut comp_of = vec![usize::MAX; self.adj.len()];
+        for (c, vs) in self.sccs_within(mask, &|v| member[v]).iter().enumerate() {
+            for &v in vs {
+                comp_of[v] = c;
+            }
+        }
+        let starts: Vec<(usize, Edge)> = self
+            .adj
+            .iter()
+            .enumerate()
+            .filter(|(u, _)| member[*u])
+            .flat_map(|(u, es)| {
+                let comp_of = &comp_of;
+                es.iter()
+                    .filter(move |e| e.kind == RW && comp_of[e.to as usize] == comp_of[u])
+                    .map(move |e| (u, *e))
+            })
+            .collect();
+        let n = self.adj.len();
+        for (u, first) in starts {
+            if self.work > WORK_LIMIT {
+                return None;
+            }
+            // State s = node * 2 + (1 if entered by an rw edge).
+            let mut prev: HashMap<usize, (usize, Edge)> = HashMap::new();
+            let start = first.to as usize * 2 + 1;
+            let mut q = VecDeque::from([start]);
+            let mut seen = std::collections::HashSet::from([start]);
+            let goal = u * 2;
+            while let Some(st) = q.pop_front() {
+                if st == goal {
+                    let mut path = Vec::new();
+                    let mut at = goal;
+                    while let Some(&(p, e)) = prev.get(&at) {
+                        path.push((p / 2, e));
+                        at = p;
+                    }
+                    path.reverse();
+                    return Some(std::iter::once((u, first)).chain(path).collect());
+                }
+                let (v, by_rw) = (st / 2, st % 2 == 1);
+                for e in &self.adj[v] {
+                    self.work += 1;
+                    let w = e.to as usize;
+                    let rw = e.kind == RW;
+                    if e.kind & mask == 0 || !member[w] || (rw && by_rw) {
+                        continue;
+                    }
+                    let next = w * 2 + usize::from(rw);
+                    if next < 2 * n && seen.insert(next) {
+                        prev.insert(next, (st, *e));
+                        q.push_back(next);
+                    }
+                }
             }
         }
         None

@@ -43,7 +43,7 @@ const ALWAYS: [&str; 7] = [
 ];
 
 /// The most serious first: how anomalies are listed.
-const ORDER: [&str; 23] = [
+const ORDER: [&str; 26] = [
     "out-of-order-appends",
     "garbage-read",
     "duplicate-elements",
@@ -56,14 +56,17 @@ const ORDER: [&str; 23] = [
     "dirty-update",
     "G1c",
     "G-single-item",
+    "G-nonadjacent-item",
     "G2-item",
     "G0-process",
     "G1c-process",
     "G-single-item-process",
+    "G-nonadjacent-item-process",
     "G2-item-process",
     "G0-realtime",
     "G1c-realtime",
     "G-single-item-realtime",
+    "G-nonadjacent-item-realtime",
     "G2-item-realtime",
     "cycle-search-incomplete",
     "unknown",
@@ -128,16 +131,18 @@ impl ConsistencyModel {
         let g0 = base == "G0";
         let read_committed = g0 || ["G1a", "G1b", "dirty-update", "G1c"].contains(&base);
         let single = base == "G-single-item";
+        // Snapshot isolation forbids these too (Adya's G-SI b / Elle).
+        let nonadjacent = base == "G-nonadjacent-item";
         let item = base == "G2-item";
         match self {
             ReadUncommitted => g0,
             ReadCommitted => read_committed,
-            RepeatableRead => read_committed || single || item,
+            RepeatableRead => read_committed || single || nonadjacent || item,
             SnapshotIsolation | StrongSessionSnapshotIsolation | StrongSnapshotIsolation => {
-                read_committed || single
+                read_committed || single || nonadjacent
             }
             Serializable | StrongSessionSerializable | StrictSerializable => {
-                read_committed || single || item
+                read_committed || single || nonadjacent || item
             }
         }
     }
