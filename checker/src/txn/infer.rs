@@ -22,15 +22,6 @@ struct Writer {
     last_to_key: bool,
 }
 
-fn anomaly(class: &str, txns: Vec<u64>, explanation: String) -> Anomaly {
-    Anomaly {
-        class: class.to_string(),
-        txns,
-        steps: Vec::new(),
-        explanation,
-    }
-}
-
 /// Per key: the reads of committed transactions (txn, elements).
 type Reads<'a> = HashMap<&'a str, Vec<(usize, &'a [i64])>>;
 
@@ -109,7 +100,7 @@ fn writers<'a>(txns: &'a [Txn], anomalies: &mut Vec<Anomaly>) -> HashMap<(&'a st
                 },
             ) {
                 if prev.txn != i {
-                    anomalies.push(anomaly(
+                    anomalies.push(Anomaly::plain(
                         "duplicate-appends",
                         vec![txns[prev.txn].index, t.index],
                         format!("T{} and T{} both appended {value} to key {key}: elements must be unique per key", txns[prev.txn].index, t.index),
@@ -143,7 +134,7 @@ fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) {
                     None => got.ends_with(mine),
                 };
                 if !ok {
-                    anomalies.push(anomaly(
+                    anomalies.push(Anomaly::plain(
                         "internal",
                         vec![t.index],
                         format!(
@@ -207,7 +198,7 @@ fn version_order<'a>(
         .map(|&(i, r)| (i, r))
         .unwrap_or((0, &[]));
     if let Some(&(i, bad)) = rs.iter().find(|(_, r)| !longest.starts_with(r)) {
-        anomalies.push(anomaly(
+        anomalies.push(Anomaly::plain(
             "incompatible-order",
             vec![txns[i].index, txns[li].index],
             format!(
@@ -236,15 +227,15 @@ fn read_anomalies(
         let mut seen = std::collections::HashSet::new();
         for v in els {
             if !seen.insert(v) {
-                anomalies.push(anomaly(
+                anomalies.push(Anomaly::plain(
                     "duplicate-elements",
                     vec![t],
                     format!("T{t} read key {key} = {els:?}, with {v} twice"),
                 ));
             }
             match writers.get(&(key, *v)) {
-                None => anomalies.push(anomaly("garbage-read", vec![t], format!("T{t} read {v} in key {key}, which nobody appended"))),
-                Some(w) if txns[w.txn].outcome == TxnOutcome::Fail => anomalies.push(anomaly(
+                None => anomalies.push(Anomaly::plain("garbage-read", vec![t], format!("T{t} read {v} in key {key}, which nobody appended"))),
+                Some(w) if txns[w.txn].outcome == TxnOutcome::Fail => anomalies.push(Anomaly::plain(
                     "G1a",
                     vec![txns[w.txn].index, t],
                     format!("T{t} read key {key} = {els:?}, including {v}, appended by T{} which failed (aborted read)", txns[w.txn].index),
@@ -255,7 +246,7 @@ fn read_anomalies(
         if let Some(w) = els.last().and_then(|v| writers.get(&(key, *v))) {
             if !w.last_to_key && w.txn != r {
                 let wi = txns[w.txn].index;
-                anomalies.push(anomaly(
+                anomalies.push(Anomaly::plain(
                     "G1b",
                     vec![wi, t],
                     format!("T{t} read key {key} = {els:?}, ending in an append T{wi} followed with another (intermediate read)"),
@@ -286,7 +277,7 @@ fn read_anomalies(
             .collect();
         if !own.starts_with(seen) {
             let t = txns[w].index;
-            anomalies.push(anomaly(
+            anomalies.push(Anomaly::plain(
                 "out-of-order-appends",
                 vec![t],
                 format!("key {key}'s order {order:?} holds T{t}'s appends as {seen:?}, but T{t} appended {own:?}"),
@@ -299,7 +290,7 @@ fn read_anomalies(
             Some(TxnOutcome::Fail) => aborted_before = aborted_before.or(Some(*v)),
             Some(TxnOutcome::Ok) if aborted_before.is_some() => {
                 let w = writers[&(key, *v)].txn;
-                anomalies.push(anomaly(
+                anomalies.push(Anomaly::plain(
                     "dirty-update",
                     vec![txns[w].index],
                     format!(

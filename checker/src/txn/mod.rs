@@ -50,6 +50,18 @@ pub struct Anomaly {
     pub explanation: String,
 }
 
+impl Anomaly {
+    /// An anomaly outside any cycle: its transactions and why.
+    pub fn plain(class: &str, txns: Vec<u64>, explanation: String) -> Anomaly {
+        Anomaly {
+            class: class.to_string(),
+            txns,
+            steps: Vec::new(),
+            explanation,
+        }
+    }
+}
+
 /// What the transaction checker found.
 #[derive(Debug, Clone, Serialize)]
 pub struct TxnReport {

@@ -17,15 +17,6 @@ use super::Anomaly;
 /// that costs completeness only.
 const MAX_RW_EDGES: usize = 64;
 
-fn anomaly(class: &str, txns: Vec<u64>, explanation: String) -> Anomaly {
-    Anomaly {
-        class: class.to_string(),
-        txns,
-        steps: Vec::new(),
-        explanation,
-    }
-}
-
 /// Who wrote (key, value), and whether it was that transaction's last
 /// write to the key (else a read of it is intermediate).
 struct Written {
@@ -73,7 +64,7 @@ pub fn rw_register(txns: &[Txn]) -> Inferred {
                 } => {
                     match mine.get(key.as_str()) {
                         // It must see its own write.
-                        Some(own) if own != v => anomalies.push(anomaly(
+                        Some(own) if own != v => anomalies.push(Anomaly::plain(
                             "internal",
                             vec![t.index],
                             format!(
@@ -83,7 +74,7 @@ pub fn rw_register(txns: &[Txn]) -> Inferred {
                         )),
                         Some(_) => {}
                         None => match read.get(key.as_str()) {
-                            Some(prev) if prev != v => anomalies.push(anomaly(
+                            Some(prev) if prev != v => anomalies.push(Anomaly::plain(
                                 "internal",
                                 vec![t.index],
                                 format!("T{} read key {key} twice, as {prev:?} and {v:?}", t.index),
@@ -131,13 +122,13 @@ fn read_anomalies(
         let Some(v) = v else { continue };
         let t = txns[r].index;
         match writers.get(&(key, v)) {
-            None => anomalies.push(anomaly("garbage-read", vec![t], format!("T{t} read {v} from key {key}, which nobody wrote"))),
-            Some(w) if txns[w.txn].outcome == TxnOutcome::Fail => anomalies.push(anomaly(
+            None => anomalies.push(Anomaly::plain("garbage-read", vec![t], format!("T{t} read {v} from key {key}, which nobody wrote"))),
+            Some(w) if txns[w.txn].outcome == TxnOutcome::Fail => anomalies.push(Anomaly::plain(
                 "G1a",
                 vec![txns[w.txn].index, t],
                 format!("T{t} read key {key} = {v}, written by T{} which failed (aborted read)", txns[w.txn].index),
             )),
-            Some(w) if !w.last && w.txn != r => anomalies.push(anomaly(
+            Some(w) if !w.last && w.txn != r => anomalies.push(Anomaly::plain(
                 "G1b",
                 vec![txns[w.txn].index, t],
                 format!("T{t} read key {key} = {v}, which T{} overwrote before committing (intermediate read)", txns[w.txn].index),

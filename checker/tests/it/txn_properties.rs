@@ -384,14 +384,19 @@ fn search(h: &[Txn], chosen: &[usize], used: &mut [bool], state: &mut State) -> 
     false
 }
 
+/// How many small histories to compare with brute force: 3,000, or
+/// `TXN_ORACLE_SEEDS` for a longer run by hand.
+fn oracle_seeds() -> u64 {
+    std::env::var("TXN_ORACLE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000)
+}
+
 #[test]
 fn on_small_histories_the_checker_agrees_with_brute_force() {
     let (mut valid, mut invalid) = (0, 0);
-    let seeds: u64 = std::env::var("TXN_ORACLE_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
-    for seed in 0..seeds {
+    for seed in 0..oracle_seeds() {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut h = Sim::history(seed, rng.gen_range(2..=5), 3, 2, 3);
         // Perturb one read half the time: drop, add or swap elements.
@@ -437,11 +442,7 @@ fn rw_register_histories_agree_with_brute_force_where_the_checker_speaks() {
     // invalid verdict must always be right; a valid one may miss an
     // anomaly no inference from the reads can see.
     let (mut agree, mut total) = (0, 0);
-    let seeds: u64 = std::env::var("TXN_ORACLE_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
-    for seed in 0..seeds {
+    for seed in 0..oracle_seeds() {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut h = Sim::history_of(true, seed, rng.gen_range(2..=5), 3, 2, 3);
         if rng.gen_bool(0.5) {
