@@ -27,14 +27,23 @@ impl Sim {
         (0..self.rng.gen_range(1..=max_len))
             .map(|_| {
                 let key = format!("k{}", self.rng.gen_range(0..keys));
-                if self.rng.gen_bool(0.5) {
-                    self.next += 1;
-                    Mop::Append {
-                        key,
-                        value: self.next,
+                match (self.rng.gen_bool(0.5), self.registers) {
+                    (true, false) => {
+                        self.next += 1;
+                        Mop::Append {
+                            key,
+                            value: self.next,
+                        }
                     }
-                } else {
-                    Mop::Read { key, value: None }
+                    (true, true) => {
+                        self.next += 1;
+                        Mop::Write {
+                            key,
+                            value: self.next,
+                        }
+                    }
+                    (false, false) => Mop::Read { key, value: None },
+                    (false, true) => Mop::ReadRegister { key, value: None },
                 }
             })
             .collect()
