@@ -88,6 +88,8 @@ fn generate(n: usize, seed: u64) -> Vec<Txn> {
                                     .unwrap_or_default(),
                             );
                         }
+                        // The generator makes list-append transactions only.
+                        Mop::Write { .. } | Mop::ReadRegister { .. } => {}
                     }
                 }
                 if roll == 1 {

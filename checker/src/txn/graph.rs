@@ -136,6 +136,13 @@ impl Graph {
         }
     }
 
+    /// Memory the adjacency lists take.
+    pub fn bytes(&self) -> u64 {
+        let edges: usize = self.adj.iter().map(Vec::capacity).sum();
+        (edges * std::mem::size_of::<Edge>() + self.adj.len() * std::mem::size_of::<Vec<Edge>>())
+            as u64
+    }
+
     /// Adds real-time order (see the module doc) and process order.
     pub fn add_order(&mut self, txns: &[Txn], nodes: &[usize]) {
         let mut by_process: std::collections::HashMap<&str, Vec<usize>> = Default::default();

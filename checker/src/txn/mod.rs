@@ -86,6 +86,26 @@ pub struct TxnReport {
 /// Most anomalies kept per class.
 const MAX_PER_CLASS: usize = 8;
 
+/// The most memory the dependency graph may take (estimated before it is
+/// built): past it the answer is `unknown`, never an out-of-memory kill.
+pub const MAX_GRAPH_BYTES: u64 = 3 << 30;
+
+/// The graph's likely size, known before it is built: per read, its wr
+/// and rw edges and a few to unread appends; per append, a ww edge; per
+/// transaction, its process and real-time edges and a time node.
+fn graph_bytes_bound(txns: &[Txn]) -> u64 {
+    let (mut reads, mut writes) = (0u64, 0u64);
+    for m in txns.iter().flat_map(|t| &t.mops) {
+        match m {
+            Mop::Read { .. } | Mop::ReadRegister { .. } => reads += 1,
+            _ => writes += 1,
+        }
+    }
+    let edges = reads * 8 + writes + 4 * txns.len() as u64;
+    let nodes = 2 * txns.len() as u64;
+    edges * std::mem::size_of::<graph::Edge>() as u64 + nodes * 64
+}
+
 /// Checks list-append transactions against `model`, giving up with
 /// `unknown` past `time_limit`.
 pub fn check_list_append(
@@ -120,7 +140,27 @@ fn check_inferred(
     time_limit: Option<Duration>,
     infer: fn(&[Txn]) -> infer::Inferred,
 ) -> TxnReport {
+    check_within(txns, model, time_limit, infer, MAX_GRAPH_BYTES)
+}
+
+/// `check_inferred` with a memory budget for the graph.
+pub fn check_within(
+    txns: &[Txn],
+    model: ConsistencyModel,
+    time_limit: Option<Duration>,
+    infer: fn(&[Txn]) -> infer::Inferred,
+    max_graph_bytes: u64,
+) -> TxnReport {
     let started = Instant::now();
+    let bound = graph_bytes_bound(txns);
+    if bound > max_graph_bytes {
+        let why = format!(
+            "its dependency graph could take {} MB, over the {} MB budget",
+            bound >> 20,
+            max_graph_bytes >> 20
+        );
+        return report(txns, model, Vec::new(), &[], Some(why), started);
+    }
     let deadline = time_limit.map(|t| started + t);
     let inferred = infer(txns);
     let mut anomalies = inferred.anomalies;

@@ -398,3 +398,30 @@ fn rw_register_anomalies_are_named() {
         "G-single-item-realtime",
     );
 }
+
+#[test]
+fn a_history_past_the_memory_budget_is_unknown_with_the_reason() {
+    let text = edn(&[
+        (0, "invoke", "[[:append :x 1] [:r :x nil]]"),
+        (0, "ok", "[[:append :x 1] [:r :x [1]]]"),
+    ]);
+    let txns = history::from_edn("h.edn", &text).unwrap();
+    let r = txn::check_within(
+        &txns,
+        ConsistencyModel::StrictSerializable,
+        None,
+        txn::infer::list_append,
+        100,
+    );
+    assert_eq!(r.verdict, Verdict::Unknown);
+    assert!(r.unknown_because.unwrap().contains("budget"));
+    // Within budget, the same history is judged.
+    let r = txn::check_within(
+        &txns,
+        ConsistencyModel::StrictSerializable,
+        None,
+        txn::infer::list_append,
+        1 << 30,
+    );
+    assert_eq!(r.verdict, Verdict::Valid);
+}
