@@ -5,6 +5,9 @@
 use faultline_checker::txn::{self, history, ConsistencyModel, TxnReport};
 use faultline_checker::Verdict;
 
+/// `(process, type, micro-ops)` rows, as `edn` takes them.
+type Rows<'a> = Vec<(u64, &'a str, &'a str)>;
+
 /// Transactions in EDN, one `(process, type, micro-ops)` per line, at
 /// times 0, 10, 20, ... in order.
 fn edn(rows: &[(u64, &str, &str)]) -> String {
@@ -145,7 +148,7 @@ fn real_time_and_process_order_only_bind_the_models_that_promise_them() {
 
 #[test]
 fn anomalies_outside_cycles_are_named() {
-    let cases: [(&str, Vec<(u64, &str, &str)>); 8] = [
+    let cases: [(&str, Rows); 8] = [
         (
             "dirty-update",
             vec![
@@ -330,7 +333,7 @@ fn rw_register_anomalies_are_named() {
     ]);
     only(&check_registers(&lost, "serializable"), "G2-item");
     // G1a, G1b, internal, garbage.
-    let rows: [(&str, Vec<(u64, &str, &str)>); 4] = [
+    let rows: [(&str, Rows); 4] = [
         (
             "G1a",
             vec![
