@@ -16,7 +16,15 @@ pub const WR: u8 = 2;
 pub const RW: u8 = 4;
 pub const PROCESS: u8 = 8;
 pub const REALTIME: u8 = 16;
-pub const ALL: u8 = 31;
+/// ww and rw edges known only through real time (rw-register: a write
+/// that completed before another began is the earlier version). They
+/// count as ww and rw, but only in the real-time stages, so a cycle that
+/// needs them is named `-realtime`.
+pub const RT_WW: u8 = 32;
+pub const RT_RW: u8 = 64;
+pub const ALL: u8 = 127;
+/// Edges that are anti-dependencies.
+const ANY_RW: u8 = RW | RT_RW;
 
 /// Why an edge exists, for the explanation.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +99,7 @@ const STAGES: [Stage; 15] = {
         Stage { class, mask, need }
     }
     const P: u8 = PROCESS;
-    const R: u8 = PROCESS | REALTIME;
+    const R: u8 = PROCESS | REALTIME | RT_WW;
     [
         s("G0", WW, Need::Any),
         s("G1c", WW | WR, Need::Any),
@@ -283,7 +291,11 @@ impl Graph {
         for (u, edges) in self.adj.iter().enumerate().filter(|(u, _)| member[*u]) {
             for e in edges {
                 let v = e.to as usize;
-                let kind_ok = if rw { e.kind == RW } else { e.kind & mask != 0 };
+                let kind_ok = if rw {
+                    e.kind & ANY_RW & mask != 0
+                } else {
+                    e.kind & mask != 0
+                };
                 if kind_ok && comp_of[u] != usize::MAX && comp_of[u] == comp_of[v] {
                     let (u, e) = (u, *e);
                     let path = self.path(v, u, mask, member)?;
@@ -298,6 +310,9 @@ impl Graph {
     /// `mask` edges (which exclude rw). Targets are grouped by the
     /// component they sit in, so each component is searched from once.
     fn single_rw_cycle(&mut self, mask: u8, member: &[bool]) -> Option<Vec<(usize, Edge)>> {
+        // Anti-dependencies known only through real time count in the
+        // real-time stages.
+        let rw_kinds = if mask & REALTIME != 0 { ANY_RW } else { RW };
         let comps = self.sccs_within(mask, &|v| member[v]);
         let mut comp_of = vec![usize::MAX; self.adj.len()];
         for (c, vs) in comps.iter().enumerate() {
@@ -309,7 +324,7 @@ impl Graph {
         for (u, edges) in self.adj.iter().enumerate().filter(|(u, _)| member[*u]) {
             for e in edges
                 .iter()
-                .filter(|e| e.kind == RW && member[e.to as usize])
+                .filter(|e| e.kind & ANY_RW & rw_kinds != 0 && member[e.to as usize])
             {
                 by_target[comp_of[e.to as usize]].push((u, *e));
             }
@@ -346,7 +361,9 @@ impl Graph {
             .flat_map(|(u, es)| {
                 let comp_of = &comp_of;
                 es.iter()
-                    .filter(move |e| e.kind == RW && comp_of[e.to as usize] == comp_of[u])
+                    .filter(move |e| {
+                        e.kind & ANY_RW & mask != 0 && comp_of[e.to as usize] == comp_of[u]
+                    })
                     .map(move |e| (u, *e))
             })
             .collect();
@@ -376,7 +393,7 @@ impl Graph {
                 for e in &self.adj[v] {
                     self.work += 1;
                     let w = e.to as usize;
-                    let rw = e.kind == RW;
+                    let rw = e.kind & ANY_RW != 0;
                     if e.kind & mask == 0 || !member[w] || (rw && by_rw) {
                         continue;
                     }
@@ -518,6 +535,18 @@ impl Graph {
                 "realtime",
                 format!("T{} completed before T{} was invoked", a.index, b.index),
             ),
+        };
+        // Version order known only through real time says so.
+        let (kind, why) = match e.kind {
+            RT_WW => (
+                "ww (realtime)",
+                format!("{why} (a write that completed before the other began)"),
+            ),
+            RT_RW => (
+                "rw (realtime)",
+                format!("{why} (a write that completed before the other began)"),
+            ),
+            _ => (kind, why),
         };
         Step {
             from: a.index,

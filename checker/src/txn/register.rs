@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::graph::{Graph, Why, RW, WR, WW};
+use super::graph::{Graph, Why, RT_RW, RT_WW, RW, WR, WW};
 use super::history::{Mop, Txn, TxnOutcome};
 use super::infer::Inferred;
 use super::Anomaly;
@@ -103,6 +103,7 @@ pub fn rw_register(txns: &[Txn]) -> Inferred {
         let fs = follows.get(key).map(Vec::as_slice).unwrap_or_default();
         read_anomalies(key, rs, &writers, txns, &mut anomalies);
         key_edges(&mut graph, k, key, rs, fs, &writers, txns);
+        realtime_edges(&mut graph, k, key, rs, &writers, txns);
     }
     let nodes: Vec<usize> = (0..txns.len())
         .filter(|&i| txns[i].outcome == TxnOutcome::Ok)
@@ -134,6 +135,64 @@ fn read_anomalies(
                 format!("T{t} read key {key} = {v}, which T{} overwrote before committing (intermediate read)", txns[w.txn].index),
             )),
             _ => {}
+        }
+    }
+}
+
+/// Version order through real time: a committed write that completed
+/// before another began wrote the earlier version, in any history that
+/// respects real time. Each write is ordered after the last write to
+/// complete before it began (RT_WW), and that version's readers before it
+/// (RT_RW); these edges count only where a model promises real time.
+fn realtime_edges(
+    graph: &mut Graph,
+    k: u32,
+    key: &str,
+    rs: &[(usize, Option<i64>)],
+    writers: &HashMap<(&str, i64), Written>,
+    txns: &[Txn],
+) {
+    let mut writes: Vec<(u64, u64, i64, usize)> = writers
+        .iter()
+        .filter(|((kk, _), w)| *kk == key && w.last && txns[w.txn].outcome == TxnOutcome::Ok)
+        .filter_map(|((_, v), w)| {
+            let t = &txns[w.txn];
+            t.complete_time.map(|c| (c, t.invoke_time, *v, w.txn))
+        })
+        .collect();
+    writes.sort_unstable();
+    let mut readers: HashMap<i64, Vec<usize>> = HashMap::new();
+    for &(r, v) in rs {
+        if let Some(v) = v {
+            readers.entry(v).or_default().push(r);
+        }
+    }
+    for &(_, invoked, after, w2) in &writes {
+        let before = writes.partition_point(|(c, ..)| *c < invoked);
+        let Some(&(_, _, v1, w1)) = before.checked_sub(1).map(|i| &writes[i]) else {
+            continue;
+        };
+        graph.add(
+            w1,
+            w2,
+            RT_WW,
+            Why::Ww {
+                key: k,
+                a: v1,
+                b: after,
+            },
+        );
+        for &r in readers.get(&v1).map(Vec::as_slice).unwrap_or_default() {
+            graph.add(
+                r,
+                w2,
+                RT_RW,
+                Why::Rw {
+                    key: k,
+                    last: Some(v1),
+                    next: after,
+                },
+            );
         }
     }
 }
