@@ -261,6 +261,11 @@ pub struct Figures {
     pub latency_ms_max: f64,
     /// Ops that succeeded, of those invoked.
     pub availability: f64,
+    /// For sets (broadcast, g-set): how long after its acknowledgement
+    /// each element was in every read, median and max (the propagation
+    /// latency the Gossip Glomers challenges bound).
+    pub stable_latency_ms_median: Option<f64>,
+    pub stable_latency_ms_max: Option<f64>,
 }
 
 /// results.json: the verdict and everything that led to it.
@@ -300,7 +305,13 @@ impl Results {
             latency_ms_median: self.ops.latency_ms_median,
             latency_ms_max: self.ops.latency_ms_max,
             availability: self.ops.ok as f64 / invoked,
+            stable_latency_ms_median: self.set_detail("stable_latency_ms_median"),
+            stable_latency_ms_max: self.set_detail("stable_latency_ms_max"),
         }
+    }
+
+    fn set_detail(&self, key: &str) -> Option<f64> {
+        self.checker("set-full")?.detail(key)
     }
 }
 

@@ -49,14 +49,18 @@ pub struct Bounds {
     pub max_latency_median_ms: Option<f64>,
     pub max_latency_ms: Option<f64>,
     pub min_availability: Option<f64>,
+    pub max_stable_latency_median_ms: Option<f64>,
+    pub max_stable_latency_ms: Option<f64>,
 }
 
 impl Bounds {
-    const KEYS: [&'static str; 4] = [
+    const KEYS: [&'static str; 6] = [
         "max_msgs_per_op",
         "max_latency_median_ms",
         "max_latency_ms",
         "min_availability",
+        "max_stable_latency_median_ms",
+        "max_stable_latency_ms",
     ];
 
     /// Takes the bound keys out of an entry's table.
@@ -76,6 +80,8 @@ impl Bounds {
             max_latency_median_ms: num(Self::KEYS[1])?,
             max_latency_ms: num(Self::KEYS[2])?,
             min_availability: num(Self::KEYS[3])?,
+            max_stable_latency_median_ms: num(Self::KEYS[4])?,
+            max_stable_latency_ms: num(Self::KEYS[5])?,
         })
     }
 
@@ -94,6 +100,18 @@ impl Bounds {
             "median latency (ms)",
         );
         over(self.max_latency_ms, f.latency_ms_max, "max latency (ms)");
+        // A set's propagation: unbounded (no set checker ran) breaks it.
+        let stable = |v: Option<f64>| v.unwrap_or(f64::INFINITY);
+        over(
+            self.max_stable_latency_median_ms,
+            stable(f.stable_latency_ms_median),
+            "median time to reach every node (ms)",
+        );
+        over(
+            self.max_stable_latency_ms,
+            stable(f.stable_latency_ms_max),
+            "max time to reach every node (ms)",
+        );
         if let Some(b) = self.min_availability.filter(|b| f.availability < *b) {
             out.push(format!("availability {:.3} < {b}", f.availability));
         }

@@ -65,19 +65,21 @@ fn print_figures(results: &[RunResult]) {
         return;
     }
     println!(
-        "\n{:<28} {:>6} {:>9} {:>10} {:>10} {:>7}  bounds",
-        "entry", "seed", "msgs/op", "median_ms", "max_ms", "avail"
+        "\n{:<28} {:>6} {:>9} {:>10} {:>10} {:>7} {:>10}  bounds",
+        "entry", "seed", "msgs/op", "median_ms", "max_ms", "avail", "stable_ms"
     );
     for r in results {
         let Some(f) = r.figures else { continue };
         println!(
-            "{:<28} {:>6} {:>9.1} {:>10.1} {:>10.1} {:>6.1}%  {}",
+            "{:<28} {:>6} {:>9.1} {:>10.1} {:>10.1} {:>6.1}% {:>10}  {}",
             r.entry,
             r.seed,
             f.msgs_per_op,
             f.latency_ms_median,
             f.latency_ms_max,
             f.availability * 100.0,
+            f.stable_latency_ms_max
+                .map_or("-".to_string(), |s| format!("{s:.0}")),
             if r.bounds_broken.is_empty() {
                 "ok".to_string()
             } else {

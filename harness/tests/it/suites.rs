@@ -214,3 +214,69 @@ fn a_misspelt_key_or_bad_value_is_refused_at_load_naming_entry_and_key() {
         assert!(e.contains(&format!("bad{i}.toml")), "{e}");
     }
 }
+
+#[test]
+fn an_entry_breaking_a_bound_on_its_figures_fails_and_says_which() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("bounds.toml");
+    let node = fixture("maelstrom_node.py");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"name = "bounds"
+[defaults]
+bin = "{}"
+workload = "broadcast"
+args = ["--workload", "broadcast"]
+time_limit = 3
+expect = "valid"
+
+[[run]]
+name = "within"
+max_msgs_per_op = 1000
+max_stable_latency_ms = 60000
+min_availability = 0.5
+
+[[run]]
+name = "too-slow"
+max_latency_ms = 0.000001
+"#,
+            node.display()
+        ),
+    )
+    .unwrap();
+    let f = run(
+        faultline()
+            .arg("suite")
+            .arg(&suite)
+            .arg("--results-dir")
+            .arg(tmp.path()),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("1 passed, 1 failed"), "{}", f.stdout);
+    let summary = read_json(&tmp.path().join("suite-bounds.json"));
+    let runs = summary["runs"].as_array().unwrap();
+    let within = runs.iter().find(|r| r["entry"] == "within").unwrap();
+    assert_eq!(within["passed"], true, "{within}");
+    assert!(
+        within["figures"]["stable_latency_ms_max"]
+            .as_f64()
+            .is_some(),
+        "{within}"
+    );
+    let slow = runs.iter().find(|r| r["entry"] == "too-slow").unwrap();
+    assert_eq!(slow["got"], "valid");
+    assert_eq!(slow["passed"], false);
+    assert!(
+        slow["bounds_broken"][0]
+            .as_str()
+            .unwrap()
+            .contains("max latency"),
+        "{slow}"
+    );
+    assert!(
+        slow["summary"].as_str().unwrap().contains("out of bounds"),
+        "{slow}"
+    );
+}
