@@ -272,13 +272,12 @@ fn committed_offsets(ops: &[Op], r: &mut Report) {
 }
 
 fn verdict(r: Report) -> CheckerResult {
-    let (verdict, summary) = if let Some((name, (n, ex))) = r.anomalies.iter().next() {
+    let (verdict, summary) = if let Some((name, (_, ex))) = r.anomalies.iter().next() {
         let all: Vec<String> = r
             .anomalies
             .iter()
             .map(|(a, (n, _))| format!("{a} ×{n}"))
             .collect();
-        let _ = n;
         (
             Verdict::Invalid,
             format!("{}; e.g. {name}: {}", all.join(", "), ex[0]),

@@ -278,9 +278,9 @@ impl Graph {
         None
     }
 
-    /// A cycle over `mask` edges (with an rw edge when `rw`), as the list
-    /// of edges (from, edge).
-    fn cycle_with(&mut self, mask: u8, rw: bool, member: &[bool]) -> Option<Vec<(usize, Edge)>> {
+    /// Components over `mask` edges among members, and each node's
+    /// component (`usize::MAX` for non-members).
+    fn components(&self, mask: u8, member: &[bool]) -> (Vec<Vec<usize>>, Vec<usize>) {
         let comps = self.sccs_within(mask, &|v| member[v]);
         let mut comp_of = vec![usize::MAX; self.adj.len()];
         for (c, vs) in comps.iter().enumerate() {
@@ -288,6 +288,13 @@ impl Graph {
                 comp_of[v] = c;
             }
         }
+        (comps, comp_of)
+    }
+
+    /// A cycle over `mask` edges (with an rw edge when `rw`), as the list
+    /// of edges (from, edge).
+    fn cycle_with(&mut self, mask: u8, rw: bool, member: &[bool]) -> Option<Vec<(usize, Edge)>> {
+        let (_, comp_of) = self.components(mask, member);
         for (u, edges) in self.adj.iter().enumerate().filter(|(u, _)| member[*u]) {
             for e in edges {
                 let v = e.to as usize;
@@ -313,13 +320,7 @@ impl Graph {
         // Anti-dependencies known only through real time count in the
         // real-time stages.
         let rw_kinds = if mask & REALTIME != 0 { ANY_RW } else { RW };
-        let comps = self.sccs_within(mask, &|v| member[v]);
-        let mut comp_of = vec![usize::MAX; self.adj.len()];
-        for (c, vs) in comps.iter().enumerate() {
-            for &v in vs {
-                comp_of[v] = c;
-            }
-        }
+        let (comps, comp_of) = self.components(mask, member);
         let mut by_target: Vec<Vec<(usize, Edge)>> = vec![Vec::new(); comps.len()];
         for (u, edges) in self.adj.iter().enumerate().filter(|(u, _)| member[*u]) {
             for e in edges
@@ -347,12 +348,7 @@ impl Graph {
     /// rw edge right after one, and arriving by a non-rw edge.
     fn nonadjacent_rw_cycle(&mut self, mask: u8, member: &[bool]) -> Option<Vec<(usize, Edge)>> {
         // Only rw edges on some cycle of `mask` edges can start one.
-        let mut comp_of = vec![usize::MAX; self.adj.len()];
-        for (c, vs) in self.sccs_within(mask, &|v| member[v]).iter().enumerate() {
-            for &v in vs {
-                comp_of[v] = c;
-            }
-        }
+        let (_, comp_of) = self.components(mask, member);
         let starts: Vec<(usize, Edge)> = self
             .adj
             .iter()
@@ -476,7 +472,6 @@ impl Graph {
             let Some(f) = from_txn else { continue };
             steps.push(self.step(f, v, e, txns));
         }
-        let t = |i: usize| format!("T{}", txns[i].index);
         let names: Vec<u64> = steps.iter().map(|s| s.from).collect();
         let explanation = format!(
             "{class}: {}",
@@ -486,7 +481,6 @@ impl Graph {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        let _ = t;
         Anomaly {
             class: class.to_string(),
             txns: names,

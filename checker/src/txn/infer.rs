@@ -69,11 +69,11 @@ pub fn list_append(txns: &[Txn]) -> Inferred {
         let k = graph.keys.len() as u32;
         graph.keys.push(key.to_string());
         let rs = &reads[key];
-        let order = with_sole_unread_append(key, l, &appends, txns, &node);
+        let (order, unread) = with_unread_appends(key, l, &appends, txns, &node);
         let order = &order[..];
         read_anomalies(key, rs, order, &writers, txns, &mut anomalies);
         edges(&mut graph, k, key, rs, order, &writers, txns);
-        unread_edges(&mut graph, k, key, rs, order, &appends, &node);
+        unread_edges(&mut graph, k, rs, order, &unread);
     }
     let nodes: Vec<usize> = (0..txns.len()).filter(|&i| node[i]).collect();
     graph.add_order(txns, &nodes);
@@ -160,28 +160,32 @@ fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) {
 /// The longest read, extended by the one committed append no read saw
 /// when there is exactly one (and no unfinished append that might also
 /// have landed): the final state holds every committed append and every
-/// read is a prefix of it, so that append comes right after.
-fn with_sole_unread_append(
+/// read is a prefix of it, so that append comes right after. Also the
+/// appends that happened and are still not in the order.
+fn with_unread_appends(
     key: &str,
     longest: &[i64],
     appends: &HashMap<&str, Vec<(i64, usize)>>,
     txns: &[Txn],
     happened: &[bool],
-) -> Vec<i64> {
+) -> (Vec<i64>, Vec<(i64, usize)>) {
     let mut order = longest.to_vec();
     let seen: std::collections::HashSet<i64> = longest.iter().copied().collect();
-    let unread: Vec<&(i64, usize)> = appends
+    let unread: Vec<(i64, usize)> = appends
         .get(key)
         .into_iter()
         .flatten()
         .filter(|(v, w)| !seen.contains(v) && txns[*w].outcome != TxnOutcome::Fail)
+        .copied()
         .collect();
     if let [(v, w)] = unread[..] {
-        if happened[*w] {
-            order.push(*v);
+        if happened[w] {
+            order.push(v);
+            return (order, Vec::new());
         }
     }
-    order
+    let unread = unread.into_iter().filter(|(_, w)| happened[*w]).collect();
+    (order, unread)
 }
 
 /// The longest read; any read that is not a prefix of it is an
@@ -316,26 +320,16 @@ const MAX_UNREAD_EDGES: usize = 64;
 fn unread_edges(
     graph: &mut Graph,
     k: u32,
-    key: &str,
     rs: &[(usize, &[i64])],
     order: &[i64],
-    appends: &HashMap<&str, Vec<(i64, usize)>>,
-    happened: &[bool],
+    unread: &[(i64, usize)],
 ) {
-    let seen: std::collections::HashSet<i64> = order.iter().copied().collect();
-    let unread: Vec<(i64, usize)> = appends
-        .get(key)
-        .into_iter()
-        .flatten()
-        .filter(|(v, w)| !seen.contains(v) && happened[*w])
-        .copied()
-        .take(MAX_UNREAD_EDGES)
-        .collect();
+    let unread = &unread[..unread.len().min(MAX_UNREAD_EDGES)];
     for &(r, els) in rs {
         if !order.starts_with(els) {
             continue;
         }
-        for &(v, w) in &unread {
+        for &(v, w) in unread {
             graph.add(
                 r,
                 w,

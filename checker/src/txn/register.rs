@@ -96,14 +96,25 @@ pub fn rw_register(txns: &[Txn]) -> Inferred {
     let mut keys: Vec<&str> = reads.keys().chain(follows.keys()).copied().collect();
     keys.sort_unstable();
     keys.dedup();
+    // Committed writes per key, grouped once: (value, txn, last to key).
+    let mut committed: HashMap<&str, Vec<(i64, usize, bool)>> = HashMap::new();
+    for (&(key, v), w) in &writers {
+        if txns[w.txn].outcome == TxnOutcome::Ok {
+            committed.entry(key).or_default().push((v, w.txn, w.last));
+        }
+    }
+    for list in committed.values_mut() {
+        list.sort_unstable();
+    }
     for key in keys {
         let k = graph.keys.len() as u32;
         graph.keys.push(key.to_string());
         let rs = reads.get(key).map(Vec::as_slice).unwrap_or_default();
         let fs = follows.get(key).map(Vec::as_slice).unwrap_or_default();
+        let ws = committed.get(key).map(Vec::as_slice).unwrap_or_default();
         read_anomalies(key, rs, &writers, txns, &mut anomalies);
-        key_edges(&mut graph, k, key, rs, fs, &writers, txns);
-        realtime_edges(&mut graph, k, key, rs, &writers, txns);
+        key_edges(&mut graph, k, rs, fs, ws);
+        realtime_edges(&mut graph, k, rs, ws, txns);
     }
     let nodes: Vec<usize> = (0..txns.len())
         .filter(|&i| txns[i].outcome == TxnOutcome::Ok)
@@ -147,17 +158,16 @@ fn read_anomalies(
 fn realtime_edges(
     graph: &mut Graph,
     k: u32,
-    key: &str,
     rs: &[(usize, Option<i64>)],
-    writers: &HashMap<(&str, i64), Written>,
+    committed: &[(i64, usize, bool)],
     txns: &[Txn],
 ) {
-    let mut writes: Vec<(u64, u64, i64, usize)> = writers
+    let mut writes: Vec<(u64, u64, i64, usize)> = committed
         .iter()
-        .filter(|((kk, _), w)| *kk == key && w.last && txns[w.txn].outcome == TxnOutcome::Ok)
-        .filter_map(|((_, v), w)| {
-            let t = &txns[w.txn];
-            t.complete_time.map(|c| (c, t.invoke_time, *v, w.txn))
+        .filter(|(_, _, last)| *last)
+        .filter_map(|&(v, w, _)| {
+            let t = &txns[w];
+            t.complete_time.map(|c| (c, t.invoke_time, v, w))
         })
         .collect();
     writes.sort_unstable();
@@ -203,18 +213,12 @@ fn realtime_edges(
 fn key_edges(
     graph: &mut Graph,
     k: u32,
-    key: &str,
     rs: &[(usize, Option<i64>)],
     fs: &[(Option<i64>, i64)],
-    writers: &HashMap<(&str, i64), Written>,
-    txns: &[Txn],
+    committed: &[(i64, usize, bool)],
 ) {
-    let writer = |v: i64| {
-        writers
-            .get(&(key, v))
-            .map(|w| w.txn)
-            .filter(|&w| txns[w].outcome == TxnOutcome::Ok)
-    };
+    let writer_of: HashMap<i64, usize> = committed.iter().map(|&(v, w, _)| (v, w)).collect();
+    let writer = |v: i64| writer_of.get(&v).copied();
     let mut readers: HashMap<Option<i64>, Vec<usize>> = HashMap::new();
     for &(r, v) in rs {
         readers.entry(v).or_default().push(r);
@@ -231,14 +235,8 @@ fn key_edges(
         }
     }
     // Readers of the initial value precede every committed writer.
-    let all_writers: Vec<(i64, usize)> = writers
-        .iter()
-        .filter(|((kk, _), w)| *kk == key && txns[w.txn].outcome == TxnOutcome::Ok)
-        .map(|((_, v), w)| (*v, w.txn))
-        .take(MAX_RW_EDGES)
-        .collect();
     for &r in readers.get(&None).map(Vec::as_slice).unwrap_or_default() {
-        for &(v, w) in &all_writers {
+        for &(v, w, _) in committed.iter().take(MAX_RW_EDGES) {
             graph.add(
                 r,
                 w,

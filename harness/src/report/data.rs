@@ -176,7 +176,13 @@ fn node_effect(e: &Value, fault: &str) -> String {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|l| format!("{} {} B", plain(&l["file"]), n_of(&l["bytes"])))
+        .map(|l| {
+            format!(
+                "{} {} B",
+                plain(&l["file"]),
+                l["bytes"].as_u64().unwrap_or(0)
+            )
+        })
         .collect();
     let mut out = if lost.is_empty() {
         "lost nothing".to_string()
@@ -198,10 +204,6 @@ fn node_effect(e: &Value, fault: &str) -> String {
         }
     }
     out
-}
-
-fn n_of(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
 }
 
 /// `refused to start: n2` from an undo's record.
