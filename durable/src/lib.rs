@@ -177,3 +177,29 @@ pub fn remove_stale_mounts() -> Vec<PathBuf> {
     }
     removed
 }
+
+/// Whether a layer can be mounted on this machine: mounts one over two
+/// empty temporary directories and unmounts it (answered once a process;
+/// a harness that leaves crash faults out of `all` says why).
+pub fn probe() -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            let base = std::env::temp_dir().join(format!(
+                "faultline-durable-probe-{}",
+                std::process::id()
+            ));
+            let (backing, mountpoint) = (base.join("backing"), base.join("mount"));
+            let made = std::fs::create_dir_all(&backing)
+                .and_then(|()| std::fs::create_dir_all(&mountpoint))
+                .map_err(|e| format!("creating {}: {e}", base.display()));
+            let mounted = made.and_then(|()| {
+                Layer::mount(&backing, &mountpoint, 1 << 20)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+            let _ = std::fs::remove_dir_all(&base);
+            mounted
+        })
+        .clone()
+}

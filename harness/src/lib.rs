@@ -34,6 +34,7 @@ pub mod run;
 pub mod rundir;
 pub mod serve;
 pub mod services;
+pub mod shrink;
 pub mod suite;
 pub mod system;
 pub mod tcp;

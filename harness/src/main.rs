@@ -32,6 +32,9 @@ enum Cmd {
     Suite(SuiteArgs),
     /// (Re)generate RUN_DIR/report.html.
     Report { run_dir: PathBuf },
+    /// From a failing run, find a smaller configuration that fails the
+    /// same way (fewer faults, shorter, fewer clients, keys and nodes).
+    Shrink(ShrinkArgs),
     /// Serve the results directory: runs newest first, and their files.
     Serve {
         #[arg(default_value = "results")]
@@ -88,6 +91,52 @@ fn suite(a: SuiteArgs) -> ExitCode {
         Err(e) => {
             eprintln!("faultline: error: {e:#}");
             ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+#[derive(Args)]
+struct ShrinkArgs {
+    /// The failing run's directory.
+    run_dir: PathBuf,
+    /// Runs of each candidate before it is judged to pass (runs are not
+    /// fully deterministic).
+    #[arg(long, default_value_t = 2)]
+    tries: usize,
+    /// Seconds the whole search may take.
+    #[arg(long, default_value_t = 600.0)]
+    time_budget: f64,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+}
+
+fn shrink(a: ShrinkArgs) -> ExitCode {
+    if !(1..=20).contains(&a.tries) {
+        return usage(format!("--tries must be between 1 and 20, got {}", a.tries));
+    }
+    if !(1.0..=86_400.0).contains(&a.time_budget) {
+        return usage(format!(
+            "--time-budget must be between 1 and 86400 seconds, got {}",
+            a.time_budget
+        ));
+    }
+    if !a.run_dir.join(faultline::rundir::CONFIG).is_file() {
+        return usage(format!(
+            "{} is not a run directory (no test.json)",
+            a.run_dir.display()
+        ));
+    }
+    let opts = faultline::shrink::ShrinkOptions {
+        run_dir: a.run_dir,
+        tries: a.tries,
+        budget: std::time::Duration::from_secs_f64(a.time_budget),
+        results_dir: a.results_dir,
+    };
+    match faultline::shrink::run(opts) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faultline: shrink: {e:#}");
+            ExitCode::from(1)
         }
     }
 }
@@ -248,6 +297,7 @@ fn main() -> ExitCode {
         }
         Cmd::Check(a) => check::run(a),
         Cmd::Suite(a) => suite(a),
+        Cmd::Shrink(a) => shrink(a),
         Cmd::Serve { dir, bind, port } => {
             if !dir.is_dir() {
                 return usage(format!("{} is not a directory", dir.display()));

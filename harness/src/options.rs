@@ -17,14 +17,14 @@ pub mod defaults {
     pub const NODE_COUNT: usize = 5;
     pub const WORKLOAD: &str = "lin-kv";
     pub const NEMESIS: &str = "none";
-    pub const NEMESIS_INTERVAL_S: f64 = 2.0;
+    pub const NEMESIS_INTERVAL_S: f64 = 1.0;
     pub const RECOVERY_TIME_S: f64 = 2.0;
     pub const LIVENESS_TIMEOUT_S: f64 = 15.0;
     pub const TIME_LIMIT_S: f64 = 10.0;
     pub const RATE: f64 = 100.0;
     pub const KEY_COUNT: u64 = 5;
     pub const LATENCY_MS: f64 = 0.0;
-    pub const TIMEOUT_MS: u64 = 2000;
+    pub const TIMEOUT_MS: u64 = 500;
     pub const INIT_TIMEOUT_MS: u64 = 10_000;
     pub const CHECK_TIME_LIMIT_S: f64 = 60.0;
     pub const JOURNAL_LIMIT: u64 = 200_000;
@@ -101,6 +101,12 @@ pub struct TestOptions {
     #[arg(long)]
     #[serde(default)]
     pub replay: Option<PathBuf>,
+    /// A fault schedule from a file instead of one drawn from the seed:
+    /// a JSON list of steps as test.json records them (a scripted
+    /// scenario, or what `faultline shrink` leaves).
+    #[arg(long)]
+    #[serde(default)]
+    pub schedule: Option<PathBuf>,
     /// Seconds of client load.
     #[arg(long, default_value_t = defaults::TIME_LIMIT_S)]
     #[serde(default = "time_limit")]
@@ -238,16 +244,43 @@ impl TestConfig {
     /// read back from a file (a replay, a prepared run): the same ranges,
     /// a known workload, and a well-formed schedule for its nodes.
     pub fn check(&self) -> Result<(), OptionError> {
-        let options = TestOptions {
+        let options = self.options();
+        options.check_ranges()?;
+        options.check_system()?;
+        faultline_workloads::find(&self.workload).map_err(|message| OptionError {
+            key: "workload",
+            message,
+        })?;
+        check(plain_name(&self.name), "name", || {
+            format!("{:?} must be a plain directory name", self.name)
+        })?;
+        faultline_nemesis::check_schedule(&self.schedule, self.node_count).map_err(|e| {
+            OptionError {
+                key: "schedule",
+                message: e,
+            }
+        })
+    }
+
+    /// The options that give this configuration, but for the schedule
+    /// (drawn again from the seed unless `schedule` is set).
+    pub fn options(&self) -> TestOptions {
+        let nemesis: Vec<String> = self.nemesis.iter().map(|s| s.to_string()).collect();
+        TestOptions {
             bin: self.bin.clone(),
             system: self.system.clone(),
             node_count: self.node_count,
             workload: self.workload.clone(),
-            nemesis: String::new(),
+            nemesis: if nemesis.is_empty() {
+                "none".into()
+            } else {
+                nemesis.join(",")
+            },
             nemesis_interval: self.nemesis_interval_s,
             recovery_time: self.recovery_s,
             liveness_timeout: self.liveness_timeout_s,
             replay: None,
+            schedule: None,
             time_limit: self.time_limit_s,
             rate: self.rate,
             concurrency: Some(self.concurrency),
@@ -264,22 +297,7 @@ impl TestConfig {
             node_names: self.node_names.clone(),
             consistency_model: self.consistency_model.clone(),
             args: self.args.clone(),
-        };
-        options.check_ranges()?;
-        options.check_system()?;
-        faultline_workloads::find(&self.workload).map_err(|message| OptionError {
-            key: "workload",
-            message,
-        })?;
-        check(plain_name(&self.name), "name", || {
-            format!("{:?} must be a plain directory name", self.name)
-        })?;
-        faultline_nemesis::check_schedule(&self.schedule, self.node_count).map_err(|e| {
-            OptionError {
-                key: "schedule",
-                message: e,
-            }
-        })
+        }
     }
 }
 
@@ -297,6 +315,26 @@ impl OptionError {
     pub fn as_flag(&self) -> String {
         format!("--{}: {}", self.key.replace('_', "-"), self.message)
     }
+}
+
+/// A schedule file (`--schedule`): a list of steps, or a test.json whose
+/// schedule is taken. Checked as a replayed schedule is.
+fn read_schedule(file: &Path, n: usize) -> Result<Vec<faultline_nemesis::Step>, OptionError> {
+    let err = |message: String| OptionError {
+        key: "schedule",
+        message: format!("{}: {message}", file.display()),
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))?;
+    let list = match value {
+        serde_json::Value::Object(mut o) => o.remove("schedule").unwrap_or_default(),
+        v => v,
+    };
+    let steps: Vec<faultline_nemesis::Step> =
+        serde_json::from_value(list).map_err(|e| err(format!("not a list of steps: {e}")))?;
+    faultline_nemesis::check_schedule(&steps, n).map_err(err)?;
+    Ok(steps)
 }
 
 fn check(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Result<(), OptionError> {
@@ -327,7 +365,8 @@ impl TestOptions {
                 key: "nemesis",
                 message,
             })?;
-        let (nemesis, nemesis_refused) = self.clock_that_acts(nemesis)?;
+        let (nemesis, mut nemesis_refused) = self.clock_that_acts(nemesis)?;
+        let nemesis = self.crash_that_acts(nemesis, &mut nemesis_refused)?;
         faultline_workloads::find(&self.workload).map_err(|message| OptionError {
             key: "workload",
             message,
@@ -343,13 +382,16 @@ impl TestOptions {
             format!("{name:?} must be a plain directory name")
         })?;
         let seed = self.seed.unwrap_or_else(rand::random);
-        let schedule = faultline_nemesis::schedule(
-            &nemesis,
-            self.node_count,
-            seed,
-            (self.nemesis_interval * 1000.0) as u64,
-            (self.time_limit * 1000.0) as u64,
-        );
+        let schedule = match &self.schedule {
+            Some(file) => read_schedule(file, self.node_count)?,
+            None => faultline_nemesis::schedule(
+                &nemesis,
+                self.node_count,
+                seed,
+                (self.nemesis_interval * 1000.0) as u64,
+                (self.time_limit * 1000.0) as u64,
+            ),
+        };
         Ok(TestConfig {
             name,
             bin: self.bin.clone(),
@@ -419,6 +461,36 @@ impl TestOptions {
             .filter(|s| s.kind != faultline_nemesis::Kind::Clock)
             .collect();
         Ok((kept, vec![format!("clock: {reason}")]))
+    }
+
+    /// A crash needs the durability layer (FUSE). Named outright, the run
+    /// fails when it cannot mount; brought in by `all`, it is left out
+    /// where it cannot, with the reason kept in test.json.
+    fn crash_that_acts(
+        &self,
+        specs: Vec<Spec>,
+        refused: &mut Vec<String>,
+    ) -> Result<Vec<Spec>, OptionError> {
+        let named = self
+            .nemesis
+            .split(',')
+            .any(|p| p.trim().starts_with("crash"));
+        let crashes = specs
+            .iter()
+            .any(|s| s.kind == faultline_nemesis::Kind::Crash);
+        if named || !crashes {
+            return Ok(specs);
+        }
+        match faultline_durable::probe() {
+            Ok(()) => Ok(specs),
+            Err(e) => {
+                refused.push(format!("crash: {e}"));
+                Ok(specs
+                    .into_iter()
+                    .filter(|s| s.kind != faultline_nemesis::Kind::Crash)
+                    .collect())
+            }
+        }
     }
 
     /// A system is a whole description: no binary or arguments beside it.
@@ -582,12 +654,12 @@ mod tests {
         cfg.concurrency = 10;
         cfg.schedule.insert(
             0,
-            faultline_nemesis::Step {
-                at_ms: 0,
-                action: faultline_nemesis::Action::Kill {
+            faultline_nemesis::Step::at(
+                0,
+                faultline_nemesis::Action::Kill {
                     target: faultline_nemesis::Target::Nodes(vec![9]),
                 },
-            },
+            ),
         );
         let e = cfg.check().unwrap_err();
         assert!(

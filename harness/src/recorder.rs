@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::net::Sink;
 use crate::rundir::{self, JournalEntry, TraceLine};
@@ -120,6 +120,22 @@ struct Lines {
     limit: u64,
 }
 
+/// How many protocol moments may wait for a slow nemesis before the
+/// oldest are dropped (it then sees the newer ones: a trigger wants the
+/// next moment, not every one).
+const MOMENT_BACKLOG: usize = 1024;
+
+/// A protocol moment in a node's trace, as triggers see it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub moment: faultline_nemesis::Moment,
+    pub node: String,
+    pub term: Option<u64>,
+    /// The trace line's time (ns since the run began).
+    pub time_ns: u64,
+    pub at: Instant,
+}
+
 /// Receives trace events and the message journal from the network.
 pub struct Recorder {
     clock: Clock,
@@ -133,6 +149,7 @@ pub struct Recorder {
     /// The newest (term, node) that announced leadership, for faults aimed
     /// at the leader.
     leader: watch::Sender<Option<(u64, String)>>,
+    moments: broadcast::Sender<Seen>,
     /// The first failed write to traces or journal.
     write_error: Mutex<Option<String>>,
 }
@@ -156,6 +173,7 @@ impl Recorder {
             journal_full: std::sync::atomic::AtomicBool::new(false),
             trace_count: AtomicU64::new(0),
             leader: watch::channel(None).0,
+            moments: broadcast::channel(MOMENT_BACKLOG).0,
         })
     }
 
@@ -224,6 +242,33 @@ impl Recorder {
         self.leader.subscribe()
     }
 
+    /// Every protocol moment traced from now on.
+    pub fn moments(&self) -> broadcast::Receiver<Seen> {
+        self.moments.subscribe()
+    }
+
+    /// The moment a trace event is, if any: a leader elected, a vote
+    /// granted, or a commit by a leader (one that says it counted replicas,
+    /// or the node known to lead; a follower learning the commit index is
+    /// not the moment a leader commits).
+    fn moment_of(&self, node: &str, body: &Value) -> Option<faultline_nemesis::Moment> {
+        use faultline_nemesis::Moment;
+        match body.get("event").and_then(Value::as_str)? {
+            "leader" => Some(Moment::Elect),
+            "vote" => Some(Moment::Vote),
+            "commit" => {
+                let by_leader = body.get("leader_term").is_some()
+                    || self
+                        .leader
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|(_, l)| l == node);
+                by_leader.then_some(Moment::Commit)
+            }
+            _ => None,
+        }
+    }
+
     pub fn flush(&self) {
         for lines in [&self.traces, &self.journal] {
             let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,6 +296,8 @@ impl Sink for Recorder {
             node: node.to_string(),
             fields,
         };
+        // Counted before any moment is sent: a trigger that sees no
+        // traces yet falls back to the clock.
         self.trace_count.fetch_add(1, Relaxed);
         if body.get("event").and_then(Value::as_str) == Some("leader") {
             if let Some(term) = body.get("term").and_then(Value::as_u64) {
@@ -260,6 +307,19 @@ impl Sink for Recorder {
                         *l = Some((term, node.to_string()));
                     }
                     newer
+                });
+            }
+        }
+        // After the leader watch: a trigger fired by an election finds the
+        // new leader there.
+        if self.moments.receiver_count() > 0 {
+            if let Some(moment) = self.moment_of(node, body) {
+                let _ = self.moments.send(Seen {
+                    moment,
+                    node: node.to_string(),
+                    term: body.get("term").and_then(Value::as_u64),
+                    time_ns: line.time,
+                    at: Instant::now(),
                 });
             }
         }

@@ -4,46 +4,52 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{DiskFault, Kind, LossKind, Shape};
+use crate::spec::{DiskFault, Kind, LossKind, Moment, Shape};
 
 /// Whom a fault hits: the current leader (resolved from trace events when
-/// the action applies; the history records whom it hit), or these nodes.
+/// the action applies; the history records whom it hit), the node whose
+/// trace event fired the fault's trigger (a node that just voted), or
+/// these nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "TargetRepr", from = "TargetRepr")]
 pub enum Target {
     Leader,
+    Moment,
     Nodes(Vec<usize>),
 }
 
-/// test.json's spelling of a target: `{"nodes":[..],"leader":bool}`.
+/// test.json's spelling of a target:
+/// `{"nodes":[..],"leader":bool,"moment":bool}`.
 #[derive(Serialize, Deserialize)]
 struct TargetRepr {
     nodes: Vec<usize>,
     #[serde(default)]
     leader: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    moment: bool,
 }
 
 impl From<Target> for TargetRepr {
     fn from(t: Target) -> Self {
-        match t {
-            Target::Leader => TargetRepr {
-                nodes: Vec::new(),
-                leader: true,
-            },
-            Target::Nodes(nodes) => TargetRepr {
-                nodes,
-                leader: false,
-            },
+        let (nodes, leader, moment) = match t {
+            Target::Leader => (Vec::new(), true, false),
+            Target::Moment => (Vec::new(), false, true),
+            Target::Nodes(nodes) => (nodes, false, false),
+        };
+        TargetRepr {
+            nodes,
+            leader,
+            moment,
         }
     }
 }
 
 impl From<TargetRepr> for Target {
     fn from(r: TargetRepr) -> Self {
-        if r.leader {
-            Target::Leader
-        } else {
-            Target::Nodes(r.nodes)
+        match (r.leader, r.moment) {
+            (true, _) => Target::Leader,
+            (_, true) => Target::Moment,
+            _ => Target::Nodes(r.nodes),
         }
     }
 }
@@ -302,7 +308,7 @@ impl Action {
     pub fn undo(&self) -> Option<Action> {
         // Undoing a leader-targeted fault reaches whoever it affected.
         let scope = |t: &Target| match t {
-            Target::Leader => Scope::Affected,
+            Target::Leader | Target::Moment => Scope::Affected,
             Target::Nodes(n) => Scope::Nodes(n.clone()),
         };
         match self {
@@ -329,11 +335,40 @@ impl Action {
     }
 }
 
-/// One step of a schedule: `action` at `at_ms` after the test started.
+/// One step of a schedule: `action` at `at_ms` after the test started,
+/// or, with a trigger, at the first moment it names from `at_ms` on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub at_ms: u64,
     pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Trigger>,
+}
+
+impl Step {
+    /// A step applied by the clock alone.
+    pub fn at(at_ms: u64, action: Action) -> Step {
+        Step {
+            at_ms,
+            action,
+            on: None,
+        }
+    }
+
+    /// The latest time this step applies: its time, or its trigger's
+    /// deadline.
+    pub fn latest_ms(&self) -> u64 {
+        self.at_ms + self.on.map_or(0, |t| t.within_ms)
+    }
+}
+
+/// A fault aimed at a protocol moment: armed at its step's time, it fires
+/// at the first trace event of `moment` after that, or when `within_ms`
+/// have passed without one (then by the clock, and the history says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub moment: Moment,
+    pub within_ms: u64,
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::action::{Action, DiskFaultName, Link, LossKindName, MessageRates, Target};
+use crate::action::{Action, DiskFaultName, Link, LossKindName, MessageRates, Target, Trigger};
 use crate::spec::{
-    options, ClockFault, DiskFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who,
+    options, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named, Shape, Spec, Who,
 };
 
 /// Every directed link between different components.
@@ -234,4 +234,52 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
             burst: one_of(rng, &[1.0, 3.0]),
         },
     }
+}
+
+/// The moment a fault of `spec` is aimed at. Unnarrowed, half the faults
+/// keep to the clock and half wait for a moment, so a run meets both the
+/// protocol's steady state and its transitions.
+pub fn draw_moment(spec: &Spec, rng: &mut impl Rng) -> Moment {
+    let moments = spec.kind.moments();
+    if !spec.moments.is_empty() {
+        return pick(moments, &spec.moments, rng);
+    }
+    let aimed: Vec<Moment> = moments
+        .iter()
+        .copied()
+        .filter(|m| *m != Moment::Time)
+        .collect();
+    if aimed.is_empty() || rng.gen_bool(0.5) {
+        Moment::Time
+    } else {
+        *aimed.choose(rng).expect("not empty")
+    }
+}
+
+/// `action` aimed at `moment`, waiting at most `within_ms` for it. A
+/// fault drawn for one node hits the node of the moment: the leader just
+/// elected or committing, the node that just voted.
+pub fn aim(mut action: Action, moment: Moment, within_ms: u64) -> (Action, Option<Trigger>) {
+    if moment == Moment::Time {
+        return (action, None);
+    }
+    let of_moment = match moment {
+        Moment::Elect | Moment::Commit => Target::Leader,
+        _ => Target::Moment,
+    };
+    match &mut action {
+        Action::Pause { target }
+        | Action::Kill { target }
+        | Action::Crash { target, .. }
+        | Action::ClockBump { target, .. }
+        | Action::ClockStrobe { target, .. }
+        | Action::ClockDrift { target, .. }
+        | Action::StartOverload { target, .. } => {
+            if matches!(&*target, Target::Nodes(v) if v.len() == 1) {
+                *target = of_moment;
+            }
+        }
+        _ => {}
+    }
+    (action, Some(Trigger { moment, within_ms }))
 }

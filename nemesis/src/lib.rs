@@ -19,11 +19,12 @@ use rand_chacha::ChaCha8Rng;
 
 pub use action::{
     lookup, Action, DiskFaultName, Link, LossKindName, MessageRates, Phase, Scope, Step, Target,
-    ACTIONS,
+    Trigger, ACTIONS,
 };
-pub use draw::{cut_between, disk_pool, draw, draw_disk, isolate, partition_cut};
+pub use draw::{aim, cut_between, disk_pool, draw, draw_disk, draw_moment, isolate, partition_cut};
 pub use spec::{
-    parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Named, Shape, Spec, Who,
+    parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named, Shape, Spec,
+    Who,
 };
 
 /// The whole fault schedule for a run. Each kind runs on its own timeline
@@ -31,7 +32,10 @@ pub use spec::{
 /// a calm of 0.5 to 1.5 times `interval_ms`, starting at a seeded offset),
 /// and the timelines are merged, so different kinds compose: a partition
 /// can be under way when a pause begins, as with Jepsen's composed
-/// nemeses. Every fault is closed by its undo within `duration_ms`.
+/// nemeses. A fault aimed at a protocol moment is armed at its time and
+/// waits up to `interval_ms` for the moment; it lasts `interval_ms` from
+/// the latest it can start. Every fault is closed by its undo within
+/// `duration_ms`.
 pub fn schedule(
     specs: &[Spec],
     n: usize,
@@ -54,13 +58,15 @@ pub fn schedule(
                 Some(pool) => draw_disk(spec, pool, &mut rng),
                 None => draw(spec, n, &mut rng),
             };
+            // The wait for a moment leaves the fault time to act before the
+            // run ends.
+            let within_ms = interval_ms.min(duration_ms.saturating_sub(t) / 2);
+            let (action, on) = aim(action, draw_moment(spec, &mut rng), within_ms);
             let undo = action.undo().expect("drawn actions start a fault");
-            steps.push(Step { at_ms: t, action });
-            let end = (t + interval_ms).min(duration_ms);
-            steps.push(Step {
-                at_ms: end,
-                action: undo,
-            });
+            let step = Step { at_ms: t, action, on };
+            let end = (step.latest_ms() + interval_ms).min(duration_ms);
+            steps.push(step);
+            steps.push(Step::at(end, undo));
             // A calm of random length (mean `interval_ms`): with a fixed
             // calm every kind would repeat with the same period, so two
             // kinds would keep one phase for the whole run and, at some
@@ -288,7 +294,7 @@ mod tests {
         assert!(e.contains("named twice"), "{e}");
         // `all` fills in what is not named; a narrowed spec stands.
         let s = parse_specs("all,clock:strobe+leader").unwrap();
-        assert_eq!(s.len(), 6);
+        assert_eq!(s.len(), 7);
         assert_eq!(s[4].to_string(), "clock:strobe+leader");
         // Specs travel in test.json as their text.
         let json = serde_json::to_string(&s[4]).unwrap();
@@ -345,7 +351,7 @@ mod tests {
         for _ in 0..200 {
             if let Action::Kill { target } = draw(&Spec::all_of(Kind::Kill), 5, &mut rng) {
                 seen.insert(match target {
-                    Target::Leader => 0,
+                    Target::Leader | Target::Moment => 0,
                     Target::Nodes(v) => v.len(),
                 });
             }
@@ -354,18 +360,64 @@ mod tests {
     }
 
     #[test]
+    fn faults_aim_at_the_moments_they_are_narrowed_to() {
+        let specs = parse_specs("kill:one+on-vote,partition:on-elect+on-commit").unwrap();
+        let steps = schedule(&specs, 5, 3, 1000, 30_000);
+        let mut seen = std::collections::BTreeSet::new();
+        for s in steps.iter().filter(|s| s.action.phase() == Phase::Start) {
+            let on = s.on.expect("every fault is aimed");
+            assert!(on.within_ms > 0 && on.within_ms <= 1000, "{s:?}");
+            match &s.action {
+                Action::Kill { target } => {
+                    assert_eq!(on.moment, Moment::Vote);
+                    // The node that voted is the one killed.
+                    assert_eq!(*target, Target::Moment);
+                }
+                Action::StartPartition { .. } => {
+                    assert!(matches!(on.moment, Moment::Elect | Moment::Commit))
+                }
+                a => panic!("{a:?}"),
+            }
+            seen.insert(on.moment.name());
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        // The undo of a fault aimed at a moment lasts a whole interval
+        // after the latest it can fire.
+        for pair in steps.windows(2) {
+            if let (Some(on), Phase::End) = (pair[0].on, pair[1].action.phase()) {
+                if pair[0].action.kind() == pair[1].action.kind() && pair[1].at_ms < 30_000 {
+                    assert!(pair[1].at_ms >= pair[0].at_ms + on.within_ms, "{pair:?}");
+                }
+            }
+        }
+        // Unnarrowed, some faults wait for a moment and some keep time.
+        let all = schedule(&parse_specs("all").unwrap(), 5, 3, 1000, 60_000);
+        let aimed = all.iter().filter(|s| s.on.is_some()).count();
+        let starts = all.iter().filter(|s| s.action.phase() == Phase::Start).count();
+        assert!(aimed > starts / 5 && aimed < starts * 4 / 5, "{aimed} of {starts}");
+        // Moments a kind cannot meet are refused by name.
+        let e = parse_specs("disk:on-vote").unwrap_err();
+        assert!(e.contains("unknown disk variant"), "{e}");
+        assert!(parse_specs("messages:drop+on-vote").is_ok());
+    }
+
+    #[test]
     fn malformed_schedules_are_refused_with_a_reason() {
-        let kill = |at_ms, v: Vec<usize>| Step {
-            at_ms,
-            action: Action::Kill {
-                target: Target::Nodes(v),
-            },
+        let kill = |at_ms, v: Vec<usize>| {
+            Step::at(
+                at_ms,
+                Action::Kill {
+                    target: Target::Nodes(v),
+                },
+            )
         };
-        let restart = |at_ms| Step {
-            at_ms,
-            action: Action::Restart {
-                nodes: Scope::Affected,
-            },
+        let restart = |at_ms| {
+            Step::at(
+                at_ms,
+                Action::Restart {
+                    nodes: Scope::Affected,
+                },
+            )
         };
         assert_eq!(check_schedule(&[kill(1, vec![0]), restart(2)], 3), Ok(()));
         let e = check_schedule(&[restart(2), kill(1, vec![0])], 3).unwrap_err();
@@ -376,23 +428,13 @@ mod tests {
         assert!(e.contains("beyond the 3 nodes"), "{e}");
         let e = check_schedule(&[kill(1, vec![0]), kill(2, vec![1])], 3).unwrap_err();
         assert!(e.contains("alternate"), "{e}");
-        let cut = Step {
-            at_ms: 1,
-            action: Action::StartPartition {
+        let cut = Step::at(
+            1,
+            Action::StartPartition {
                 shape: Shape::Halves,
                 cut: vec![(1, 1)],
             },
-        };
-        assert!(check_schedule(
-            &[
-                cut,
-                Step {
-                    at_ms: 2,
-                    action: Action::StopPartition
-                }
-            ],
-            3
-        )
-        .is_err());
+        );
+        assert!(check_schedule(&[cut, Step::at(2, Action::StopPartition)], 3).is_err());
     }
 }

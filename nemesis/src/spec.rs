@@ -114,6 +114,47 @@ names!(
 );
 
 names!(
+    /// The protocol moment a fault is aimed at: it is armed at its time
+    /// and fires at the next such trace event (or, if none comes within
+    /// its wait, by the clock). `on-time` fires by the clock alone.
+    Moment {
+        /// A node became leader (`leader` trace): the new leader.
+        Elect = "on-elect",
+        /// The leader advanced its commit index (`commit` trace).
+        Commit = "on-commit",
+        /// A node granted its vote (`vote` trace): an election is on.
+        Vote = "on-vote",
+        Time = "on-time",
+    }
+);
+
+impl Moment {
+    /// The trace event that fires this moment.
+    pub fn event(self) -> Option<&'static str> {
+        match self {
+            Moment::Elect => Some("leader"),
+            Moment::Commit => Some("commit"),
+            Moment::Vote => Some("vote"),
+            Moment::Time => None,
+        }
+    }
+}
+
+impl Serialize for Moment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Moment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Moment::from_name(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown moment {s:?}")))
+    }
+}
+
+names!(
     /// How a clock fault moves a wall clock.
     ClockFault {
         Bump = "bump",
@@ -137,12 +178,12 @@ impl<'de> Deserialize<'de> for Shape {
 }
 
 impl Kind {
-    /// What `all` means: every kind that needs nothing beyond what any
-    /// run has and that a correct system survives without an operator.
-    /// `crash` needs each node's data directory served through the
-    /// durability layer (FUSE), and `disk` leaves a correct node that finds
-    /// its files corrupt down for good (fail-stop), so both are named on
-    /// their own.
+    /// What `all` means: every kind a correct system survives without an
+    /// operator. `crash` needs each node's data directory served through
+    /// the durability layer (FUSE): where that cannot mount, the harness
+    /// leaves it out of `all` and says why. `disk` leaves a correct node
+    /// that finds its files corrupt down for good (fail-stop), so it is
+    /// named on its own.
     pub const IN_ALL: &'static [Kind] = &[
         Kind::Partition,
         Kind::Pause,
@@ -150,6 +191,7 @@ impl Kind {
         Kind::Messages,
         Kind::Clock,
         Kind::Overload,
+        Kind::Crash,
     ];
 
     /// Whom faults of this kind may hit (empty: they hit links, not nodes).
@@ -166,6 +208,20 @@ impl Kind {
         }
     }
 
+    /// The protocol moments faults of this kind may be aimed at: the ones
+    /// where consensus bugs live (a leader's first moments, a commit, an
+    /// election under way). Disk faults stay on the clock: their pool is
+    /// fixed for the run, so no moment names their node.
+    pub fn moments(self) -> &'static [Moment] {
+        match self {
+            Kind::Partition | Kind::Kill | Kind::Crash => Moment::ALL,
+            Kind::Pause => &[Moment::Elect, Moment::Commit, Moment::Time],
+            Kind::Clock | Kind::Overload => &[Moment::Elect, Moment::Time],
+            Kind::Messages => &[Moment::Vote, Moment::Time],
+            Kind::Disk => &[Moment::Time],
+        }
+    }
+
     /// Every variant name a spec of this kind accepts.
     pub fn variant_names(self) -> Vec<&'static str> {
         let kinds: Vec<&'static str> = match self {
@@ -176,9 +232,16 @@ impl Kind {
             Kind::Disk => DiskFault::ALL.iter().map(|c| c.name()).collect(),
             _ => Vec::new(),
         };
+        // A kind that can only be timed has no moment to narrow to.
+        let moments = if self.moments().len() > 1 {
+            self.moments()
+        } else {
+            &[]
+        };
         kinds
             .into_iter()
             .chain(self.whom().iter().map(|w| w.name()))
+            .chain(moments.iter().map(|m| m.name()))
             .collect()
     }
 }
@@ -198,6 +261,7 @@ pub struct Spec {
     pub losses: Vec<LossKind>,
     pub disks: Vec<DiskFault>,
     pub whom: Vec<Who>,
+    pub moments: Vec<Moment>,
 }
 
 /// The options left after narrowing `all` to `chosen`, in `all`'s order
@@ -221,6 +285,7 @@ impl Spec {
             losses: Vec::new(),
             disks: Vec::new(),
             whom: Vec::new(),
+            moments: Vec::new(),
         }
     }
 
@@ -246,6 +311,14 @@ impl Spec {
                     DiskFault::from_name(name).expect("checked"),
                 ),
                 (_, Some(w)) if kind.whom().contains(&w) => add(&mut self.whom, w),
+                _ if Moment::from_name(name)
+                    .is_some_and(|m| kind.moments().len() > 1 && kind.moments().contains(&m)) =>
+                {
+                    add(
+                        &mut self.moments,
+                        Moment::from_name(name).expect("checked"),
+                    )
+                }
                 _ => return false,
             },
         }
@@ -266,6 +339,7 @@ impl Spec {
             .chain(named(&self.losses))
             .chain(named(&self.disks))
             .chain(named(&self.whom))
+            .chain(named(&self.moments))
             .collect()
     }
 }

@@ -741,10 +741,12 @@ impl<W: Write> Server<W> {
                 }
                 st.sync().map_err(|e| e.to_string())?;
             }
+            let installed = rd.install.as_ref().map(|s| (s.index, s.term));
             if let Some(s) = &rd.install {
                 c.sm = StateMachine::restore(&s.data);
                 c.applied = s.index;
             }
+
             // 2. Send.
             let ids = c.ids.clone();
             for (to, m) in rd.messages {
@@ -775,6 +777,11 @@ impl<W: Write> Server<W> {
                     }
                 };
                 self.trace(body);
+            }
+            if let Some((index, term)) = installed {
+                // Not a Raft invariant event: it shows which faults met a
+                // snapshot install (the report's coverage).
+                self.trace(json!({"event": "snapshot", "index": index, "term": term}));
             }
             // 3. Apply, answer, serve reads.
             for e in rd.committed {

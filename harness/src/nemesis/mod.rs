@@ -7,11 +7,13 @@
 //! targets, and `heal` undoes whatever is still active.
 
 pub mod clocks;
+pub mod triggers;
 
 use anyhow::Context;
 use faultline_nemesis::seed::{derive, Stream};
 use faultline_nemesis::{
-    partition_cut, Action, DiskFault, Link, LossKind, MessageRates, Named, Scope, Shape, Target,
+    partition_cut, Action, DiskFault, Link, LossKind, MessageRates, Moment, Named, Scope, Shape,
+    Target,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +28,7 @@ use crate::clock::Skew;
 use crate::links::{LinkFaults, Links};
 use crate::recorder::History;
 use clocks::Clocks;
+pub use triggers::Fired;
 
 /// The random choices of one fault on one node, from the seed the
 /// schedule drew for it: a replay makes the same choices.
@@ -105,6 +108,9 @@ pub struct Executor<P: Processes> {
     refused: BTreeSet<usize>,
     active: ActiveLinkFaults,
     rng: ChaCha8Rng,
+    /// The moment that fired the action being applied, and the node whose
+    /// trace event it was.
+    moment: Option<(Moment, usize)>,
 }
 
 impl<P: Processes> Executor<P> {
@@ -122,6 +128,7 @@ impl<P: Processes> Executor<P> {
             down: BTreeSet::new(),
             refused: BTreeSet::new(),
             active: ActiveLinkFaults::default(),
+            moment: None,
         }
     }
 
@@ -145,7 +152,32 @@ impl<P: Processes> Executor<P> {
     }
 
     pub async fn apply(&mut self, action: &Action) -> anyhow::Result<()> {
-        let value = match action {
+        self.apply_fired(action, None).await
+    }
+
+    /// Applies an action that a trigger fired (or that its wait ran out
+    /// on): its targets resolve against the moment's node, and the history
+    /// records what fired it.
+    pub async fn apply_fired(
+        &mut self,
+        action: &Action,
+        fired: Option<&Fired>,
+    ) -> anyhow::Result<()> {
+        self.moment = fired.and_then(|f| {
+            let node = f.node.as_ref()?;
+            Some((f.moment, self.node_ids.iter().position(|n| n == node)?))
+        });
+        let value = self.act(action).await;
+        self.moment = None;
+        let mut value = value?;
+        if let (Some(f), Some(v)) = (fired, value.as_object_mut()) {
+            v.insert("moment".into(), f.to_json());
+        }
+        self.record(action, value)
+    }
+
+    async fn act(&mut self, action: &Action) -> anyhow::Result<Value> {
+        Ok(match action {
             Action::StartPartition { shape, cut } => self.partition(*shape, cut),
             Action::StopPartition => {
                 self.active.cut = None;
@@ -224,8 +256,7 @@ impl<P: Processes> Executor<P> {
                 self.load.set_burst(1.0);
                 json!({"nodes": self.ids(nodes)})
             }
-        };
-        self.record(action, value)
+        })
     }
 
     /// Rebuilds every link's faults from the active ones.
@@ -261,17 +292,26 @@ impl<P: Processes> Executor<P> {
         }
     }
 
-    /// The current leader's index, from trace events.
+    /// The current leader's index, from trace events: the node whose
+    /// election or commit fired the action, else the newest leader.
     fn current_leader(&self) -> Option<usize> {
+        if let Some((Moment::Elect | Moment::Commit, node)) = self.moment {
+            return Some(node);
+        }
         let leader = self.leader.borrow();
         let (_, id) = leader.as_ref()?;
         self.node_ids.iter().position(|n| n == id)
     }
 
-    /// The nodes a target names now. No known leader: a seeded random node.
+    /// The nodes a target names now. No known leader (or moment node): a
+    /// seeded random node.
     fn resolve(&mut self, target: &Target) -> Vec<usize> {
         match target {
             Target::Nodes(nodes) => nodes.clone(),
+            Target::Moment => match self.moment {
+                Some((_, node)) => vec![node],
+                None => vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())],
+            },
             Target::Leader => match self.current_leader() {
                 Some(l) => vec![l],
                 None => vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())],

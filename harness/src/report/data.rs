@@ -20,6 +20,40 @@ pub struct Band {
     pub end: u64,
     pub label: String,
     pub effect: String,
+    pub kind: Kind,
+    /// The protocol moment the fault was aimed at, if it was.
+    pub moment: Option<MomentNote>,
+}
+
+/// How a fault aimed at a moment was fired.
+pub struct MomentNote {
+    /// By its trace event (else the clock fired it).
+    pub fired_by_event: bool,
+    /// `on-elect: n2 (term 4) after 130 ms` or `on-vote: by the clock (...)`.
+    pub text: String,
+}
+
+impl MomentNote {
+    fn from_value(v: &Value) -> Option<MomentNote> {
+        let m = v.get("moment")?;
+        let on = m.get("on").and_then(Value::as_str).unwrap_or("?");
+        let waited = m.get("waited_ms").and_then(Value::as_u64).unwrap_or(0);
+        let (fired_by_event, text) = match (m.get("node").and_then(Value::as_str), m.get("fallback")) {
+            (Some(node), _) => {
+                let term = m.get("term").and_then(Value::as_u64);
+                let term = term.map_or(String::new(), |t| format!(" (term {t})"));
+                (true, format!("{on}: {node}{term} after {waited} ms"))
+            }
+            (None, why) => {
+                let why = why.and_then(Value::as_str).unwrap_or("");
+                (false, format!("{on}: by the clock after {waited} ms ({why})"))
+            }
+        };
+        Some(MomentNote {
+            fired_by_event,
+            text,
+        })
+    }
 }
 
 pub struct ReportData {
@@ -87,6 +121,8 @@ fn fault_bands(events: &[Event], end_ns: u64) -> Vec<Band> {
                     end: end_ns,
                     label: label(&e.f, &e.value),
                     effect: effects(&e.value),
+                    kind,
+                    moment: MomentNote::from_value(&e.value),
                 },
             )),
             Some((kind, Phase::End)) => {
@@ -109,7 +145,7 @@ fn fault_bands(events: &[Event], end_ns: u64) -> Vec<Band> {
 fn label(f: &str, value: &Value) -> String {
     let mut out = f.to_string();
     if let Value::Object(m) = value {
-        for (k, v) in m.iter().filter(|(k, _)| *k != "effects") {
+        for (k, v) in m.iter().filter(|(k, _)| *k != "effects" && *k != "moment") {
             let v = match v {
                 Value::Array(a) => a.iter().map(plain).collect::<Vec<_>>().join(","),
                 v => plain(v),

@@ -5,7 +5,8 @@
 //! the page one section at a time, and the page's script and style are the
 //! real files beside this one. `faultline report RUN_DIR` regenerates it.
 
-mod data;
+mod coverage;
+pub(crate) mod data;
 mod sections;
 mod svg;
 mod workload;
@@ -42,6 +43,7 @@ pub fn write(dir: &RunDir) -> anyhow::Result<()> {
         sections::raft(&d),
         sections::timeline(&d),
         sections::faults(&d.bands),
+        sections::coverage(&d),
         sections::network(&d),
         sections::configuration(&d),
         sections::logs(&d),

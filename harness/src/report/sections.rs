@@ -282,16 +282,18 @@ pub fn faults(bands: &[Band]) -> String {
     if bands.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Faults</h2><table id=\"faults\"><tr><th>from (s)</th><th>to (s)</th><th>fault</th><th>effect</th></tr>");
+    let mut h = String::from("<h2>Faults</h2><table id=\"faults\"><tr><th>from (s)</th><th>to (s)</th><th>fault</th><th>aimed at</th><th>effect</th></tr>");
     for b in bands {
+        let moment = b.moment.as_ref().map_or("", |m| m.text.as_str());
         let _ = write!(
             h,
-            r##"<tr><td><a href="#timeline" class="zoomto" data-from="{}" data-to="{}">{:.2}</a></td><td>{:.2}</td><td>{}</td><td>{}</td></tr>"##,
+            r##"<tr><td><a href="#timeline" class="zoomto" data-from="{}" data-to="{}">{:.2}</a></td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>"##,
             b.start / 1_000_000,
             b.end / 1_000_000,
             b.start as f64 / 1e9,
             b.end as f64 / 1e9,
             esc(&b.label),
+            esc(moment),
             esc(&b.effect)
         );
     }
@@ -376,6 +378,70 @@ pub fn logs(d: &ReportData) -> String {
             "<details><summary>{}</summary><pre>{}</pre></details>",
             esc(&p.file_name().unwrap_or_default().to_string_lossy()),
             esc(&tail)
+        );
+    }
+    h
+}
+
+/// Which faults met which protocol states (counted from the traces), and
+/// which pairs never met: what the run did and did not exercise.
+pub fn coverage(d: &ReportData) -> String {
+    use super::coverage::{compute, STATES};
+    if d.bands.is_empty() {
+        return String::new();
+    }
+    let traces: Vec<crate::rundir::TraceLine> = d
+        .dir
+        .load_traces_text()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let c = compute(&d.bands, &traces);
+    let mut h = String::from("<h2>Coverage</h2>");
+    if !c.traced {
+        h += "<p>The nodes emitted no trace events: which protocol states the faults met is unknown, and faults aimed at protocol moments fired by the clock.</p>";
+    }
+    h += "<table id=\"coverage\"><tr><th>fault</th><th>count</th><th>aimed at a moment (fired by it)</th>";
+    for (s, n) in STATES.iter().zip(c.occurred) {
+        let _ = write!(h, "<th>met {} <small>({n} in the run)</small></th>", esc(s));
+    }
+    h += "</tr>";
+    let mut never = Vec::new();
+    for r in &c.rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{} ({})</td>",
+            r.kind, r.faults, r.aimed, r.fired_by_event
+        );
+        for (i, met) in r.met.iter().enumerate() {
+            let class = if *met == 0 { " class=\"never\"" } else { "" };
+            let _ = write!(h, "<td{class}>{met}</td>");
+            if *met == 0 && c.traced && c.occurred[i] > 0 {
+                never.push(format!("{} × {}", r.kind, STATES[i]));
+            }
+        }
+        h += "</tr>";
+    }
+    h += "</table>";
+    let absent: Vec<&str> = STATES
+        .iter()
+        .zip(c.occurred)
+        .filter(|(_, n)| *n == 0)
+        .map(|(s, _)| *s)
+        .collect();
+    if c.traced && !absent.is_empty() {
+        let _ = write!(
+            h,
+            "<p>Never happened in this run, so no fault met it: {}.</p>",
+            esc(&absent.join(", "))
+        );
+    }
+    if !never.is_empty() {
+        let _ = write!(
+            h,
+            "<p>Never exercised: {}.</p>",
+            esc(&never.join(", "))
         );
     }
     h

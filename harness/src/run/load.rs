@@ -17,6 +17,7 @@ use super::Recording;
 use crate::adapter::Adapter;
 use crate::client::{Client, ClientSpec, Conn, Pacer};
 use crate::etcd::EtcdClient;
+use crate::nemesis::triggers::{self, MomentFeed};
 use crate::nemesis::Executor;
 use crate::options::TestConfig;
 use crate::system::ClientKind;
@@ -43,6 +44,7 @@ pub async fn run(
     let nemesis = spawn_nemesis(
         cfg.schedule.clone(),
         executor,
+        MomentFeed::new(rec.recorder.clone()),
         started_at,
         deadline,
         cancel.clone(),
@@ -109,29 +111,27 @@ fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
     }
 }
 
-/// Applies each step at its time, until the deadline or cancellation.
+/// Applies each step at its time or moment, until the deadline or
+/// cancellation.
 fn spawn_nemesis(
     schedule: Vec<Step>,
     mut executor: Executor<Cluster>,
+    feed: MomentFeed,
     started_at: Instant,
     deadline: Instant,
     cancel: CancellationToken,
 ) -> JoinHandle<(Executor<Cluster>, anyhow::Result<()>)> {
     tokio::spawn(async move {
-        for step in schedule {
-            let at = started_at + Duration::from_millis(step.at_ms);
-            if at >= deadline {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(at.into()) => {}
-                _ = cancel.cancelled() => break,
-            }
-            if let Err(e) = executor.apply(&step.action).await {
-                return (executor, Err(e));
-            }
-        }
-        (executor, Ok(()))
+        let r = triggers::run(
+            schedule,
+            &mut executor,
+            feed,
+            started_at,
+            deadline,
+            &cancel,
+        )
+        .await;
+        (executor, r)
     })
 }
 

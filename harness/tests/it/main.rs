@@ -13,3 +13,4 @@ mod runs;
 mod serve;
 mod servers;
 mod suites;
+mod triggers;

@@ -117,6 +117,7 @@ fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions
         recovery_time: 1.5,
         liveness_timeout: 7.0,
         replay: Some(replay.to_path_buf()),
+        schedule: Some("/tmp/schedule.json".into()),
         time_limit: 4.0,
         rate: 250.0,
         concurrency: Some(9),

@@ -1,0 +1,224 @@
+//! Runs a fault schedule against the clock and the nodes' trace events.
+//! A step without a trigger applies at its time. A step aimed at a
+//! protocol moment (a leader elected, a leader committing, a vote granted)
+//! is armed at its time and applies at the first such trace event from
+//! then on; if none comes within its wait, or the nodes emit no traces at
+//! all, it applies by the clock and the history says so. Steps of one kind
+//! keep their order (a fault's undo never overtakes its start, and a
+//! scripted sequence of one kind runs in sequence); kinds do not wait for
+//! each other, so a fault waiting for its moment holds up no other kind.
+
+use faultline_nemesis::{Kind, Moment, Named, Step};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::{Executor, Processes};
+use crate::recorder::{Recorder, Seen};
+
+/// What made a step apply: its moment's trace event, or the clock.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub moment: Moment,
+    /// The node whose trace event fired it (none: the clock did).
+    pub node: Option<String>,
+    pub term: Option<u64>,
+    /// When the event was traced (ns since the run began).
+    pub event_ns: Option<u64>,
+    /// How long the step was armed before it applied.
+    pub waited_ms: u64,
+    /// Why the clock fired it instead of an event.
+    pub fallback: Option<String>,
+}
+
+impl Fired {
+    /// The `moment` field of the nemesis op in history.jsonl.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"on": self.moment.name(), "waited_ms": self.waited_ms});
+        if let Some(node) = &self.node {
+            v["node"] = json!(node);
+            v["event"] = json!(self.moment.event());
+            v["term"] = json!(self.term);
+            v["event_ns"] = json!(self.event_ns);
+        }
+        if let Some(why) = &self.fallback {
+            v["fallback"] = json!(why);
+        }
+        v
+    }
+}
+
+/// Where moments come from: the recorder's feed of trace events.
+pub struct MomentFeed {
+    recorder: Arc<Recorder>,
+    rx: Option<broadcast::Receiver<Seen>>,
+}
+
+impl MomentFeed {
+    /// Subscribes now: moments traced from here on are seen.
+    pub fn new(recorder: Arc<Recorder>) -> MomentFeed {
+        let rx = Some(recorder.moments());
+        MomentFeed { recorder, rx }
+    }
+
+    fn traces_seen(&self) -> bool {
+        self.recorder.trace_count.load(Relaxed) > 0
+    }
+
+    /// The next moment; pending forever once the feed has closed.
+    async fn next(&mut self) -> Option<Seen> {
+        loop {
+            let Some(rx) = self.rx.as_mut() else {
+                return std::future::pending().await;
+            };
+            match rx.recv().await {
+                Ok(seen) => return Some(seen),
+                // Older moments were dropped; the newer ones still count.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => self.rx = None,
+            }
+        }
+    }
+}
+
+/// A schedule being run: the steps not yet applied, in order.
+struct Pending {
+    steps: Vec<Step>,
+    started_at: Instant,
+}
+
+impl Pending {
+    /// The first pending step of each kind, in schedule order: only these
+    /// may apply (or be armed) now.
+    fn heads(&self) -> Vec<usize> {
+        let mut seen: Vec<Kind> = Vec::new();
+        let mut heads = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let k = s.action.kind();
+            if !seen.contains(&k) {
+                seen.push(k);
+                heads.push(i);
+            }
+        }
+        heads
+    }
+
+    fn at(&self, i: usize) -> Instant {
+        self.started_at + Duration::from_millis(self.steps[i].at_ms)
+    }
+
+    /// When the head `i` next needs attention: its time, or, armed, the
+    /// end of its wait.
+    fn wake(&self, i: usize, now: Instant) -> Instant {
+        let at = self.at(i);
+        match self.steps[i].on {
+            Some(t) if at <= now => at + Duration::from_millis(t.within_ms),
+            _ => at,
+        }
+    }
+
+    /// The head that must apply by the clock now, and why the clock.
+    fn due(&self, now: Instant, traced: bool) -> Option<(usize, Option<Fired>)> {
+        for i in self.heads() {
+            let at = self.at(i);
+            if at > now {
+                continue;
+            }
+            let Some(t) = self.steps[i].on else {
+                return Some((i, None));
+            };
+            let waited_ms = now.duration_since(at).as_millis() as u64;
+            let fallback = if !traced {
+                "the nodes emit no trace events, so the clock fired it".to_string()
+            } else if waited_ms >= t.within_ms {
+                format!("no {} within {} ms", t.moment.name(), t.within_ms)
+            } else {
+                continue;
+            };
+            let fired = Fired {
+                moment: t.moment,
+                node: None,
+                term: None,
+                event_ns: None,
+                waited_ms,
+                fallback: Some(fallback),
+            };
+            return Some((i, Some(fired)));
+        }
+        None
+    }
+
+    /// The armed heads `seen` fires, in schedule order.
+    fn fired_by(&self, seen: &Seen) -> Vec<(usize, Fired)> {
+        self.heads()
+            .into_iter()
+            .filter_map(|i| {
+                let t = self.steps[i].on?;
+                let at = self.at(i);
+                (t.moment == seen.moment && at <= seen.at).then(|| {
+                    let fired = Fired {
+                        moment: t.moment,
+                        node: Some(seen.node.clone()),
+                        term: seen.term,
+                        event_ns: Some(seen.time_ns),
+                        waited_ms: seen.at.duration_since(at).as_millis() as u64,
+                        fallback: None,
+                    };
+                    (i, fired)
+                })
+            })
+            .collect()
+    }
+}
+
+/// Applies `schedule` until `deadline` or cancellation; steps due at or
+/// after the deadline never apply (healing closes whatever is open).
+pub async fn run<P: Processes>(
+    schedule: Vec<Step>,
+    executor: &mut Executor<P>,
+    mut feed: MomentFeed,
+    started_at: Instant,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut pending = Pending {
+        steps: schedule,
+        started_at,
+    };
+    // Bounded: every pass applies a step or waits for time or a moment.
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        if let Some((i, fired)) = pending.due(now, feed.traces_seen()) {
+            let step = pending.steps.remove(i);
+            executor.apply_fired(&step.action, fired.as_ref()).await?;
+            continue;
+        }
+        let heads = pending.heads();
+        let Some(wake) = heads.iter().map(|&i| pending.wake(i, now)).min() else {
+            return Ok(());
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.min(deadline).into()) => {}
+            _ = cancel.cancelled() => return Ok(()),
+            seen = feed.next() => {
+                let Some(seen) = seen else { continue };
+                // Removed from the back so earlier indexes stay valid;
+                // applied in schedule order.
+                let fired = pending.fired_by(&seen);
+                let mut steps = Vec::new();
+                for (i, f) in fired.into_iter().rev() {
+                    steps.push((pending.steps.remove(i), f));
+                }
+                for (step, f) in steps.into_iter().rev() {
+                    executor.apply_fired(&step.action, Some(&f)).await?;
+                }
+            }
+        }
+    }
+}

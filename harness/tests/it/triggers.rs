@@ -1,0 +1,158 @@
+//! Faults aimed at protocol moments, on real processes: a trigger fires
+//! soon after the trace event it waits for and hits the node it names; it
+//! falls back to the clock, saying so, for nodes that emit no traces; and
+//! the Raft paper's Figure 8 is played through triggers to the data loss
+//! it describes.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(150);
+/// How long after its trace event a fired fault may be applied. It is
+/// about a millisecond here; the bound leaves room for a loaded machine.
+const FIRE_BOUND_NS: u64 = 500_000_000;
+
+fn write_schedule(dir: &Path, steps: &Value) -> std::path::PathBuf {
+    let file = dir.join("schedule.json");
+    std::fs::write(&file, serde_json::to_string_pretty(steps).unwrap()).unwrap();
+    file
+}
+
+fn nemesis_ops(dir: &Path) -> Vec<Value> {
+    lines(&dir.join("history.jsonl"))
+        .into_iter()
+        .filter(|e| e["process"] == "nemesis")
+        .collect()
+}
+
+/// Pause the leader by the clock and kill the first node that votes in
+/// the election that follows; then kill the leader by the clock and pause
+/// whoever wins the next election the moment it does.
+fn moment_schedule() -> Value {
+    let on = |moment: &str| json!({"moment": moment, "within_ms": 3000});
+    json!([
+        {"at_ms": 1000, "action": {"f": "pause", "nodes": [], "leader": true}},
+        {"at_ms": 1001, "action": {"f": "kill", "nodes": [], "leader": false, "moment": true}, "on": on("on-vote")},
+        {"at_ms": 1500, "action": {"f": "restart", "nodes": []}},
+        {"at_ms": 1600, "action": {"f": "resume", "nodes": []}},
+        {"at_ms": 2500, "action": {"f": "kill", "nodes": [], "leader": true}},
+        {"at_ms": 2501, "action": {"f": "pause", "nodes": [], "leader": true}, "on": on("on-elect")},
+        {"at_ms": 4000, "action": {"f": "restart", "nodes": []}},
+        {"at_ms": 4100, "action": {"f": "resume", "nodes": []}},
+    ])
+}
+
+#[test]
+fn a_trigger_fires_soon_after_its_moment_and_hits_its_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(tmp.path(), &moment_schedule());
+    let mut c = faultline_test(tmp.path());
+    c.args(["--time-limit", "7", "--seed", "5", "--timeout-ms", "500"])
+        .arg("--schedule")
+        .arg(&schedule);
+    let f = run(&mut c, LIMIT);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let nem = nemesis_ops(&dir);
+    let fired: Vec<&Value> = nem.iter().filter(|e| e["value"]["moment"].is_object()).collect();
+    assert_eq!(fired.len(), 2, "{nem:#?}");
+    for e in &fired {
+        let m = &e["value"]["moment"];
+        assert!(m["fallback"].is_null(), "fired by the clock: {e}");
+        let lag = e["time"].as_u64().unwrap() - m["event_ns"].as_u64().unwrap();
+        assert!(lag < FIRE_BOUND_NS, "applied {lag} ns after its event: {e}");
+        // The paused leader is the one just elected; the killed node is
+        // the one that just voted.
+        assert_eq!(e["value"]["nodes"], json!([m["node"]]), "{e}");
+    }
+    assert_eq!(fired[0]["f"], "kill");
+    assert_eq!(fired[0]["value"]["moment"]["event"], "vote");
+    assert_eq!(fired[1]["f"], "pause");
+    assert_eq!(fired[1]["value"]["moment"]["event"], "leader");
+    // The triggers travel in test.json, so a replay arms them again.
+    let cfg = read_json(&dir.join("test.json"));
+    assert_eq!(cfg["schedule"][1]["on"]["moment"], "on-vote");
+    let again = tempfile::tempdir().unwrap();
+    let mut r = faultline_test(again.path());
+    r.arg("--replay").arg(&dir);
+    let f = run(&mut r, LIMIT);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let replayed = nemesis_ops(&latest(again.path()));
+    let events: Vec<&Value> = replayed
+        .iter()
+        .filter_map(|e| e["value"]["moment"]["event"].as_str().map(|_| &e["f"]))
+        .collect();
+    assert_eq!(events, [&json!("kill"), &json!("pause")], "{replayed:#?}");
+}
+
+#[test]
+fn nodes_without_traces_fire_by_the_clock_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let on = json!({"moment": "on-elect", "within_ms": 3000});
+    let steps = json!([
+        {"at_ms": 500, "action": {"f": "kill", "nodes": [], "leader": true}, "on": on},
+        {"at_ms": 1500, "action": {"f": "restart", "nodes": []}},
+    ]);
+    let schedule = write_schedule(tmp.path(), &steps);
+    let mut c = faultline_test(tmp.path());
+    c.args(["--workload", "g-set", "--time-limit", "3", "--node-count", "3"])
+        .arg("--schedule")
+        .arg(&schedule)
+        .arg("--bin")
+        .arg(fixture("maelstrom_node.py"))
+        .args(["--", "--workload", "g-set", "--data", "{data_dir}"]);
+    let f = run(&mut c, LIMIT);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let nem = nemesis_ops(&latest(tmp.path()));
+    let kill = nem.iter().find(|e| e["f"] == "kill").expect("the kill applied");
+    let m = &kill["value"]["moment"];
+    assert!(
+        m["fallback"].as_str().unwrap().contains("no trace events"),
+        "{kill}"
+    );
+    // Not held back waiting for a moment that cannot come.
+    assert!(m["waited_ms"].as_u64().unwrap() < 500, "{kill}");
+}
+
+/// Figure 8 on three nodes, with `--bug commit-prior-term` (which also
+/// drops the election no-op): isolate the leader L1 while it holds
+/// uncommitted entries; the moment the others elect L2, isolate L2 and
+/// reconnect L1, so L1 (with the longest log) wins again and commits its
+/// old-term entries by counting replicas; the moment it commits, kill it
+/// and reconnect L2, whose newer last term wins it the next election, and
+/// it overwrites what L1 committed and applied. Returns results.json and
+/// the nemesis ops.
+fn figure8(bug: Option<&str>) -> Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/scenarios/figure8.json");
+    let mut c = faultline_test(tmp.path());
+    c.args(["--node-count", "3", "--time-limit", "30", "--seed", "1"])
+        .args(["--timeout-ms", "300"])
+        .arg("--schedule")
+        .arg(&schedule);
+    if let Some(b) = bug {
+        c.args(["--", "--bug", b]);
+    }
+    let f = run(&mut c, LIMIT);
+    assert!(!f.stderr.contains("panicked"), "{}{}", f.stdout, f.stderr);
+    read_json(&latest(tmp.path()).join("results.json"))
+}
+
+#[test]
+fn figure8_through_triggers_catches_the_bug_and_passes_the_correct_node() {
+    // The triggers fire in order at every cycle (isolate L1; at L2's
+    // election swap the isolation; at L1's next commit kill it and heal).
+    // Whether a cycle ends in the overwrite itself depends on races no
+    // trigger controls (a read held at L1 appends an entry of its new term
+    // the moment it is elected, and that entry then protects the old
+    // ones), so this test holds the scenario to what it always shows: the
+    // bug is caught, and the correct node stays valid through the same
+    // moments. The overwrite, when a cycle reaches it, is caught as
+    // state-machine-safety (see the README for a recorded run).
+    let bad = figure8(Some("commit-prior-term"));
+    assert_eq!(bad["verdict"], "invalid", "{bad:#}");
+    let good = figure8(None);
+    assert_eq!(good["verdict"], "valid", "{good:#}");
+}
