@@ -20,10 +20,11 @@ fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/porcupine");
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv"))
         .expect("../shared/bench/porcupine/MANIFEST.tsv must sit beside the repo");
-    let mut totals = [(0.0f64, 0usize); 2];
+    // (sum of medians, files, sum of medians without the fast path)
+    let mut totals = [(0.0f64, 0usize, 0.0f64); 2];
     println!(
-        "{:<34} {:>6} {:>9} {:>10} {:>10}",
-        "file", "ops", "verdict", "check_ms", "peak_MB"
+        "{:<34} {:>6} {:>9} {:>10} {:>10} {:>12}",
+        "file", "ops", "verdict", "check_ms", "peak_MB", "no_fast_ms"
     );
     for row in manifest.lines().skip(1) {
         let cols: Vec<&str> = row.split('\t').collect();
@@ -46,26 +47,40 @@ fn main() {
         let peak_mb = (PEAK.load(Relaxed) - base) as f64 / 1e6;
         times.sort_by(f64::total_cmp);
         let med = times[REPS / 2];
+        // The same file with the exact search alone, as before the fast path.
+        let exact = linearizability::Options {
+            fast_path: false,
+            ..opts.clone()
+        };
+        let mut slow = Vec::new();
+        for _ in 0..REPS {
+            let t = Instant::now();
+            linearizability::check(&ops, &exact).unwrap();
+            slow.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        slow.sort_by(f64::total_cmp);
         let slot = usize::from(cols[1] == "kv");
         totals[slot].0 += med;
         totals[slot].1 += 1;
+        totals[slot].2 += slow[REPS / 2];
         println!(
-            "{:<34} {:>6} {:>9} {:>10.3} {:>10.2}",
+            "{:<34} {:>6} {:>9} {:>10.3} {:>10.2} {:>12.3}",
             cols[0],
             cols[2],
             verdict.unwrap().as_str(),
             med,
-            peak_mb
+            peak_mb,
+            slow[REPS / 2]
         );
     }
     println!();
     println!(
-        "etcd: {} files, total {:.1} ms (sum of per-file medians)",
-        totals[0].1, totals[0].0
+        "etcd: {} files, total {:.1} ms (sum of per-file medians; {:.1} without the fast path)",
+        totals[0].1, totals[0].0, totals[0].2
     );
     println!(
-        "kv:   {} files, total {:.1} ms (sum of per-file medians)",
-        totals[1].1, totals[1].0
+        "kv:   {} files, total {:.1} ms (sum of per-file medians; {:.1} without the fast path)",
+        totals[1].1, totals[1].0, totals[1].2
     );
 
     for (name, stale) in [

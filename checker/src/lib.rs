@@ -20,6 +20,7 @@ pub mod raft;
 pub mod search;
 pub mod sets;
 pub mod txn;
+pub mod unique;
 
 use serde::{Deserialize, Serialize};
 

@@ -12,7 +12,7 @@ use crate::error::CheckError;
 use crate::history::{Op, Outcome};
 use crate::models::{self, HashedStringSpec, Interner, ModelKind, RegisterSpec, StringSpec};
 use crate::search::{self, Budget, Stuck};
-use crate::{prepass, Verdict};
+use crate::{prepass, unique, Verdict};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -21,6 +21,8 @@ pub struct Options {
     pub time_limit: Option<Duration>,
     /// Memo entries per partition before giving up (a memory bound).
     pub max_memo_entries: Option<usize>,
+    /// Try the unique-value fast path (`unique`) before the exact search.
+    pub fast_path: bool,
 }
 
 impl Default for Options {
@@ -29,6 +31,7 @@ impl Default for Options {
             model: ModelKind::LinKv,
             time_limit: None,
             max_memo_entries: Some(20_000_000),
+            fast_path: true,
         }
     }
 }
@@ -119,6 +122,9 @@ pub struct Report {
     /// Indefinite ops the prepass removed or bounded.
     pub info_removed: usize,
     pub info_bounded: usize,
+    /// Partitions the unique-value fast path decided (the rest went to the
+    /// exact search).
+    pub fast_path_partitions: usize,
     pub elapsed_ms: f64,
     pub anomaly: Option<Anomaly>,
     pub unknown: Vec<UnknownPartition>,
@@ -144,7 +150,11 @@ impl Anomaly {
 }
 
 enum PartResult {
-    Valid { removed: usize, bounded: usize },
+    Valid {
+        removed: usize,
+        bounded: usize,
+        fast: bool,
+    },
     Invalid(Box<Anomaly>),
     Unknown(String),
 }
@@ -177,7 +187,7 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
     let results: Vec<Result<PartResult, CheckError>> = parts
         .par_iter()
         .map(|(key, idx)| {
-            let r = check_partition(ops, key, idx, opts.model, &budget)?;
+            let r = check_partition(ops, key, idx, opts, &budget)?;
             if matches!(r, PartResult::Invalid(_)) {
                 cancel.store(true, Ordering::Relaxed);
             }
@@ -186,15 +196,17 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
         .collect();
     let mut anomaly: Option<Anomaly> = None;
     let mut unknown = Vec::new();
-    let (mut removed, mut bounded) = (0, 0);
+    let (mut removed, mut bounded, mut fast_path_partitions) = (0, 0, 0);
     for ((key, _), r) in parts.iter().zip(results) {
         match r? {
             PartResult::Valid {
                 removed: r,
                 bounded: b,
+                fast,
             } => {
                 removed += r;
                 bounded += b;
+                fast_path_partitions += usize::from(fast);
             }
             PartResult::Invalid(a) => {
                 // Report the violation that shows up earliest in the history.
@@ -227,6 +239,7 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
         info_ops: ops.iter().filter(|o| o.outcome == Outcome::Info).count(),
         info_removed: removed,
         info_bounded: bounded,
+        fast_path_partitions,
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         anomaly,
         unknown,
@@ -237,9 +250,10 @@ fn check_partition(
     ops: &[Op],
     key: &Option<String>,
     idx: &[usize],
-    model: ModelKind,
+    opts: &Options,
     budget: &Budget,
 ) -> Result<PartResult, CheckError> {
+    let model = opts.model;
     let model_err = |i: usize, m: String| {
         CheckError::Model(format!(
             "line {} (history index {}): {m}",
@@ -289,12 +303,22 @@ fn check_partition(
                 }
             };
             let (reg, search_ops, source) = retain(reg, search_ops, source, &keep);
-            let mut spec = RegisterSpec::new(reg);
+            let mut spec = RegisterSpec::new(reg.clone());
+            if opts.fast_path {
+                if let unique::Fast::Valid(_) = unique::decide(&reg, &search_ops, &mut spec) {
+                    return Ok(PartResult::Valid {
+                        removed: stats.removed,
+                        bounded: stats.bounded,
+                        fast: true,
+                    });
+                }
+            }
             let state_of = |s: u32| interner.values[s as usize].clone();
             Ok(match search::check(&search_ops, &mut spec, budget) {
                 search::Outcome::Linearizable(_) => PartResult::Valid {
                     removed: stats.removed,
                     bounded: stats.bounded,
+                    fast: false,
                 },
                 search::Outcome::Unknown(r) => PartResult::Unknown(r),
                 search::Outcome::Illegal(stuck) => {
@@ -341,6 +365,7 @@ fn check_partition(
                 search::Outcome::Linearizable(_) => PartResult::Valid {
                     removed: 0,
                     bounded: 0,
+                    fast: false,
                 },
                 search::Outcome::Unknown(r) => PartResult::Unknown(r),
                 search::Outcome::Illegal(stuck) => {

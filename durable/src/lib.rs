@@ -185,10 +185,8 @@ pub fn probe() -> Result<(), String> {
     static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     ANSWER
         .get_or_init(|| {
-            let base = std::env::temp_dir().join(format!(
-                "faultline-durable-probe-{}",
-                std::process::id()
-            ));
+            let base = std::env::temp_dir()
+                .join(format!("faultline-durable-probe-{}", std::process::id()));
             let (backing, mountpoint) = (base.join("backing"), base.join("mount"));
             let made = std::fs::create_dir_all(&backing)
                 .and_then(|()| std::fs::create_dir_all(&mountpoint))

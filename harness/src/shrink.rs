@@ -133,8 +133,8 @@ impl Shrinker {
             let dir = RunDir::create(&self.opts.results_dir, &cfg.name)?;
             dir.store_config(cfg)?;
             let limit = Duration::from_secs_f64(cfg.time_limit_s + RUN_OVERHEAD_S);
-            let (finished, stderr) = crate::suite::run_child(&self.exe, &dir, limit)
-                .map_err(anyhow::Error::msg)?;
+            let (finished, stderr) =
+                crate::suite::run_child(&self.exe, &dir, limit).map_err(anyhow::Error::msg)?;
             let same = finished
                 && failing_checkers(&dir)
                     .map(|f| !f.is_disjoint(&self.signature))
@@ -296,9 +296,11 @@ impl Shrinker {
             let kept: Vec<Fault> = faults(&self.best.schedule)
                 .into_iter()
                 .filter(|&(s, e)| {
-                    std::iter::once(s)
-                        .chain(e)
-                        .all(|i| named_nodes(&self.best.schedule[i].action).iter().all(|&x| x < fewer))
+                    std::iter::once(s).chain(e).all(|i| {
+                        named_nodes(&self.best.schedule[i].action)
+                            .iter()
+                            .all(|&x| x < fewer)
+                    })
                 })
                 .collect();
             let mut cfg = self.with_schedule(keep(&self.best.schedule, &kept));
@@ -346,8 +348,7 @@ pub fn command_line(cfg: &TestConfig, schedule_file: &Path) -> String {
 
 fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@{}".contains(c));
     if plain {
         s.to_string()
@@ -408,7 +409,12 @@ pub fn run(opts: ShrinkOptions) -> anyhow::Result<PathBuf> {
     s.shorter(detect_s)?;
     s.fewer_faults()?;
     s.halve("clients", |c| c.concurrency, |c, v| c.concurrency = v, 1)?;
-    s.halve("keys", |c| c.key_count as usize, |c, v| c.key_count = v as u64, 1)?;
+    s.halve(
+        "keys",
+        |c| c.key_count as usize,
+        |c, v| c.key_count = v as u64,
+        1,
+    )?;
     s.fewer_nodes()?;
     finish(s, &cfg, faults_before)
 }

@@ -63,7 +63,11 @@ pub fn schedule(
             let within_ms = interval_ms.min(duration_ms.saturating_sub(t) / 2);
             let (action, on) = aim(action, draw_moment(spec, &mut rng), within_ms);
             let undo = action.undo().expect("drawn actions start a fault");
-            let step = Step { at_ms: t, action, on };
+            let step = Step {
+                at_ms: t,
+                action,
+                on,
+            };
             let end = (step.latest_ms() + interval_ms).min(duration_ms);
             steps.push(step);
             steps.push(Step::at(end, undo));
@@ -393,8 +397,14 @@ mod tests {
         // Unnarrowed, some faults wait for a moment and some keep time.
         let all = schedule(&parse_specs("all").unwrap(), 5, 3, 1000, 60_000);
         let aimed = all.iter().filter(|s| s.on.is_some()).count();
-        let starts = all.iter().filter(|s| s.action.phase() == Phase::Start).count();
-        assert!(aimed > starts / 5 && aimed < starts * 4 / 5, "{aimed} of {starts}");
+        let starts = all
+            .iter()
+            .filter(|s| s.action.phase() == Phase::Start)
+            .count();
+        assert!(
+            aimed > starts / 5 && aimed < starts * 4 / 5,
+            "{aimed} of {starts}"
+        );
         // Moments a kind cannot meet are refused by name.
         let e = parse_specs("disk:on-vote").unwrap_err();
         assert!(e.contains("unknown disk variant"), "{e}");

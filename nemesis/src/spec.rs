@@ -314,10 +314,7 @@ impl Spec {
                 _ if Moment::from_name(name)
                     .is_some_and(|m| kind.moments().len() > 1 && kind.moments().contains(&m)) =>
                 {
-                    add(
-                        &mut self.moments,
-                        Moment::from_name(name).expect("checked"),
-                    )
+                    add(&mut self.moments, Moment::from_name(name).expect("checked"))
                 }
                 _ => return false,
             },

@@ -160,12 +160,24 @@ mod tests {
     #[test]
     fn faults_meet_the_states_that_held_while_they_were_on() {
         let traces = vec![
-            line(10, "n1", json!({"event": "vote", "term": 2, "candidate": "n2"})),
+            line(
+                10,
+                "n1",
+                json!({"event": "vote", "term": 2, "candidate": "n2"}),
+            ),
             line(20, "n2", json!({"event": "leader", "term": 2})),
-            line(30, "n2", json!({"event": "commit", "index": 1, "term": 2, "leader_term": 2})),
+            line(
+                30,
+                "n2",
+                json!({"event": "commit", "index": 1, "term": 2, "leader_term": 2}),
+            ),
             // A follower learning the commit index is not a leader committing.
             line(60, "n1", json!({"event": "commit", "index": 1, "term": 2})),
-            line(70, "n3", json!({"event": "snapshot", "index": 1, "term": 2})),
+            line(
+                70,
+                "n3",
+                json!({"event": "snapshot", "index": 1, "term": 2}),
+            ),
         ];
         let bands = [
             band(Kind::Partition, 0, 15),  // during the election
@@ -182,7 +194,11 @@ mod tests {
         assert_eq!(row(Kind::Kill).met, [0, 0, 0, 0]);
         assert_eq!(row(Kind::Pause).met, [0, 0, 1, 1]);
         // No traces from the nodes: nothing is known to have been met.
-        let harness_only = vec![line(5, "n1", json!({"event": "start", "source": "harness"}))];
+        let harness_only = vec![line(
+            5,
+            "n1",
+            json!({"event": "start", "source": "harness"}),
+        )];
         let c = compute(&bands, &harness_only);
         assert!(!c.traced);
         assert!(c.rows.iter().all(|r| r.met == [0; 4]));

@@ -38,17 +38,21 @@ impl MomentNote {
         let m = v.get("moment")?;
         let on = m.get("on").and_then(Value::as_str).unwrap_or("?");
         let waited = m.get("waited_ms").and_then(Value::as_u64).unwrap_or(0);
-        let (fired_by_event, text) = match (m.get("node").and_then(Value::as_str), m.get("fallback")) {
-            (Some(node), _) => {
-                let term = m.get("term").and_then(Value::as_u64);
-                let term = term.map_or(String::new(), |t| format!(" (term {t})"));
-                (true, format!("{on}: {node}{term} after {waited} ms"))
-            }
-            (None, why) => {
-                let why = why.and_then(Value::as_str).unwrap_or("");
-                (false, format!("{on}: by the clock after {waited} ms ({why})"))
-            }
-        };
+        let (fired_by_event, text) =
+            match (m.get("node").and_then(Value::as_str), m.get("fallback")) {
+                (Some(node), _) => {
+                    let term = m.get("term").and_then(Value::as_u64);
+                    let term = term.map_or(String::new(), |t| format!(" (term {t})"));
+                    (true, format!("{on}: {node}{term} after {waited} ms"))
+                }
+                (None, why) => {
+                    let why = why.and_then(Value::as_str).unwrap_or("");
+                    (
+                        false,
+                        format!("{on}: by the clock after {waited} ms ({why})"),
+                    )
+                }
+            };
         Some(MomentNote {
             fired_by_event,
             text,

@@ -438,11 +438,7 @@ pub fn coverage(d: &ReportData) -> String {
         );
     }
     if !never.is_empty() {
-        let _ = write!(
-            h,
-            "<p>Never exercised: {}.</p>",
-            esc(&never.join(", "))
-        );
+        let _ = write!(h, "<p>Never exercised: {}.</p>", esc(&never.join(", ")));
     }
     h
 }

@@ -122,15 +122,7 @@ fn spawn_nemesis(
     cancel: CancellationToken,
 ) -> JoinHandle<(Executor<Cluster>, anyhow::Result<()>)> {
     tokio::spawn(async move {
-        let r = triggers::run(
-            schedule,
-            &mut executor,
-            feed,
-            started_at,
-            deadline,
-            &cancel,
-        )
-        .await;
+        let r = triggers::run(schedule, &mut executor, feed, started_at, deadline, &cancel).await;
         (executor, r)
     })
 }

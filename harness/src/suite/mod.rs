@@ -292,7 +292,11 @@ fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
 /// Runs `faultline test --prepared DIR` until it exits or `limit` passes
 /// (then SIGTERM, so it can kill its nodes, and SIGKILL if it will not go).
 /// Returns whether it finished, and its stderr.
-pub(crate) fn run_child(exe: &Path, dir: &RunDir, limit: Duration) -> Result<(bool, String), String> {
+pub(crate) fn run_child(
+    exe: &Path,
+    dir: &RunDir,
+    limit: Duration,
+) -> Result<(bool, String), String> {
     let mut child = Command::new(exe)
         .arg("test")
         .arg("--prepared")

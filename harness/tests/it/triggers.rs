@@ -56,7 +56,10 @@ fn a_trigger_fires_soon_after_its_moment_and_hits_its_node() {
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let dir = latest(tmp.path());
     let nem = nemesis_ops(&dir);
-    let fired: Vec<&Value> = nem.iter().filter(|e| e["value"]["moment"].is_object()).collect();
+    let fired: Vec<&Value> = nem
+        .iter()
+        .filter(|e| e["value"]["moment"].is_object())
+        .collect();
     assert_eq!(fired.len(), 2, "{nem:#?}");
     for e in &fired {
         let m = &e["value"]["moment"];
@@ -97,16 +100,26 @@ fn nodes_without_traces_fire_by_the_clock_and_say_so() {
     ]);
     let schedule = write_schedule(tmp.path(), &steps);
     let mut c = faultline_test(tmp.path());
-    c.args(["--workload", "g-set", "--time-limit", "3", "--node-count", "3"])
-        .arg("--schedule")
-        .arg(&schedule)
-        .arg("--bin")
-        .arg(fixture("maelstrom_node.py"))
-        .args(["--", "--workload", "g-set", "--data", "{data_dir}"]);
+    c.args([
+        "--workload",
+        "g-set",
+        "--time-limit",
+        "3",
+        "--node-count",
+        "3",
+    ])
+    .arg("--schedule")
+    .arg(&schedule)
+    .arg("--bin")
+    .arg(fixture("maelstrom_node.py"))
+    .args(["--", "--workload", "g-set", "--data", "{data_dir}"]);
     let f = run(&mut c, LIMIT);
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let nem = nemesis_ops(&latest(tmp.path()));
-    let kill = nem.iter().find(|e| e["f"] == "kill").expect("the kill applied");
+    let kill = nem
+        .iter()
+        .find(|e| e["f"] == "kill")
+        .expect("the kill applied");
     let m = &kill["value"]["moment"];
     assert!(
         m["fallback"].as_str().unwrap().contains("no trace events"),
