@@ -361,14 +361,48 @@ impl Results {
             (done, start)
         });
         let raft = self.first_violation_ns(dir).map(|ns| (ns, ns));
-        let (done, start) = match (lin, raft) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let txn = self.first_txn_anomaly_ns(dir);
+        let (done, start) = [lin, raft, txn].into_iter().flatten().min()?;
         Some(Detection {
             complete_s: done as f64 / 1e9,
             start_s: start as f64 / 1e9,
         })
+    }
+
+    /// (complete, start) of the transaction anomaly completed first: when
+    /// the last of its transactions returned, and when the first began.
+    fn first_txn_anomaly_ns(&self, dir: &RunDir) -> Option<(u64, u64)> {
+        /// Of an anomaly, only which transactions it involves.
+        #[derive(Deserialize)]
+        struct Involved {
+            txns: Vec<u64>,
+        }
+        let anomalies: Vec<Involved> = self.checker("transactions")?.detail("anomalies")?;
+        if anomalies.is_empty() {
+            return None;
+        }
+        let events = dir.load_history().ok()?;
+        let ops = faultline_checker::history::pair("history", &events).ok()?;
+        let times: std::collections::HashMap<u64, (u64, u64)> = ops
+            .iter()
+            .map(|o| {
+                let done = o.complete_time.unwrap_or(o.invoke_time);
+                (o.invoke_index, (done, o.invoke_time))
+            })
+            .collect();
+        anomalies
+            .iter()
+            .filter_map(|a| {
+                let spans: Vec<(u64, u64)> = a
+                    .txns
+                    .iter()
+                    .filter_map(|i| times.get(i).copied())
+                    .collect();
+                let done = spans.iter().map(|s| s.0).max()?;
+                let start = spans.iter().map(|s| s.1).min()?;
+                Some((done, start))
+            })
+            .min()
     }
 
     /// The time of the trace line that completed the earliest violation.

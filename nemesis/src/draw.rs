@@ -130,7 +130,9 @@ fn draw_messages(spec: &Spec, rng: &mut impl Rng) -> MessageRates {
         return MessageRates {
             drop_probability: one_of(rng, &[0.05, 0.2]),
             duplicate_probability: one_of(rng, &[0.0, 0.1]),
-            corrupt_probability: one_of(rng, &[0.0, 0.05]),
+            // Always some: a node that trusts a corrupted message is a
+            // bug no other fault shows.
+            corrupt_probability: one_of(rng, &[0.02, 0.05]),
             delay_ms: one_of(rng, &[0.0, 5.0, 20.0]),
         };
     }
@@ -256,28 +258,49 @@ pub fn draw_moment(spec: &Spec, rng: &mut impl Rng) -> Moment {
     }
 }
 
-/// `action` aimed at `moment`, waiting at most `within_ms` for it. A
-/// fault drawn for one node hits the node of the moment: the leader just
-/// elected or committing, the node that just voted.
-pub fn aim(mut action: Action, moment: Moment, within_ms: u64) -> (Action, Option<Trigger>) {
+/// `action` (drawn for `spec`) aimed at `moment`, waiting at most
+/// `within_ms` for it. The fault hits the node of the moment: a fault drawn
+/// for one node hits the leader just elected or committing, or the node
+/// that just voted; and where `spec` leaves the choice open, a clock fault
+/// aimed at a leader's moment skews that leader and a partition aimed at it
+/// isolates it (a lease, a read or a commit of a leader is what the moment
+/// exposes).
+pub fn aim(
+    spec: &Spec,
+    mut action: Action,
+    moment: Moment,
+    within_ms: u64,
+) -> (Action, Option<Trigger>) {
     if moment == Moment::Time {
         return (action, None);
     }
-    let of_moment = match moment {
-        Moment::Elect | Moment::Commit => Target::Leader,
-        _ => Target::Moment,
+    let leaders = matches!(moment, Moment::Elect | Moment::Commit);
+    let of_moment = if leaders {
+        Target::Leader
+    } else {
+        Target::Moment
     };
+    let open_whom = spec.whom.is_empty();
     match &mut action {
         Action::Pause { target }
         | Action::Kill { target }
         | Action::Crash { target, .. }
-        | Action::ClockBump { target, .. }
-        | Action::ClockStrobe { target, .. }
-        | Action::ClockDrift { target, .. }
         | Action::StartOverload { target, .. } => {
             if matches!(&*target, Target::Nodes(v) if v.len() == 1) {
                 *target = of_moment;
             }
+        }
+        Action::ClockBump { target, .. }
+        | Action::ClockStrobe { target, .. }
+        | Action::ClockDrift { target, .. } => {
+            let one = matches!(&*target, Target::Nodes(v) if v.len() == 1);
+            if one || (leaders && open_whom) {
+                *target = of_moment;
+            }
+        }
+        Action::StartPartition { shape, cut } if leaders && spec.shapes.is_empty() => {
+            *shape = Shape::IsolateLeader;
+            cut.clear();
         }
         _ => {}
     }

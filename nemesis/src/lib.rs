@@ -61,7 +61,7 @@ pub fn schedule(
             // The wait for a moment leaves the fault time to act before the
             // run ends.
             let within_ms = interval_ms.min(duration_ms.saturating_sub(t) / 2);
-            let (action, on) = aim(action, draw_moment(spec, &mut rng), within_ms);
+            let (action, on) = aim(spec, action, draw_moment(spec, &mut rng), within_ms);
             let undo = action.undo().expect("drawn actions start a fault");
             let step = Step {
                 at_ms: t,

@@ -169,3 +169,69 @@ fn figure8_through_triggers_catches_the_bug_and_passes_the_correct_node() {
     let good = figure8(None);
     assert_eq!(good["verdict"], "valid", "{good:#}");
 }
+
+/// `faultline shrink` on a real failing run: it finds a smaller failing
+/// configuration, writes it down, and its command line parses.
+#[test]
+fn shrink_finds_a_smaller_failing_run_and_prints_its_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = faultline_test(tmp.path());
+    c.args(["--time-limit", "8", "--seed", "3", "--rate", "300"])
+        .args([
+            "--nemesis",
+            "partition:isolate-leader,pause",
+            "--nemesis-interval",
+            "0.5",
+        ])
+        .args(["--timeout-ms", "100", "--", "--bug", "local-read"]);
+    let f = run(&mut c, LIMIT);
+    assert_eq!(
+        f.status.code(),
+        Some(1),
+        "the bug is caught: {}{}",
+        f.stdout,
+        f.stderr
+    );
+    let original = latest(tmp.path());
+    let faults_before = read_json(&original.join("test.json"))["schedule"]
+        .as_array()
+        .unwrap()
+        .len()
+        / 2;
+    let shrunk_root = tmp.path().join("shrunk");
+    let mut s = faultline();
+    s.arg("shrink")
+        .arg(&original)
+        .args(["--tries", "2", "--time-budget", "120", "--results-dir"])
+        .arg(&shrunk_root);
+    let f = run(&mut s, Duration::from_secs(400));
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stderr.contains("shrink: ["),
+        "progress is shown: {}",
+        f.stderr
+    );
+    let command = f
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("faultline test "))
+        .unwrap_or_else(|| panic!("no command line in {}", f.stdout));
+    let dir_line = f
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run directory: "))
+        .unwrap();
+    let dir = std::path::Path::new(dir_line);
+    let summary = read_json(&dir.join("shrink.json"));
+    assert_eq!(summary["command"], command);
+    let after = summary["shrunk"]["faults"].as_u64().unwrap() as usize;
+    assert!(
+        after < faults_before || summary["shrunk"]["time_limit_s"].as_f64() < Some(8.0),
+        "{summary:#}"
+    );
+    assert_eq!(read_json(&dir.join("results.json"))["verdict"], "invalid");
+    assert!(
+        command.contains("--schedule") && command.ends_with("-- --bug local-read"),
+        "{command}"
+    );
+}
