@@ -104,7 +104,10 @@ fn a_bad_suite_file_is_a_usage_error_naming_it() {
 }
 
 /// Options with every field away from its default.
-fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions {
+fn every_option_set(
+    replay: &std::path::Path,
+    schedule: &std::path::Path,
+) -> faultline::options::TestOptions {
     faultline::options::TestOptions {
         bin: Some("/bin/true".into()),
         // With `replay` set, nothing else is checked (the recorded run is
@@ -117,7 +120,7 @@ fn every_option_set(replay: &std::path::Path) -> faultline::options::TestOptions
         recovery_time: 1.5,
         liveness_timeout: 7.0,
         replay: Some(replay.to_path_buf()),
-        schedule: Some("/tmp/schedule.json".into()),
+        schedule: Some(schedule.to_path_buf()),
         time_limit: 4.0,
         rate: 250.0,
         concurrency: Some(9),
@@ -146,7 +149,9 @@ fn a_suite_entry_can_set_every_test_option() {
     recorded
         .store_config(&defaults.validate().unwrap())
         .unwrap();
-    let options = every_option_set(recorded.path());
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(&schedule, "[]").unwrap();
+    let options = every_option_set(recorded.path(), &schedule);
     // Every key differs from its default, so a key the suite dropped or
     // misread could not pass unnoticed.
     let (set, plain) = (
