@@ -17,7 +17,7 @@ fn a_failing_run_report_draws_its_anomaly() {
         r#"{"index":1,"time":2000,"process":0,"type":"ok","f":"write","key":0,"value":1,"latency_ns":1000}"#,
         r#"{"index":2,"time":3000,"process":1,"type":"invoke","f":"write","key":0,"value":2}"#,
         r#"{"index":3,"time":4000,"process":1,"type":"ok","f":"write","key":0,"value":2,"latency_ns":1000}"#,
-        r#"{"index":4,"time":5000,"process":"nemesis","type":"info","f":"start-partition","value":{"shape":"halves"}}"#,
+        r#"{"index":4,"time":5000,"process":"nemesis","type":"info","f":"start-partition","value":{"shape":"halves","moment":{"on":"on-vote","waited_ms":3,"node":"n2","event":"vote","term":2,"event_ns":4990}}}"#,
         r#"{"index":5,"time":6000,"process":2,"type":"invoke","f":"read","key":0,"value":null}"#,
         r#"{"index":6,"time":7000,"process":2,"type":"ok","f":"read","key":0,"value":1,"latency_ns":1000}"#,
     ]
@@ -25,6 +25,12 @@ fn a_failing_run_report_draws_its_anomaly() {
         + "\n";
     std::fs::write(dir.join("history.jsonl"), &history).unwrap();
     std::fs::write(dir.join("nodes/n1.log"), "n1 says <hello>\n").unwrap();
+    // An election under way while the partition was on.
+    let traces = [
+        r#"{"time":5500,"node":"n2","event":"vote","term":2,"candidate":"n3"}"#,
+        r#"{"time":5600,"node":"n3","event":"leader","term":2}"#,
+    ];
+    std::fs::write(dir.join("traces.jsonl"), traces.join("\n") + "\n").unwrap();
     let (_, ops) = parse_history("history.jsonl", &history, None).unwrap();
     let lin = check(&ops, &Options::default()).unwrap();
     let results = serde_json::json!({
@@ -60,6 +66,11 @@ fn a_failing_run_report_draws_its_anomaly() {
         r#"id="chart-data""#,
         r#"id="lamport""#,
         "n1 says &lt;hello&gt;",
+        "<h2>Coverage</h2>",
+        "on-vote: n2 (term 2) after 3 ms",
+        // One partition, aimed at a vote and fired by it, that met an
+        // election and a new leader, no commit and no snapshot install.
+        "<tr><td>partition</td><td>1</td><td>1 (1)</td><td>1</td><td>1</td><td class=\"never\">0</td>",
     ] {
         assert!(html.contains(needle), "report lacks {needle}");
     }
