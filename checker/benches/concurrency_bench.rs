@@ -7,7 +7,7 @@
 
 use faultline_checker::history::pair;
 use faultline_checker::linearizability::{check, Options};
-use faultline_checker::{Event, EventType, Process, Verdict};
+use faultline_checker::{EventType, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -17,22 +17,15 @@ use std::time::{Duration, Instant};
 
 #[path = "common/alloc.rs"]
 mod alloc;
+#[path = "../tests/it/sim.rs"]
+mod sim;
 use alloc::{reset_peak, PEAK};
+use sim::{to_events, SimOp};
 
 const OPS: usize = 20_000;
 const CLIENTS: [u64; 5] = [10, 30, 100, 300, 1000];
 /// How long the exact search alone may take before it is cut off.
 const EXACT_CAP: Duration = Duration::from_secs(30);
-
-struct SimOp {
-    process: u64,
-    f: &'static str,
-    input: Value,
-    output: Value,
-    kind: EventType,
-    call: u64,
-    ret: u64,
-}
 
 /// Each client runs ops back to back (so `clients` ops are in flight at
 /// once); each takes effect at a random point inside its interval, and
@@ -65,6 +58,7 @@ fn generate(seed: u64, clients: u64) -> Vec<SimOp> {
         ops.push(SimOp {
             process: process[c as usize],
             f,
+            key: 0,
             input,
             output: Value::Null,
             kind: if info { EventType::Info } else { EventType::Ok },
@@ -106,6 +100,7 @@ fn generate(seed: u64, clients: u64) -> Vec<SimOp> {
         SimOp {
             process: u64::MAX,
             f: "write",
+            key: 0,
             input: json!(0),
             output: json!(0),
             kind: EventType::Ok,
@@ -131,6 +126,7 @@ fn plant_stale_read(ops: &mut Vec<SimOp>) {
     ops.push(SimOp {
         process: u64::MAX - 1,
         f: "read",
+        key: 0,
         input: Value::Null,
         output: ops[a].input.clone(),
         kind: EventType::Ok,
@@ -139,40 +135,9 @@ fn plant_stale_read(ops: &mut Vec<SimOp>) {
     });
 }
 
-fn events(ops: &[SimOp]) -> Vec<(usize, Event)> {
-    let mut evs: Vec<(u64, u8, usize)> = Vec::new();
-    for (i, o) in ops.iter().enumerate() {
-        evs.push((o.call, 0, i));
-        evs.push((o.ret, 1, i));
-    }
-    evs.sort_unstable();
-    evs.iter()
-        .enumerate()
-        .map(|(idx, &(t, k, i))| {
-            let o = &ops[i];
-            let (kind, value) = if k == 0 {
-                (EventType::Invoke, o.input.clone())
-            } else {
-                (o.kind, o.output.clone())
-            };
-            let ev = Event {
-                index: idx as u64,
-                time: t,
-                process: Process::Client(o.process),
-                kind,
-                f: o.f.into(),
-                key: Some(json!("k")),
-                value,
-                extra: Default::default(),
-            };
-            (idx + 1, ev)
-        })
-        .collect()
-}
-
 /// Median time (ms) of `reps` checks, the peak heap (MB) and the verdict.
 fn measure(ops: &[SimOp], opts: &Options, reps: usize) -> (f64, f64, Verdict) {
-    let paired = pair("bench", &events(ops)).expect("pairs");
+    let paired = pair("bench", &to_events(ops)).expect("pairs");
     let base = reset_peak();
     let mut times = Vec::new();
     let mut verdict = Verdict::Unknown;

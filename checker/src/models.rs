@@ -240,14 +240,7 @@ impl StringSpec {
 
     /// Applies `order` from the initial state; true when every step is legal.
     pub fn replay(&mut self, order: &[usize]) -> bool {
-        let mut s = self.init();
-        for &op in order {
-            match self.step(s, op) {
-                Some(n) => s = n,
-                None => return false,
-            }
-        }
-        true
+        crate::search::replays(self, order)
     }
 }
 

@@ -67,6 +67,18 @@ impl Spec for NoPrune<'_> {
     }
 }
 
+/// Whether `order` is legal for `spec` from its initial state.
+pub fn replays(spec: &mut dyn Spec, order: &[usize]) -> bool {
+    let mut state = spec.init();
+    for &op in order {
+        match spec.step(state, op) {
+            Some(s) => state = s,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Limits on one search; exceeding them yields `Outcome::Unknown`.
 #[derive(Debug, Clone, Default)]
 pub struct Budget<'a> {

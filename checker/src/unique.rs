@@ -197,22 +197,10 @@ pub fn decide(ops: &[RegOp], times: &[SearchOp], spec: &mut dyn Spec) -> Fast {
         }
         witness.extend_from_slice(&u.seq);
     }
-    if !replays(&witness, spec) {
+    if !crate::search::replays(spec, &witness) {
         return Fast::Undecided("the witness does not replay");
     }
     Fast::Valid(witness)
-}
-
-/// Whether `order` is legal for the register from its initial state.
-fn replays(order: &[usize], spec: &mut dyn Spec) -> bool {
-    let mut state = spec.init();
-    for &i in order {
-        match spec.step(state, i) {
-            Some(s) => state = s,
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]

@@ -140,20 +140,6 @@ impl Moment {
     }
 }
 
-impl Serialize for Moment {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Moment {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Moment::from_name(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown moment {s:?}")))
-    }
-}
-
 names!(
     /// How a clock fault moves a wall clock.
     ClockFault {
@@ -163,19 +149,28 @@ names!(
     }
 );
 
-impl Serialize for Shape {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
+/// Serde for a `Named` type as its name (test.json spells it so).
+macro_rules! serde_by_name {
+    ($ty:ident, $what:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $ty::from_name(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("unknown ", $what, " {:?}"), s))
+                })
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Shape::from_name(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown partition shape {s:?}")))
-    }
-}
+serde_by_name!(Shape, "partition shape");
+serde_by_name!(Moment, "moment");
 
 impl Kind {
     /// What `all` means: every kind a correct system survives without an

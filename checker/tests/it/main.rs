@@ -6,6 +6,7 @@ mod bench_set;
 mod maelstrom;
 mod malformed;
 mod properties;
+mod sim;
 mod traces;
 mod txn;
 mod txn_properties;

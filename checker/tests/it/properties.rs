@@ -2,56 +2,14 @@
 //! valid; a planted stale read makes them invalid; and on small histories
 //! the checker agrees with a brute-force oracle that tries every order.
 
-use faultline_checker::history::{pair, LinedEvent};
+use crate::sim::{to_events, SimOp};
+use faultline_checker::history::pair;
 use faultline_checker::linearizability::{check, Options};
-use faultline_checker::{Event, EventType, ModelKind, Process, Verdict};
+use faultline_checker::{EventType, ModelKind, Verdict};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-
-#[derive(Clone, Debug)]
-struct SimOp {
-    process: u64,
-    f: &'static str,
-    key: u64,
-    input: Value,
-    output: Value,
-    kind: EventType,
-    call: u64,
-    ret: u64,
-}
-
-fn to_events(ops: &[SimOp]) -> Vec<LinedEvent> {
-    let mut evs: Vec<(u64, u8, usize)> = Vec::new();
-    for (i, o) in ops.iter().enumerate() {
-        evs.push((o.call, 0, i));
-        evs.push((o.ret, 1, i));
-    }
-    evs.sort();
-    evs.iter()
-        .enumerate()
-        .map(|(idx, &(t, k, i))| {
-            let o = &ops[i];
-            let (kind, value) = if k == 0 {
-                (EventType::Invoke, o.input.clone())
-            } else {
-                (o.kind, o.output.clone())
-            };
-            let ev = Event {
-                index: idx as u64,
-                time: t,
-                process: Process::Client(o.process),
-                kind,
-                f: o.f.into(),
-                key: Some(json!(format!("k{}", o.key))),
-                value,
-                extra: Default::default(),
-            };
-            (idx + 1, ev)
-        })
-        .collect()
-}
 
 /// Simulates `procs` clients on `keys` registers. Each op takes effect (or
 /// not) at a random point inside its interval; ops are applied in the order

@@ -178,7 +178,11 @@ fn five_etcd_members_under_every_fault_but_the_clock_they_cannot_feel() {
     let dir = latest(tmp.path());
     let config = read_json(&dir.join("test.json"));
     // Crash joins `all` where FUSE mounts (etcd survives it: see below).
-    let kinds = if faultline_durable::probe().is_ok() { 6 } else { 5 };
+    let kinds = if faultline_durable::probe().is_ok() {
+        6
+    } else {
+        5
+    };
     assert_eq!(
         config["nemesis"].as_array().unwrap().len(),
         kinds,
