@@ -135,6 +135,26 @@ fn plant_stale_read(ops: &mut Vec<SimOp>) {
     });
 }
 
+/// With `FAULTLINE_EXPORT_DIR` set, writes the history there as JSON lines
+/// (`{client, f, input, output, call, ret, info}`), so another checker
+/// (Porcupine) can be run on exactly the same ops.
+fn export(ops: &[SimOp], name: &str) {
+    let Some(dir) = std::env::var_os("FAULTLINE_EXPORT_DIR") else {
+        return;
+    };
+    let lines: Vec<String> = ops
+        .iter()
+        .filter(|o| o.kind != EventType::Fail)
+        .map(|o| {
+            json!({"client": o.process, "f": o.f, "input": o.input, "output": o.output,
+                "call": o.call, "ret": o.ret, "info": o.kind == EventType::Info})
+            .to_string()
+        })
+        .collect();
+    let path = std::path::Path::new(&dir).join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").expect("writes the export");
+}
+
 /// Median time (ms) of `reps` checks, the peak heap (MB) and the verdict.
 fn measure(ops: &[SimOp], opts: &Options, reps: usize) -> (f64, f64, Verdict) {
     let paired = pair("bench", &to_events(ops)).expect("pairs");
@@ -164,6 +184,7 @@ fn main() {
     };
     for clients in CLIENTS {
         let mut ops = generate(clients, clients);
+        export(&ops, &format!("c{clients}-valid.jsonl"));
         let (ms, mb, v) = measure(&ops, &fast, 3);
         let (ems, _, ev) = measure(&ops, &exact, 1);
         let exact_alone = match ev {
@@ -171,6 +192,7 @@ fn main() {
             v => format!("{ems:.1} ({})", v.as_str()),
         };
         plant_stale_read(&mut ops);
+        export(&ops, &format!("c{clients}-stale.jsonl"));
         let (sms, smb, sv) = measure(&ops, &fast, 3);
         println!(
             "{clients:>7} {:>6} | {:>8} {ms:>9.1} {mb:>7.1} | {:>8} {sms:>9.1} {smb:>7.1} | {exact_alone:>22}",
