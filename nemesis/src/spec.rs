@@ -211,10 +211,7 @@ impl Kind {
         match self {
             Kind::Partition | Kind::Kill | Kind::Crash => Moment::ALL,
             Kind::Pause => &[Moment::Elect, Moment::Commit, Moment::Time],
-            // A leader's clock skewed right after it commits: its lease was
-            // just renewed, and whatever trusts the wall clock stretches it.
-            Kind::Clock => &[Moment::Elect, Moment::Commit, Moment::Time],
-            Kind::Overload => &[Moment::Elect, Moment::Time],
+            Kind::Clock | Kind::Overload => &[Moment::Elect, Moment::Time],
             Kind::Messages => &[Moment::Vote, Moment::Time],
             Kind::Disk => &[Moment::Time],
         }
