@@ -87,6 +87,10 @@ impl MomentFeed {
 /// A schedule being run: the steps not yet applied, in order.
 struct Pending {
     steps: Vec<Step>,
+    /// When each triggered step was armed: once it was due and first of
+    /// its kind (a step queued behind another of its kind is armed when
+    /// that one has applied, so no moment from before then fires it).
+    armed: Vec<Option<Instant>>,
     started_at: Instant,
 }
 
@@ -110,27 +114,40 @@ impl Pending {
         self.started_at + Duration::from_millis(self.steps[i].at_ms)
     }
 
+    /// Arms every triggered head that is due.
+    fn arm(&mut self, now: Instant) {
+        for i in self.heads() {
+            if self.steps[i].on.is_some() && self.at(i) <= now && self.armed[i].is_none() {
+                self.armed[i] = Some(now);
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Step {
+        self.armed.remove(i);
+        self.steps.remove(i)
+    }
+
     /// When the head `i` next needs attention: its time, or, armed, the
     /// end of its wait.
-    fn wake(&self, i: usize, now: Instant) -> Instant {
-        let at = self.at(i);
-        match self.steps[i].on {
-            Some(t) if at <= now => at + Duration::from_millis(t.within_ms),
-            _ => at,
+    fn wake(&self, i: usize) -> Instant {
+        match (self.steps[i].on, self.armed[i]) {
+            (Some(t), Some(armed)) => armed + Duration::from_millis(t.within_ms),
+            _ => self.at(i),
         }
     }
 
     /// The head that must apply by the clock now, and why the clock.
     fn due(&self, now: Instant, traced: bool) -> Option<(usize, Option<Fired>)> {
         for i in self.heads() {
-            let at = self.at(i);
-            if at > now {
+            if self.at(i) > now {
                 continue;
             }
             let Some(t) = self.steps[i].on else {
                 return Some((i, None));
             };
-            let waited_ms = now.duration_since(at).as_millis() as u64;
+            let armed = self.armed[i].unwrap_or(now);
+            let waited_ms = now.duration_since(armed).as_millis() as u64;
             let fallback = if !traced {
                 "the nodes emit no trace events, so the clock fired it".to_string()
             } else if waited_ms >= t.within_ms {
@@ -157,7 +174,7 @@ impl Pending {
             .into_iter()
             .filter_map(|i| {
                 let t = self.steps[i].on?;
-                let at = self.at(i);
+                let at = self.armed[i]?;
                 (t.moment == seen.moment && at <= seen.at).then(|| {
                     let fired = Fired {
                         moment: t.moment,
@@ -185,6 +202,7 @@ pub async fn run<P: Processes>(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut pending = Pending {
+        armed: vec![None; schedule.len()],
         steps: schedule,
         started_at,
     };
@@ -194,13 +212,14 @@ pub async fn run<P: Processes>(
         if now >= deadline {
             return Ok(());
         }
+        pending.arm(now);
         if let Some((i, fired)) = pending.due(now, feed.traces_seen()) {
-            let step = pending.steps.remove(i);
+            let step = pending.remove(i);
             executor.apply_fired(&step.action, fired.as_ref()).await?;
             continue;
         }
         let heads = pending.heads();
-        let Some(wake) = heads.iter().map(|&i| pending.wake(i, now)).min() else {
+        let Some(wake) = heads.iter().map(|&i| pending.wake(i)).min() else {
             return Ok(());
         };
         tokio::select! {
@@ -213,7 +232,7 @@ pub async fn run<P: Processes>(
                 let fired = pending.fired_by(&seen);
                 let mut steps = Vec::new();
                 for (i, f) in fired.into_iter().rev() {
-                    steps.push((pending.steps.remove(i), f));
+                    steps.push((pending.remove(i), f));
                 }
                 for (step, f) in steps.into_iter().rev() {
                     executor.apply_fired(&step.action, Some(&f)).await?;
