@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::net::LatencyDist;
 use crate::rundir::RunDir;
-use faultline_nemesis::{Spec, Step};
+use faultline_nemesis::{Named, Spec, Step};
 
 /// The defaults, one constant each (clap shows them in `--help`).
 pub mod defaults {
@@ -451,16 +451,20 @@ impl TestOptions {
         let Err(reason) = why else {
             return Ok((specs, Vec::new()));
         };
-        let named = self
-            .nemesis
-            .split(',')
-            .any(|p| p.trim().starts_with("clock"));
+        let named = self.names(faultline_nemesis::Kind::Clock);
         check(!named, "nemesis", || format!("clock refused: {reason}"))?;
         let kept = specs
             .into_iter()
             .filter(|s| s.kind != faultline_nemesis::Kind::Clock)
             .collect();
         Ok((kept, vec![format!("clock: {reason}")]))
+    }
+
+    /// Whether `--nemesis` names `kind` itself (not only through `all`).
+    fn names(&self, kind: faultline_nemesis::Kind) -> bool {
+        self.nemesis
+            .split(',')
+            .any(|p| p.split(':').next().map(str::trim) == Some(kind.name()))
     }
 
     /// A crash needs the durability layer (FUSE). Named outright, the run
@@ -471,10 +475,7 @@ impl TestOptions {
         specs: Vec<Spec>,
         refused: &mut Vec<String>,
     ) -> Result<Vec<Spec>, OptionError> {
-        let named = self
-            .nemesis
-            .split(',')
-            .any(|p| p.trim().starts_with("crash"));
+        let named = self.names(faultline_nemesis::Kind::Crash);
         let crashes = specs
             .iter()
             .any(|s| s.kind == faultline_nemesis::Kind::Crash);

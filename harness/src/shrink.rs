@@ -11,16 +11,13 @@
 
 use anyhow::{bail, Context};
 use faultline_checker::Verdict;
-use faultline_nemesis::{Action, Phase, Scope, Step, Target};
+use faultline_nemesis::{Phase, Step};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::options::{TestConfig, TestOptions};
 use crate::rundir::RunDir;
-
-/// Seconds a candidate run may take beyond its time limit.
-const RUN_OVERHEAD_S: f64 = 120.0;
 
 pub struct ShrinkOptions {
     pub run_dir: PathBuf,
@@ -63,35 +60,6 @@ fn keep(schedule: &[Step], faults: &[Fault]) -> Vec<Step> {
     idx.into_iter().map(|i| schedule[i].clone()).collect()
 }
 
-/// The nodes a step names outright (leader and moment targets resolve at
-/// run time, to whichever node that is).
-fn named_nodes(a: &Action) -> Vec<usize> {
-    let t = |t: &Target| match t {
-        Target::Nodes(v) => v.clone(),
-        _ => Vec::new(),
-    };
-    let s = |s: &Scope| match s {
-        Scope::Nodes(v) => v.clone(),
-        Scope::Affected => Vec::new(),
-    };
-    match a {
-        Action::Pause { target }
-        | Action::Kill { target }
-        | Action::ClockBump { target, .. }
-        | Action::ClockStrobe { target, .. }
-        | Action::ClockDrift { target, .. }
-        | Action::StartOverload { target, .. }
-        | Action::Crash { target, .. } => t(target),
-        Action::Resume { nodes }
-        | Action::Restart { nodes }
-        | Action::Recover { nodes }
-        | Action::RestartDamaged { nodes } => s(nodes),
-        Action::DamageDisk { nodes, .. } => nodes.clone(),
-        Action::StartPartition { cut, .. } => cut.iter().flat_map(|&(a, b)| [a, b]).collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// What failed: the checkers that found the run invalid.
 fn failing_checkers(dir: &RunDir) -> anyhow::Result<BTreeSet<String>> {
     let r = dir.load_results()?;
@@ -130,23 +98,20 @@ impl Shrinker {
             }
             self.runs += 1;
             let started = Instant::now();
-            let dir = RunDir::create(&self.opts.results_dir, &cfg.name)?;
-            dir.store_config(cfg)?;
-            let limit = Duration::from_secs_f64(cfg.time_limit_s + RUN_OVERHEAD_S);
-            let (finished, stderr) =
-                crate::suite::run_child(&self.exe, &dir, limit).map_err(anyhow::Error::msg)?;
+            let dir =
+                crate::suite::prepare(&self.opts.results_dir, cfg).map_err(anyhow::Error::msg)?;
+            let (finished, _) =
+                crate::suite::run_prepared(&self.exe, &dir, cfg).map_err(anyhow::Error::msg)?;
+            let failing = failing_checkers(&dir);
             let same = finished
-                && failing_checkers(&dir)
-                    .map(|f| !f.is_disjoint(&self.signature))
-                    .unwrap_or(false);
-            let outcome = if same {
-                "fails the same way"
-            } else if !finished {
-                "timed out"
-            } else if stderr.contains("error") && dir.load_results().is_err() {
-                "could not run"
-            } else {
-                "passes"
+                && failing
+                    .as_ref()
+                    .is_ok_and(|f| !f.is_disjoint(&self.signature));
+            let outcome = match (same, finished, failing.is_ok()) {
+                (true, _, _) => "fails the same way",
+                (_, false, _) => "timed out",
+                (_, _, false) => "could not run",
+                _ => "passes",
             };
             eprintln!(
                 "shrink: [{} left] {what} (try {t}/{}): {outcome} in {:.0} s",
@@ -297,9 +262,9 @@ impl Shrinker {
                 .into_iter()
                 .filter(|&(s, e)| {
                     std::iter::once(s).chain(e).all(|i| {
-                        named_nodes(&self.best.schedule[i].action)
-                            .iter()
-                            .all(|&x| x < fewer)
+                        let (nodes, cut) = self.best.schedule[i].action.named();
+                        let mut ends = cut.iter().flat_map(|&(a, b)| [a, b]);
+                        nodes.iter().all(|&x| x < fewer) && ends.all(|x| x < fewer)
                     })
                 })
                 .collect();

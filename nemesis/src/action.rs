@@ -304,6 +304,40 @@ impl Action {
         ACTIONS[self.row()].2
     }
 
+    /// The nodes and links this action names outright (leader and moment
+    /// targets, and undoes of whatever was affected, resolve when they
+    /// apply and name none).
+    pub fn named(&self) -> (&[usize], &[Link]) {
+        fn target(t: &Target) -> &[usize] {
+            match t {
+                Target::Nodes(v) => v,
+                _ => &[],
+            }
+        }
+        fn scope(s: &Scope) -> &[usize] {
+            match s {
+                Scope::Nodes(v) => v,
+                Scope::Affected => &[],
+            }
+        }
+        match self {
+            Action::Pause { target: t }
+            | Action::Kill { target: t }
+            | Action::ClockBump { target: t, .. }
+            | Action::ClockStrobe { target: t, .. }
+            | Action::ClockDrift { target: t, .. }
+            | Action::StartOverload { target: t, .. }
+            | Action::Crash { target: t, .. } => (target(t), &[]),
+            Action::Resume { nodes }
+            | Action::Restart { nodes }
+            | Action::Recover { nodes }
+            | Action::RestartDamaged { nodes } => (scope(nodes), &[]),
+            Action::DamageDisk { nodes, .. } => (nodes, &[]),
+            Action::StartPartition { cut, .. } => (&[], cut),
+            _ => (&[], &[]),
+        }
+    }
+
     /// The action that undoes this one, if it starts a fault.
     pub fn undo(&self) -> Option<Action> {
         // Undoing a leader-targeted fault reaches whoever it affected.

@@ -97,49 +97,7 @@ pub fn check_schedule(steps: &[Step], n: usize) -> Result<(), String> {
     }
     let mut open = std::collections::BTreeSet::new();
     for s in steps {
-        let (nodes, cut): (&[usize], &[Link]) = match &s.action {
-            Action::Pause {
-                target: Target::Nodes(v),
-            }
-            | Action::Kill {
-                target: Target::Nodes(v),
-            }
-            | Action::Resume {
-                nodes: Scope::Nodes(v),
-            }
-            | Action::Restart {
-                nodes: Scope::Nodes(v),
-            }
-            | Action::ClockBump {
-                target: Target::Nodes(v),
-                ..
-            }
-            | Action::ClockStrobe {
-                target: Target::Nodes(v),
-                ..
-            }
-            | Action::ClockDrift {
-                target: Target::Nodes(v),
-                ..
-            }
-            | Action::StartOverload {
-                target: Target::Nodes(v),
-                ..
-            }
-            | Action::Crash {
-                target: Target::Nodes(v),
-                ..
-            }
-            | Action::Recover {
-                nodes: Scope::Nodes(v),
-            }
-            | Action::DamageDisk { nodes: v, .. }
-            | Action::RestartDamaged {
-                nodes: Scope::Nodes(v),
-            } => (v, &[]),
-            Action::StartPartition { cut, .. } => (&[], cut),
-            _ => (&[], &[]),
-        };
+        let (nodes, cut) = s.action.named();
         let bad_link = cut.iter().any(|&(a, b)| a >= n || b >= n || a == b);
         if nodes.iter().any(|&i| i >= n) || bad_link {
             return Err(format!(

@@ -72,6 +72,9 @@ pub struct ReportData {
     pub anomaly: Option<Anomaly>,
     /// The last event's time.
     pub end_ns: u64,
+    /// traces.jsonl ("" when the run wrote none), read once for the
+    /// sections that quote or count it.
+    pub traces: String,
 }
 
 impl ReportData {
@@ -92,6 +95,7 @@ impl ReportData {
             events,
             ops,
             end_ns,
+            traces: dir.load_traces_text().unwrap_or_default(),
         })
     }
 

@@ -122,8 +122,7 @@ pub fn raft(d: &ReportData) -> String {
     if violations.is_empty() {
         return String::new();
     }
-    let traces = d.dir.load_traces_text().unwrap_or_default();
-    let traces: Vec<&str> = traces.lines().collect();
+    let traces: Vec<&str> = d.traces.lines().collect();
     let count = d
         .results
         .checker("raft-invariants")
@@ -391,9 +390,7 @@ pub fn coverage(d: &ReportData) -> String {
         return String::new();
     }
     let traces: Vec<crate::rundir::TraceLine> = d
-        .dir
-        .load_traces_text()
-        .unwrap_or_default()
+        .traces
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();

@@ -289,6 +289,28 @@ fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
     })
 }
 
+/// A run directory for `cfg` under `root`, its test.json written.
+pub(crate) fn prepare(root: &Path, cfg: &TestConfig) -> Result<RunDir, String> {
+    let dir = RunDir::create(root, &cfg.name).map_err(|e| format!("{e:#}"))?;
+    dir.store_config(cfg).map_err(|e| format!("{e:#}"))?;
+    Ok(dir)
+}
+
+/// How long a run of `cfg` may take in all.
+fn run_limit(cfg: &TestConfig) -> Duration {
+    Duration::from_secs_f64(cfg.time_limit_s + RUN_OVERHEAD_S)
+}
+
+/// Runs a prepared directory as a child within `run_limit`: whether it
+/// finished, and its stderr.
+pub(crate) fn run_prepared(
+    exe: &Path,
+    dir: &RunDir,
+    cfg: &TestConfig,
+) -> Result<(bool, String), String> {
+    run_child(exe, dir, run_limit(cfg))
+}
+
 /// Runs `faultline test --prepared DIR` until it exits or `limit` passes
 /// (then SIGTERM, so it can kill its nodes, and SIGKILL if it will not go).
 /// Returns whether it finished, and its stderr.
@@ -363,13 +385,11 @@ fn run_and_read(
 ) -> Result<(), String> {
     let mut cfg = e.config(seed).map_err(|e| e.to_string())?;
     cfg.name = format!("{suite}-{}", e.name);
-    let dir = RunDir::create(results, &cfg.name).map_err(|e| format!("{e:#}"))?;
-    dir.store_config(&cfg).map_err(|e| format!("{e:#}"))?;
+    let dir = prepare(results, &cfg)?;
     r.run_dir = Some(dir.path().to_path_buf());
-    let limit = Duration::from_secs_f64(cfg.time_limit_s + RUN_OVERHEAD_S);
-    let (finished, stderr) = run_child(exe, &dir, limit)?;
+    let (finished, stderr) = run_prepared(exe, &dir, &cfg)?;
     if !finished {
-        return Err(format!("timed out after {} s", limit.as_secs()));
+        return Err(format!("timed out after {} s", run_limit(&cfg).as_secs()));
     }
     let last_line = || {
         stderr
