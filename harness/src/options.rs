@@ -78,8 +78,8 @@ pub struct TestOptions {
     #[serde(default = "workload")]
     pub workload: String,
     /// Comma list of faults (partition, pause, kill, messages, clock,
-    /// overload, crash, disk), `all` (every kind but crash and disk) or
-    /// `none`. A fault can be narrowed to variants
+    /// overload, crash, disk, strand), `all` (every kind but disk; crash
+    /// only where FUSE mounts) or `none`. A fault can be narrowed to variants
     /// joined by `+`: `partition:isolate-leader`, `kill:all`,
     /// `clock:strobe+leader`, `messages:corrupt`.
     #[arg(long, default_value = defaults::NEMESIS)]
@@ -438,10 +438,7 @@ impl TestOptions {
     /// they cannot feel is refused; brought in by `all`, it is left out,
     /// with the reason kept in test.json and said at the start.
     fn clock_that_acts(&self, specs: Vec<Spec>) -> Result<(Vec<Spec>, Vec<String>), OptionError> {
-        if !specs
-            .iter()
-            .any(|s| s.kind == faultline_nemesis::Kind::Clock)
-        {
+        if !specs.iter().any(|s| s.kind.moves_clocks()) {
             return Ok((specs, Vec::new()));
         }
         let why = crate::clock::find_library()
@@ -451,13 +448,19 @@ impl TestOptions {
         let Err(reason) = why else {
             return Ok((specs, Vec::new()));
         };
-        let named = self.names(faultline_nemesis::Kind::Clock);
-        check(!named, "nemesis", || format!("clock refused: {reason}"))?;
-        let kept = specs
-            .into_iter()
-            .filter(|s| s.kind != faultline_nemesis::Kind::Clock)
+        let (moving, kept): (Vec<Spec>, Vec<Spec>) =
+            specs.into_iter().partition(|s| s.kind.moves_clocks());
+        for s in &moving {
+            let kind = s.kind.name();
+            check(!self.names(s.kind), "nemesis", || {
+                format!("{kind} refused: {reason}")
+            })?;
+        }
+        let refused = moving
+            .iter()
+            .map(|s| format!("{}: {reason}", s.kind.name()))
             .collect();
-        Ok((kept, vec![format!("clock: {reason}")]))
+        Ok((kept, refused))
     }
 
     /// Whether `--nemesis` names `kind` itself (not only through `all`).

@@ -125,6 +125,11 @@ struct Lines {
 /// next moment, not every one).
 const MOMENT_BACKLOG: usize = 1024;
 
+/// How long a leader must have led before its commits are `on-lease`
+/// moments: past its election's first rounds, a quorum has answered its
+/// heartbeats, so a leader that keeps a lease holds one.
+const LEASE_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A protocol moment in a node's trace, as triggers see it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -150,6 +155,12 @@ pub struct Recorder {
     /// at the leader.
     leader: watch::Sender<Option<(u64, String)>>,
     moments: broadcast::Sender<Seen>,
+    /// Set once a commit trace said who committed as leader
+    /// (`leader_term`): from then on a commit without it is a follower's,
+    /// even on a node that led before it restarted.
+    commits_name_leader: std::sync::atomic::AtomicBool,
+    /// Per node, the newest term it was elected in and when.
+    elected: Mutex<std::collections::HashMap<String, (u64, Instant)>>,
     /// The first failed write to traces or journal.
     write_error: Mutex<Option<String>>,
 }
@@ -174,6 +185,8 @@ impl Recorder {
             trace_count: AtomicU64::new(0),
             leader: watch::channel(None).0,
             moments: broadcast::channel(MOMENT_BACKLOG).0,
+            commits_name_leader: std::sync::atomic::AtomicBool::new(false),
+            elected: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -247,25 +260,50 @@ impl Recorder {
         self.moments.subscribe()
     }
 
-    /// The moment a trace event is, if any: a leader elected, a vote
-    /// granted, or a commit by a leader (one that says it counted replicas,
-    /// or the node known to lead; a follower learning the commit index is
-    /// not the moment a leader commits).
-    fn moment_of(&self, node: &str, body: &Value) -> Option<faultline_nemesis::Moment> {
+    /// The moments a trace event is: a leader elected, a vote granted, a
+    /// commit by a leader (one that says it counted replicas, or, from
+    /// nodes that never say so, the node known to lead; a follower learning
+    /// the commit index is not the moment a leader commits), which is also
+    /// `on-lease` once that leader has led for `LEASE_SETTLE`.
+    fn moments_of(&self, node: &str, body: &Value) -> Vec<faultline_nemesis::Moment> {
         use faultline_nemesis::Moment;
-        match body.get("event").and_then(Value::as_str)? {
-            "leader" => Some(Moment::Elect),
-            "vote" => Some(Moment::Vote),
-            "commit" => {
-                let by_leader = body.get("leader_term").is_some()
-                    || self
+        use std::sync::atomic::Ordering::Relaxed;
+        let term = body.get("term").and_then(Value::as_u64);
+        match body.get("event").and_then(Value::as_str) {
+            Some("leader") => {
+                if let Some(term) = term {
+                    let mut e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
+                    e.insert(node.to_string(), (term, Instant::now()));
+                }
+                vec![Moment::Elect]
+            }
+            Some("vote") => vec![Moment::Vote],
+            Some("commit") => {
+                if let Some(led) = body.get("leader_term").and_then(Value::as_u64) {
+                    self.commits_name_leader.store(true, Relaxed);
+                    let e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
+                    let settled = e
+                        .get(node)
+                        .is_some_and(|&(t, at)| t == led && at.elapsed() >= LEASE_SETTLE);
+                    return if settled {
+                        vec![Moment::Commit, Moment::Lease]
+                    } else {
+                        vec![Moment::Commit]
+                    };
+                }
+                let known_leader = !self.commits_name_leader.load(Relaxed)
+                    && self
                         .leader
                         .borrow()
                         .as_ref()
                         .is_some_and(|(_, l)| l == node);
-                by_leader.then_some(Moment::Commit)
+                if known_leader {
+                    vec![Moment::Commit]
+                } else {
+                    Vec::new()
+                }
             }
-            _ => None,
+            _ => Vec::new(),
         }
     }
 
@@ -299,21 +337,29 @@ impl Sink for Recorder {
         // Counted before any moment is sent: a trigger that sees no
         // traces yet falls back to the clock.
         self.trace_count.fetch_add(1, Relaxed);
-        if body.get("event").and_then(Value::as_str) == Some("leader") {
-            if let Some(term) = body.get("term").and_then(Value::as_u64) {
-                self.leader.send_if_modified(|l| {
-                    let newer = l.as_ref().is_none_or(|(t, _)| term >= *t);
-                    if newer {
-                        *l = Some((term, node.to_string()));
-                    }
-                    newer
-                });
-            }
+        // A leader announces itself when elected and again with each
+        // commit it counts (`leader_term`): after a restart the newest
+        // announcement names the node leading now.
+        let led = match body.get("event").and_then(Value::as_str) {
+            Some("leader") => body.get("term"),
+            Some("commit") => body.get("leader_term"),
+            _ => None,
+        };
+        if let Some(term) = led.and_then(Value::as_u64) {
+            self.leader.send_if_modified(|l| {
+                let newer = l
+                    .as_ref()
+                    .is_none_or(|(t, n)| term > *t || (term == *t && n != node));
+                if newer {
+                    *l = Some((term, node.to_string()));
+                }
+                newer
+            });
         }
         // After the leader watch: a trigger fired by an election finds the
         // new leader there.
         if self.moments.receiver_count() > 0 {
-            if let Some(moment) = self.moment_of(node, body) {
+            for moment in self.moments_of(node, body) {
                 let _ = self.moments.send(Seen {
                     moment,
                     node: node.to_string(),

@@ -188,6 +188,13 @@ pub enum Action {
     RestartDamaged {
         nodes: Scope,
     },
+    /// The leader's links to every peer are cut and its wall clock is set
+    /// `delta_ms` away from true time, at one instant.
+    Strand {
+        delta_ms: i64,
+    },
+    /// The stranded node's links back and its clock to true time.
+    Unstrand,
 }
 
 /// Declares a newtype that test.json spells as its `Named` name.
@@ -238,7 +245,7 @@ pub enum Phase {
 /// Every action's name in the history, its kind, and whether it starts or
 /// ends a fault: the one spelling of these names. A fault of a kind is
 /// ended by the next `End` action of the same kind.
-pub const ACTIONS: [(&str, Kind, Phase); 18] = [
+pub const ACTIONS: [(&str, Kind, Phase); 20] = [
     ("start-partition", Kind::Partition, Phase::Start),
     ("stop-partition", Kind::Partition, Phase::End),
     ("pause", Kind::Pause, Phase::Start),
@@ -257,6 +264,8 @@ pub const ACTIONS: [(&str, Kind, Phase); 18] = [
     ("recover", Kind::Crash, Phase::End),
     ("damage-disk", Kind::Disk, Phase::Start),
     ("restart-damaged", Kind::Disk, Phase::End),
+    ("strand", Kind::Strand, Phase::Start),
+    ("unstrand", Kind::Strand, Phase::End),
 ];
 
 /// The kind and phase of a history `f` that names a nemesis action.
@@ -288,6 +297,8 @@ impl Action {
             Action::Recover { .. } => 15,
             Action::DamageDisk { .. } => 16,
             Action::RestartDamaged { .. } => 17,
+            Action::Strand { .. } => 18,
+            Action::Unstrand => 19,
         }
     }
 
@@ -364,6 +375,7 @@ impl Action {
             Action::DamageDisk { nodes, .. } => Some(Action::RestartDamaged {
                 nodes: Scope::Nodes(nodes.clone()),
             }),
+            Action::Strand { .. } => Some(Action::Unstrand),
             _ => None,
         }
     }
@@ -460,6 +472,7 @@ mod tests {
                 fault: DiskFaultName(DiskFault::Truncate),
                 seed: 7,
             },
+            Action::Strand { delta_ms: -2000 },
         ];
         for a in actions {
             let json = serde_json::to_value(&a).unwrap();

@@ -132,7 +132,7 @@ fn draw_messages(spec: &Spec, rng: &mut impl Rng) -> MessageRates {
             duplicate_probability: one_of(rng, &[0.0, 0.1]),
             // Always some: a node that trusts a corrupted message is a
             // bug no other fault shows.
-            corrupt_probability: one_of(rng, &[0.02, 0.05]),
+            corrupt_probability: one_of(rng, &[0.05, 0.1]),
             delay_ms: one_of(rng, &[0.0, 5.0, 20.0]),
         };
     }
@@ -227,6 +227,12 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
             let pool = disk_pool(n, rng);
             draw_disk(spec, &pool, rng)
         }
+        // Only back: a lease measured on a wall clock outlives its real
+        // length when the clock steps back; a step forward ends it early,
+        // which is safe.
+        Kind::Strand => Action::Strand {
+            delta_ms: -one_of(rng, &[2_000, 30_000, 120_000]),
+        },
         // One node (or the leader) starved and slowed while clients burst.
         Kind::Overload => Action::StartOverload {
             target: draw_target(spec, n, rng),
@@ -240,7 +246,8 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
 
 /// The moment a fault of `spec` is aimed at. Unnarrowed, half the faults
 /// keep to the clock and half wait for a moment, so a run meets both the
-/// protocol's steady state and its transitions.
+/// protocol's steady state and its transitions; a kind that cannot keep
+/// to the clock (a stranding) always waits for its moment.
 pub fn draw_moment(spec: &Spec, rng: &mut impl Rng) -> Moment {
     let moments = spec.kind.moments();
     if !spec.moments.is_empty() {
@@ -251,7 +258,8 @@ pub fn draw_moment(spec: &Spec, rng: &mut impl Rng) -> Moment {
         .copied()
         .filter(|m| *m != Moment::Time)
         .collect();
-    if aimed.is_empty() || rng.gen_bool(0.5) {
+    let timed = moments.contains(&Moment::Time);
+    if aimed.is_empty() || (timed && rng.gen_bool(0.5)) {
         Moment::Time
     } else {
         *aimed.choose(rng).expect("not empty")
@@ -274,7 +282,7 @@ pub fn aim(
     if moment == Moment::Time {
         return (action, None);
     }
-    let leaders = matches!(moment, Moment::Elect | Moment::Commit);
+    let leaders = matches!(moment, Moment::Elect | Moment::Commit | Moment::Lease);
     let of_moment = if leaders {
         Target::Leader
     } else {

@@ -28,12 +28,13 @@ pub use spec::{
 };
 
 /// The whole fault schedule for a run. Each kind runs on its own timeline
-/// (faults of one kind never overlap; each lasts `interval_ms`, followed by
-/// a calm of 0.5 to 1.5 times `interval_ms`, starting at a seeded offset),
-/// and the timelines are merged, so different kinds compose: a partition
-/// can be under way when a pause begins, as with Jepsen's composed
-/// nemeses. A fault aimed at a protocol moment is armed at its time and
-/// waits up to `interval_ms` for the moment; it lasts `interval_ms` from
+/// (faults of one kind never overlap; each lasts `interval_ms`, a
+/// stranding two (`Kind::intervals`), followed by a calm of 0.5 to 1.5
+/// times `interval_ms`, longer when more than four kinds run, starting at
+/// a seeded offset), and the timelines are merged, so different kinds
+/// compose: a partition can be under way when a pause begins, as with
+/// Jepsen's composed nemeses. A fault aimed at a protocol moment is armed
+/// at its time and waits up to `interval_ms` for the moment; it lasts from
 /// the latest it can start. Every fault is closed by its undo within
 /// `duration_ms`.
 pub fn schedule(
@@ -48,6 +49,11 @@ pub fn schedule(
         return steps;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed::derive(seed, seed::Stream::Schedule));
+    // Many kinds at once leave a cluster few moments with a working
+    // majority, and a bug that needs one (a successor committing while a
+    // stale leader answers) is then rarely exposed: past four kinds, each
+    // kind's calms lengthen so about four are active at a time.
+    let quiet = (specs.len() as u64).div_ceil(4).max(1);
     for spec in specs {
         // Disk faults damage only nodes of one minority over the whole run:
         // a correct node stays down on a damaged disk.
@@ -68,14 +74,14 @@ pub fn schedule(
                 action,
                 on,
             };
-            let end = (step.latest_ms() + interval_ms).min(duration_ms);
+            let end = (step.latest_ms() + interval_ms * spec.kind.intervals()).min(duration_ms);
             steps.push(step);
             steps.push(Step::at(end, undo));
             // A calm of random length (mean `interval_ms`): with a fixed
             // calm every kind would repeat with the same period, so two
             // kinds would keep one phase for the whole run and, at some
             // seeds, never be active together.
-            t = end + rng.gen_range(interval_ms / 2..=interval_ms + interval_ms / 2);
+            t = end + quiet * rng.gen_range(interval_ms / 2..=interval_ms + interval_ms / 2);
         }
     }
     // Stable: a fault and its undo keep their order at equal times.
@@ -241,7 +247,7 @@ mod tests {
         let kinds =
             |l: &str| -> Vec<Kind> { parse_specs(l).unwrap().iter().map(|s| s.kind).collect() };
         assert_eq!(kinds("all"), Kind::IN_ALL.to_vec());
-        assert_eq!(kinds("all,crash").len(), 7);
+        assert_eq!(kinds("all,crash").len(), 8);
         assert_eq!(kinds("none"), vec![]);
         assert_eq!(kinds("kill, partition"), vec![Kind::Partition, Kind::Kill]);
         assert_eq!(kinds("overload,clock"), vec![Kind::Clock, Kind::Overload]);
@@ -256,7 +262,7 @@ mod tests {
         assert!(e.contains("named twice"), "{e}");
         // `all` fills in what is not named; a narrowed spec stands.
         let s = parse_specs("all,clock:strobe+leader").unwrap();
-        assert_eq!(s.len(), 7);
+        assert_eq!(s.len(), 8);
         assert_eq!(s[4].to_string(), "clock:strobe+leader");
         // Specs travel in test.json as their text.
         let json = serde_json::to_string(&s[4]).unwrap();
@@ -404,5 +410,60 @@ mod tests {
             },
         );
         assert!(check_schedule(&[cut, Step::at(2, Action::StopPartition)], 3).is_err());
+    }
+
+    #[test]
+    fn a_stranding_waits_for_a_settled_leader_and_lasts_two_intervals() {
+        let specs = parse_specs("strand").unwrap();
+        for seed in 0..20 {
+            let steps = schedule(&specs, 5, seed, 1000, 30_000);
+            assert!(steps.len() >= 10, "seed {seed}: {} steps", steps.len());
+            for pair in steps.chunks(2) {
+                let Action::Strand { delta_ms } = pair[0].action else {
+                    panic!("seed {seed}: {:?} is not a stranding", pair[0].action);
+                };
+                assert!(delta_ms < 0, "clocks step back, not {delta_ms}");
+                let on = pair[0].on.expect("aimed");
+                assert_eq!(on.moment, Moment::Lease);
+                assert_eq!(pair[1].action, Action::Unstrand);
+                let lasts = pair[1].at_ms - pair[0].latest_ms();
+                assert!(lasts == 2000 || pair[1].at_ms == 30_000, "lasts {lasts} ms");
+            }
+        }
+    }
+
+    /// The mean number of faults active at once over a schedule.
+    fn mean_active(steps: &[Step], duration_ms: u64) -> f64 {
+        let mut active_ms = 0;
+        let mut open: Vec<(Kind, u64)> = Vec::new();
+        for s in steps {
+            match s.action.phase() {
+                Phase::Start => open.push((s.action.kind(), s.at_ms)),
+                Phase::End => {
+                    let i = open.iter().position(|(k, _)| *k == s.action.kind());
+                    let (_, from) = open.remove(i.expect("a fault ends after it starts"));
+                    active_ms += s.at_ms - from;
+                }
+            }
+        }
+        active_ms as f64 / duration_ms as f64
+    }
+
+    #[test]
+    fn many_kinds_keep_about_four_active_at_a_time() {
+        let all = parse_specs("all").unwrap();
+        let few = parse_specs("kill,partition").unwrap();
+        for seed in 0..20 {
+            let busy = mean_active(&schedule(&all, 5, seed, 1000, 60_000), 60_000);
+            assert!(
+                (2.5..=4.5).contains(&busy),
+                "seed {seed}: all keeps {busy:.1} active"
+            );
+            let calm = mean_active(&schedule(&few, 5, seed, 1000, 60_000), 60_000);
+            assert!(
+                (0.7..=1.3).contains(&calm),
+                "seed {seed}: two kinds keep {calm:.1}"
+            );
+        }
     }
 }

@@ -48,6 +48,10 @@ names!(
         /// A down node's file has bits flipped, is cut short or zeroed in
         /// part; the node is then restarted on it.
         Disk = "disk",
+        /// The leader is cut off from every peer and its wall clock set
+        /// back at the same instant (a clock fault composed with a
+        /// partition, as Jepsen composes them).
+        Strand = "strand",
     }
 );
 
@@ -124,6 +128,9 @@ names!(
         Commit = "on-commit",
         /// A node granted its vote (`vote` trace): an election is on.
         Vote = "on-vote",
+        /// A commit by a leader that has led for a while (200 ms): past
+        /// its first heartbeat rounds, so it holds a lease if it keeps one.
+        Lease = "on-lease",
         Time = "on-time",
     }
 );
@@ -135,6 +142,7 @@ impl Moment {
             Moment::Elect => Some("leader"),
             Moment::Commit => Some("commit"),
             Moment::Vote => Some("vote"),
+            Moment::Lease => Some("commit"),
             Moment::Time => None,
         }
     }
@@ -187,6 +195,7 @@ impl Kind {
         Kind::Clock,
         Kind::Overload,
         Kind::Crash,
+        Kind::Strand,
     ];
 
     /// Whom faults of this kind may hit (empty: they hit links, not nodes).
@@ -199,7 +208,8 @@ impl Kind {
             // At most a minority: a correct node refuses to start on a
             // damaged disk, so damage to a majority ends the cluster.
             Kind::Disk => &[Who::One, Who::Minority],
-            Kind::Partition | Kind::Messages => &[],
+            // Always the leader: its lease is what a stranding exposes.
+            Kind::Partition | Kind::Messages | Kind::Strand => &[],
         }
     }
 
@@ -209,12 +219,35 @@ impl Kind {
     /// fixed for the run, so no moment names their node.
     pub fn moments(self) -> &'static [Moment] {
         match self {
-            Kind::Partition | Kind::Kill | Kind::Crash => Moment::ALL,
+            Kind::Partition | Kind::Kill | Kind::Crash => {
+                &[Moment::Elect, Moment::Commit, Moment::Vote, Moment::Time]
+            }
             Kind::Pause => &[Moment::Elect, Moment::Commit, Moment::Time],
             Kind::Clock | Kind::Overload => &[Moment::Elect, Moment::Time],
             Kind::Messages => &[Moment::Vote, Moment::Time],
             Kind::Disk => &[Moment::Time],
+            // Always a leader settled in its term: one just elected has no
+            // lease yet (its first commits, an election's no-op, come
+            // before a quorum answered its heartbeats).
+            Kind::Strand => &[Moment::Lease],
         }
+    }
+
+    /// How many intervals a fault of this kind lasts. A stranding lasts
+    /// two: its peers take an election timeout or more to elect a
+    /// successor, and only after that can what the stranded leader still
+    /// answers be stale.
+    pub fn intervals(self) -> u64 {
+        match self {
+            Kind::Strand => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether faults of this kind move wall clocks (so the nodes must run
+    /// under libfaketime).
+    pub fn moves_clocks(self) -> bool {
+        matches!(self, Kind::Clock | Kind::Strand)
     }
 
     /// Every variant name a spec of this kind accepts.

@@ -25,6 +25,7 @@ const CASES: &[(&str, usize)] = &[
     ("crash", 5),
     ("disk", 5),
     ("disk:flip+minority,kill", 3),
+    ("strand", 5),
 ];
 
 fn drawn() -> Value {

@@ -92,6 +92,9 @@ struct ActiveLinkFaults {
     messages: Option<MessageRates>,
     /// Overloaded nodes: extra latency and a bandwidth cap on all their links.
     overload: Option<(BTreeSet<usize>, f64, u64)>,
+    /// The stranded node and its clock's offset: every link touching it is
+    /// cut.
+    stranded: Option<(usize, i64)>,
 }
 
 pub struct Executor<P: Processes> {
@@ -249,6 +252,8 @@ impl<P: Processes> Executor<P> {
             Action::Recover { nodes } => self.restart(nodes).await?,
             Action::DamageDisk { nodes, fault, seed } => self.damage(nodes, fault.0, *seed).await?,
             Action::RestartDamaged { nodes } => self.restart(nodes).await?,
+            Action::Strand { delta_ms } => self.strand(*delta_ms)?,
+            Action::Unstrand => self.unstrand()?,
             Action::StopOverload => {
                 let nodes = self.processes.unthrottle();
                 self.active.overload = None;
@@ -270,7 +275,8 @@ impl<P: Processes> Executor<P> {
                         .active
                         .cut
                         .as_ref()
-                        .is_some_and(|c| c.contains(&(a, b))),
+                        .is_some_and(|c| c.contains(&(a, b)))
+                        || self.active.stranded.is_some_and(|(s, _)| s == a || s == b),
                     ..LinkFaults::HEALED
                 };
                 if let Some(m) = &self.active.messages {
@@ -293,14 +299,16 @@ impl<P: Processes> Executor<P> {
     }
 
     /// The current leader's index, from trace events: the node whose
-    /// election or commit fired the action, else the newest leader.
+    /// election or commit fired the action, else the newest leader, unless
+    /// the nemesis has it down or paused (then none is known).
     fn current_leader(&self) -> Option<usize> {
-        if let Some((Moment::Elect | Moment::Commit, node)) = self.moment {
+        if let Some((Moment::Elect | Moment::Commit | Moment::Lease, node)) = self.moment {
             return Some(node);
         }
         let leader = self.leader.borrow();
         let (_, id) = leader.as_ref()?;
-        self.node_ids.iter().position(|n| n == id)
+        let i = self.node_ids.iter().position(|n| n == id)?;
+        (!self.down.contains(&i) && !self.paused.contains(&i)).then_some(i)
     }
 
     /// The nodes a target names now. No known leader (or moment node): a
@@ -491,11 +499,43 @@ impl<P: Processes> Executor<P> {
         Ok(self.with_nodes(nodes, detail))
     }
 
+    /// Cuts the leader off and sets its clock back at one instant: its
+    /// peers elect a successor while its own clock says its lease (if it
+    /// trusts one) has time left.
+    fn strand(&mut self, delta_ms: i64) -> anyhow::Result<Value> {
+        let leader = self.resolve(&Target::Leader);
+        let detail = json!({"delta_ms": delta_ms});
+        let offset = |_: &Skew, _| Skew::Offset { ms: delta_ms };
+        let value = self.skew(&Target::Nodes(leader.clone()), offset, detail)?;
+        self.active.stranded = leader.first().map(|&l| (l, delta_ms));
+        self.refresh_links();
+        Ok(value)
+    }
+
+    fn unstrand(&mut self) -> anyhow::Result<Value> {
+        let Some((node, _)) = self.active.stranded.take() else {
+            return Ok(json!({"nodes": []}));
+        };
+        self.refresh_links();
+        if let Some(clocks) = &self.clocks {
+            let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
+            c.set(node, |_, _| Skew::True);
+            c.sync().map_err(anyhow::Error::msg)?;
+        }
+        Ok(json!({"nodes": self.ids([node])}))
+    }
+
+    /// Every clock the clock kind skewed back to true time; a stranded
+    /// node keeps its offset until its own fault ends.
     fn reset_clocks(&mut self) -> anyhow::Result<Value> {
         let mut reset = Vec::new();
         if let Some(clocks) = &self.clocks {
             let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
             reset = c.reset();
+            if let Some((node, ms)) = self.active.stranded {
+                c.set(node, |_, _| Skew::Offset { ms });
+                reset.retain(|&i| i != node);
+            }
             c.sync().map_err(anyhow::Error::msg)?;
         }
         Ok(json!({"nodes": self.ids(reset)}))
@@ -512,6 +552,7 @@ impl<P: Processes> Executor<P> {
             (self.active.cut.is_some(), Action::StopPartition),
             (self.active.messages.is_some(), Action::StopMessages),
             (self.active.overload.is_some(), Action::StopOverload),
+            (self.active.stranded.is_some(), Action::Unstrand),
             (skewed, Action::ResetClock),
             (
                 !self.paused.is_empty(),

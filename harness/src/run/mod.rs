@@ -11,7 +11,6 @@ pub mod server;
 
 use anyhow::Context;
 use faultline_checker::CheckerResult;
-use faultline_nemesis::Kind;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +105,7 @@ impl Recording {
 /// Refuses what cannot work before anything starts: a clock nemesis needs
 /// libfaketime and a binary it can preload into. Returns the library.
 pub fn preflight(cfg: &TestConfig) -> anyhow::Result<Option<PathBuf>> {
-    if !cfg.nemesis.iter().any(|s| s.kind == Kind::Clock) {
+    if !cfg.nemesis.iter().any(|s| s.kind.moves_clocks()) {
         return Ok(None);
     }
     let library = crate::clock::find_library()?;

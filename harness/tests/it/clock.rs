@@ -208,6 +208,83 @@ fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
     }
 }
 
+/// The nodes' trace events of a run, as (time ns, node, event, term).
+fn leader_traces(dir: &std::path::Path) -> Vec<(u64, String, u64)> {
+    lines(&dir.join("traces.jsonl"))
+        .into_iter()
+        .filter(|t| t["event"] == "leader")
+        .map(|t| {
+            let time = t["time"].as_u64().unwrap();
+            (
+                time,
+                t["node"].as_str().unwrap().to_string(),
+                t["term"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A stranding fires at an `on-lease` moment and cuts off that moment's
+/// leader, one elected at least 200 ms before, while its clock is set
+/// back. A leader whose lease trusts its wall clock (`lease-no-bound`)
+/// then answers stale reads; the correct lease node, which measures its
+/// lease on a monotonic clock, stays valid under the same faults.
+#[test]
+fn a_stranded_leader_is_a_settled_one_and_a_wall_clock_lease_is_caught() {
+    if library_or_skip("a_stranded_leader_is_a_settled_one").is_none() {
+        return;
+    }
+    let strand = |bug_or_mode: [&str; 2], results: &std::path::Path| {
+        let mut c = faultline_test(results);
+        c.args(["--time-limit", "12", "--nemesis", "strand", "--seed", "2"])
+            .args(["--recovery-time", "1", "--"])
+            .args(bug_or_mode);
+        run(&mut c, LIMIT)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let f = strand(["--bug", "lease-no-bound"], tmp.path());
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("stale-read"), "{}", f.stdout);
+    let dir = latest(tmp.path());
+    let h = lines(&dir.join("history.jsonl"));
+    let leaders = leader_traces(&dir);
+    let strands: Vec<&Value> = h.iter().filter(|e| e["f"] == "strand").collect();
+    assert!(!strands.is_empty(), "a stranding applied");
+    for e in &strands {
+        let v = &e["value"];
+        assert!(
+            v["delta_ms"].as_i64().unwrap() < 0,
+            "the clock steps back: {e}"
+        );
+        let m = &v["moment"];
+        if !m["fallback"].is_null() {
+            continue;
+        }
+        assert_eq!(m["on"], "on-lease", "{e}");
+        assert_eq!(v["nodes"], json!([m["node"]]), "the moment's leader: {e}");
+        let (node, term) = (m["node"].as_str().unwrap(), m["term"].as_u64());
+        let fired_ns = m["event_ns"].as_u64().unwrap();
+        let elected = leaders
+            .iter()
+            .rev()
+            .find(|(t, n, _)| n == node && *t <= fired_ns)
+            .expect("the stranded leader was elected first");
+        assert!(
+            fired_ns - elected.0 >= 200_000_000,
+            "{node} had led {} ms (term {term:?}): {e}",
+            (fired_ns - elected.0) / 1_000_000
+        );
+    }
+    let ends = h.iter().filter(|e| e["f"] == "unstrand").count();
+    assert!(
+        ends >= strands.len().saturating_sub(1),
+        "each stranding ends"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let f = strand(["--read-mode", "lease"], tmp.path());
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+}
+
 #[test]
 fn unskewable_setups_are_refused_plainly() {
     let tmp = tempfile::tempdir().unwrap();
