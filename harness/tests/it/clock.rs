@@ -286,6 +286,15 @@ fn a_stranded_leader_is_a_settled_one_and_a_wall_clock_lease_is_caught() {
 }
 
 #[test]
+fn faultline_itself_is_not_taken_for_a_go_program() {
+    // The check scans for Go's build-info magic; a faultline binary that
+    // carried it would refuse clock faults against the bundled node.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_faultline"));
+    assert!(!clock::is_go_program(bin).unwrap());
+    clock::check_preloadable(bin).unwrap();
+}
+
+#[test]
 fn unskewable_setups_are_refused_plainly() {
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
