@@ -268,15 +268,8 @@ impl Recorder {
     fn moments_of(&self, node: &str, body: &Value) -> Vec<faultline_nemesis::Moment> {
         use faultline_nemesis::Moment;
         use std::sync::atomic::Ordering::Relaxed;
-        let term = body.get("term").and_then(Value::as_u64);
         match body.get("event").and_then(Value::as_str) {
-            Some("leader") => {
-                if let Some(term) = term {
-                    let mut e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
-                    e.insert(node.to_string(), (term, Instant::now()));
-                }
-                vec![Moment::Elect]
-            }
+            Some("leader") => vec![Moment::Elect],
             Some("vote") => vec![Moment::Vote],
             Some("commit") => {
                 if let Some(led) = body.get("leader_term").and_then(Value::as_u64) {
@@ -340,12 +333,18 @@ impl Sink for Recorder {
         // A leader announces itself when elected and again with each
         // commit it counts (`leader_term`): after a restart the newest
         // announcement names the node leading now.
-        let led = match body.get("event").and_then(Value::as_str) {
+        let event = body.get("event").and_then(Value::as_str);
+        let led = match event {
             Some("leader") => body.get("term"),
             Some("commit") => body.get("leader_term"),
             _ => None,
         };
         if let Some(term) = led.and_then(Value::as_u64) {
+            // When it was elected, for `on-lease`.
+            if event == Some("leader") {
+                let mut e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
+                e.insert(node.to_string(), (term, Instant::now()));
+            }
             self.leader.send_if_modified(|l| {
                 let newer = l
                     .as_ref()

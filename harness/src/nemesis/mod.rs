@@ -517,12 +517,7 @@ impl<P: Processes> Executor<P> {
             return Ok(json!({"nodes": []}));
         };
         self.refresh_links();
-        if let Some(clocks) = &self.clocks {
-            let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
-            c.set(node, |_, _| Skew::True);
-            c.sync().map_err(anyhow::Error::msg)?;
-        }
-        Ok(json!({"nodes": self.ids([node])}))
+        self.skew(&Target::Nodes(vec![node]), |_, _| Skew::True, json!({}))
     }
 
     /// Every clock the clock kind skewed back to true time; a stranded
