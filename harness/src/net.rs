@@ -145,6 +145,30 @@ pub struct NetStats {
     pub samples: Vec<(String, String)>,
 }
 
+/// A node incarnation's way in.
+struct Outbox {
+    /// Which incarnation: a late-finishing reader of a dead incarnation
+    /// must not detach a new one.
+    generation: u64,
+    tx: mpsc::Sender<Outgoing>,
+    /// Whether it answered `init`. Until then only the controller may
+    /// write to it: a node must learn who it is before it hears from peers
+    /// or clients (Maelstrom's contract). A restarted node that took a
+    /// peer's message first has been seen to overwrite its durable state
+    /// with it, before its `init` loaded that state.
+    initialised: bool,
+}
+
+/// Who is writing to a node, which decides whether it must have answered
+/// `init` first.
+#[derive(Clone, Copy, PartialEq)]
+enum Writer {
+    /// The controller (init, setup) and services answering the node.
+    Controller,
+    /// Peers and clients.
+    Peer,
+}
+
 /// One message queued for a node: deliver at `at`.
 struct Outgoing {
     at: Instant,
@@ -167,9 +191,8 @@ pub struct Network {
     held: Mutex<Vec<Vec<(String, Box<RawValue>)>>>,
     /// Per directed link: when a bandwidth-limited link is free again.
     busy_until: Mutex<Vec<Instant>>,
-    /// The current incarnation's queue, tagged with its generation so a
-    /// late-finishing reader of a dead incarnation cannot detach a new one.
-    outboxes: Vec<Mutex<Option<(u64, mpsc::Sender<Outgoing>)>>>,
+    /// The current incarnation's queue, if one is attached.
+    outboxes: Vec<Mutex<Option<Outbox>>>,
     generation: AtomicU64,
     clients: Vec<mpsc::Sender<Value>>,
     client_inboxes: Mutex<Vec<Option<mpsc::Receiver<Value>>>>,
@@ -197,6 +220,8 @@ struct Envelope<'a> {
 pub enum SendError {
     #[error("node {0} is down")]
     NodeDown(String),
+    #[error("node {0} has not answered init")]
+    NotInitialised(String),
     #[error("node {0}'s queue is full")]
     Full(String),
 }
@@ -313,12 +338,21 @@ impl Network {
         out
     }
 
-    fn enqueue(&self, to: usize, at: Instant, line: Vec<u8>) -> Result<(), SendError> {
+    fn enqueue(
+        &self,
+        to: usize,
+        at: Instant,
+        line: Vec<u8>,
+        writer: Writer,
+    ) -> Result<(), SendError> {
         let guard = self.outboxes[to].lock().unwrap();
-        let Some((_, tx)) = guard.as_ref() else {
+        let Some(outbox) = guard.as_ref() else {
             return Err(SendError::NodeDown(self.node_ids[to].clone()));
         };
-        match tx.try_send(Outgoing { at, line }) {
+        if writer == Writer::Peer && !outbox.initialised {
+            return Err(SendError::NotInitialised(self.node_ids[to].clone()));
+        }
+        match outbox.tx.try_send(Outgoing { at, line }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.counters.overflow.fetch_add(1, Relaxed);
@@ -330,11 +364,20 @@ impl Network {
         }
     }
 
-    /// A controller or client message to a node: reliable, no added latency.
+    /// A controller message to a node (`init` and what follows it):
+    /// reliable, no added latency.
+    pub fn send_from_controller(&self, to: usize, body: &Value) -> Result<(), SendError> {
+        let line = self.envelope("c0", &self.node_ids[to], &body.to_string());
+        self.counters.from_clients.fetch_add(1, Relaxed);
+        self.enqueue(to, Instant::now(), line, Writer::Controller)
+    }
+
+    /// A client message to a node: reliable, no added latency, and only
+    /// once the node has answered `init`.
     pub fn send_to_node(&self, src: &str, to: usize, body: &Value) -> Result<(), SendError> {
         let line = self.envelope(src, &self.node_ids[to], &body.to_string());
         self.counters.from_clients.fetch_add(1, Relaxed);
-        self.enqueue(to, Instant::now(), line)
+        self.enqueue(to, Instant::now(), line, Writer::Peer)
     }
 
     /// The one place where link faults act on node-to-node messages.
@@ -407,10 +450,12 @@ impl Network {
                 at = start + wire;
             }
             at += policy.sample_delay(rng);
-            if self.enqueue(to, at, line).is_ok() {
-                self.counters.delivered.fetch_add(1, Relaxed);
-            } else {
-                fate = "overflow";
+            match self.enqueue(to, at, line, Writer::Peer) {
+                Ok(()) => {
+                    self.counters.delivered.fetch_add(1, Relaxed);
+                }
+                Err(SendError::Full(_)) => fate = "overflow",
+                Err(SendError::NodeDown(_) | SendError::NotInitialised(_)) => fate = "down",
             }
             self.sink
                 .journal(src, dest, body, fate, at.saturating_duration_since(now));
@@ -520,7 +565,7 @@ impl Network {
         }
         let line = self.envelope(service, &self.node_ids[to], &reply.to_string());
         let at = Instant::now() + self.base.with_faults(LinkFaults::HEALED).sample_delay(rng);
-        let _ = self.enqueue(to, at, line);
+        let _ = self.enqueue(to, at, line, Writer::Controller);
     }
 
     /// Connects a (re)started node: spawns its writer and reader tasks. The
@@ -537,7 +582,11 @@ impl Network {
     {
         let (tx, rx) = mpsc::channel(NODE_QUEUE_CAPACITY);
         let generation = self.generation.fetch_add(1, Relaxed);
-        *self.outboxes[node].lock().unwrap() = Some((generation, tx));
+        *self.outboxes[node].lock().unwrap() = Some(Outbox {
+            generation,
+            tx,
+            initialised: false,
+        });
         tokio::spawn(write_node(rx, stdin));
         let net = self.clone();
         let seed = derive(self.seed, Stream::NodeReader { node, generation });
@@ -552,8 +601,16 @@ impl Network {
     /// delivered (a later incarnation is left alone).
     pub fn detach(&self, node: usize, generation: u64) {
         let mut slot = self.outboxes[node].lock().unwrap();
-        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if slot.as_ref().is_some_and(|o| o.generation == generation) {
             *slot = None;
+        }
+    }
+
+    /// The node's current incarnation answered `init`: peers and clients
+    /// may now write to it.
+    pub fn initialised(&self, node: usize) {
+        if let Some(o) = self.outboxes[node].lock().unwrap().as_mut() {
+            o.initialised = true;
         }
     }
 
@@ -743,6 +800,7 @@ mod tests {
             let (mut node_out, harness_in) = tokio::io::duplex(1 << 16);
             let (harness_out, node_in) = tokio::io::duplex(1 << 16);
             net.attach(i, harness_in, harness_out);
+            net.initialised(i);
             let other = if i == 0 { "n2" } else { "n1" };
             let me = if i == 0 { "n1" } else { "n2" };
             for k in 0..sends {
@@ -820,9 +878,11 @@ mod tests {
         let (mut n1_out, h_in) = tokio::io::duplex(1 << 16);
         let (h_out, _n1_in) = tokio::io::duplex(1 << 16);
         net.attach(0, h_in, h_out);
+        net.initialised(0);
         let (_n2_out, h2_in) = tokio::io::duplex(1 << 16);
         let (h2_out, n2_in) = tokio::io::duplex(1 << 16);
         net.attach(1, h2_in, h2_out);
+        net.initialised(1);
         n1_out
             .write_all(b"{\"src\":\"n1\",\"dest\":\"n2\",\"body\":{\"type\":\"x\"}}\n")
             .await
@@ -837,6 +897,48 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(late.unwrap().contains("\"type\":\"x\""));
+    }
+
+    /// A (re)started node hears from no peer and no client before it has
+    /// answered `init`; the controller's init gets through.
+    #[tokio::test]
+    async fn a_node_hears_only_the_controller_until_it_is_initialised() {
+        let net = Network::new(
+            vec!["n1".into(), "n2".into()],
+            1,
+            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
+            1,
+            Arc::new(NoSink),
+        );
+        let (mut n1_out, h_in) = tokio::io::duplex(1 << 16);
+        let (h_out, _n1_in) = tokio::io::duplex(1 << 16);
+        net.attach(0, h_in, h_out);
+        net.initialised(0);
+        let (_n2_out, h2_in) = tokio::io::duplex(1 << 16);
+        let (h2_out, n2_in) = tokio::io::duplex(1 << 16);
+        net.attach(1, h2_in, h2_out);
+        let gossip = b"{\"src\":\"n1\",\"dest\":\"n2\",\"body\":{\"type\":\"gossip\"}}\n";
+        n1_out.write_all(gossip).await.unwrap();
+        let from_client = net.send_to_node("c1", 1, &serde_json::json!({"type": "read"}));
+        assert!(
+            matches!(from_client, Err(SendError::NotInitialised(ref n)) if n == "n2"),
+            "{from_client:?}"
+        );
+        net.send_from_controller(1, &serde_json::json!({"type": "init"}))
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(n2_in).lines();
+        let wait = std::time::Duration::from_millis(300);
+        let first = tokio::time::timeout(wait, lines.next_line()).await;
+        assert!(first.unwrap().unwrap().unwrap().contains("\"init\""));
+        let more = tokio::time::timeout(wait, lines.next_line()).await;
+        assert!(
+            more.is_err(),
+            "the peer's message before init was not delivered"
+        );
+        net.initialised(1);
+        n1_out.write_all(gossip).await.unwrap();
+        let after = tokio::time::timeout(wait, lines.next_line()).await;
+        assert!(after.unwrap().unwrap().unwrap().contains("\"gossip\""));
     }
 
     #[test]

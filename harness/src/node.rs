@@ -397,6 +397,7 @@ pub async fn init(
     let id = node.spec.id.clone();
     let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
     ask(net, inbox, node, &body, timeout).await?;
+    net.initialised(node.spec.index);
     if let Some(setup) = node.spec.setup.clone() {
         let mut body = setup;
         body["msg_id"] = json!(2);
@@ -419,7 +420,7 @@ async fn ask(
     let ty = body["type"].as_str().unwrap_or("?").to_string();
     let want = format!("{ty}_ok");
     let tail = tail_note;
-    if let Err(e) = net.send_to_node("c0", node.spec.index, body) {
+    if let Err(e) = net.send_from_controller(node.spec.index, body) {
         let exit = node.wait_exit(Duration::from_millis(500)).await;
         let how = exit.map(|e| e.status).unwrap_or_else(|| e.to_string());
         return Err(anyhow!(

@@ -12,7 +12,10 @@ fn long_run(results: &std::path::Path) -> std::process::Command {
     c.arg("test")
         .arg("--results-dir")
         .arg(results)
-        .args(["--time-limit", "60", "--rate", "300"]);
+        .args(["--time-limit", "60", "--rate", "300"])
+        // The nodes' data directories go under the test's own temporary
+        // directory: a harness killed by SIGKILL cannot remove them.
+        .env("TMPDIR", results);
     c
 }
 

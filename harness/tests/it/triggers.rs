@@ -215,22 +215,33 @@ fn figure8_through_triggers_runs_its_steps_in_order_and_catches_what_it_reaches(
 #[test]
 fn shrink_finds_a_smaller_failing_run_and_prints_its_command() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = faultline_test(tmp.path());
-    c.args(["--time-limit", "8", "--seed", "3", "--rate", "300"])
-        .args([
-            "--nemesis",
-            "partition:isolate-leader,pause",
-            "--nemesis-interval",
-            "0.5",
-        ])
-        .args(["--timeout-ms", "100", "--", "--bug", "local-read"]);
-    let f = run(&mut c, LIMIT);
-    assert_eq!(
-        f.status.code(),
-        Some(1),
-        "the bug is caught: {}{}",
-        f.stdout,
-        f.stderr
+    // The precondition is a real failing run. Whether an 8 s run catches
+    // the bug depends on timing the seed does not fix (CI once ran seed 3
+    // VALID beside other tests), so up to three seeds are tried.
+    let mut outputs = Vec::new();
+    let mut caught = false;
+    for seed in ["3", "4", "5"] {
+        let mut c = faultline_test(tmp.path());
+        c.args(["--time-limit", "8", "--seed", seed, "--rate", "300"])
+            .args([
+                "--nemesis",
+                "partition:isolate-leader,pause",
+                "--nemesis-interval",
+                "0.5",
+            ])
+            .args(["--timeout-ms", "100", "--", "--bug", "local-read"]);
+        let f = run(&mut c, LIMIT);
+        outputs.push(format!("seed {seed}: {}{}", f.stdout, f.stderr));
+        if f.status.code() == Some(1) {
+            caught = true;
+            break;
+        }
+        assert_eq!(f.status.code(), Some(0), "{}", outputs.join("\n"));
+    }
+    assert!(
+        caught,
+        "the bug is caught at one of three seeds: {}",
+        outputs.join("\n")
     );
     let original = latest(tmp.path());
     let faults_before = read_json(&original.join("test.json"))["schedule"]
