@@ -779,27 +779,39 @@ mod tests {
         fn journal(&self, _: &str, _: &str, _: &RawValue, _: &'static str, _: Duration) {}
     }
 
+    /// Two nodes, n1 and n2, on a router with no latency.
+    fn test_net() -> Arc<Network> {
+        Network::new(
+            vec!["n1".into(), "n2".into()],
+            1,
+            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
+            1,
+            Arc::new(NoSink),
+        )
+    }
+
+    /// Attaches an in-process node `i`; returns its ends: what it writes
+    /// (its stdout) and what it reads (its stdin).
+    fn plug(net: &Arc<Network>, i: usize) -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
+        let (node_out, harness_in) = tokio::io::duplex(1 << 16);
+        let (harness_out, node_in) = tokio::io::duplex(1 << 16);
+        net.attach(i, harness_in, harness_out);
+        (node_out, node_in)
+    }
+
     /// Two in-process nodes on the router; returns what each receives.
     async fn two_nodes(
         policy_ab: LinkFaults,
         policy_ba: LinkFaults,
         sends: usize,
     ) -> (Vec<String>, Vec<String>) {
-        let net = Network::new(
-            vec!["n1".into(), "n2".into()],
-            1,
-            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
-            1,
-            Arc::new(NoSink),
-        );
+        let net = test_net();
         net.set_faults(0, 1, policy_ab);
         net.set_faults(1, 0, policy_ba);
         let mut readers = Vec::new();
         let mut writers = Vec::new();
         for i in 0..2 {
-            let (mut node_out, harness_in) = tokio::io::duplex(1 << 16);
-            let (harness_out, node_in) = tokio::io::duplex(1 << 16);
-            net.attach(i, harness_in, harness_out);
+            let (mut node_out, node_in) = plug(&net, i);
             net.initialised(i);
             let other = if i == 0 { "n2" } else { "n1" };
             let me = if i == 0 { "n1" } else { "n2" };
@@ -867,21 +879,11 @@ mod tests {
     #[tokio::test]
     async fn held_messages_are_delivered_when_released() {
         let open = LinkFaults::HEALED;
-        let net = Network::new(
-            vec!["n1".into(), "n2".into()],
-            1,
-            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
-            1,
-            Arc::new(NoSink),
-        );
+        let net = test_net();
         net.set_faults(0, 1, LinkFaults { hold: true, ..open });
-        let (mut n1_out, h_in) = tokio::io::duplex(1 << 16);
-        let (h_out, _n1_in) = tokio::io::duplex(1 << 16);
-        net.attach(0, h_in, h_out);
+        let (mut n1_out, _n1_in) = plug(&net, 0);
         net.initialised(0);
-        let (_n2_out, h2_in) = tokio::io::duplex(1 << 16);
-        let (h2_out, n2_in) = tokio::io::duplex(1 << 16);
-        net.attach(1, h2_in, h2_out);
+        let (_n2_out, n2_in) = plug(&net, 1);
         net.initialised(1);
         n1_out
             .write_all(b"{\"src\":\"n1\",\"dest\":\"n2\",\"body\":{\"type\":\"x\"}}\n")
@@ -903,20 +905,10 @@ mod tests {
     /// answered `init`; the controller's init gets through.
     #[tokio::test]
     async fn a_node_hears_only_the_controller_until_it_is_initialised() {
-        let net = Network::new(
-            vec!["n1".into(), "n2".into()],
-            1,
-            LinkPolicy::with_latency(0.0, LatencyDist::Constant),
-            1,
-            Arc::new(NoSink),
-        );
-        let (mut n1_out, h_in) = tokio::io::duplex(1 << 16);
-        let (h_out, _n1_in) = tokio::io::duplex(1 << 16);
-        net.attach(0, h_in, h_out);
+        let net = test_net();
+        let (mut n1_out, _n1_in) = plug(&net, 0);
         net.initialised(0);
-        let (_n2_out, h2_in) = tokio::io::duplex(1 << 16);
-        let (h2_out, n2_in) = tokio::io::duplex(1 << 16);
-        net.attach(1, h2_in, h2_out);
+        let (_n2_out, n2_in) = plug(&net, 1);
         let gossip = b"{\"src\":\"n1\",\"dest\":\"n2\",\"body\":{\"type\":\"gossip\"}}\n";
         n1_out.write_all(gossip).await.unwrap();
         let from_client = net.send_to_node("c1", 1, &serde_json::json!({"type": "read"}));
