@@ -367,17 +367,26 @@ impl Network {
     /// A controller message to a node (`init` and what follows it):
     /// reliable, no added latency.
     pub fn send_from_controller(&self, to: usize, body: &Value) -> Result<(), SendError> {
-        let line = self.envelope("c0", &self.node_ids[to], &body.to_string());
-        self.counters.from_clients.fetch_add(1, Relaxed);
-        self.enqueue(to, Instant::now(), line, Writer::Controller)
+        self.send_direct("c0", to, body, Writer::Controller)
     }
 
     /// A client message to a node: reliable, no added latency, and only
     /// once the node has answered `init`.
     pub fn send_to_node(&self, src: &str, to: usize, body: &Value) -> Result<(), SendError> {
+        self.send_direct(src, to, body, Writer::Peer)
+    }
+
+    /// Past the link faults: the controller and clients are not nodes.
+    fn send_direct(
+        &self,
+        src: &str,
+        to: usize,
+        body: &Value,
+        writer: Writer,
+    ) -> Result<(), SendError> {
         let line = self.envelope(src, &self.node_ids[to], &body.to_string());
         self.counters.from_clients.fetch_add(1, Relaxed);
-        self.enqueue(to, Instant::now(), line, Writer::Peer)
+        self.enqueue(to, Instant::now(), line, writer)
     }
 
     /// The one place where link faults act on node-to-node messages.
