@@ -840,10 +840,14 @@ impl<W: Write> Server<W> {
         }
     }
 
-    /// Gives the core the wall clock (an input like ticks).
-    pub fn observe_wall_clock(&mut self) {
+    /// Gives the core the clocks (inputs like ticks), before every tick
+    /// and every batch of messages: after a stall the first thing the core
+    /// sees is how late it is.
+    pub fn observe_clocks(&mut self) {
+        let mono_ms = self.started.elapsed().as_millis() as u64;
         if let Some(c) = self.cluster.as_mut() {
             c.raft.set_wall_clock_ms(wall_clock_ms());
+            c.raft.set_monotonic_ms(mono_ms);
         }
     }
 }
@@ -894,7 +898,7 @@ pub fn run(
             tokio::select! {
                 biased;
                 _ = ticks.tick() => {
-                    server.observe_wall_clock();
+                    server.observe_clocks();
                     server.tick();
                 }
                 line = rx.recv() => {
@@ -902,7 +906,7 @@ pub fn run(
                         server.process_ready()?;
                         return Ok(());
                     };
-                    server.observe_wall_clock();
+                    server.observe_clocks();
                     server.handle_line(&line)?;
                     for _ in 1..MAX_BATCH {
                         match rx.try_recv() {

@@ -196,8 +196,8 @@ pub struct Config {
     pub read_mode: ReadMode,
     /// Assumed bound on clock drift between nodes, as a fraction (lease mode).
     pub max_drift: f64,
-    /// Length of one tick on the wall clock (only the lease-no-bound bug
-    /// converts ticks to wall-clock time).
+    /// Length of one tick in ms: a lease (lease mode) lasts
+    /// `election_ticks` of them, measured on a clock.
     pub tick_ms: u64,
     pub seed: u64,
     pub bugs: Bugs,
@@ -321,13 +321,17 @@ pub struct Raft {
     pending_reads: VecDeque<PendingRead>,
     /// Reads waiting for the leader to commit an entry of its term.
     parked_reads: Vec<ReadId>,
-    /// Lease mode: the tick until which this leader may serve reads locally.
-    lease_until: u64,
+    /// Lease mode: the monotonic time (ms) until which this leader may
+    /// serve reads locally.
+    lease_until_mono_ms: u64,
     /// lease-no-bound: the wall-clock time (ms) until which reads are local.
     lease_until_wall_ms: u64,
     /// The wall clock as last given by the IO loop (`set_wall_clock_ms`).
     wall_ms: u64,
-    /// Heartbeat ctx -> the tick it was sent at.
+    /// The monotonic clock as last given by the IO loop
+    /// (`set_monotonic_ms`).
+    mono_ms: u64,
+    /// Heartbeat ctx -> the monotonic time (ms) it was sent at.
     ctx_sent_at: BTreeMap<u64, u64>,
     /// Lease mode: heartbeat ctx -> who acknowledged it.
     ctx_acks: BTreeMap<u64, Vec<bool>>,
@@ -361,9 +365,10 @@ impl Raft {
             read_ctx: 0,
             pending_reads: VecDeque::new(),
             parked_reads: Vec::new(),
-            lease_until: 0,
+            lease_until_mono_ms: 0,
             lease_until_wall_ms: 0,
             wall_ms: 0,
+            mono_ms: 0,
             ctx_sent_at: BTreeMap::new(),
             ctx_acks: BTreeMap::new(),
             read_round_due: false,
@@ -497,10 +502,19 @@ impl Raft {
     }
 
     /// The wall clock (ms since the epoch), an input like ticks: only the
-    /// lease-no-bound bug reads it; the correct node measures time in ticks
-    /// of a monotonic clock.
+    /// lease-no-bound bug reads it; the correct node measures its lease on
+    /// the monotonic clock.
     pub fn set_wall_clock_ms(&mut self, ms: u64) {
         self.wall_ms = ms;
+    }
+
+    /// A monotonic clock (ms since any fixed point), an input like ticks.
+    /// A lease is measured on it, not in ticks: a process stopped for a
+    /// second (SIGSTOP, a GC pause) comes back to one late tick, while its
+    /// peers' election timers ran the whole second.
+    pub fn set_monotonic_ms(&mut self, ms: u64) {
+        debug_assert!(ms >= self.mono_ms, "the monotonic clock went back");
+        self.mono_ms = self.mono_ms.max(ms);
     }
 
     /// Heard from a live leader recently: refuse to help depose it.
@@ -513,7 +527,7 @@ impl Raft {
         self.leader = Some(self.cfg.id);
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
-        self.lease_until = 0;
+        self.lease_until_mono_ms = 0;
         self.lease_until_wall_ms = 0;
         self.transfer_to = None;
         let last = self.log.last_index();

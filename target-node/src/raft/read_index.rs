@@ -39,7 +39,7 @@ impl Raft {
         let leased = if self.cfg.bugs.lease_no_bound {
             self.wall_ms < self.lease_until_wall_ms
         } else {
-            self.ticks < self.lease_until
+            self.mono_ms < self.lease_until_mono_ms
         };
         if self.cfg.read_mode == ReadMode::Lease && leased {
             self.ready.reads.push((id, self.commit));
@@ -70,7 +70,7 @@ impl Raft {
     pub(super) fn broadcast_heartbeat(&mut self) {
         self.read_ctx += 1;
         let ctx = self.read_ctx;
-        self.ctx_sent_at.insert(ctx, self.ticks);
+        self.ctx_sent_at.insert(ctx, self.mono_ms);
         while self.ctx_sent_at.len() > 64 {
             self.ctx_sent_at.pop_first();
         }
@@ -105,10 +105,11 @@ impl Raft {
         }
     }
 
-    /// Lease mode: a majority acknowledged a heartbeat sent at tick `sent`,
-    /// so no other leader can be elected before `sent + election_ticks`
-    /// (followers in lease refuse votes) measured on *their* clocks; ours
-    /// may run slow by `max_drift`, hence the margin.
+    /// Lease mode: a majority acknowledged a heartbeat sent at `sent`
+    /// (monotonic ms), so no other leader can be elected before an election
+    /// timeout after it (followers in lease refuse votes) measured on
+    /// *their* clocks, which only run slow (a stalled follower ticks late);
+    /// ours may run fast by `max_drift`, hence the margin.
     fn lease_acks(&mut self, from: NodeIx, ctx: u64, sent: u64) {
         let acks = self
             .ctx_acks
@@ -122,10 +123,9 @@ impl Raft {
                 let until = self.wall_ms + self.cfg.election_ticks * self.cfg.tick_ms;
                 self.lease_until_wall_ms = self.lease_until_wall_ms.max(until);
             } else {
-                let until = sent
-                    + ((self.cfg.election_ticks as f64) * (1.0 - self.cfg.max_drift)).floor()
-                        as u64;
-                self.lease_until = self.lease_until.max(until);
+                let lease_ms = (self.cfg.election_ticks * self.cfg.tick_ms) as f64;
+                let until = sent + (lease_ms * (1.0 - self.cfg.max_drift)).floor() as u64;
+                self.lease_until_mono_ms = self.lease_until_mono_ms.max(until);
             }
         }
         while self.ctx_acks.len() > 64 {

@@ -1,7 +1,7 @@
 //! Scripted scenarios that pin down the tricky cases.
 
 use serde_json::json;
-use target_node::raft::{Bugs, Command, Config, Durable, Entry, Msg, Raft, Role, Trace};
+use target_node::raft::{Bugs, Command, Config, Durable, Entry, Msg, Raft, ReadMode, Role, Trace};
 
 struct Cluster {
     nodes: Vec<Raft>,
@@ -322,6 +322,35 @@ fn an_idle_leader_resends_a_lost_no_op_and_serves_reads() {
         "the no-op was resent and committed"
     );
     assert_eq!(c.reads[0], vec![5], "the parked read was served");
+}
+
+#[test]
+fn a_lease_is_measured_on_the_monotonic_clock_not_in_ticks() {
+    let mut c = Cluster::new(3, Bugs::default(), 64);
+    for n in &mut c.nodes {
+        n.cfg.read_mode = ReadMode::Lease;
+        n.set_monotonic_ms(1_000);
+    }
+    c.elect(0, &|_, _, _| true);
+    assert!(c.nodes[0].is_leader());
+    // A heartbeat round acknowledged by a majority grants the lease.
+    for _ in 0..c.nodes[0].cfg.heartbeat_ticks {
+        c.nodes[0].tick();
+    }
+    c.pump(&|_, _, _| true);
+    c.nodes[0].read(1);
+    let rd = c.nodes[0].take_ready();
+    assert_eq!(rd.reads.len(), 1, "a read within the lease is local");
+    assert!(rd.messages.is_empty(), "{:?}", rd.messages);
+    // Stopped for a second: the process comes back to one late tick, but
+    // its peers' timers ran, so the lease is over and a read needs a
+    // round of acknowledgements.
+    c.nodes[0].set_monotonic_ms(2_000);
+    c.nodes[0].tick();
+    c.nodes[0].take_ready();
+    c.nodes[0].read(2);
+    let rd = c.nodes[0].take_ready();
+    assert!(rd.reads.is_empty(), "a lapsed lease served a read locally");
 }
 
 #[test]
