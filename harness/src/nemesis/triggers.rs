@@ -2,7 +2,8 @@
 //! A step without a trigger applies at its time. A step aimed at a
 //! protocol moment (a leader elected, a leader committing, a vote granted)
 //! is armed at its time and applies at the first such trace event from
-//! then on; if none comes within its wait, or the nodes emit no traces at
+//! then on that no other armed step took (one event fires one step); if
+//! none comes within its wait, or the nodes emit no traces at
 //! all, it applies by the clock and the history says so. Steps of one kind
 //! keep their order (a fault's undo never overtakes its start, and a
 //! scripted sequence of one kind runs in sequence); kinds do not wait for
@@ -168,26 +169,28 @@ impl Pending {
         None
     }
 
-    /// The armed heads `seen` fires, in schedule order.
-    fn fired_by(&self, seen: &Seen) -> Vec<(usize, Fired)> {
-        self.heads()
-            .into_iter()
-            .filter_map(|i| {
-                let t = self.steps[i].on?;
-                let at = self.armed[i]?;
-                (t.moment == seen.moment && at <= seen.at).then(|| {
-                    let fired = Fired {
-                        moment: t.moment,
-                        node: Some(seen.node.clone()),
-                        term: seen.term,
-                        event_ns: Some(seen.time_ns),
-                        waited_ms: seen.at.duration_since(at).as_millis() as u64,
-                        fallback: None,
-                    };
-                    (i, fired)
-                })
+    /// The armed head `seen` fires: the first in schedule order. One
+    /// moment meets one fault; the others armed for it wait for the next.
+    /// Fired together, every kind armed for the same election hit the new
+    /// leader at once (isolated, paused, killed, then a crash of every
+    /// node), and what any one of them would have exposed, a successor
+    /// committing while the old leader still answers, never happened.
+    fn fired_by(&self, seen: &Seen) -> Option<(usize, Fired)> {
+        self.heads().into_iter().find_map(|i| {
+            let t = self.steps[i].on?;
+            let at = self.armed[i]?;
+            (t.moment == seen.moment && at <= seen.at).then(|| {
+                let fired = Fired {
+                    moment: t.moment,
+                    node: Some(seen.node.clone()),
+                    term: seen.term,
+                    event_ns: Some(seen.time_ns),
+                    waited_ms: seen.at.duration_since(at).as_millis() as u64,
+                    fallback: None,
+                };
+                (i, fired)
             })
-            .collect()
+        })
     }
 }
 
@@ -227,17 +230,68 @@ pub async fn run<P: Processes>(
             _ = cancel.cancelled() => return Ok(()),
             seen = feed.next() => {
                 let Some(seen) = seen else { continue };
-                // Removed from the back so earlier indexes stay valid;
-                // applied in schedule order.
-                let fired = pending.fired_by(&seen);
-                let mut steps = Vec::new();
-                for (i, f) in fired.into_iter().rev() {
-                    steps.push((pending.remove(i), f));
-                }
-                for (step, f) in steps.into_iter().rev() {
+                if let Some((i, f)) = pending.fired_by(&seen) {
+                    let step = pending.remove(i);
                     executor.apply_fired(&step.action, Some(&f)).await?;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_nemesis::{Action, Scope, Shape, Target, Trigger};
+
+    #[test]
+    fn one_event_fires_one_armed_step_and_the_others_wait_for_the_next() {
+        let on_elect = Some(Trigger {
+            moment: Moment::Elect,
+            within_ms: 1000,
+        });
+        let aimed = |action| Step {
+            at_ms: 0,
+            action,
+            on: on_elect,
+        };
+        let kill = aimed(Action::Kill {
+            target: Target::Leader,
+        });
+        let cut = aimed(Action::StartPartition {
+            shape: Shape::IsolateLeader,
+            cut: Vec::new(),
+        });
+        let later = Step::at(
+            5,
+            Action::Restart {
+                nodes: Scope::Affected,
+            },
+        );
+        let now = Instant::now();
+        let mut pending = Pending {
+            armed: vec![None; 3],
+            steps: vec![kill, cut, later],
+            started_at: now,
+        };
+        pending.arm(now);
+        let elected = |node: &str| Seen {
+            moment: Moment::Elect,
+            node: node.into(),
+            term: Some(2),
+            time_ns: 1,
+            at: now + Duration::from_millis(1),
+        };
+        let (i, fired) = pending.fired_by(&elected("n1")).expect("armed");
+        assert_eq!(i, 0, "the first in schedule order");
+        assert_eq!(fired.node.as_deref(), Some("n1"));
+        assert!(matches!(pending.remove(i).action, Action::Kill { .. }));
+        // The partition waits for the next election rather than piling on.
+        let (i, fired) = pending.fired_by(&elected("n3")).expect("still armed");
+        assert!(matches!(
+            pending.steps[i].action,
+            Action::StartPartition { .. }
+        ));
+        assert_eq!(fired.node.as_deref(), Some("n3"));
     }
 }
