@@ -157,15 +157,23 @@ struct Outbox {
     /// peer's message first has been seen to overwrite its durable state
     /// with it, before its `init` loaded that state.
     initialised: bool,
+    /// Set while the node is paused: what peers and clients send it waits
+    /// here rather than in its stdin, and on resume the clients' messages
+    /// go first. A process back from a stall finds every connection
+    /// readable and may serve a client before it reads the peer message
+    /// that would have told it it was deposed; one shared stdin pipe would
+    /// otherwise hand it everything in arrival order, an order no network
+    /// promises across senders (Maelstrom's neither).
+    paused: Option<Vec<(Writer, Outgoing)>>,
 }
 
 /// Who is writing to a node, which decides whether it must have answered
-/// `init` first.
-#[derive(Clone, Copy, PartialEq)]
+/// `init` first and where its messages go while the node is paused.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Writer {
     /// The controller (init, setup) and services answering the node.
     Controller,
-    /// Peers and clients.
+    Client,
     Peer,
 }
 
@@ -345,12 +353,20 @@ impl Network {
         line: Vec<u8>,
         writer: Writer,
     ) -> Result<(), SendError> {
-        let guard = self.outboxes[to].lock().unwrap();
-        let Some(outbox) = guard.as_ref() else {
+        let mut guard = self.outboxes[to].lock().unwrap();
+        let Some(outbox) = guard.as_mut() else {
             return Err(SendError::NodeDown(self.node_ids[to].clone()));
         };
-        if writer == Writer::Peer && !outbox.initialised {
+        if writer != Writer::Controller && !outbox.initialised {
             return Err(SendError::NotInitialised(self.node_ids[to].clone()));
+        }
+        if let (Some(held), true) = (outbox.paused.as_mut(), writer != Writer::Controller) {
+            if held.len() >= NODE_QUEUE_CAPACITY {
+                self.counters.overflow.fetch_add(1, Relaxed);
+                return Err(SendError::Full(self.node_ids[to].clone()));
+            }
+            held.push((writer, Outgoing { at, line }));
+            return Ok(());
         }
         match outbox.tx.try_send(Outgoing { at, line }) {
             Ok(()) => Ok(()),
@@ -373,7 +389,7 @@ impl Network {
     /// A client message to a node: reliable, no added latency, and only
     /// once the node has answered `init`.
     pub fn send_to_node(&self, src: &str, to: usize, body: &Value) -> Result<(), SendError> {
-        self.send_direct(src, to, body, Writer::Peer)
+        self.send_direct(src, to, body, Writer::Client)
     }
 
     /// Past the link faults: the controller and clients are not nodes.
@@ -595,6 +611,7 @@ impl Network {
             generation,
             tx,
             initialised: false,
+            paused: None,
         });
         tokio::spawn(write_node(rx, stdin));
         let net = self.clone();
@@ -620,6 +637,36 @@ impl Network {
     pub fn initialised(&self, node: usize) {
         if let Some(o) = self.outboxes[node].lock().unwrap().as_mut() {
             o.initialised = true;
+        }
+    }
+
+    /// The node was stopped: peers' and clients' messages wait in the
+    /// harness until `resume`.
+    pub fn pause(&self, node: usize) {
+        if let Some(o) = self.outboxes[node].lock().unwrap().as_mut() {
+            o.paused.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// The node runs again: what waited is delivered, the clients'
+    /// messages before the peers' (each in the order sent), none earlier
+    /// than its link's delay.
+    pub fn resume(&self, node: usize) {
+        let mut slot = self.outboxes[node].lock().unwrap();
+        let Some(o) = slot.as_mut() else { return };
+        let Some(mut held) = o.paused.take() else {
+            return;
+        };
+        held.sort_by_key(|(writer, _)| *writer);
+        let now = Instant::now();
+        for (_, m) in held {
+            let m = Outgoing {
+                at: m.at.max(now),
+                line: m.line,
+            };
+            if o.tx.try_send(m).is_err() {
+                self.counters.overflow.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -657,10 +704,13 @@ impl Links for Network {
     }
 }
 
-/// Flips one or a few bits in the body of a delivered line. The result is
-/// sometimes still valid JSON with a changed value (a digit or letter
-/// flipped), sometimes garbage; it never gains or loses a newline, so line
-/// framing survives.
+/// Alters the body of a delivered line: half the time one digit becomes
+/// another (the line stays valid JSON with a changed number: a term, an
+/// index, a value), otherwise one or two bits flip anywhere in the body
+/// (usually garbage). A node that parses its messages rejects garbage
+/// without any checksum; only a checksum catches a changed number, so
+/// that case must be common enough to meet within seconds. The line
+/// never gains or loses a newline, so framing survives.
 pub fn corrupt(line: &mut [u8], rng: &mut ChaCha8Rng) {
     let body_start = line
         .windows(7)
@@ -670,15 +720,43 @@ pub fn corrupt(line: &mut [u8], rng: &mut ChaCha8Rng) {
     if end <= body_start {
         return;
     }
-    let flips = rng.gen_range(1..=2).min(end - body_start);
+    if rng.gen_bool(0.5) && change_a_digit(&mut line[body_start..end], rng) {
+        return;
+    }
+    flip_bits(&mut line[body_start..end], rng);
+}
+
+/// Replaces one digit of `body` with another, never giving a number a
+/// leading zero. False if `body` has no digit.
+fn change_a_digit(body: &mut [u8], rng: &mut ChaCha8Rng) -> bool {
+    let digits = body.iter().filter(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let nth = rng.gen_range(0..digits);
+    let i = (0..body.len())
+        .filter(|&i| body[i].is_ascii_digit())
+        .nth(nth)
+        .expect("counted");
+    let leads = i == 0 || !body[i - 1].is_ascii_digit();
+    let more = body.get(i + 1).is_some_and(u8::is_ascii_digit);
+    let lowest = if leads && more { b'1' } else { b'0' };
+    let choices: Vec<u8> = (lowest..=b'9').filter(|&d| d != body[i]).collect();
+    body[i] = choices[rng.gen_range(0..choices.len())];
+    true
+}
+
+/// Flips one or two low bits at distinct places in `body`.
+fn flip_bits(body: &mut [u8], rng: &mut ChaCha8Rng) {
+    let flips = rng.gen_range(1..=2).min(body.len());
     let mut used: [usize; 2] = [usize::MAX; 2];
     for f in 0..flips {
         for _attempt in 0..8 {
-            let i = rng.gen_range(body_start..end);
-            let flipped = line[i] ^ (1 << rng.gen_range(0..3));
+            let i = rng.gen_range(0..body.len());
+            let flipped = body[i] ^ (1 << rng.gen_range(0..3));
             // Distinct positions, so a second flip never undoes the first.
             if !used.contains(&i) && flipped != b'\n' && flipped != b'\r' {
-                line[i] = flipped;
+                body[i] = flipped;
                 used[f] = i;
                 break;
             }
@@ -910,6 +988,53 @@ mod tests {
         assert!(late.unwrap().contains("\"type\":\"x\""));
     }
 
+    /// A paused node's messages wait in the harness; on resume the
+    /// clients' come first, each sender's in its order, and the
+    /// controller's are never held.
+    #[tokio::test]
+    async fn a_resumed_node_reads_its_clients_before_its_peers() {
+        let net = test_net();
+        let (mut n1_out, _n1_in) = plug(&net, 0);
+        net.initialised(0);
+        let (_n2_out, n2_in) = plug(&net, 1);
+        net.initialised(1);
+        net.pause(1);
+        for k in 0..3 {
+            let gossip = format!(
+                "{{\"src\":\"n1\",\"dest\":\"n2\",\"body\":{{\"type\":\"peer\",\"k\":{k}}}}}\n"
+            );
+            n1_out.write_all(gossip.as_bytes()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for k in 0..3 {
+            net.send_to_node("c1", 1, &serde_json::json!({"type": "client", "k": k}))
+                .unwrap();
+        }
+        net.send_from_controller(1, &serde_json::json!({"type": "controller"}))
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(n2_in).lines();
+        let wait = Duration::from_millis(300);
+        let first = tokio::time::timeout(wait, lines.next_line()).await;
+        assert!(first.unwrap().unwrap().unwrap().contains("\"controller\""));
+        let early = tokio::time::timeout(wait, lines.next_line()).await;
+        assert!(early.is_err(), "nothing else reaches a paused node");
+        net.resume(1);
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let l = tokio::time::timeout(wait, lines.next_line()).await;
+            let v: Value = serde_json::from_str(&l.unwrap().unwrap().unwrap()).unwrap();
+            order.push(format!(
+                "{}{}",
+                v["body"]["type"].as_str().unwrap(),
+                v["body"]["k"]
+            ));
+        }
+        assert_eq!(
+            order,
+            ["client0", "client1", "client2", "peer0", "peer1", "peer2"]
+        );
+    }
+
     /// A (re)started node hears from no peer and no client before it has
     /// answered `init`; the controller's init gets through.
     #[tokio::test]
@@ -960,5 +1085,30 @@ mod tests {
                 "the envelope before the body is untouched"
             );
         }
+    }
+
+    #[test]
+    fn half_the_corruptions_change_a_number_and_stay_valid_json() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let orig =
+            br#"{"id":1,"src":"n1","dest":"n2","body":{"type":"append","term":30,"index":7}}"#;
+        let (mut renumbered, mut garbage) = (0, 0);
+        for _ in 0..1000 {
+            let mut line = orig.to_vec();
+            line.push(b'\n');
+            corrupt(&mut line, &mut rng);
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(v) => {
+                    let b = &v["body"];
+                    let (term, index) = (b["term"].as_u64(), b["index"].as_u64());
+                    if b["type"] == "append" && (term, index) != (Some(30), Some(7)) {
+                        renumbered += usize::from(term.is_some() && index.is_some());
+                    }
+                }
+                Err(_) => garbage += 1,
+            }
+        }
+        assert!(renumbered >= 400, "{renumbered} of 1000 changed a number");
+        assert!(garbage >= 100, "{garbage} of 1000 were garbage");
     }
 }

@@ -352,12 +352,15 @@ impl Cluster {
 impl Processes for Cluster {
     fn pause(&mut self, i: usize) {
         self.hold(i, true);
+        self.net.pause(i);
         let _ = killpg(Pid::from_raw(self.nodes[i].pid), Signal::SIGSTOP);
     }
 
     fn resume(&mut self, i: usize) {
         self.hold(i, false);
+        // Running first, then fed: what waited is read as soon as it runs.
         let _ = killpg(Pid::from_raw(self.nodes[i].pid), Signal::SIGCONT);
+        self.net.resume(i);
     }
 
     async fn kill(&mut self, i: usize) {
