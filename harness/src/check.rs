@@ -151,6 +151,25 @@ fn check_path(f: &Path, s: &Settings) -> Result<Vec<(String, CheckerResult)>, St
     Ok(results.into_iter().map(|r| (name.clone(), r)).collect())
 }
 
+/// For each failing run directory: how far into the run it had failed.
+fn print_first_failures(files: &[std::path::PathBuf]) {
+    for f in files.iter().filter(|f| f.is_dir()) {
+        let dir = RunDir::open(f);
+        let Ok(stored) = dir.load_results() else {
+            continue;
+        };
+        if stored.verdict != Some(Verdict::Invalid) {
+            continue;
+        }
+        if let Some(s) = crate::detect::first_failure_s(&dir, &stored) {
+            println!(
+                "{}: failed {s:.1} s into the run (its shortest invalid history prefix, or its first Raft violation)",
+                f.display()
+            );
+        }
+    }
+}
+
 pub fn run(a: CheckArgs) -> ExitCode {
     let format = match a.format.as_deref().map(str::parse::<Format>).transpose() {
         Ok(f) => f,
@@ -208,6 +227,7 @@ pub fn run(a: CheckArgs) -> ExitCode {
         for e in &errors {
             eprintln!("faultline: error: {e}");
         }
+        print_first_failures(&a.files);
         if errors.is_empty() {
             println!("overall: {}", overall.as_str());
         }

@@ -11,7 +11,8 @@
 //!   clients that reach one;
 //! - `nemesis`: executes fault actions through narrow handles;
 //! - `client`, `recorder`: clients and the recording of what happened;
-//! - `check`, `report`, `suite`, `serve`: the other commands.
+//! - `check`, `report`, `suite`, `serve`: the other commands; `detect`:
+//!   when a failing run first failed;
 //!
 //! Exit codes (DESIGN §6): 0 valid, 1 invalid, 2 unknown, 254 bad usage,
 //! 255 the harness itself failed.
@@ -20,6 +21,7 @@ pub mod adapter;
 pub mod check;
 pub mod client;
 pub mod clock;
+pub mod detect;
 pub mod etcd;
 pub mod hygiene;
 pub mod links;

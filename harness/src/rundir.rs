@@ -406,7 +406,7 @@ impl Results {
     }
 
     /// The time of the trace line that completed the earliest violation.
-    fn first_violation_ns(&self, dir: &RunDir) -> Option<u64> {
+    pub fn first_violation_ns(&self, dir: &RunDir) -> Option<u64> {
         let first = self
             .raft_violations()
             .iter()

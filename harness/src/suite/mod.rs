@@ -265,10 +265,16 @@ pub struct RunResult {
     pub passed: bool,
     pub summary: String,
     pub run_dir: Option<PathBuf>,
-    /// Seconds from test start until the anomaly was complete: its last op
-    /// returned (the read that saw stale data), or the trace line that
-    /// completed the first Raft violation. A run this long catches it.
+    /// Seconds from test start until the run had failed: the end of the
+    /// shortest prefix of its history the checkers find invalid (the
+    /// completion of the read that saw stale data), or the trace line
+    /// that completed the first Raft violation. A run this long catches
+    /// it (`detect`).
     pub detect_s: Option<f64>,
+    /// The same for the anomaly the checkers named (the last op of it to
+    /// return): never earlier, often later, as a checker names whichever
+    /// anomaly its search meets first.
+    pub named_detect_s: Option<f64>,
     /// Seconds from test start to the first op of the anomaly (often a
     /// write long before the read that exposed it).
     pub anomaly_start_s: Option<f64>,
@@ -361,6 +367,7 @@ fn run_one(exe: &Path, e: &Entry, seed: u64, results: &Path, suite: &str) -> Run
         summary: String::new(),
         run_dir: None,
         detect_s: None,
+        named_detect_s: None,
         anomaly_start_s: None,
         wall_s: 0.0,
         figures: None,
@@ -418,8 +425,10 @@ fn run_and_read(
         );
     }
     if verdict == Verdict::Invalid {
-        let d = results.detection(&dir);
-        (r.detect_s, r.anomaly_start_s) = (d.map(|d| d.complete_s), d.map(|d| d.start_s));
+        let named = results.detection(&dir);
+        r.named_detect_s = named.map(|d| d.complete_s);
+        r.anomaly_start_s = named.map(|d| d.start_s);
+        r.detect_s = crate::detect::first_failure_s(&dir, &results);
     }
     Ok(())
 }

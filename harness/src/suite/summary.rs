@@ -40,17 +40,18 @@ pub fn print(results: &[RunResult]) {
     let det = detection(results);
     if !det.is_empty() {
         println!(
-            "\n{:<28} {:>8} {:>10} {:>10}",
-            "bug entry", "caught", "median_s", "max_s"
+            "\n{:<28} {:>8} {:>10} {:>10} {:>16}",
+            "bug entry", "caught", "median_s", "max_s", "named_median_s"
         );
         for d in &det {
             let f = |v: &Value| v.as_f64().map_or("-".into(), |t| format!("{t:.1}"));
             println!(
-                "{:<28} {:>8} {:>10} {:>10}",
+                "{:<28} {:>8} {:>10} {:>10} {:>16}",
                 d["entry"].as_str().unwrap_or(""),
                 format!("{}/{}", d["caught"], d["seeds"]),
                 f(&d["median_detect_s"]),
-                f(&d["max_detect_s"])
+                f(&d["max_detect_s"]),
+                f(&d["median_named_detect_s"])
             );
         }
     }
@@ -175,6 +176,7 @@ pub fn detection(results: &[RunResult]) -> Vec<Value> {
             };
             let times = sorted(|r| r.detect_s);
             let starts = sorted(|r| r.anomaly_start_s);
+            let named = sorted(|r| r.named_detect_s);
             let caught = runs.iter().filter(|r| r.got == "invalid").count();
             json!({
                 "entry": n,
@@ -183,6 +185,7 @@ pub fn detection(results: &[RunResult]) -> Vec<Value> {
                 "rate": caught as f64 / runs.len() as f64,
                 "median_detect_s": times.get(times.len() / 2),
                 "max_detect_s": times.last(),
+                "median_named_detect_s": named.get(named.len() / 2),
                 "median_anomaly_start_s": starts.get(starts.len() / 2),
             })
         })
