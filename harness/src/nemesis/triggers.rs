@@ -2,14 +2,14 @@
 //! A step without a trigger applies at its time. A step aimed at a
 //! protocol moment (a leader elected, a leader committing, a vote granted)
 //! is armed at its time and applies at the first such trace event from
-//! then on that no other armed step took (one event fires one step); if
+//! then on (one event starts one fault; undos armed for it all apply); if
 //! none comes within its wait, or the nodes emit no traces at
 //! all, it applies by the clock and the history says so. Steps of one kind
 //! keep their order (a fault's undo never overtakes its start, and a
 //! scripted sequence of one kind runs in sequence); kinds do not wait for
 //! each other, so a fault waiting for its moment holds up no other kind.
 
-use faultline_nemesis::{Kind, Moment, Named, Step};
+use faultline_nemesis::{Kind, Moment, Named, Phase, Step};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -169,17 +169,31 @@ impl Pending {
         None
     }
 
-    /// The armed head `seen` fires: the first in schedule order. One
-    /// moment meets one fault; the others armed for it wait for the next.
-    /// Fired together, every kind armed for the same election hit the new
-    /// leader at once (isolated, paused, killed, then a crash of every
-    /// node), and what any one of them would have exposed, a successor
-    /// committing while the old leader still answers, never happened.
-    fn fired_by(&self, seen: &Seen) -> Option<(usize, Fired)> {
-        self.heads().into_iter().find_map(|i| {
-            let t = self.steps[i].on?;
-            let at = self.armed[i]?;
-            (t.moment == seen.moment && at <= seen.at).then(|| {
+    /// The armed heads `seen` fires, in schedule order: every undo armed
+    /// for it, and of the faults armed for it only the first. One moment
+    /// starts one fault; the others wait for the next. Started together,
+    /// every kind armed for the same election hit the new leader at once
+    /// (isolated, paused, killed, then a crash of every node), and what any
+    /// one of them would have exposed, a successor committing while the old
+    /// leader still answers, never happened. An undo adds no damage, and a
+    /// scenario may end one fault on the moment that starts another
+    /// (Figure 8 heals its partition on the commit it kills the leader at).
+    fn fired_by(&self, seen: &Seen) -> Vec<(usize, Fired)> {
+        let mut started = false;
+        self.heads()
+            .into_iter()
+            .filter_map(|i| {
+                let t = self.steps[i].on?;
+                let at = self.armed[i]?;
+                if t.moment != seen.moment || at > seen.at {
+                    return None;
+                }
+                if self.steps[i].action.phase() == Phase::Start {
+                    if started {
+                        return None;
+                    }
+                    started = true;
+                }
                 let fired = Fired {
                     moment: t.moment,
                     node: Some(seen.node.clone()),
@@ -188,9 +202,9 @@ impl Pending {
                     waited_ms: seen.at.duration_since(at).as_millis() as u64,
                     fallback: None,
                 };
-                (i, fired)
+                Some((i, fired))
             })
-        })
+            .collect()
     }
 }
 
@@ -230,8 +244,14 @@ pub async fn run<P: Processes>(
             _ = cancel.cancelled() => return Ok(()),
             seen = feed.next() => {
                 let Some(seen) = seen else { continue };
-                if let Some((i, f)) = pending.fired_by(&seen) {
-                    let step = pending.remove(i);
+                // Removed from the back so earlier indexes stay valid;
+                // applied in schedule order.
+                let fired = pending.fired_by(&seen);
+                let mut steps = Vec::new();
+                for (i, f) in fired.into_iter().rev() {
+                    steps.push((pending.remove(i), f));
+                }
+                for (step, f) in steps.into_iter().rev() {
                     executor.apply_fired(&step.action, Some(&f)).await?;
                 }
             }
@@ -245,7 +265,7 @@ mod tests {
     use faultline_nemesis::{Action, Scope, Shape, Target, Trigger};
 
     #[test]
-    fn one_event_fires_one_armed_step_and_the_others_wait_for_the_next() {
+    fn one_event_starts_one_fault_and_the_others_wait_for_the_next() {
         let on_elect = Some(Trigger {
             moment: Moment::Elect,
             within_ms: 1000,
@@ -262,16 +282,17 @@ mod tests {
             shape: Shape::IsolateLeader,
             cut: Vec::new(),
         });
-        let later = Step::at(
-            5,
-            Action::Restart {
+        let heal = Step {
+            at_ms: 0,
+            action: Action::Resume {
                 nodes: Scope::Affected,
             },
-        );
+            on: on_elect,
+        };
         let now = Instant::now();
         let mut pending = Pending {
             armed: vec![None; 3],
-            steps: vec![kill, cut, later],
+            steps: vec![kill, cut, heal],
             started_at: now,
         };
         pending.arm(now);
@@ -282,16 +303,20 @@ mod tests {
             time_ns: 1,
             at: now + Duration::from_millis(1),
         };
-        let (i, fired) = pending.fired_by(&elected("n1")).expect("armed");
-        assert_eq!(i, 0, "the first in schedule order");
-        assert_eq!(fired.node.as_deref(), Some("n1"));
-        assert!(matches!(pending.remove(i).action, Action::Kill { .. }));
-        // The partition waits for the next election rather than piling on.
-        let (i, fired) = pending.fired_by(&elected("n3")).expect("still armed");
+        // The first fault and the undo fire; the partition waits.
+        let fired = pending.fired_by(&elected("n1"));
+        let which: Vec<usize> = fired.iter().map(|(i, _)| *i).collect();
+        assert_eq!(which, [0, 2], "the first start and every undo");
+        assert_eq!(fired[0].1.node.as_deref(), Some("n1"));
+        pending.remove(2);
+        pending.remove(0);
+        // The partition takes the next election rather than piling on.
+        let fired = pending.fired_by(&elected("n3"));
+        assert_eq!(fired.len(), 1);
         assert!(matches!(
-            pending.steps[i].action,
+            pending.steps[fired[0].0].action,
             Action::StartPartition { .. }
         ));
-        assert_eq!(fired.node.as_deref(), Some("n3"));
+        assert_eq!(fired[0].1.node.as_deref(), Some("n3"));
     }
 }
