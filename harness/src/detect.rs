@@ -77,10 +77,7 @@ fn bisect(
         .filter(|(_, (_, e))| e.process.is_client() && e.kind != EventType::Invoke)
         .map(|(i, _)| i + 1)
         .collect();
-    let Some(&whole) = cuts.last() else {
-        return Ok(None);
-    };
-    if !invalid(events.len().max(whole))? {
+    if cuts.is_empty() || !invalid(events.len())? {
         return Ok(None);
     }
     // Invariant: cuts[hi] is invalid, every cut below lo is not.

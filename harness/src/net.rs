@@ -357,16 +357,18 @@ impl Network {
         let Some(outbox) = guard.as_mut() else {
             return Err(SendError::NodeDown(self.node_ids[to].clone()));
         };
-        if writer != Writer::Controller && !outbox.initialised {
-            return Err(SendError::NotInitialised(self.node_ids[to].clone()));
-        }
-        if let (Some(held), true) = (outbox.paused.as_mut(), writer != Writer::Controller) {
-            if held.len() >= NODE_QUEUE_CAPACITY {
-                self.counters.overflow.fetch_add(1, Relaxed);
-                return Err(SendError::Full(self.node_ids[to].clone()));
+        if writer != Writer::Controller {
+            if !outbox.initialised {
+                return Err(SendError::NotInitialised(self.node_ids[to].clone()));
             }
-            held.push((writer, Outgoing { at, line }));
-            return Ok(());
+            if let Some(held) = outbox.paused.as_mut() {
+                if held.len() >= NODE_QUEUE_CAPACITY {
+                    self.counters.overflow.fetch_add(1, Relaxed);
+                    return Err(SendError::Full(self.node_ids[to].clone()));
+                }
+                held.push((writer, Outgoing { at, line }));
+                return Ok(());
+            }
         }
         match outbox.tx.try_send(Outgoing { at, line }) {
             Ok(()) => Ok(()),
@@ -729,15 +731,13 @@ pub fn corrupt(line: &mut [u8], rng: &mut ChaCha8Rng) {
 /// Replaces one digit of `body` with another, never giving a number a
 /// leading zero. False if `body` has no digit.
 fn change_a_digit(body: &mut [u8], rng: &mut ChaCha8Rng) -> bool {
-    let digits = body.iter().filter(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
+    let digits: Vec<usize> = (0..body.len())
+        .filter(|&i| body[i].is_ascii_digit())
+        .collect();
+    if digits.is_empty() {
         return false;
     }
-    let nth = rng.gen_range(0..digits);
-    let i = (0..body.len())
-        .filter(|&i| body[i].is_ascii_digit())
-        .nth(nth)
-        .expect("counted");
+    let i = digits[rng.gen_range(0..digits.len())];
     let leads = i == 0 || !body[i - 1].is_ascii_digit();
     let more = body.get(i + 1).is_some_and(u8::is_ascii_digit);
     let lowest = if leads && more { b'1' } else { b'0' };

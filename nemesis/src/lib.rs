@@ -94,8 +94,7 @@ pub fn schedule(
 /// Moves the faults of other kinds that, during a stranding, would leave
 /// the nodes outside it without a majority to just after it: kills,
 /// crashes and pauses of more nodes than the rest can spare (but not of
-/// every node), and
-/// partitions that split the rest. A stranding exposes a cut-off leader
+/// every node), and partitions that split the rest. A stranding exposes a cut-off leader
 /// that still answers while a successor commits; with no successor it
 /// shows nothing, and under `all` half the strandings of a 60 s run met a
 /// majority killed or crashed. A moved fault keeps its length; one that
@@ -150,7 +149,7 @@ fn spare_a_successor(mut steps: Vec<Step>, n: usize, duration_ms: u64) -> Vec<St
             .find(|&&(s, _)| steps[s].action.kind() == kind)
             .map_or(duration_ms, |&(s, _)| steps[s].at_ms);
         let (new_from, new_to) = (strand_end + 1, strand_end + 1 + (to - from));
-        if new_to < next_of_kind.min(duration_ms) && overlapping(new_from, new_to).is_none() {
+        if new_to < next_of_kind && overlapping(new_from, new_to).is_none() {
             steps[start].at_ms = new_from;
             steps[end].at_ms = new_to;
         } else if narrow(&mut steps[start].action, n, spare) {

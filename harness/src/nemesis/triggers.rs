@@ -282,13 +282,9 @@ mod tests {
             shape: Shape::IsolateLeader,
             cut: Vec::new(),
         });
-        let heal = Step {
-            at_ms: 0,
-            action: Action::Resume {
-                nodes: Scope::Affected,
-            },
-            on: on_elect,
-        };
+        let heal = aimed(Action::Resume {
+            nodes: Scope::Affected,
+        });
         let now = Instant::now();
         let mut pending = Pending {
             armed: vec![None; 3],
