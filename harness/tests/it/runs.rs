@@ -22,7 +22,16 @@ fn test_cmd(results: &std::path::Path) -> std::process::Command {
 #[test]
 fn healthy_run_of_the_bundled_node_records_hundreds_of_ok_ops() {
     let tmp = tempfile::tempdir().unwrap();
-    let f = run(&mut test_cmd(tmp.path()), LIMIT);
+    let mut cmd = test_cmd(tmp.path());
+    // The nodes fsync every batch before they answer, so on a shared disk
+    // (CI runs etcd and the durability tests beside this one) their
+    // throughput is the disk's: three fsync-heavy neighbours cut this run
+    // from 310 ok ops to 53. The node data goes on tmpfs where there is one,
+    // so this test measures the harness, not the neighbours.
+    if std::path::Path::new("/dev/shm").is_dir() {
+        cmd.env("TMPDIR", "/dev/shm");
+    }
+    let f = run(&mut cmd, LIMIT);
     assert_eq!(
         f.status.code(),
         Some(0),
