@@ -114,7 +114,15 @@ fn target(who: Who, n: usize, rng: &mut impl Rng) -> Target {
 }
 
 fn draw_target(spec: &Spec, n: usize, rng: &mut impl Rng) -> Target {
-    let who = pick(spec.kind.whom(), &spec.whom, rng);
+    let who = if spec.whom.is_empty() {
+        *spec
+            .kind
+            .whom_drawn()
+            .choose(rng)
+            .expect("every kind has targets")
+    } else {
+        pick(spec.kind.whom(), &spec.whom, rng)
+    };
     target(who, n, rng)
 }
 
