@@ -102,23 +102,18 @@ enum Stale {
 
 /// (start ms, end ms, why) of every stale-leader window of `steps`.
 fn stale_windows(steps: &[Step]) -> Vec<(u64, u64, Stale)> {
-    let stranded = spans(steps, |a| a.kind() == Kind::Strand)
+    spans(steps, |a| matches!(a.kind(), Kind::Strand | Kind::Pause))
         .into_iter()
-        .map(|(s, e)| (s, e, Stale::Stranded));
-    let paused = spans(steps, |a| a.kind() == Kind::Pause)
-        .into_iter()
-        .filter(|&(s, _)| {
-            matches!(
-                steps[s].action,
+        .filter_map(|(s, e)| {
+            let why = match steps[s].action {
+                Action::Strand { .. } => Stale::Stranded,
                 Action::Pause {
-                    target: Target::Leader
-                }
-            )
+                    target: Target::Leader,
+                } => Stale::Paused,
+                _ => return None,
+            };
+            Some((steps[s].at_ms, steps[e].at_ms, why))
         })
-        .map(|(s, e)| (s, e, Stale::Paused));
-    stranded
-        .chain(paused)
-        .map(|(s, e, why)| (steps[s].at_ms, steps[e].at_ms, why))
         .collect()
 }
 
