@@ -223,15 +223,6 @@ impl Windows {
     /// instant of [from, to). What is down only grows where a fault
     /// starts, so those instants are the ones to look at.
     fn down(&self, w: usize, from: u64, to: u64) -> Down {
-        // Beside a leader pause each fault is judged alone. Counted
-        // together there too, a fifth of a run's kills and crashes were
-        // dropped (leader pauses come every few seconds) and vote-any went
-        // from a median of 9 to 17 s; a pause lasts one interval, and a
-        // stranding, which lasts two, is where piled-up faults had left
-        // no quorum.
-        if self.spans[w].2 == Stale::Paused {
-            return Down::default();
-        }
         let beside = &self.beside[w];
         let at = |t: u64| {
             beside
@@ -278,8 +269,18 @@ impl Windows {
         self.beside.push(Vec::new());
     }
 
+    /// Records what `a` over [from, to) takes beside the strandings it
+    /// overlaps. Beside a leader pause each fault is judged alone, so
+    /// nothing is recorded there: counted together there too, a fifth of
+    /// a run's kills and crashes were dropped (leader pauses come every
+    /// few seconds) and vote-any went from a median of 9 to 17 s; a pause
+    /// lasts one interval, and a stranding, which lasts two, is where
+    /// piled-up faults had left no quorum.
     fn place(&mut self, a: &Action, from: u64, to: u64) {
-        let hit: Vec<usize> = self.overlapping(from, to).collect();
+        let hit: Vec<usize> = self
+            .overlapping(from, to)
+            .filter(|&w| self.spans[w].2 == Stale::Stranded)
+            .collect();
         for w in hit {
             let d = takes(a, self.spans[w].2, self.n).expect("placed faults are not blocked");
             self.beside[w].push((from, to, d));
@@ -288,19 +289,20 @@ impl Windows {
 }
 
 /// Moves the faults of other kinds that would leave a stale leader
-/// nothing to show to just after its window (see `Settle::each`). A stale leader that still
-/// answers while a successor commits is what exposes a lease or a
-/// leader-local read; with no successor, or killed while paused, it shows
-/// nothing: under `all` half the strandings of a 60 s run met a majority
-/// killed or crashed, a quarter of the leader pauses of a txn-leader-read
-/// run ended in a crash of the paused leader, and single-node faults
-/// piled up (one node paused, one killed, one cut off) left a stranded
-/// leader's successors without a quorum for its whole window. So what the
-/// faults beside a stranding take is counted together: the rest keep a
-/// majority up (beside a pause, each fault alone must leave them one).
-/// Leader pauses are settled first, beside the strandings,
-/// since each is a window itself; then every other fault beside both. No
-/// random draw is made here, so every other fault stays as drawn.
+/// nothing to show to just after its window (see `Settle::each`). A stale
+/// leader that still answers while a successor commits is what exposes a
+/// lease or a leader-local read; with no successor, or killed while
+/// paused, it shows nothing: under `all` half the strandings of a 60 s run
+/// met a majority killed or crashed, a quarter of the leader pauses of a
+/// txn-leader-read run ended in a crash of the paused leader, and
+/// single-node faults piled up (one node paused, one killed, one cut off)
+/// left a stranded leader's successors without a quorum for its whole
+/// window. So what the faults beside a stranding take is counted
+/// together: the rest keep a majority up (beside a pause, each fault alone
+/// must leave them one). Leader pauses are settled first, beside the
+/// strandings, since each is a window itself; then every other fault
+/// beside both. No random draw is made here, so every other fault stays
+/// as drawn.
 fn spare_a_successor(steps: Vec<Step>, n: usize, duration_ms: u64) -> Vec<Step> {
     let windows = stale_windows(&steps);
     if windows.is_empty() {
@@ -874,7 +876,7 @@ mod tests {
     /// on the leader or a moment's node or one cut off counting one. A
     /// fault on every node is left out: beside a stranding it ends the
     /// stranding (beside a pause it is refused on its own).
-    fn most_down(seed: u64, beside: &Beside) -> usize {
+    fn most_down(seed: u64, beside: &[(u64, u64, Action)]) -> usize {
         let takes = |a: &Action| -> (Vec<usize>, usize) {
             match a {
                 Action::Kill { target }
@@ -941,7 +943,7 @@ mod tests {
             }
             // Each fault alone leaves the rest a majority.
             for one in beside {
-                let down = most_down(*seed, &vec![one.clone()]);
+                let down = most_down(*seed, std::slice::from_ref(one));
                 assert!(down <= 1, "seed {seed}: {one:?} beside a paused leader");
             }
         }
