@@ -208,7 +208,11 @@ pub fn draw_disk(spec: &Spec, pool: &[usize], rng: &mut impl Rng) -> Action {
 pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
     match spec.kind {
         Kind::Partition => {
-            let shape = pick(Shape::ALL, &spec.shapes, rng);
+            let shape = if spec.shapes.is_empty() {
+                *Shape::drawn().choose(rng).expect("shapes to draw")
+            } else {
+                pick(Shape::ALL, &spec.shapes, rng)
+            };
             let cut = if shape == Shape::IsolateLeader {
                 Vec::new()
             } else {

@@ -86,40 +86,52 @@ pub fn schedule(
     }
     // Stable: a fault and its undo keep their order at equal times.
     steps.sort_by_key(|s| s.at_ms);
-    let steps = spare_a_successor(steps, n, duration_ms);
+    let steps = keep_windows_exposed(steps, n, interval_ms / 2, duration_ms);
     assert_well_formed(&steps, n);
     steps
 }
 
-/// A window in which a leader is stale: stranded on a clock stepped back,
-/// or paused (SIGSTOP). It shows a bug only if it comes back alive to
-/// answer while the rest elected a successor that commits.
+/// A window that exposes a bug only if the faults beside it leave the
+/// cluster able to show it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Stale {
+enum Exposes {
+    /// A leader stranded on a clock stepped back, or paused (SIGSTOP): a
+    /// stale leader shows a bug only if it comes back alive to answer
+    /// while the rest elected a successor that commits.
     Stranded,
     Paused,
+    /// A partition into sides (`Shape::splits`): a split brain shows only
+    /// if every side is whole to act on its own.
+    Split,
 }
 
 /// (start ms, end ms, why) of every stale-leader window of `steps`.
-fn stale_windows(steps: &[Step]) -> Vec<(u64, u64, Stale)> {
+fn stale_windows(steps: &[Step]) -> Vec<(u64, u64, Exposes)> {
     spans(steps, |a| matches!(a.kind(), Kind::Strand | Kind::Pause))
         .into_iter()
         .filter_map(|(s, e)| {
-            let why = match steps[s].action {
-                Action::Strand { .. } => Stale::Stranded,
-                Action::Pause {
-                    target: Target::Leader,
-                } => Stale::Paused,
-                _ => return None,
-            };
             // A stranding waiting for its moment may fire as late as its
             // latest: only from there on is the leader surely stranded.
-            let from = match why {
-                Stale::Stranded => steps[s].latest_ms(),
-                Stale::Paused => steps[s].at_ms,
+            let (from, why) = match steps[s].action {
+                Action::Strand { .. } => (steps[s].latest_ms(), Exposes::Stranded),
+                Action::Pause {
+                    target: Target::Leader,
+                } => (steps[s].at_ms, Exposes::Paused),
+                _ => return None,
             };
             Some((from, steps[e].at_ms, why))
         })
+        .collect()
+}
+
+/// (start ms, end ms, Split) of every partition of `steps` into sides.
+fn split_windows(steps: &[Step]) -> Vec<(u64, u64, Exposes)> {
+    spans(steps, |a| a.kind() == Kind::Partition)
+        .into_iter()
+        .filter(|&(s, _)| {
+            matches!(steps[s].action, Action::StartPartition { shape, .. } if shape.splits())
+        })
+        .map(|(s, e)| (steps[s].at_ms, steps[e].at_ms, Exposes::Split))
         .collect()
 }
 
@@ -161,10 +173,11 @@ impl Down {
 /// safe: a partition that splits the rest, and, while the leader is
 /// paused, a kill or crash of the paused leader itself (a crash of every
 /// node included: the paused process dies and never answers stale). A
-/// fault on every node stays beside a stranding and takes nothing: it ends
-/// the stranding rather than faking one, and a power loss of the whole
-/// cluster is the durability test too often to give up.
-fn takes(a: &Action, why: Stale, n: usize) -> Option<Down> {
+/// fault on every node stays beside a stranding and takes nothing: it
+/// ends the stranding rather than faking one, and a power loss of the
+/// whole cluster is the durability test too often to give up. Beside a
+/// split it takes every node (no side is left to act), so it moves.
+fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
     let of = |target: &Target| match target {
         Target::Nodes(v) => Down {
             nodes: v.clone(),
@@ -174,19 +187,21 @@ fn takes(a: &Action, why: Stale, n: usize) -> Option<Down> {
     };
     match (a, why) {
         // The window's own pause: one pause at a time.
-        (Action::Pause { .. }, Stale::Paused) => Some(Down::default()),
-        (Action::Kill { target } | Action::Crash { target, .. }, Stale::Paused) => match target {
+        (Action::Pause { .. }, Exposes::Paused) => Some(Down::default()),
+        (Action::Kill { target } | Action::Crash { target, .. }, Exposes::Paused) => match target {
             Target::Leader => None,
             Target::Nodes(v) if v.len() >= n => None,
             t => Some(of(t)),
         },
         (
             Action::Kill { target } | Action::Crash { target, .. } | Action::Pause { target },
-            Stale::Stranded,
+            why,
         ) => match target {
-            Target::Nodes(v) if v.len() >= n => Some(Down::default()),
+            Target::Nodes(v) if v.len() >= n && why == Exposes::Stranded => Some(Down::default()),
             t => Some(of(t)),
         },
+        // The window's own partition: one partition at a time.
+        (Action::StartPartition { .. }, Exposes::Split) => Some(Down::default()),
         (Action::StartPartition { shape, .. }, _) => {
             matches!(shape, Shape::IsolateOne | Shape::IsolateLeader).then(|| Down::unnamed(1))
         }
@@ -194,23 +209,30 @@ fn takes(a: &Action, why: Stale, n: usize) -> Option<Down> {
     }
 }
 
-/// The stale-leader windows of a schedule and the faults placed beside
-/// each so far, with what they take and when.
+/// The windows of a schedule and the faults placed beside each so far,
+/// with what they take and when.
 struct Windows {
-    spans: Vec<(u64, u64, Stale)>,
+    spans: Vec<(u64, u64, Exposes)>,
     beside: Vec<Vec<(u64, u64, Down)>>,
     n: usize,
-    /// Besides the stale leader, the rest must keep a majority up.
-    spare: usize,
 }
 
 impl Windows {
-    fn new(spans: Vec<(u64, u64, Stale)>, n: usize) -> Windows {
+    fn new(spans: Vec<(u64, u64, Exposes)>, n: usize) -> Windows {
         Windows {
             beside: vec![Vec::new(); spans.len()],
             spans,
             n,
-            spare: (n - 1).saturating_sub(n / 2 + 1),
+        }
+    }
+
+    /// How many nodes the faults beside window `w` may take at once.
+    /// Besides a stale leader, the rest must keep a majority up; a split
+    /// shows a split brain only with every side whole.
+    fn spare(&self, w: usize) -> usize {
+        match self.spans[w].2 {
+            Exposes::Stranded | Exposes::Paused => (self.n - 1).saturating_sub(self.n / 2 + 1),
+            Exposes::Split => 0,
         }
     }
 
@@ -240,31 +262,32 @@ impl Windows {
             .unwrap_or_default()
     }
 
-    /// The latest end of the windows `a` over [from, to) would leave
-    /// without a successor, with what is already placed beside them.
-    fn blocked(&self, a: &Action, from: u64, to: u64) -> Option<u64> {
+    /// The earliest start and latest end of the windows `a` over
+    /// [from, to) would leave nothing to show, with what is already placed
+    /// beside them.
+    fn blocked(&self, a: &Action, from: u64, to: u64) -> Option<(u64, u64)> {
         self.overlapping(from, to)
             .filter(|&w| {
                 let (_, _, why) = self.spans[w];
                 takes(a, why, self.n)
-                    .is_none_or(|d| self.down(w, from, to).with(&d).count() > self.spare)
+                    .is_none_or(|d| self.down(w, from, to).with(&d).count() > self.spare(w))
             })
-            .map(|w| self.spans[w].1)
-            .max()
+            .map(|w| (self.spans[w].0, self.spans[w].1))
+            .reduce(|(s, e), (s2, e2)| (s.min(s2), e.max(e2)))
     }
 
     /// How many more nodes a fault over [from, to) may take.
     fn room(&self, from: u64, to: u64) -> usize {
         self.overlapping(from, to)
-            .map(|w| self.spare.saturating_sub(self.down(w, from, to).count()))
+            .map(|w| self.spare(w).saturating_sub(self.down(w, from, to).count()))
             .min()
-            .unwrap_or(self.spare)
+            .unwrap_or(usize::MAX)
     }
 
     /// A window whose own fault was settled after the others' windows:
     /// only such faults were placed yet, and none overlaps another of its
     /// kind, so nothing is down beside it yet.
-    fn add(&mut self, span: (u64, u64, Stale)) {
+    fn add(&mut self, span: (u64, u64, Exposes)) {
         self.spans.push(span);
         self.beside.push(Vec::new());
     }
@@ -279,7 +302,7 @@ impl Windows {
     fn place(&mut self, a: &Action, from: u64, to: u64) {
         let hit: Vec<usize> = self
             .overlapping(from, to)
-            .filter(|&w| self.spans[w].2 == Stale::Stranded)
+            .filter(|&w| self.spans[w].2 == Exposes::Stranded)
             .collect();
         for w in hit {
             let d = takes(a, self.spans[w].2, self.n).expect("placed faults are not blocked");
@@ -288,24 +311,26 @@ impl Windows {
     }
 }
 
-/// Moves the faults of other kinds that would leave a stale leader
-/// nothing to show to just after its window (see `Settle::each`). A stale
-/// leader that still answers while a successor commits is what exposes a
-/// lease or a leader-local read; with no successor, or killed while
-/// paused, it shows nothing: under `all` half the strandings of a 60 s run
-/// met a majority killed or crashed, a quarter of the leader pauses of a
-/// txn-leader-read run ended in a crash of the paused leader, and
-/// single-node faults piled up (one node paused, one killed, one cut off)
-/// left a stranded leader's successors without a quorum for its whole
-/// window. So what the faults beside a stranding take is counted
-/// together: the rest keep a majority up (beside a pause, each fault alone
-/// must leave them one). Leader pauses are settled first, beside the
-/// strandings, since each is a window itself; then every other fault
-/// beside both. No random draw is made here, so every other fault stays
-/// as drawn.
-fn spare_a_successor(steps: Vec<Step>, n: usize, duration_ms: u64) -> Vec<Step> {
-    let windows = stale_windows(&steps);
-    if windows.is_empty() {
+/// Moves the faults of other kinds that would leave a window nothing to
+/// show to just after it, or before it (see `Settle::each`). A stale leader that still
+/// answers while a successor commits is what exposes a lease or a
+/// leader-local read; with no successor, or killed while paused, it shows
+/// nothing: under `all` half the strandings of a 60 s run met a majority
+/// killed or crashed, a quarter of the leader pauses of a txn-leader-read
+/// run ended in a crash of the paused leader, and single-node faults piled
+/// up (one node paused, one killed, one cut off) left a stranded leader's
+/// successors without a quorum for its whole window. So what the faults
+/// beside a stranding take is counted together: the rest keep a majority
+/// up (beside a pause, each fault alone must leave them one). Likewise a
+/// partition into sides shows a split brain only if each side is whole,
+/// so nothing beside it stops a node: under `all`, of the 1.9 s a 60 s
+/// run spent split, 0.1 s had every side whole. Leader pauses are settled first,
+/// beside the strandings, since each is a window itself; then the
+/// partitions beside both; then every other fault beside all three. No
+/// random draw is made here, so every other fault stays as drawn.
+fn keep_windows_exposed(steps: Vec<Step>, n: usize, first_ms: u64, duration_ms: u64) -> Vec<Step> {
+    let stale = stale_windows(&steps);
+    if stale.is_empty() && split_windows(&steps).is_empty() {
         return steps;
     }
     let is_leader_pause = |a: &Action| {
@@ -316,46 +341,60 @@ fn spare_a_successor(steps: Vec<Step>, n: usize, duration_ms: u64) -> Vec<Step> 
             }
         )
     };
-    let strandings = windows.into_iter().filter(|w| w.2 == Stale::Stranded);
+    let is_partition = |a: &Action| a.kind() == Kind::Partition;
+    let strandings = stale.into_iter().filter(|w| w.2 == Exposes::Stranded);
     let mut windows = Windows::new(strandings.collect(), n);
-    let mut settle = Settle::new(steps, duration_ms);
+    let mut settle = Settle::new(steps, first_ms, duration_ms);
     settle.each(&mut windows, |s| is_leader_pause(&s.action));
     let steps = settle.finish();
-    for (s, e, why) in stale_windows(&steps) {
-        if why == Stale::Paused {
-            windows.add((s, e, why));
+    for w in stale_windows(&steps) {
+        if w.2 == Exposes::Paused {
+            windows.add(w);
         }
     }
-    let mut settle = Settle::new(steps, duration_ms);
-    settle.each(&mut windows, |s| !is_leader_pause(&s.action));
+    let mut settle = Settle::new(steps, first_ms, duration_ms);
+    settle.each(&mut windows, |s| is_partition(&s.action));
+    let steps = settle.finish();
+    for w in split_windows(&steps) {
+        windows.add(w);
+    }
+    let mut settle = Settle::new(steps, first_ms, duration_ms);
+    settle.each(&mut windows, |s| {
+        !is_leader_pause(&s.action) && !is_partition(&s.action)
+    });
     settle.finish()
 }
 
-/// One pass of `spare_a_successor` over a schedule's faults.
+/// One pass of `keep_windows_exposed` over a schedule's faults.
 struct Settle {
     steps: Vec<Step>,
     /// (start, end) step indexes of every fault but the strandings.
     faults: Vec<(usize, usize)>,
     dropped: Vec<bool>,
+    /// No fault moves before this: the first a kind's timeline draws,
+    /// while the cluster may still be electing its first leader.
+    first_ms: u64,
     duration_ms: u64,
 }
 
 impl Settle {
-    fn new(steps: Vec<Step>, duration_ms: u64) -> Settle {
+    fn new(steps: Vec<Step>, first_ms: u64, duration_ms: u64) -> Settle {
         Settle {
             faults: spans(&steps, |a| a.kind() != Kind::Strand),
             dropped: vec![false; steps.len()],
             steps,
+            first_ms,
             duration_ms,
         }
     }
 
     /// Places each fault whose start `which` selects beside the windows:
     /// where it was drawn if the windows can spare what it takes, else
-    /// just after the window it would harm (keeping its length, or cut to
-    /// no less than half of it to end before the next fault of its kind)
-    /// if the windows there can spare it, else narrowed to the room there
-    /// is (its first nodes, or one node cut off), else dropped.
+    /// just after the windows it would harm (keeping its length, or cut to
+    /// no less than half of it to end before the next fault of its kind),
+    /// else likewise just before them, if the windows there can spare it,
+    /// else narrowed to the room there is (its first nodes, or one node
+    /// cut off), else dropped.
     fn each(&mut self, windows: &mut Windows, which: impl Fn(&Step) -> bool) {
         for k in 0..self.faults.len() {
             let (start, end) = self.faults[k];
@@ -371,23 +410,38 @@ impl Settle {
         let (start, end) = self.faults[k];
         let (from, to) = (self.steps[start].at_ms, self.steps[end].at_ms);
         let action = &self.steps[start].action;
-        let Some(window_end) = windows.blocked(action, from, to) else {
+        let Some((window_start, window_end)) = windows.blocked(action, from, to) else {
             return true;
         };
         let kind = action.kind();
+        let of_kind = |&&(s, _): &&(usize, usize)| self.steps[s].action.kind() == kind;
         let next_of_kind = self.faults[k + 1..]
             .iter()
-            .find(|&&(s, _)| self.steps[s].action.kind() == kind)
+            .find(of_kind)
             .map_or(self.duration_ms, |&(s, _)| self.steps[s].at_ms);
+        let last_of_kind = self.faults[..k]
+            .iter()
+            .rev()
+            .find(of_kind)
+            .map_or(self.first_ms, |&(_, e)| self.steps[e].at_ms + 1);
         // After the window, cut short if need be to end before the next
-        // fault of its kind, but to no less than half its length.
-        let new_from = window_end + 1;
-        let new_to = (new_from + (to - from)).min(next_of_kind.saturating_sub(1));
-        let long_enough = new_to >= new_from + (to - from).div_ceil(2);
-        if long_enough && windows.blocked(action, new_from, new_to).is_none() {
-            self.steps[start].at_ms = new_from;
-            self.steps[end].at_ms = new_to;
-            return true;
+        // fault of its kind, but to no less than half its length; else
+        // likewise just before it, after the last fault of its kind.
+        let len = to - from;
+        let after_from = window_end + 1;
+        let after = (
+            after_from,
+            (after_from + len).min(next_of_kind.saturating_sub(1)),
+        );
+        let before_to = window_start.saturating_sub(1);
+        let before = (before_to.saturating_sub(len).max(last_of_kind), before_to);
+        for (new_from, new_to) in [after, before] {
+            let long_enough = new_to >= new_from + len.div_ceil(2);
+            if long_enough && windows.blocked(action, new_from, new_to).is_none() {
+                self.steps[start].at_ms = new_from;
+                self.steps[end].at_ms = new_to;
+                return true;
+            }
         }
         let mut narrowed = action.clone();
         if narrow(&mut narrowed, windows.n, windows.room(from, to))
@@ -641,7 +695,7 @@ mod tests {
     }
 
     #[test]
-    fn unnarrowed_crashes_lean_to_a_quorum_and_other_kinds_draw_uniformly() {
+    fn unnarrowed_crashes_lean_to_a_quorum_and_partitions_to_sides() {
         use rand::SeedableRng;
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let draws = 4000;
@@ -680,6 +734,21 @@ mod tests {
             near(leader, 0.2) && near(quorum, 0.4),
             "kill {leader} {quorum}"
         );
+        // Partitions: into sides 8 in 11, each other shape 1 in 11.
+        let spec: Spec = "partition".parse().unwrap();
+        let mut shapes = std::collections::BTreeMap::new();
+        for _ in 0..draws {
+            let Action::StartPartition { shape, .. } = draw(&spec, 5, &mut rng) else {
+                panic!("partition draws a partition");
+            };
+            *shapes.entry(shape).or_insert(0) += 1;
+        }
+        assert_eq!(shapes.len(), Shape::ALL.len(), "every shape drawn");
+        for (shape, count) in shapes {
+            let want = if shape.splits() { 2.0 } else { 1.0 } / 11.0;
+            let got = count as f64 / draws as f64;
+            assert!(near(got, want), "{shape:?} {got}");
+        }
     }
 
     #[test]
@@ -843,25 +912,30 @@ mod tests {
         }
     }
 
-    /// A fault beside a stale-leader window: when it runs and what it does.
+    /// A fault beside a window: when it runs and what it does.
     type Beside = Vec<(u64, u64, Action)>;
 
     /// Over 30 seeds of `all`: every `why` window, with the faults of
     /// other kinds overlapping it and its seed.
-    fn beside_stale(why: Stale) -> Vec<(u64, Beside)> {
+    fn beside(why: Exposes) -> Vec<(u64, Beside)> {
         let all = parse_specs("all").unwrap();
         let mut out = Vec::new();
         for seed in 0..30 {
             let steps = schedule(&all, 5, seed, 1000, 60_000);
             let faults = spans(&steps, |a| a.kind() != Kind::Strand);
-            for (ws, we, _) in stale_windows(&steps).into_iter().filter(|w| w.2 == why) {
+            let windows = [stale_windows(&steps), split_windows(&steps)].concat();
+            for (ws, we, _) in windows.into_iter().filter(|w| w.2 == why) {
                 let beside: Beside = faults
                     .iter()
                     .map(|&(s, e)| (steps[s].at_ms, steps[e].at_ms, steps[s].action.clone()))
                     .filter(|(from, to, a)| {
-                        // A pause window's own pause is not beside it (and
-                        // pauses never overlap).
-                        let own = why == Stale::Paused && matches!(a, Action::Pause { .. });
+                        // A window's own pause or partition is not beside
+                        // it (faults of one kind never overlap).
+                        let own = match why {
+                            Exposes::Paused => a.kind() == Kind::Pause,
+                            Exposes::Split => a.kind() == Kind::Partition,
+                            Exposes::Stranded => false,
+                        };
                         *from < we && *to > ws && !own
                     })
                     .collect();
@@ -911,7 +985,7 @@ mod tests {
 
     #[test]
     fn while_a_leader_is_stranded_the_rest_keep_a_majority() {
-        let windows = beside_stale(Stale::Stranded);
+        let windows = beside(Exposes::Stranded);
         assert!(windows.len() >= 30 * 8, "{} strandings", windows.len());
         let crowded = windows.iter().filter(|(_, b)| b.len() >= 2).count();
         assert!(
@@ -928,8 +1002,120 @@ mod tests {
     }
 
     #[test]
+    fn while_the_cluster_is_split_every_side_stays_whole() {
+        let windows = beside(Exposes::Split);
+        assert!(windows.len() >= 30 * 5, "{} splits", windows.len());
+        for (seed, beside) in &windows {
+            for (_, _, a) in beside {
+                assert!(
+                    !matches!(a.kind(), Kind::Kill | Kind::Crash | Kind::Pause),
+                    "seed {seed}: {a:?} while the cluster is split"
+                );
+            }
+        }
+        // Moved, not dropped wholesale: splits cost at most a fifth of
+        // the kills and crashes a schedule without them keeps.
+        let all = parse_specs("all").unwrap();
+        let unsplit: Vec<Spec> = parse_specs("all")
+            .unwrap()
+            .into_iter()
+            .map(|mut s| {
+                if s.kind == Kind::Partition {
+                    s.shapes = vec![Shape::IsolateOne];
+                }
+                s
+            })
+            .collect();
+        let stops = |specs: &[Spec]| {
+            (0..30)
+                .flat_map(|seed| schedule(specs, 5, seed, 1000, 60_000))
+                .filter(|s| matches!(s.action.kind(), Kind::Kill | Kind::Crash))
+                .count()
+        };
+        let (split, not) = (stops(&all), stops(&unsplit));
+        assert!(
+            split * 5 >= not * 4,
+            "{split} kills and crashes, {not} unsplit"
+        );
+    }
+
+    #[test]
+    fn a_fault_moves_after_the_split_it_would_harm_or_else_before_it() {
+        let kill = |at_ms| {
+            Step::at(
+                at_ms,
+                Action::Kill {
+                    target: Target::Nodes(vec![1]),
+                },
+            )
+        };
+        let restart = |at_ms| {
+            Step::at(
+                at_ms,
+                Action::Restart {
+                    nodes: Scope::Affected,
+                },
+            )
+        };
+        let split = |from, to| {
+            let cut = partition_cut(Shape::Halves, 5, &mut ChaCha8Rng::seed_from_u64(0), None);
+            [
+                Step::at(
+                    from,
+                    Action::StartPartition {
+                        shape: Shape::Halves,
+                        cut,
+                    },
+                ),
+                Step::at(to, Action::StopPartition),
+            ]
+        };
+        let kills = |steps: &[Step]| -> Vec<(u64, u64)> {
+            spans(steps, |a| a.kind() == Kind::Kill)
+                .into_iter()
+                .map(|(s, e)| (steps[s].at_ms, steps[e].at_ms))
+                .collect()
+        };
+        let settle = |mut steps: Vec<Step>| {
+            steps.sort_by_key(|s| s.at_ms);
+            kills(&keep_windows_exposed(steps, 5, 500, 60_000))
+        };
+        // Room after the split (to the next kill at 4000): moved there.
+        let [a, b] = split(2000, 3000);
+        let steps = vec![a, b, kill(2500), restart(3500), kill(4000), restart(5000)];
+        assert_eq!(settle(steps), [(3001, 3999), (4000, 5000)]);
+        // The next kill at 3200 leaves no room after (less than half the
+        // kill's second): moved just before, after the last kill's end.
+        let [a, b] = split(2000, 3000);
+        let steps = vec![
+            kill(100),
+            restart(1200),
+            a,
+            b,
+            kill(2500),
+            restart(3500),
+            kill(3200),
+            restart(4200),
+        ];
+        assert_eq!(settle(steps), [(100, 1200), (1201, 1999), (3200, 4200)]);
+        // Room neither after nor before: dropped (a split spares none).
+        let [a, b] = split(2000, 3000);
+        let steps = vec![
+            kill(1500),
+            restart(1900),
+            a,
+            b,
+            kill(2500),
+            restart(3500),
+            kill(3200),
+            restart(4200),
+        ];
+        assert_eq!(settle(steps), [(1500, 1900), (3200, 4200)]);
+    }
+
+    #[test]
     fn a_paused_leader_is_not_killed_and_the_rest_keep_a_majority() {
-        let windows = beside_stale(Stale::Paused);
+        let windows = beside(Exposes::Paused);
         assert!(windows.len() >= 30 * 3, "{} leader pauses", windows.len());
         for (seed, beside) in &windows {
             for (_, _, a) in beside {

@@ -180,6 +180,43 @@ macro_rules! serde_by_name {
 serde_by_name!(Shape, "partition shape");
 serde_by_name!(Moment, "moment");
 
+impl Shape {
+    /// Whether the shape parts the cluster into sides that may each act
+    /// on their own (as opposed to cutting off one node): two halves, or
+    /// sides that meet only through a bridge node or a ring of
+    /// overlapping majorities.
+    pub fn splits(self) -> bool {
+        matches!(
+            self,
+            Shape::Halves | Shape::RandomHalves | Shape::Bridge | Shape::MajoritiesRing
+        )
+    }
+
+    /// The shapes an unnarrowed partition is drawn from, uniformly: the
+    /// shapes into sides twice each. Only sides that each act on their own
+    /// show a split brain (a quorum counted wrong, an election won
+    /// twice), and of the partitions drawn uniformly, most ended up
+    /// cutting off one node: partitions aimed at a leader's moment isolate
+    /// it, and a split beside a stale leader was cut to one node (under
+    /// `all`, 102 of 472 partitions over 30 seeds of 60 s split the
+    /// cluster; 209 of 505 drawn this way).
+    pub fn drawn() -> &'static [Shape] {
+        &[
+            Shape::Halves,
+            Shape::Halves,
+            Shape::RandomHalves,
+            Shape::RandomHalves,
+            Shape::MajoritiesRing,
+            Shape::MajoritiesRing,
+            Shape::Bridge,
+            Shape::Bridge,
+            Shape::IsolateOne,
+            Shape::IsolateLeader,
+            Shape::OneWay,
+        ]
+    }
+}
+
 impl Kind {
     /// What `all` means: every kind a correct system survives without an
     /// operator. `crash` needs each node's data directory served through
