@@ -1041,76 +1041,40 @@ mod tests {
 
     #[test]
     fn a_fault_moves_after_the_split_it_would_harm_or_else_before_it() {
-        let kill = |at_ms| {
-            Step::at(
-                at_ms,
-                Action::Kill {
-                    target: Target::Nodes(vec![1]),
-                },
-            )
-        };
-        let restart = |at_ms| {
-            Step::at(
-                at_ms,
-                Action::Restart {
-                    nodes: Scope::Affected,
-                },
-            )
-        };
-        let split = |from, to| {
+        // Kills of one node over these spans beside a split over
+        // [2000, 3000) ms, settled: where the kills end up.
+        let settle = |spans_ms: &[(u64, u64)]| -> Vec<(u64, u64)> {
             let cut = partition_cut(Shape::Halves, 5, &mut ChaCha8Rng::seed_from_u64(0), None);
-            [
-                Step::at(
-                    from,
-                    Action::StartPartition {
-                        shape: Shape::Halves,
-                        cut,
-                    },
-                ),
-                Step::at(to, Action::StopPartition),
-            ]
-        };
-        let kills = |steps: &[Step]| -> Vec<(u64, u64)> {
-            spans(steps, |a| a.kind() == Kind::Kill)
+            let shape = Shape::Halves;
+            let mut steps = vec![
+                Step::at(2000, Action::StartPartition { shape, cut }),
+                Step::at(3000, Action::StopPartition),
+            ];
+            for &(from, to) in spans_ms {
+                let target = Target::Nodes(vec![1]);
+                let nodes = Scope::Affected;
+                steps.extend([
+                    Step::at(from, Action::Kill { target }),
+                    Step::at(to, Action::Restart { nodes }),
+                ]);
+            }
+            steps.sort_by_key(|s| s.at_ms);
+            let steps = keep_windows_exposed(steps, 5, 500, 60_000);
+            spans(&steps, |a| a.kind() == Kind::Kill)
                 .into_iter()
                 .map(|(s, e)| (steps[s].at_ms, steps[e].at_ms))
                 .collect()
         };
-        let settle = |mut steps: Vec<Step>| {
-            steps.sort_by_key(|s| s.at_ms);
-            kills(&keep_windows_exposed(steps, 5, 500, 60_000))
-        };
         // Room after the split (to the next kill at 4000): moved there.
-        let [a, b] = split(2000, 3000);
-        let steps = vec![a, b, kill(2500), restart(3500), kill(4000), restart(5000)];
-        assert_eq!(settle(steps), [(3001, 3999), (4000, 5000)]);
+        let got = settle(&[(2500, 3500), (4000, 5000)]);
+        assert_eq!(got, [(3001, 3999), (4000, 5000)]);
         // The next kill at 3200 leaves no room after (less than half the
         // kill's second): moved just before, after the last kill's end.
-        let [a, b] = split(2000, 3000);
-        let steps = vec![
-            kill(100),
-            restart(1200),
-            a,
-            b,
-            kill(2500),
-            restart(3500),
-            kill(3200),
-            restart(4200),
-        ];
-        assert_eq!(settle(steps), [(100, 1200), (1201, 1999), (3200, 4200)]);
+        let got = settle(&[(100, 1200), (2500, 3500), (3200, 4200)]);
+        assert_eq!(got, [(100, 1200), (1201, 1999), (3200, 4200)]);
         // Room neither after nor before: dropped (a split spares none).
-        let [a, b] = split(2000, 3000);
-        let steps = vec![
-            kill(1500),
-            restart(1900),
-            a,
-            b,
-            kill(2500),
-            restart(3500),
-            kill(3200),
-            restart(4200),
-        ];
-        assert_eq!(settle(steps), [(1500, 1900), (3200, 4200)]);
+        let got = settle(&[(1500, 1900), (2500, 3500), (3200, 4200)]);
+        assert_eq!(got, [(1500, 1900), (3200, 4200)]);
     }
 
     #[test]
