@@ -284,7 +284,9 @@ pub fn draw_moment(spec: &Spec, rng: &mut impl Rng) -> Moment {
 /// that just voted; and where `spec` leaves the choice open, a clock fault
 /// aimed at a leader's moment skews that leader and a partition aimed at it
 /// isolates it (a lease, a read or a commit of a leader is what the moment
-/// exposes).
+/// exposes), unless it is a ring of majorities: from a leader's moment on,
+/// the nodes across the ring from that leader lag behind it
+/// (`Shape::lags`), whoever it is.
 pub fn aim(
     spec: &Spec,
     mut action: Action,
@@ -318,7 +320,9 @@ pub fn aim(
                 *target = of_moment;
             }
         }
-        Action::StartPartition { shape, cut } if leaders && spec.shapes.is_empty() => {
+        Action::StartPartition { shape, cut }
+            if leaders && spec.shapes.is_empty() && !shape.lags() =>
+        {
             *shape = Shape::IsolateLeader;
             cut.clear();
         }
