@@ -136,10 +136,12 @@ fn partition_windows(steps: &[Step]) -> Vec<(u64, u64, Exposes)> {
             let Action::StartPartition { shape, .. } = steps[s].action else {
                 return None;
             };
-            let why = match () {
-                _ if shape.splits() => Exposes::Split,
-                _ if shape.lags() => Exposes::Lagging,
-                _ => return None,
+            let why = if shape.splits() {
+                Exposes::Split
+            } else if shape.lags() {
+                Exposes::Lagging
+            } else {
+                return None;
             };
             Some((steps[s].at_ms, steps[e].at_ms, why))
         })
@@ -207,19 +209,9 @@ fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
             Target::Nodes(v) if v.len() >= n => None,
             t => Some(of(t)),
         },
-        (
-            Action::Kill {
-                target: Target::Leader,
-            }
-            | Action::Crash {
-                target: Target::Leader,
-                ..
-            }
-            | Action::Pause {
-                target: Target::Leader,
-            },
-            Exposes::Lagging,
-        ) => Some(Down::default()),
+        (a, Exposes::Lagging) if loses_the_leader(a) || pauses_the_leader(a) => {
+            Some(Down::default())
+        }
         (
             Action::Kill { target } | Action::Crash { target, .. } | Action::Pause { target },
             why,
@@ -361,21 +353,13 @@ impl Windows {
 /// here, so every other fault stays as drawn; with no window, nothing
 /// moves.
 fn keep_windows_exposed(steps: Vec<Step>, n: usize, first_ms: u64, duration_ms: u64) -> Vec<Step> {
-    let is_leader_pause = |a: &Action| {
-        matches!(
-            a,
-            Action::Pause {
-                target: Target::Leader
-            }
-        )
-    };
     let is_partition = |a: &Action| a.kind() == Kind::Partition;
     let strandings = stale_windows(&steps)
         .into_iter()
         .filter(|w| w.2 == Exposes::Stranded);
     let mut windows = Windows::new(strandings.collect(), n);
     let mut settle = Settle::new(steps, first_ms, duration_ms);
-    settle.each(&mut windows, |s| is_leader_pause(&s.action));
+    settle.each(&mut windows, |s| pauses_the_leader(&s.action));
     let steps = settle.finish();
     for w in stale_windows(&steps) {
         if w.2 == Exposes::Paused {
@@ -390,9 +374,19 @@ fn keep_windows_exposed(steps: Vec<Step>, n: usize, first_ms: u64, duration_ms: 
     }
     let mut settle = Settle::new(steps, first_ms, duration_ms);
     settle.each(&mut windows, |s| {
-        !is_leader_pause(&s.action) && !is_partition(&s.action)
+        !pauses_the_leader(&s.action) && !is_partition(&s.action)
     });
     lose_leaders_in_rings(settle.finish(), &windows)
+}
+
+/// Whether `a` pauses whoever leads when it applies.
+fn pauses_the_leader(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Pause {
+            target: Target::Leader
+        }
+    )
 }
 
 /// Whether `a` kills or crashes whoever leads when it applies.
@@ -1272,13 +1266,7 @@ mod tests {
         for (seed, beside) in &windows {
             let stops = |a: &Action| matches!(a.kind(), Kind::Kill | Kind::Crash | Kind::Pause);
             for (_, _, a) in beside.iter().filter(|(_, _, a)| stops(a)) {
-                let leader = loses_the_leader(a)
-                    || matches!(
-                        a,
-                        Action::Pause {
-                            target: Target::Leader
-                        }
-                    );
+                let leader = loses_the_leader(a) || pauses_the_leader(a);
                 assert!(leader, "seed {seed}: {a:?} beside a ring");
             }
             lost += beside.iter().any(|(_, _, a)| loses_the_leader(a)) as usize;
