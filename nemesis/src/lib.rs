@@ -103,6 +103,9 @@ enum Exposes {
     /// A partition into sides (`Shape::splits`): a split brain shows only
     /// if every side is whole to act on its own.
     Split,
+    /// A stranding being armed: it fires at the next lease a leader
+    /// takes, and with the leader paused that is its successor's.
+    Armed,
     /// A ring of majorities (`Shape::lags`): a lagging node elected shows
     /// only if the leader is lost and every other node is up.
     Lagging,
@@ -184,9 +187,12 @@ impl Down {
 }
 
 /// What `a` takes during a `why` window, or None when no budget makes it
-/// safe: a partition that splits the rest, and, while the leader is
-/// paused, a kill or crash of the paused leader itself (a crash of every
-/// node included: the paused process dies and never answers stale). A
+/// safe: a partition that splits the rest; while the leader is paused, a
+/// crash of every node (the paused process dies and never answers stale)
+/// and any fault that stops or cuts off whoever leads (`hits_the_leader`):
+/// that is the successor, whose commits the stale leader must be seen
+/// against; and a leader pause beside a stranding, which pauses either the
+/// stranded leader or its successor. A
 /// fault on every node stays beside a stranding and takes nothing: it
 /// ends the stranding rather than faking one, and a power loss of the
 /// whole cluster is the durability test too often to give up. Beside a
@@ -204,6 +210,8 @@ fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
     match (a, why) {
         // The window's own pause: one pause at a time.
         (Action::Pause { .. }, Exposes::Paused) => Some(Down::default()),
+        (a, Exposes::Paused) if hits_the_leader(a) => None,
+        (a, Exposes::Armed) => (!pauses_the_leader(a)).then(Down::default),
         (Action::Kill { target } | Action::Crash { target, .. }, Exposes::Paused) => match target {
             Target::Leader => None,
             Target::Nodes(v) if v.len() >= n => None,
@@ -252,7 +260,7 @@ impl Windows {
     fn spare(&self, w: usize) -> usize {
         match self.spans[w].2 {
             Exposes::Stranded | Exposes::Paused => (self.n - 1).saturating_sub(self.n / 2 + 1),
-            Exposes::Split | Exposes::Lagging => 0,
+            Exposes::Split | Exposes::Lagging | Exposes::Armed => 0,
         }
     }
 
@@ -304,6 +312,18 @@ impl Windows {
             .unwrap_or(usize::MAX)
     }
 
+    /// These windows but those exposing `why`.
+    fn without(self, why: Exposes) -> Windows {
+        let (spans, beside) = (self.spans.into_iter().zip(self.beside))
+            .filter(|(span, _)| span.2 != why)
+            .unzip();
+        Windows {
+            spans,
+            beside,
+            n: self.n,
+        }
+    }
+
     /// A window whose own fault was settled after the others' windows:
     /// only such faults were placed yet, and none overlaps another of its
     /// kind, so nothing is down beside it yet.
@@ -347,20 +367,28 @@ impl Windows {
 /// under `all`, of the 1.9 s a 60 s run spent split, 0.1 s had every side
 /// whole. A ring of majorities likewise stops no node but its leader,
 /// whose loss it waits for (`lose_leaders_in_rings`). Leader pauses are
-/// settled first, beside the strandings, since each is a window itself;
+/// settled first, beside the strandings and clear of their arming (see
+/// `Exposes::Armed`), since each is a window itself;
 /// then the partitions beside both; then every other fault beside all of
 /// them; last a leader loss moves into each ring. No random draw is made
 /// here, so every other fault stays as drawn; with no window, nothing
 /// moves.
 fn keep_windows_exposed(steps: Vec<Step>, n: usize, first_ms: u64, duration_ms: u64) -> Vec<Step> {
     let is_partition = |a: &Action| a.kind() == Kind::Partition;
+    // A stranding armed while the leader is paused would strand the
+    // successor; armed before, it has fired (a healthy leader takes a lease
+    // within milliseconds), and a pause beside it is judged as before.
+    let armed = spans(&steps, |a| a.kind() == Kind::Strand)
+        .into_iter()
+        .map(|(s, _)| (steps[s].at_ms, steps[s].at_ms + 1, Exposes::Armed));
     let strandings = stale_windows(&steps)
         .into_iter()
         .filter(|w| w.2 == Exposes::Stranded);
-    let mut windows = Windows::new(strandings.collect(), n);
+    let mut windows = Windows::new(strandings.chain(armed).collect(), n);
     let mut settle = Settle::new(steps, first_ms, duration_ms);
     settle.each(&mut windows, |s| pauses_the_leader(&s.action));
     let steps = settle.finish();
+    let mut windows = windows.without(Exposes::Armed);
     for w in stale_windows(&steps) {
         if w.2 == Exposes::Paused {
             windows.add(w);
@@ -377,6 +405,22 @@ fn keep_windows_exposed(steps: Vec<Step>, n: usize, first_ms: u64, duration_ms: 
         !pauses_the_leader(&s.action) && !is_partition(&s.action)
     });
     lose_leaders_in_rings(settle.finish(), &windows)
+}
+
+/// Whether `a` stops, slows or cuts off whoever leads when it applies.
+/// Under `all`, of 21 leader pauses in the first seconds of eight
+/// txn-leader-read runs, 6 saw their successor stranded, overloaded or
+/// cut off, and 5 caught the bug (8 of 12 with pauses alone).
+fn hits_the_leader(a: &Action) -> bool {
+    match a {
+        Action::Kill { target }
+        | Action::Crash { target, .. }
+        | Action::Pause { target }
+        | Action::StartOverload { target, .. } => *target == Target::Leader,
+        Action::StartPartition { shape, .. } => *shape == Shape::IsolateLeader,
+        Action::Strand { .. } => true,
+        _ => false,
+    }
 }
 
 /// Whether `a` pauses whoever leads when it applies.
@@ -409,9 +453,8 @@ fn loses_the_leader(a: &Action) -> bool {
 /// which still reach a majority, are the only ones that can win, so a
 /// node that votes for a stale log is caught at once. Met by chance this
 /// is rare: under `all` a 60 s run has two or three rings, and over 30
-/// seeds 2 of 48 rings lost their leader (61 of 67 with this pass, and
-/// rings aimed at a leader's moment kept as rings). The fault
-/// moved is the nearest one that fires at once (by the clock or at the
+/// seeds 2 of 48 rings lost their leader (45 of 48 with this pass). The
+/// fault moved is the nearest one that fires at once (by the clock or at the
 /// leader's next commit, not at an election a stable ring never holds),
 /// fits between the faults of its kind and harms no window; it ends when
 /// the ring heals, if not before.
@@ -946,7 +989,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_aimed_at_a_leader_isolates_it_unless_it_is_a_ring() {
+    fn a_partition_aimed_at_a_leader_isolates_it() {
         let open: Spec = "partition".parse().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for shape in Shape::ALL.iter().copied() {
@@ -955,7 +998,7 @@ mod tests {
             for moment in [Moment::Elect, Moment::Commit, Moment::Vote] {
                 let (aimed, on) = aim(&open, drawn.clone(), moment, 1000);
                 assert_eq!(on.map(|t| t.moment), Some(moment));
-                let isolates = moment != Moment::Vote && !shape.lags();
+                let isolates = moment != Moment::Vote;
                 match aimed {
                     Action::StartPartition { shape: got, .. } if isolates => {
                         assert_eq!(got, Shape::IsolateLeader, "{shape} at {moment}")
@@ -1093,7 +1136,7 @@ mod tests {
                         let own = match why {
                             Exposes::Paused => a.kind() == Kind::Pause,
                             Exposes::Split | Exposes::Lagging => a.kind() == Kind::Partition,
-                            Exposes::Stranded => false,
+                            Exposes::Stranded | Exposes::Armed => false,
                         };
                         *from < we && *to > ws && !own
                     })
@@ -1239,13 +1282,17 @@ mod tests {
     #[test]
     fn a_paused_leader_is_not_killed_and_the_rest_keep_a_majority() {
         let windows = beside(Exposes::Paused);
-        assert!(windows.len() >= 30 * 3, "{} leader pauses", windows.len());
+        assert!(windows.len() >= 30 * 6, "{} leader pauses", windows.len());
         for (seed, beside) in &windows {
             for (_, _, a) in beside {
+                // Nothing stops, slows or cuts off the successor.
+                assert!(
+                    !hits_the_leader(a),
+                    "seed {seed}: {a:?} beside a leader pause"
+                );
                 if let Action::Kill { target } | Action::Crash { target, .. } = a {
                     assert!(
-                        !matches!(target, Target::Leader)
-                            && !matches!(target, Target::Nodes(v) if v.len() == 5),
+                        !matches!(target, Target::Nodes(v) if v.len() == 5),
                         "seed {seed}: {a:?} while the leader is paused"
                     );
                 }
@@ -1256,6 +1303,33 @@ mod tests {
                 assert!(down <= 1, "seed {seed}: {one:?} beside a paused leader");
             }
         }
+    }
+
+    #[test]
+    fn no_stranding_is_armed_while_the_leader_is_paused() {
+        let all = parse_specs("all").unwrap();
+        let mut near = 0;
+        for seed in 0..30 {
+            let steps = schedule(&all, 5, seed, 1000, 60_000);
+            let pauses = stale_windows(&steps);
+            let pauses = pauses.iter().filter(|w| w.2 == Exposes::Paused);
+            for (from, to, _) in pauses {
+                let strandings = steps
+                    .iter()
+                    .filter(|s| matches!(s.action, Action::Strand { .. }));
+                for s in strandings {
+                    let armed = s.at_ms;
+                    assert!(
+                        !(*from <= armed && armed < *to),
+                        "seed {seed}: a stranding armed at {armed} ms beside a leader paused over [{from}, {to})"
+                    );
+                    near += (armed < *from && *from - armed < 200) as usize;
+                }
+            }
+        }
+        // Moved clear of the arming, not dropped: some pauses start just
+        // after a stranding was armed (and has fired).
+        assert!(near >= 5, "{near} leader pauses just after an arming");
     }
 
     #[test]
