@@ -417,7 +417,13 @@ impl Network {
         rng: &mut ChaCha8Rng,
     ) {
         let link = self.link_index(from, to);
-        let policy = self.base.with_faults(self.links.read().unwrap()[link]);
+        // Held until the message is journaled: a fault set (a cut) waits
+        // for routing decided before it, so no journal entry timed after
+        // the history's record of a fault was decided without it. Unheld,
+        // a router thread descheduled between the two let a cut link
+        // deliver in the journal (seen on a loaded machine).
+        let links = self.links.read().unwrap();
+        let policy = self.base.with_faults(links[link]);
         let faults = policy.faults;
         let dest = &self.node_ids[to];
         self.counters.routed.fetch_add(1, Relaxed);
