@@ -191,9 +191,9 @@ impl Down {
 /// crash of every node (the paused process dies and never answers stale)
 /// and any fault that stops or cuts off whoever leads (`hits_the_leader`):
 /// that is the successor, whose commits the stale leader must be seen
-/// against; and a leader pause beside a stranding, which pauses either the
-/// stranded leader or its successor. A
-/// fault on every node stays beside a stranding and takes nothing: it
+/// against; and a leader pause at a stranding's arming (`Exposes::Armed`),
+/// which would strand the successor. A fault on every node stays beside a
+/// stranding and takes nothing: it
 /// ends the stranding rather than faking one, and a power loss of the
 /// whole cluster is the durability test too often to give up. Beside a
 /// split it takes every node (no side is left to act), so it moves.
@@ -212,8 +212,8 @@ fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
         (Action::Pause { .. }, Exposes::Paused) => Some(Down::default()),
         (a, Exposes::Paused) if hits_the_leader(a) => None,
         (a, Exposes::Armed) => (!pauses_the_leader(a)).then(Down::default),
+        // A kill or crash of the leader was refused above.
         (Action::Kill { target } | Action::Crash { target, .. }, Exposes::Paused) => match target {
-            Target::Leader => None,
             Target::Nodes(v) if v.len() >= n => None,
             t => Some(of(t)),
         },
