@@ -67,7 +67,7 @@ pub fn schedule(
             // The wait for a moment leaves the fault time to act before the
             // run ends.
             let within_ms = interval_ms.min(duration_ms.saturating_sub(t) / 2);
-            let (action, on) = aim(spec, action, draw_moment(spec, &mut rng), within_ms);
+            let (action, on) = aim(spec, action, draw_moment(spec, &mut rng), within_ms, n);
             let undo = action.undo().expect("drawn actions start a fault");
             let step = Step {
                 at_ms: t,
@@ -198,7 +198,7 @@ impl Down {
 /// whole cluster is the durability test too often to give up. Beside a
 /// split it takes every node (no side is left to act), so it moves.
 /// Beside a ring, losing the leader takes nothing: it is what the ring
-/// waits for.
+/// waits for; nor does stopping every node, which loses the leader too.
 fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
     let of = |target: &Target| match target {
         Target::Nodes(v) => Down {
@@ -218,6 +218,13 @@ fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
             t => Some(of(t)),
         },
         (a, Exposes::Lagging) if loses_the_leader(a) || pauses_the_leader(a) => {
+            Some(Down::default())
+        }
+        // Every node down and back (a power loss) loses the leader too,
+        // and the nodes come back into the ring still standing, the
+        // lagging ones with it: the ring loses nothing, and a power loss
+        // is what shows writes acknowledged before they were durable.
+        (Action::Kill { target } | Action::Crash { target, .. }, Exposes::Lagging) if matches!(target, Target::Nodes(v) if v.len() >= n) => {
             Some(Down::default())
         }
         (
@@ -989,23 +996,37 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_aimed_at_a_leader_isolates_it() {
+    fn a_partition_aimed_at_an_election_isolates_the_leader_and_at_a_commit_rings_it() {
         let open: Spec = "partition".parse().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for shape in Shape::ALL.iter().copied() {
             let cut = partition_cut(shape, 5, &mut rng, None);
             let drawn = Action::StartPartition { shape, cut };
             for moment in [Moment::Elect, Moment::Commit, Moment::Vote] {
-                let (aimed, on) = aim(&open, drawn.clone(), moment, 1000);
+                let (aimed, on) = aim(&open, drawn.clone(), moment, 1000, 5);
                 assert_eq!(on.map(|t| t.moment), Some(moment));
-                let isolates = moment != Moment::Vote;
-                match aimed {
-                    Action::StartPartition { shape: got, .. } if isolates => {
-                        assert_eq!(got, Shape::IsolateLeader, "{shape} at {moment}")
+                match (moment, aimed) {
+                    (Moment::Elect, Action::StartPartition { shape: got, cut }) => {
+                        assert_eq!(got, Shape::IsolateLeader, "{shape} at {moment}");
+                        assert!(cut.is_empty(), "the leader is cut when it is known");
                     }
-                    a => assert_eq!(a, drawn, "{shape} at {moment}"),
+                    (Moment::Commit, Action::StartPartition { shape: got, cut }) => {
+                        assert_eq!(got, Shape::MajoritiesRing, "{shape} at {moment}");
+                        let ring = partition_cut(Shape::MajoritiesRing, 5, &mut rng, None);
+                        assert_eq!(cut, ring, "{shape} at {moment}");
+                    }
+                    (_, a) => assert_eq!(a, drawn, "{shape} at {moment}"),
                 }
             }
+        }
+        // Narrowed to shapes, a partition keeps the shape it was drawn with.
+        let narrowed: Spec = "partition:halves".parse().unwrap();
+        let drawn = Action::StartPartition {
+            shape: Shape::Halves,
+            cut: partition_cut(Shape::Halves, 5, &mut rng, None),
+        };
+        for moment in [Moment::Elect, Moment::Commit] {
+            assert_eq!(aim(&narrowed, drawn.clone(), moment, 1000, 5).0, drawn);
         }
     }
 
@@ -1215,8 +1236,12 @@ mod tests {
                 );
             }
         }
-        // Moved, not dropped wholesale: splits cost at most a fifth of
-        // the kills and crashes a schedule without them keeps.
+        // Moved, not dropped wholesale: splits and rings cost at most
+        // three tenths of the kills and crashes a schedule of partitions
+        // that cut off one node keeps. (A fifth before partitions aimed at
+        // a commit became rings: 115 rings over these 30 seeds instead of
+        // 50, each keeping every node but the leader up, keep 1452 of 1940
+        // where 1568 were kept with every aimed partition isolating.)
         let all = parse_specs("all").unwrap();
         let unsplit: Vec<Spec> = all
             .iter()
@@ -1236,7 +1261,7 @@ mod tests {
         };
         let (split, not) = (stops(&all), stops(&unsplit));
         assert!(
-            split * 5 >= not * 4,
+            split * 10 >= not * 7,
             "{split} kills and crashes, {not} unsplit"
         );
     }
@@ -1336,15 +1361,29 @@ mod tests {
     fn a_ring_of_majorities_loses_its_leader_and_only_its_leader() {
         let windows = beside(Exposes::Lagging);
         assert!(windows.len() >= 30, "{} rings over 30 seeds", windows.len());
-        let mut lost = 0;
+        let (mut lost, mut powered_off) = (0, 0);
         for (seed, beside) in &windows {
             let stops = |a: &Action| matches!(a.kind(), Kind::Kill | Kind::Crash | Kind::Pause);
+            // A power loss stops the leader with the rest, who come back
+            // into the ring.
+            let every = |a: &Action| match a {
+                Action::Kill { target } | Action::Crash { target, .. } => {
+                    matches!(target, Target::Nodes(v) if v.len() >= 5)
+                }
+                _ => false,
+            };
             for (_, _, a) in beside.iter().filter(|(_, _, a)| stops(a)) {
-                let leader = loses_the_leader(a) || pauses_the_leader(a);
+                let leader = loses_the_leader(a) || pauses_the_leader(a) || every(a);
                 assert!(leader, "seed {seed}: {a:?} beside a ring");
             }
             lost += beside.iter().any(|(_, _, a)| loses_the_leader(a)) as usize;
+            powered_off += beside.iter().filter(|(_, _, a)| every(a)).count();
         }
+        // Power losses are not moved out of rings: a crash of every node
+        // shows writes acknowledged before they were durable (`no-fsync`),
+        // and rings are many since partitions aimed at a commit make them.
+        // (67 over these 30 seeds; none when they were moved out.)
+        assert!(powered_off >= 30, "{powered_off} power losses beside rings");
         // Met by chance, 2 of 48 rings did (the pass turned off).
         assert!(
             lost * 4 >= windows.len() * 3,
