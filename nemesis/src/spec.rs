@@ -204,8 +204,9 @@ impl Shape {
     /// lagging node elected, and of the partitions drawn uniformly, most
     /// ended up cutting off one node: partitions aimed at a leader's
     /// moment isolated it (now only those aimed at an election do), and a
-    /// split beside a stale leader was cut to one node (under `all`, 102 of 472 partitions over 30 seeds of 60 s
-    /// split the cluster; 209 of 505 drawn this way).
+    /// split beside a stale leader was cut to one node (under `all`, 102
+    /// of 472 partitions over 30 seeds of 60 s split the cluster; 209 of
+    /// 505 drawn this way).
     pub fn drawn() -> &'static [Shape] {
         &[
             Shape::Halves,
