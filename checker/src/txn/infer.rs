@@ -29,19 +29,28 @@ pub fn list_append(txns: &[Txn]) -> Inferred {
     let mut anomalies = Vec::new();
     let writers = writers(txns, &mut anomalies);
     let mut reads: Reads = HashMap::new();
+    // Dependencies come from the reads that agree with what their
+    // transaction read and appended before (Elle takes only the first
+    // read of a key; a later read that agrees says the same and more). A
+    // non-repeatable read is then `internal` alone, which read committed
+    // allows, and not also a cycle through the value it saw change.
+    let mut consistent: Reads = HashMap::new();
     for (i, t) in txns
         .iter()
         .enumerate()
         .filter(|(_, t)| t.outcome == TxnOutcome::Ok)
     {
-        internal(t, &mut anomalies);
-        for m in &t.mops {
+        let inconsistent = internal(t, &mut anomalies);
+        for (p, m) in t.mops.iter().enumerate() {
             if let Mop::Read {
                 key,
                 value: Some(v),
             } = m
             {
                 reads.entry(key).or_default().push((i, v));
+                if !inconsistent.contains(&p) {
+                    consistent.entry(key).or_default().push((i, v));
+                }
             }
         }
     }
@@ -72,8 +81,9 @@ pub fn list_append(txns: &[Txn]) -> Inferred {
         let (order, unread) = with_unread_appends(key, l, &appends, txns, &node);
         let order = &order[..];
         read_anomalies(key, rs, order, &writers, txns, &mut anomalies);
-        edges(&mut graph, k, key, rs, order, &writers, txns);
-        unread_edges(&mut graph, k, rs, order, &unread);
+        let ext = consistent.get(key).map_or(&[][..], |v| &v[..]);
+        edges(&mut graph, k, key, ext, order, &writers, txns);
+        unread_edges(&mut graph, k, ext, order, &unread);
     }
     let nodes: Vec<usize> = (0..txns.len()).filter(|&i| node[i]).collect();
     graph.add_order(txns, &nodes);
@@ -114,10 +124,12 @@ fn writers<'a>(txns: &'a [Txn], anomalies: &mut Vec<Anomaly>) -> HashMap<(&'a st
 
 /// A transaction's reads must show its own earlier appends: after reading
 /// `l` and appending x, the next read of the key is `l ++ [x]`; with no
-/// earlier read, it ends in the appends.
-fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) {
+/// earlier read, it ends in the appends. Returns the positions of the
+/// reads that do not.
+fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) -> Vec<usize> {
     let mut state: HashMap<&str, (Option<Vec<i64>>, Vec<i64>)> = HashMap::new();
-    for m in &t.mops {
+    let mut inconsistent = Vec::new();
+    for (p, m) in t.mops.iter().enumerate() {
         match m {
             Mop::Append { key, value } => state.entry(key).or_default().1.push(*value),
             Mop::Read {
@@ -134,6 +146,7 @@ fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) {
                     None => got.ends_with(mine),
                 };
                 if !ok {
+                    inconsistent.push(p);
                     anomalies.push(Anomaly::plain(
                         "internal",
                         vec![t.index],
@@ -155,6 +168,7 @@ fn internal(t: &Txn, anomalies: &mut Vec<Anomaly>) {
             _ => {}
         }
     }
+    inconsistent
 }
 
 /// The longest read, extended by the one committed append no read saw

@@ -17,6 +17,7 @@
 pub mod graph;
 pub mod history;
 pub mod infer;
+pub mod lattice;
 pub mod model;
 pub mod register;
 

@@ -1,6 +1,8 @@
 //! Consistency models as Elle names them, and which anomalies each
-//! forbids. Anomalies outside every cycle class (garbage, duplicates,
-//! internal inconsistency, incompatible orders) are forbidden by all.
+//! forbids: Elle's lattice (`lattice`), so a model forbids exactly what
+//! Elle's `anomalies-prohibited-by` says, plus three classes Elle does not
+//! name that no database can show (`FAULTLINE_ALWAYS`). `table` renders
+//! the model x anomaly table the docs carry.
 
 /// A consistency model, weakest to strongest within each family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +33,12 @@ pub const MODELS: [ConsistencyModel; 9] = [
     StrictSerializable,
 ];
 
-/// Anomalies every model forbids: the history cannot be explained at all.
-const ALWAYS: [&str; 7] = [
-    "out-of-order-appends",
-    "garbage-read",
-    "duplicate-elements",
-    "internal",
-    "incompatible-order",
-    "duplicate-appends",
-    "G0",
-];
+/// Anomalies outside Elle's lattice that no history from a database can
+/// show, whatever its isolation: a read of a value nobody wrote, one
+/// append applied twice, and a transaction's own appends read back out of
+/// the order it made them. Elle has no names for these; every model
+/// forbids them.
+const FAULTLINE_ALWAYS: [&str; 3] = ["out-of-order-appends", "garbage-read", "duplicate-appends"];
 
 /// The most serious first: how anomalies are listed.
 const ORDER: [&str; 26] = [
@@ -110,41 +108,7 @@ impl ConsistencyModel {
 
     /// Whether a history showing `class` cannot be under this model.
     pub fn forbids(self, class: &str) -> bool {
-        if ALWAYS.contains(&class) {
-            return true;
-        }
-        let (base, order) = match class.rsplit_once('-') {
-            Some((b, "process")) => (b, 1),
-            Some((b, "realtime")) => (b, 2),
-            _ => (class, 0),
-        };
-        // How much ordering the model adds: sessions (process) or all of
-        // real time.
-        let reach = match self {
-            StrongSessionSnapshotIsolation | StrongSessionSerializable => 1,
-            StrongSnapshotIsolation | StrictSerializable => 2,
-            _ => 0,
-        };
-        if order > reach {
-            return false;
-        }
-        let g0 = base == "G0";
-        let read_committed = g0 || ["G1a", "G1b", "dirty-update", "G1c"].contains(&base);
-        let single = base == "G-single-item";
-        // Snapshot isolation forbids these too (Adya's G-SI b / Elle).
-        let nonadjacent = base == "G-nonadjacent-item";
-        let item = base == "G2-item";
-        match self {
-            ReadUncommitted => g0,
-            ReadCommitted => read_committed,
-            RepeatableRead => read_committed || single || nonadjacent || item,
-            SnapshotIsolation | StrongSessionSnapshotIsolation | StrongSnapshotIsolation => {
-                read_committed || single || nonadjacent
-            }
-            Serializable | StrongSessionSerializable | StrictSerializable => {
-                read_committed || single || nonadjacent || item
-            }
-        }
+        FAULTLINE_ALWAYS.contains(&class) || super::lattice::prohibited(self.name()).contains(class)
     }
 }
 
@@ -155,4 +119,33 @@ pub fn violated(classes: &[String]) -> Vec<String> {
         .filter(|m| classes.iter().any(|c| m.forbids(c)))
         .map(|m| m.name().to_string())
         .collect()
+}
+
+/// Every anomaly class the checker names, in `ORDER`, less the two that
+/// only say the search was cut short.
+pub fn named_classes() -> impl Iterator<Item = &'static str> {
+    ORDER
+        .iter()
+        .copied()
+        .filter(|c| !["cycle-search-incomplete", "unknown"].contains(c))
+}
+
+/// The model x anomaly table as Markdown: a row per anomaly class the
+/// checker names, a column per model, `x` where the model forbids it.
+pub fn table() -> String {
+    let mut out = String::from("| anomaly |");
+    for m in MODELS {
+        out += &format!(" {} |", m.name());
+    }
+    out += "\n|---|";
+    out += &"---|".repeat(MODELS.len());
+    out += "\n";
+    for class in named_classes() {
+        out += &format!("| `{class}` |");
+        for m in MODELS {
+            out += if m.forbids(class) { " x |" } else { " |" };
+        }
+        out += "\n";
+    }
+    out
 }

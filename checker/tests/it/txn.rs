@@ -237,6 +237,118 @@ fn anomalies_outside_cycles_are_named() {
     }
 }
 
+/// One boundary of Elle's lattice: `history` shows `class` and nothing
+/// else, which `weaker` allows and `stronger` forbids.
+struct Boundary<'a> {
+    weaker: &'a str,
+    stronger: &'a str,
+    class: &'a str,
+    history: Rows<'a>,
+}
+
+#[test]
+fn each_boundary_between_models_is_a_history_one_allows_and_the_other_forbids() {
+    // An aborted read (G1a).
+    let aborted = vec![
+        (0, "invoke", "[[:append :x 1]]"),
+        (0, "fail", "[[:append :x 1]]"),
+        (1, "invoke", "[[:r :x nil]]"),
+        (1, "ok", "[[:r :x [1]]]"),
+    ];
+    // Read skew (G-single-item): T1 sees T0's y but not its x.
+    let read_skew = vec![
+        (0, "invoke", "[[:append :x 1] [:append :y 1]]"),
+        (1, "invoke", "[[:r :x nil] [:r :y nil]]"),
+        (0, "ok", "[[:append :x 1] [:append :y 1]]"),
+        (1, "ok", "[[:r :x []] [:r :y [1]]]"),
+    ];
+    // A non-repeatable read (internal), as PostgreSQL gives at READ
+    // COMMITTED: T1 reads x twice and sees T2's append the second time.
+    let nonrepeatable = vec![
+        (0, "invoke", "[[:append :x 1]]"),
+        (0, "ok", "[[:append :x 1]]"),
+        (1, "invoke", "[[:r :x nil] [:append :y 1] [:r :x nil]]"),
+        (2, "invoke", "[[:append :x 2]]"),
+        (2, "ok", "[[:append :x 2]]"),
+        (1, "ok", "[[:r :x [1]] [:append :y 1] [:r :x [1 2]]]"),
+    ];
+    // Write skew (G2-item): each misses the other's append.
+    let write_skew = vec![
+        (0, "invoke", "[[:r :x nil] [:append :y 1]]"),
+        (1, "invoke", "[[:r :y nil] [:append :x 1]]"),
+        (0, "ok", "[[:r :x []] [:append :y 1]]"),
+        (1, "ok", "[[:r :y []] [:append :x 1]]"),
+        (2, "invoke", "[[:r :x nil] [:r :y nil]]"),
+        (2, "ok", "[[:r :x [1]] [:r :y [1]]]"),
+    ];
+    // A process misses its own completed append.
+    let own_stale = vec![
+        (0, "invoke", "[[:append :x 1]]"),
+        (0, "ok", "[[:append :x 1]]"),
+        (0, "invoke", "[[:r :x nil]]"),
+        (0, "ok", "[[:r :x []]]"),
+    ];
+    // Another process misses a completed append.
+    let stale = vec![
+        (0, "invoke", "[[:append :x 1]]"),
+        (0, "ok", "[[:append :x 1]]"),
+        (1, "invoke", "[[:r :x nil]]"),
+        (1, "ok", "[[:r :x []]]"),
+    ];
+    // T0 -rw-> T1 -rw-> T2, and T2 completed before T0 began: two
+    // adjacent rw edges closed by real time (G2-item-realtime).
+    let realtime_skew = vec![
+        (1, "invoke", "[[:r :y nil] [:append :x 1]]"),
+        (2, "invoke", "[[:append :y 1]]"),
+        (2, "ok", "[[:append :y 1]]"),
+        (0, "invoke", "[[:r :x nil]]"),
+        (0, "ok", "[[:r :x []]]"),
+        (1, "ok", "[[:r :y []] [:append :x 1]]"),
+        (3, "invoke", "[[:r :x nil] [:r :y nil]]"),
+        (3, "ok", "[[:r :x [1]] [:r :y [1]]]"),
+    ];
+    let b = |weaker, stronger, class, history: &Rows<'static>| Boundary {
+        weaker,
+        stronger,
+        class,
+        history: history.clone(),
+    };
+    let boundaries = [
+        b("read-uncommitted", "read-committed", "G1a", &aborted),
+        b("read-committed", "repeatable-read", "G-single-item", &read_skew),
+        b("read-committed", "snapshot-isolation", "internal", &nonrepeatable),
+        b("repeatable-read", "serializable", "internal", &nonrepeatable),
+        b("snapshot-isolation", "serializable", "G2-item", &write_skew),
+        b("snapshot-isolation", "strong-session-snapshot-isolation", "G-single-item-process", &own_stale),
+        b("serializable", "strong-session-serializable", "G-single-item-process", &own_stale),
+        b("strong-session-snapshot-isolation", "strong-session-serializable", "G2-item", &write_skew),
+        b("strong-session-snapshot-isolation", "strong-snapshot-isolation", "G-single-item-realtime", &stale),
+        b("strong-session-serializable", "strict-serializable", "G-single-item-realtime", &stale),
+        b("strong-snapshot-isolation", "strict-serializable", "G2-item-realtime", &realtime_skew),
+    ];
+    for case in boundaries {
+        let text = edn(&case.history);
+        let weak = check_under(&text, case.weaker);
+        assert_eq!(weak.verdict, Verdict::Valid, "{} under {}: {}", case.class, case.weaker, weak.summary());
+        assert_eq!(weak.anomaly_types, vec![case.class.to_string()], "{}", weak.summary());
+        let strong = check_under(&text, case.stronger);
+        only(&strong, case.class);
+        assert!(strong.not.contains(&case.stronger.to_string()), "{:?}", strong.not);
+        assert!(!strong.not.contains(&case.weaker.to_string()), "{:?}", strong.not);
+    }
+}
+
+#[test]
+fn the_docs_carry_the_model_table_the_checker_uses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/consistency-models.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        doc.contains(&txn::model::table()),
+        "{} lacks the table faultline_checker::txn::model::table() prints; paste it in",
+        path.display()
+    );
+}
+
 #[test]
 fn a_serial_history_with_failures_and_unknowns_is_valid() {
     let rows = vec![
