@@ -90,6 +90,17 @@ pub fn combined(results: &[CheckerResult]) -> Verdict {
         .fold(Verdict::Valid, Verdict::combine)
 }
 
+/// `unknown` for a history in which nothing was acknowledged: no
+/// operation succeeded, so none could show what the system did.
+fn nothing_acknowledged(name: &str, ops: usize, report: &impl Serialize) -> CheckerResult {
+    CheckerResult::new(
+        name,
+        Verdict::Unknown,
+        format!("none of {ops} operation(s) succeeded: nothing that could have failed, so nothing to judge"),
+        report,
+    )
+}
+
 /// Linearizability of the client operations under `model`.
 pub struct Linearizability {
     pub model: ModelKind,
@@ -107,6 +118,10 @@ impl Checker for Linearizability {
             ..Default::default()
         };
         let r = linearizability::check(input.ops, &opts)?;
+        let acknowledged = input.ops.iter().any(|o| o.outcome == Outcome::Ok);
+        if r.anomaly.is_none() && !input.ops.is_empty() && !acknowledged {
+            return Ok(Some(nothing_acknowledged(self.name(), input.ops.len(), &r)));
+        }
         let summary = match (&r.anomaly, r.unknown.first()) {
             (Some(a), _) => format!("linearizability violated: {}", a.summary),
             (None, Some(u)) => format!("the checker gave up: {}", u.reason),
@@ -182,6 +197,9 @@ impl Checker for Transactions {
             .consistency_model
             .unwrap_or(crate::txn::ConsistencyModel::StrictSerializable);
         let r = crate::txn::check(&txns, model, input.time_limit);
+        if r.committed == 0 && r.anomalies.is_empty() {
+            return Ok(Some(nothing_acknowledged("transactions", r.txns, &r)));
+        }
         Ok(Some(CheckerResult::new(
             "transactions",
             r.verdict,

@@ -43,6 +43,9 @@ struct Report {
     impossible_count: usize,
     /// Reads whose value is not an integer.
     malformed_reads: usize,
+    /// Whether the history marks its final reads (`"final":true`); when it
+    /// does, only they are held to the band.
+    final_reads_marked: bool,
 }
 
 fn delta(op: &Op) -> Option<i64> {
@@ -65,7 +68,7 @@ impl Checker for Counter {
             .iter()
             .filter(|o| o.f == "read" && o.outcome == Outcome::Ok)
             .collect();
-        if reads.is_empty() {
+        if reads.is_empty() && adds.is_empty() {
             return Ok(None);
         }
         let ok_sum: i64 = adds
@@ -91,6 +94,7 @@ impl Checker for Counter {
             impossible_reads: Vec::new(),
             impossible_count: 0,
             malformed_reads: 0,
+            final_reads_marked: crate::history::has_final_reads(input.ops),
         };
         judge_reads(&adds, &reads, &mut report);
         Ok(Some(verdict(report)))
@@ -126,6 +130,9 @@ fn judge_reads(adds: &[&Op], reads: &[&Op], r: &mut Report) {
             if r.impossible_reads.len() < MAX_LISTED {
                 r.impossible_reads.push(bad(op, v, lo, hi));
             }
+        }
+        if r.final_reads_marked && !op.final_read {
+            continue;
         }
         let node = op.node.clone().unwrap_or_else(|| "?".into());
         if last.get(&node).is_none_or(|(t, _)| *t <= end) {
@@ -184,6 +191,19 @@ fn verdict(r: Report) -> CheckerResult {
                 "{} read(s) returned a value that is not an integer",
                 r.malformed_reads
             ),
+        )
+    } else if r.final_reads.is_empty() {
+        (
+            Verdict::Unknown,
+            format!(
+                "no successful final read ({} acknowledged add(s)): what the nodes kept is not known",
+                r.adds_ok
+            ),
+        )
+    } else if r.adds_ok == 0 && r.adds_indeterminate == 0 {
+        (
+            Verdict::Unknown,
+            "no add was acknowledged or left indeterminate: every read of 0 is right, and nothing could have been lost".to_string(),
         )
     } else {
         (

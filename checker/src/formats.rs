@@ -327,7 +327,11 @@ fn edn_event_opt(
         Some(Edn::Int(t)) if *t >= 0 => *t as u64,
         _ => line as u64,
     };
-    Ok(Some(event(index, time, process, kind, f, key, value)))
+    let mut ev = event(index, time, process, kind, f, key, value);
+    if matches!(form.get("final?"), Some(Edn::Bool(true))) {
+        ev.extra.insert("final".into(), Value::Bool(true));
+    }
+    Ok(Some(ev))
 }
 
 pub fn edn_to_json(e: &Edn) -> Result<Value, String> {

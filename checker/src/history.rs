@@ -98,6 +98,16 @@ pub struct Op {
     pub line: usize,
     /// The node that answered (the completion's `node`), when recorded.
     pub node: Option<String>,
+    /// One of the final reads after the faults healed (the invocation's
+    /// `"final":true`, Jepsen's `:final?`): what the system kept.
+    pub final_read: bool,
+}
+
+/// Whether any op is marked a final read: histories written before the
+/// mark existed, or by tools that do not set it, have none, and checkers
+/// then take each node's last read as its final one.
+pub fn has_final_reads(ops: &[Op]) -> bool {
+    ops.iter().any(|o| o.final_read)
 }
 
 /// Normalizes a JSON key to a string so `"k1"` and `1` partition consistently.
@@ -147,6 +157,7 @@ pub fn pair(file: &str, events: &[LinedEvent]) -> Result<Vec<Op>, CheckError> {
                     returned_time: None,
                     line: *line,
                     node: None,
+                    final_read: ev.extra.get("final").and_then(Value::as_bool) == Some(true),
                 });
             }
             kind => {

@@ -3,7 +3,10 @@
 //! - inconsistent offsets: one offset of a key holding two messages;
 //! - duplicates: one message at two offsets;
 //! - lost writes: an acknowledged message at an offset that polls read
-//!   past (a poll returned a later offset of its key) but never returned;
+//!   past (a poll returned a later offset of its key) but never returned,
+//!   or that the final polls (which read each key from offset 0, page by
+//!   page, until a page comes back empty) do not hold: a log that vanished
+//!   whole shows no later offset, and is lost all the same;
 //! - poll skips: a poll that, between its start and the offsets it
 //!   returned, jumped over an offset known to hold a message;
 //! - non-monotonic polls: offsets within one poll's answer not increasing;
@@ -11,7 +14,10 @@
 //!   that go back;
 //! - committed offsets going back: a `list_committed_offsets` answer below
 //!   a commit acknowledged before it was asked.
-//!   Wrongly shaped answers are counted, not trusted.
+//!
+//! Wrongly shaped answers are counted, not trusted. With no acknowledged
+//! send, or a key with acknowledged sends that no final poll read to its
+//! end, nothing says what was kept: `unknown`, with the keys named.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -30,6 +36,12 @@ const MAX_LISTED: usize = 10;
 struct Report {
     sends_ok: usize,
     polls_ok: usize,
+    /// Keys whose final polls read the log to its end, and how many
+    /// messages they held in all.
+    keys_read_to_end: usize,
+    final_messages: usize,
+    /// Keys with acknowledged sends that no final poll read to the end.
+    keys_not_read_to_end: Vec<String>,
     /// Each anomaly: how many, and a few examples.
     anomalies: BTreeMap<&'static str, (usize, Vec<Value>)>,
     /// Answers of the wrong shape (an offset that is not a number...).
@@ -57,6 +69,10 @@ struct KeyLog {
     polled_max: Option<u64>,
     /// Every (offset) a poll returned, with its message.
     polled: BTreeSet<(u64, String)>,
+    /// When each acknowledged (offset, message) was acknowledged, ns.
+    acked_at: HashMap<(u64, String), u64>,
+    /// What the final polls held, when they read the log to its end.
+    final_read: Option<BTreeSet<(u64, String)>>,
 }
 
 type Pairs = Vec<(u64, String)>;
@@ -100,6 +116,7 @@ impl Checker for Kafka {
         let mut logs: HashMap<String, KeyLog> = HashMap::new();
         record_sends(&sends, &mut logs, &mut r);
         let parsed = record_polls(&polls, &mut logs, &mut r);
+        final_reads(&parsed, &mut logs);
         judge_logs(&logs, &mut r);
         poll_skips(&parsed, &logs, &mut r);
         committed_offsets(input.ops, &mut r);
@@ -121,6 +138,9 @@ fn record_sends(sends: &[&Op], logs: &mut HashMap<String, KeyLog>, r: &mut Repor
         let log = logs.entry(key.clone()).or_default();
         log.at.entry(offset).or_default().insert(msg.clone());
         log.acked.push((offset, msg.clone()));
+        if let Some(t) = o.complete_time {
+            log.acked_at.insert((offset, msg.clone()), t);
+        }
         if let Some(prev) = last.insert((&o.process, key.clone()), offset) {
             if offset <= prev {
                 r.add(
@@ -189,14 +209,80 @@ fn judge_logs(logs: &HashMap<String, KeyLog>, r: &mut Report) {
                 serde_json::json!({"key": key, "message": m, "offsets": offsets}),
             );
         }
-        for (offset, msg) in &log.acked {
-            let read_past = log.polled_max.is_some_and(|m| m > *offset);
-            if read_past && !log.polled.contains(&(*offset, msg.clone())) {
-                r.add(
-                    "lost-write",
-                    serde_json::json!({"key": key, "offset": offset, "message": msg}),
-                );
-            }
+        lost_writes(key, log, r);
+    }
+}
+
+/// An acknowledged message is lost when polls read past its offset
+/// without it, or when the final polls read its key to the end without it.
+fn lost_writes(key: &str, log: &KeyLog, r: &mut Report) {
+    match &log.final_read {
+        Some(kept) => {
+            r.keys_read_to_end += 1;
+            r.final_messages += kept.len();
+        }
+        None if !log.acked.is_empty() => r.keys_not_read_to_end.push(key.to_string()),
+        None => {}
+    }
+    for (offset, msg) in &log.acked {
+        let pair = (*offset, msg.clone());
+        let read_past = log.polled_max.is_some_and(|m| m > *offset) && !log.polled.contains(&pair);
+        let not_kept = log.final_read.as_ref().is_some_and(|kept| !kept.contains(&pair));
+        if !(read_past || not_kept) {
+            continue;
+        }
+        let why = if not_kept {
+            "absent from the final polls, which read the key from offset 0 to its end"
+        } else {
+            "polls read past its offset and never returned it"
+        };
+        let at_s = log.acked_at.get(&pair).map(|t| *t as f64 / 1e9);
+        r.add(
+            "lost-write",
+            serde_json::json!({"key": key, "offset": offset, "message": msg, "acknowledged_s": at_s, "why": why}),
+        );
+    }
+}
+
+/// Follows each key's final polls from offset 0, page to next page; a key
+/// whose chain ends in an empty page was read to its end.
+fn final_reads(polls: &[(&Op, BTreeMap<String, Pairs>)], logs: &mut HashMap<String, KeyLog>) {
+    // Per key: the last final page asked from each offset.
+    let mut pages: HashMap<&str, BTreeMap<u64, &Pairs>> = HashMap::new();
+    let mut by_time: Vec<&(&Op, BTreeMap<String, Pairs>)> =
+        polls.iter().filter(|(o, _)| o.final_read).collect();
+    by_time.sort_by_key(|(o, _)| o.invoke_time);
+    const EMPTY: &Pairs = &Vec::new();
+    for (o, msgs) in by_time {
+        for (key, from) in o.input.as_object().into_iter().flatten() {
+            let Some(from) = from.as_u64() else {
+                continue;
+            };
+            let page = msgs.get(key).unwrap_or(EMPTY);
+            pages.entry(key).or_default().insert(from, page);
+        }
+    }
+    for (key, pages) in pages {
+        let Some(log) = logs.get_mut(key) else {
+            // A key nobody sent to, read empty: nothing to keep.
+            continue;
+        };
+        let mut kept = BTreeSet::new();
+        let mut at = 0;
+        // Each step moves past a page's last offset, so there are at most
+        // as many steps as pages.
+        for _ in 0..=pages.len() {
+            let Some(page) = pages.get(&at) else {
+                break;
+            };
+            let Some(top) = page.iter().map(|p| p.0).max().filter(|t| *t >= at) else {
+                if page.is_empty() {
+                    log.final_read = Some(std::mem::take(&mut kept));
+                }
+                break;
+            };
+            kept.extend(page.iter().cloned());
+            at = top + 1;
         }
     }
 }
@@ -290,12 +376,28 @@ fn verdict(r: Report) -> CheckerResult {
                 r.malformed_answers
             ),
         )
+    } else if r.sends_ok == 0 {
+        (
+            Verdict::Unknown,
+            format!(
+                "no send was acknowledged ({} polls): nothing could have been lost",
+                r.polls_ok
+            ),
+        )
+    } else if !r.keys_not_read_to_end.is_empty() {
+        (
+            Verdict::Unknown,
+            format!(
+                "the final polls did not read keys {:?} to their end (none succeeded, or a page never came back empty): what those keys kept of their acknowledged sends is not known",
+                r.keys_not_read_to_end
+            ),
+        )
     } else {
         (
             Verdict::Valid,
             format!(
-                "{} acknowledged sends and {} polls consistent: no lost, skipped, duplicated or reordered messages",
-                r.sends_ok, r.polls_ok
+                "{} acknowledged sends and {} polls consistent, every one of them in the final polls ({} messages over {} keys): no lost, skipped, duplicated or reordered messages",
+                r.sends_ok, r.polls_ok, r.final_messages, r.keys_read_to_end
             ),
         )
     };

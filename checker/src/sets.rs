@@ -41,8 +41,11 @@ struct Report {
     /// From acknowledgement to the end of the last read that missed it.
     stable_latency_ms_median: f64,
     stable_latency_ms_max: f64,
-    /// Each node's last read: when it ended and how many elements it held.
+    /// Each node's last final read (its last read, in a history that
+    /// marks none final): when it ended and how many elements it held.
     final_reads: BTreeMap<String, (f64, usize)>,
+    /// Whether the history marks its final reads (`"final":true`).
+    final_reads_marked: bool,
     /// Reads whose answer is not a list.
     malformed_reads: usize,
 }
@@ -88,8 +91,12 @@ impl Checker for SetFull {
         }
         let mut seen: BTreeSet<Element> = BTreeSet::new();
         let mut last: BTreeMap<String, (u64, &Vec<Element>)> = BTreeMap::new();
+        let finals = crate::history::has_final_reads(input.ops);
         for (op, els) in &reads {
             seen.extend(els.iter().cloned());
+            if finals && !op.final_read {
+                continue;
+            }
             let node = op.node.clone().unwrap_or_else(|| "?".into());
             let t = op.returned_time.unwrap_or(op.invoke_time);
             if last.get(&node).is_none_or(|(lt, _)| *lt <= t) {
@@ -137,6 +144,7 @@ impl Checker for SetFull {
                 .map(|(n, (t, els))| (n.clone(), (*t as f64 / 1e9, els.len())))
                 .collect(),
             malformed_reads,
+            final_reads_marked: finals,
         };
         Ok(Some(verdict(report)))
     }
@@ -170,7 +178,18 @@ fn verdict(r: Report) -> CheckerResult {
             ),
         )
     } else if r.final_reads.is_empty() {
-        (Verdict::Unknown, "no successful read to check".to_string())
+        (
+            Verdict::Unknown,
+            "no successful final read: what the nodes kept is not known".to_string(),
+        )
+    } else if r.acknowledged == 0 && r.final_reads.values().all(|(_, n)| *n == 0) {
+        (
+            Verdict::Unknown,
+            format!(
+                "no add was acknowledged ({} attempted) and no read held an element: nothing could have been lost",
+                r.attempted
+            ),
+        )
     } else {
         (
             Verdict::Valid,

@@ -154,18 +154,27 @@ impl Client {
             .map(|_| ())
     }
 
+    /// The workload this client asks.
+    pub fn workload(&self) -> &'static dyn Workload {
+        self.workload
+    }
+
     /// Invokes one op and records it; returns the completion type.
     pub async fn invoke(&mut self, inv: &Invocation) -> std::io::Result<EventType> {
         Ok(completion_type(self.invoke_for(inv).await?.kind))
     }
 
     /// Invokes one op and records it; returns how it completed.
-    async fn invoke_for(&mut self, inv: &Invocation) -> std::io::Result<Completion> {
+    pub async fn invoke_for(&mut self, inv: &Invocation) -> std::io::Result<Completion> {
         self.msg_id += 1;
         let msg_id = self.msg_id;
         let mut body = self.workload.request(inv);
         body["msg_id"] = json!(msg_id);
-        self.record(EventType::Invoke, inv, &inv.value, Map::new())?;
+        let mut marks = Map::new();
+        if inv.final_read {
+            marks.insert("final".into(), json!(true));
+        }
+        self.record(EventType::Invoke, inv, &inv.value, marks)?;
         let mut extra = Map::new();
         // A stdio client can ask any node; a server's client only its own.
         let (node, node_id) = match (&self.conn, inv.node) {

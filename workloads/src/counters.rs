@@ -65,6 +65,10 @@ impl Workload for CounterWorkload {
         on_every_node("read", node_count)
     }
 
+    fn reads_converge(&self) -> bool {
+        true
+    }
+
     fn converges_eventually(&self) -> bool {
         true
     }

@@ -24,6 +24,9 @@ pub struct Invocation {
     /// The node it must be asked of (a final read of each node's view),
     /// rather than the client's own.
     pub node: Option<usize>,
+    /// One of the final reads after healing: recorded with `"final":true`
+    /// (Jepsen's `:final?`), so checkers judge what was kept by them.
+    pub final_read: bool,
 }
 
 impl Invocation {
@@ -33,7 +36,14 @@ impl Invocation {
             key,
             value,
             node: None,
+            final_read: false,
         }
+    }
+
+    /// This op, as a final read.
+    pub fn finally(mut self) -> Self {
+        self.final_read = true;
+        self
     }
 
     /// This op, asked of node `node`.
@@ -72,6 +82,18 @@ pub trait Workload: Send + Sync {
     /// Ops that must each succeed once after the faults are healed (the
     /// liveness phase retries each until it does or time runs out).
     fn final_reads(&self, key_count: u64, node_count: usize) -> Vec<Invocation>;
+    /// The final read that must follow `done`, which succeeded with
+    /// `value`: a read that returns a page at a time reads on from where
+    /// it stopped, so the final reads are complete (kafka's polls).
+    fn next_final_read(&self, _done: &Invocation, _value: &Value) -> Option<Invocation> {
+        None
+    }
+    /// Whether each node's final read must be repeated until every node
+    /// answers the same: replicas that converge by gossip are judged once
+    /// they have, or once the convergence bound is spent.
+    fn reads_converge(&self) -> bool {
+        false
+    }
     /// Whether replicas only converge eventually: then the final reads
     /// wait the recovery time even when no fault was injected.
     fn converges_eventually(&self) -> bool {

@@ -80,6 +80,10 @@ impl Workload for SetWorkload {
         on_every_node("read", node_count)
     }
 
+    fn reads_converge(&self) -> bool {
+        true
+    }
+
     fn converges_eventually(&self) -> bool {
         true
     }

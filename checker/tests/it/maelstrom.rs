@@ -9,14 +9,19 @@ use faultline_checker::kafka::Kafka;
 use faultline_checker::sets::SetFull;
 use faultline_checker::{formats, history, CheckerResult, Verdict};
 
-/// `(process, type, f, value, node)` rows at times 0, 1, 2, ...
+/// `(process, type, f, value, node)` rows at times 0, 1, 2, ...; a node
+/// written `n1*` marks the row a final read (`"final":true`).
 fn check(c: &dyn Checker, rows: &[(u64, &str, &str, &str, &str)]) -> CheckerResult {
     let text: String = rows
         .iter()
         .enumerate()
         .map(|(i, (p, ty, f, v, node))| {
+            let (node, mark) = match node.strip_suffix('*') {
+                Some(n) => (n, ",\"final\":true"),
+                None => (*node, ""),
+            };
             format!(
-                "{{\"index\":{i},\"time\":{},\"process\":{p},\"type\":\"{ty}\",\"f\":\"{f}\",\"key\":\"a\",\"value\":{v},\"node\":\"{node}\"}}\n",
+                "{{\"index\":{i},\"time\":{},\"process\":{p},\"type\":\"{ty}\",\"f\":\"{f}\",\"key\":\"a\",\"value\":{v},\"node\":\"{node}\"{mark}}}\n",
                 i * 1000
             )
         })
@@ -182,9 +187,146 @@ fn kafka_anomalies_are_each_named() {
             (0, "ok", "send", "0", "n1"),
             (0, "invoke", "send", "2", "n1"),
             (0, "info", "send", "2", "n1"),
-            (2, "invoke", "poll", "{\"a\":0}", "n1"),
-            (2, "ok", "poll", "{\"a\":[[0,1],[3,2]]}", "n1"),
+            (2, "invoke", "poll", "{\"a\":0}", "n1*"),
+            (2, "ok", "poll", "{\"a\":[[0,1],[3,2]]}", "n1*"),
+            (2, "invoke", "poll", "{\"a\":4}", "n1*"),
+            (2, "ok", "poll", "{\"a\":[]}", "n1*"),
         ],
     );
     assert_eq!(ok.verdict, Verdict::Valid, "{}", ok.summary);
+}
+
+#[test]
+fn kafka_messages_missing_from_the_final_polls_are_lost() {
+    let sends = [
+        (0, "invoke", "send", "1", "n1"),
+        (0, "ok", "send", "0", "n1"),
+        (0, "invoke", "send", "2", "n1"),
+        (0, "ok", "send", "1", "n1"),
+    ];
+    // A log wiped whole: the final poll from 0 is empty, so no poll ever
+    // returned a later offset, and both messages are lost all the same.
+    let mut wiped = sends.to_vec();
+    wiped.extend([
+        (1, "invoke", "poll", "{\"a\":0}", "n2*"),
+        (1, "ok", "poll", "{}", "n2*"),
+    ]);
+    let r = check(&Kafka, &wiped);
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+    let (n, examples) = &r.details["anomalies"]["lost-write"].as_array().map(|a| (a[0].clone(), a[1].clone())).unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(examples[0]["offset"], 0);
+    assert_eq!(examples[0]["message"], "1");
+    assert_eq!(examples[1]["acknowledged_s"], 3e-6);
+    assert!(examples[0]["why"].as_str().unwrap().contains("final polls"));
+    // Read a page at a time: [0] from 0, nothing from 1. Message 2 at
+    // offset 1 is missing from the pages, which reached the log's end.
+    let mut paged = sends.to_vec();
+    paged.extend([
+        (1, "invoke", "poll", "{\"a\":0}", "n2*"),
+        (1, "ok", "poll", "{\"a\":[[0,1]]}", "n2*"),
+        (1, "invoke", "poll", "{\"a\":1}", "n2*"),
+        (1, "ok", "poll", "{\"a\":[]}", "n2*"),
+    ]);
+    let r = check(&Kafka, &paged);
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+    assert_eq!(r.details["anomalies"]["lost-write"][0], 1, "{}", r.summary);
+    // The same pages, the second holding offset 1: valid.
+    paged[7] = (1, "ok", "poll", "{\"a\":[[1,2]]}", "n2*");
+    paged.extend([
+        (1, "invoke", "poll", "{\"a\":2}", "n2*"),
+        (1, "ok", "poll", "{\"a\":[]}", "n2*"),
+    ]);
+    let r = check(&Kafka, &paged);
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.summary);
+}
+
+#[test]
+fn kafka_with_nothing_acknowledged_or_nothing_read_to_the_end_is_unknown() {
+    let nothing_sent = check(
+        &Kafka,
+        &[
+            (0, "invoke", "send", "1", "n1"),
+            (0, "info", "send", "1", "n1"),
+            (1, "invoke", "poll", "{\"a\":0}", "n2*"),
+            (1, "ok", "poll", "{}", "n2*"),
+        ],
+    );
+    assert_eq!(nothing_sent.verdict, Verdict::Unknown, "{}", nothing_sent.summary);
+    assert!(nothing_sent.summary.contains("no send was acknowledged"), "{}", nothing_sent.summary);
+    // Sends acknowledged, but every final poll failed: a poll during the
+    // run saw the message, which says nothing of what was kept.
+    let unread = check(
+        &Kafka,
+        &[
+            (0, "invoke", "send", "1", "n1"),
+            (0, "ok", "send", "0", "n1"),
+            (1, "invoke", "poll", "{\"a\":0}", "n2"),
+            (1, "ok", "poll", "{\"a\":[[0,1]]}", "n2"),
+            (1, "invoke", "poll", "{\"a\":0}", "n2*"),
+            (1, "fail", "poll", "{\"a\":0}", "n2*"),
+        ],
+    );
+    assert_eq!(unread.verdict, Verdict::Unknown, "{}", unread.summary);
+    assert!(unread.summary.contains("[\"a\"]"), "{}", unread.summary);
+}
+
+#[test]
+fn sets_and_counters_judge_the_final_reads_and_nothing_acknowledged_is_unknown() {
+    // n2's last read during the run is stale; its final read is whole.
+    let set = check(
+        &SetFull { add_f: "add" },
+        &[
+            (0, "invoke", "add", "1", "n1"),
+            (0, "ok", "add", "1", "n1"),
+            (1, "invoke", "read", "null", "n2*"),
+            (1, "ok", "read", "[1]", "n2*"),
+            (2, "invoke", "read", "null", "n2"),
+            (2, "ok", "read", "[]", "n2"),
+            (0, "invoke", "read", "null", "n1*"),
+            (0, "ok", "read", "[1]", "n1*"),
+        ],
+    );
+    assert_eq!(set.verdict, Verdict::Valid, "{}", set.summary);
+    // A final read that lost the acknowledged element.
+    let lost = check(
+        &SetFull { add_f: "add" },
+        &[
+            (0, "invoke", "add", "1", "n1"),
+            (0, "ok", "add", "1", "n1"),
+            (1, "invoke", "read", "null", "n2*"),
+            (1, "ok", "read", "[]", "n2*"),
+        ],
+    );
+    assert_eq!(lost.verdict, Verdict::Invalid, "{}", lost.summary);
+    let empty = check(
+        &SetFull { add_f: "add" },
+        &[
+            (0, "invoke", "add", "1", "n1"),
+            (0, "fail", "add", "1", "n1"),
+            (1, "invoke", "read", "null", "n2*"),
+            (1, "ok", "read", "[]", "n2*"),
+        ],
+    );
+    assert_eq!(empty.verdict, Verdict::Unknown, "{}", empty.summary);
+    let counter = check(
+        &Counter,
+        &[
+            (0, "invoke", "add", "3", "n1"),
+            (0, "ok", "add", "3", "n1"),
+            (1, "invoke", "read", "null", "n2*"),
+            (1, "ok", "read", "0", "n2*"),
+        ],
+    );
+    assert_eq!(counter.verdict, Verdict::Invalid, "{}", counter.summary);
+    let no_final = check(
+        &Counter,
+        &[
+            (0, "invoke", "add", "3", "n1"),
+            (0, "ok", "add", "3", "n1"),
+            (1, "invoke", "read", "null", "n2*"),
+            (1, "fail", "read", "null", "n2*"),
+        ],
+    );
+    assert_eq!(no_final.verdict, Verdict::Unknown, "{}", no_final.summary);
 }

@@ -1,12 +1,20 @@
 //! After healing: the workload's final reads must each succeed within a
 //! bound, or the system did not recover (the `liveness` checker). Each
-//! attempt is an op in the history, so a stale final read is caught too.
+//! attempt is an op in the history, marked `"final":true`, so the checkers
+//! judge what the system kept by them (and a stale final read is caught).
+//!
+//! Final reads are complete: a read answered a page at a time reads on
+//! from where the page ended (kafka's polls) until a page comes back
+//! empty. For replicas that converge by gossip, every node is read in
+//! rounds until two rounds in a row agree on every node, within the same
+//! bound: a node that converges slowly is judged once it has, one that
+//! never does is judged on its last answer.
 
 use anyhow::Context;
-use faultline_checker::{CheckerResult, EventType, Verdict};
-use faultline_workloads::Invocation;
-use serde_json::json;
-use std::collections::VecDeque;
+use faultline_checker::{CheckerResult, Verdict};
+use faultline_workloads::{Invocation, Outcome, Workload};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +24,12 @@ use crate::options::TestConfig;
 
 /// Pause between attempts at one final read.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Pause between rounds of reads of every node while they converge: a
+/// gossip round is usually 100 ms to a few seconds.
+const ROUND_PAUSE: Duration = Duration::from_millis(250);
+/// Most follow-up reads (further pages) in one run: a node that keeps
+/// answering pages must not keep the phase going past its bound anyway.
+const MAX_FOLLOW_UPS: usize = 100_000;
 
 /// The final reads still to succeed: each client's own share first, then
 /// those that failed, which any client takes next (so a read whose node is
@@ -25,6 +39,76 @@ struct Work {
     retry: VecDeque<Invocation>,
     /// Reads not yet succeeded, in flight included.
     pending: usize,
+    follow_ups: usize,
+    /// Reads of every node converging: this round's and the last round's
+    /// answers by node, and when the next round may start.
+    rounds: Option<Rounds>,
+}
+
+struct Rounds {
+    /// The per-node reads, asked again each round.
+    reads: Vec<Invocation>,
+    this: BTreeMap<usize, Value>,
+    last: BTreeMap<usize, Value>,
+    count: usize,
+    converged_s: Option<f64>,
+    not_before: Instant,
+}
+
+impl Rounds {
+    /// Two rounds in a row in which every node answered the same.
+    fn converged(&self) -> bool {
+        let agree = |m: &BTreeMap<usize, Value>| {
+            m.len() == self.reads.len() && m.values().all(|v| v == m.values().next().unwrap())
+        };
+        agree(&self.this) && self.this == self.last
+    }
+}
+
+impl Work {
+    /// Records a successful read; queues what must follow it (a further
+    /// page, or the next round).
+    fn done(&mut self, workload: &dyn Workload, read: &Invocation, value: &Value, started: Instant) {
+        self.pending -= 1;
+        if let Some(next) = workload.next_final_read(read, value) {
+            if self.follow_ups < MAX_FOLLOW_UPS {
+                self.follow_ups += 1;
+                self.pending += 1;
+                self.retry.push_back(next);
+            }
+        }
+        let Some(r) = &mut self.rounds else {
+            return;
+        };
+        if let Some(n) = read.node {
+            r.this.insert(n, canonical(value));
+        }
+        if self.pending > 0 {
+            return;
+        }
+        if r.converged() {
+            r.converged_s = Some(started.elapsed().as_secs_f64());
+            return;
+        }
+        r.count += 1;
+        r.last = std::mem::take(&mut r.this);
+        r.not_before = Instant::now() + ROUND_PAUSE;
+        self.retry.extend(r.reads.iter().cloned());
+        self.pending = r.reads.len();
+    }
+}
+
+/// A read's answer, with lists in a canonical order: nodes that hold the
+/// same set may list it in different orders.
+fn canonical(v: &Value) -> Value {
+    match v.as_array() {
+        Some(a) => {
+            let mut items: Vec<String> = a.iter().map(Value::to_string).collect();
+            items.sort_unstable();
+            json!(items)
+        }
+        None => v.clone(),
+    }
 }
 
 /// Client k's share is every concurrency-th read (as before any fails);
@@ -35,27 +119,37 @@ pub async fn run(
     clients: Vec<Client>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<CheckerResult> {
-    let reads = cfg.workload().final_reads(cfg.key_count, cfg.node_count);
-    let ids = super::cluster::Layout::node_ids(cfg);
+    let workload = cfg.workload();
+    let reads: Vec<Invocation> = workload
+        .final_reads(cfg.key_count, cfg.node_count)
+        .into_iter()
+        .map(Invocation::finally)
+        .collect();
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(cfg.liveness_timeout_s);
     let mut own = vec![VecDeque::new(); cfg.concurrency];
     for (i, r) in reads.iter().enumerate() {
         own[i % cfg.concurrency].push_back(r.clone());
     }
+    let rounds = workload.reads_converge().then(|| Rounds {
+        reads: reads.clone(),
+        this: BTreeMap::new(),
+        last: BTreeMap::new(),
+        count: 1,
+        converged_s: None,
+        not_before: started,
+    });
     let work = Arc::new(Mutex::new(Work {
         own,
         retry: VecDeque::new(),
         pending: reads.len(),
+        follow_ups: 0,
+        rounds,
     }));
     let mut tasks = Vec::new();
     for c in clients {
-        tasks.push(tokio::spawn(read_all(
-            c,
-            work.clone(),
-            until,
-            cancel.clone(),
-        )));
+        let (work, cancel) = (work.clone(), cancel.clone());
+        tasks.push(tokio::spawn(read_all(c, work, started, until, cancel)));
     }
     for t in tasks {
         t.await
@@ -63,76 +157,115 @@ pub async fn run(
             .context("writing history.jsonl")?;
     }
     let w = work.lock().unwrap_or_else(|e| e.into_inner());
-    let mut unreadable: Vec<serde_json::Value> = w
-        .own
-        .iter()
-        .flatten()
-        .chain(w.retry.iter())
-        .map(|r| match r.node {
-            // A read of one node's view: name the node.
-            Some(n) => json!(format!("{} on {}", r.f, ids[n])),
-            None => r.key.clone(),
-        })
-        .collect();
-    drop(w);
+    Ok(verdict(cfg, &reads, &w, started))
+}
+
+/// The liveness result: which final reads never succeeded, and for
+/// converging replicas how many rounds it took.
+fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -> CheckerResult {
+    let ids = super::cluster::Layout::node_ids(cfg);
+    // In a round after the first, every read has succeeded once already.
+    let first_round = w.rounds.as_ref().is_none_or(|r| r.count == 1);
+    let mut unreadable: Vec<Value> = if first_round {
+        w.own
+            .iter()
+            .flatten()
+            .chain(w.retry.iter())
+            .map(|r| match r.node {
+                // A read of one node's view: name the node.
+                Some(n) => json!(format!("{} on {}", r.f, ids[n])),
+                None => key_of(r),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Numeric keys in numeric order, then the rest as text.
     unreadable.sort_by_key(|k| {
         k.as_u64()
             .map_or((1, 0, k.to_string()), |n| (0, n, String::new()))
     });
-    let verdict = if unreadable.is_empty() {
-        Verdict::Valid
-    } else {
-        Verdict::Invalid
-    };
-    let summary = if unreadable.is_empty() {
-        format!(
-            "every key readable {:.1} s after healing",
-            started.elapsed().as_secs_f64()
+    unreadable.dedup();
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let convergence = w.rounds.as_ref().map(|r| match r.converged_s {
+        Some(s) => format!("; every node agreed after {} round(s), {s:.1} s", r.count),
+        None => format!(
+            "; nodes still disagreed after {} round(s) in {} s, judged on their last answers",
+            r.count, cfg.liveness_timeout_s
+        ),
+    });
+    let (verdict, summary) = if unreadable.is_empty() {
+        (
+            Verdict::Valid,
+            format!("every key readable {elapsed_s:.1} s after healing{}", convergence.clone().unwrap_or_default()),
         )
     } else {
-        format!(
-            "liveness violated: keys {} were not readable within {} s after healing",
-            json!(unreadable),
-            cfg.liveness_timeout_s
+        (
+            Verdict::Invalid,
+            format!(
+                "liveness violated: keys {} were not readable within {} s after healing",
+                json!(unreadable),
+                cfg.liveness_timeout_s
+            ),
         )
     };
     let details = json!({
         "checker": "liveness",
         "keys": reads.len(),
         "unreadable_keys": unreadable,
-        "seconds_to_read_all": started.elapsed().as_secs_f64(),
+        "seconds_to_read_all": elapsed_s,
         "bound_s": cfg.liveness_timeout_s,
+        "pages_read_on": w.follow_ups,
+        "rounds": w.rounds.as_ref().map(|r| r.count),
+        "converged_after_s": w.rounds.as_ref().and_then(|r| r.converged_s),
     });
-    Ok(CheckerResult::new("liveness", verdict, summary, &details))
+    CheckerResult::new("liveness", verdict, summary, &details)
 }
 
-/// Takes reads (its own first, then failed ones) until none is pending
-/// or time is up; a failed read goes back for any client.
+/// What a read without a node reads: its key, or for a read named by its
+/// value (kafka's `{"key": offset}`), the keys it names.
+fn key_of(r: &Invocation) -> Value {
+    match (&r.key, r.value.as_object()) {
+        (Value::Null, Some(m)) if m.len() == 1 => json!(m.keys().next()),
+        (Value::Null, Some(m)) => json!(m.keys().collect::<Vec<_>>()),
+        (k, _) => k.clone(),
+    }
+}
+
+/// Takes reads (its own first, then failed ones and follow-ups) until none
+/// is pending or time is up; a failed read goes back for any client.
 async fn read_all(
     mut c: Client,
     work: Arc<Mutex<Work>>,
+    started: Instant,
     until: Instant,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let me = c.k - 1;
+    let workload = c.workload();
     while !cancel.is_cancelled() && Instant::now() < until {
         let next = {
             let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            let round_wait = w.rounds.as_ref().is_some_and(|r| Instant::now() < r.not_before);
             if w.pending == 0 {
                 return Ok(());
             }
-            w.own[me].pop_front().or_else(|| w.retry.pop_front())
+            if round_wait {
+                None
+            } else {
+                w.own[me].pop_front().or_else(|| w.retry.pop_front())
+            }
         };
         let Some(read) = next else {
             tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         };
-        let ok = c.invoke(&read).await? == EventType::Ok;
+        let done = c.invoke_for(&read).await?;
+        let ok = done.kind == Outcome::Ok;
         {
             let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
             if ok {
-                w.pending -= 1;
+                w.done(workload, &read, &done.value, started);
             } else {
                 w.retry.push_back(read);
             }
