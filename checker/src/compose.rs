@@ -96,7 +96,7 @@ fn nothing_acknowledged(name: &str, ops: usize, report: &impl Serialize) -> Chec
     CheckerResult::new(
         name,
         Verdict::Unknown,
-        format!("none of {ops} operation(s) succeeded: nothing that could have failed, so nothing to judge"),
+        format!("none of {ops} operation(s) acknowledged a write or read a value: nothing that could have failed, so nothing to judge"),
         report,
     )
 }
@@ -118,8 +118,11 @@ impl Checker for Linearizability {
             ..Default::default()
         };
         let r = linearizability::check(input.ops, &opts)?;
-        let acknowledged = input.ops.iter().any(|o| o.outcome == Outcome::Ok);
-        if r.anomaly.is_none() && !input.ops.is_empty() && !acknowledged {
+        // A read that found a value, or any acknowledged op other than a
+        // read, could have shown a lost or wrong value; reads that all
+        // found nothing, of writes that all failed, could not.
+        let telling = |o: &Op| o.outcome == Outcome::Ok && (o.f != "read" || !o.output.is_null());
+        if r.anomaly.is_none() && !input.ops.is_empty() && !input.ops.iter().any(telling) {
             return Ok(Some(nothing_acknowledged(self.name(), input.ops.len(), &r)));
         }
         let summary = match (&r.anomaly, r.unknown.first()) {

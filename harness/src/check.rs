@@ -2,7 +2,10 @@
 //! A path may be a history in any supported format (linearizability), a
 //! traces.jsonl file (Raft invariants), or a run directory, which is judged
 //! by the run's own check phase (`run::judge`) with the liveness result the
-//! run recorded, so it gives exactly the verdict the run gave.
+//! run recorded, so it gives exactly the verdict the run gave, unless
+//! `--consistency-model` or `--time-limit` ask for another judgement (said
+//! on the output). Flags that only mean something for a history file are
+//! refused for a run directory, never ignored.
 
 use clap::Args;
 use faultline_checker::compose::{self, Input, Linearizability, RaftInvariants};
@@ -125,21 +128,55 @@ fn only(
         .ok_or_else(|| format!("{name}: nothing to check"))
 }
 
-/// A run directory, judged as the run judged itself.
-fn check_run_dir(path: &Path) -> Result<Vec<CheckerResult>, String> {
+/// A run directory, judged as the run judged itself, or under the
+/// consistency model or time limit the flags name instead (said in the
+/// returned notes). Flags that only mean something for a history file
+/// are refused rather than ignored.
+fn check_run_dir(path: &Path, s: &Settings) -> Result<(Vec<CheckerResult>, Vec<String>), String> {
+    let name = path.display();
+    if s.format.is_some() || s.model.is_some() {
+        return Err(format!(
+            "{name}: --format and --model apply to a history file; a run directory is judged by its workload's checkers (point check at {name}/history.jsonl to use them)"
+        ));
+    }
     let dir = RunDir::open(path);
-    let cfg = dir.load_config().map_err(|e| format!("{e:#}"))?;
+    let mut cfg = dir.load_config().map_err(|e| format!("{e:#}"))?;
     let stored = dir.load_results().map_err(|e| format!("{e:#}"))?;
+    let mut notes = Vec::new();
+    if let Some(m) = s.consistency_model {
+        if m.name() != cfg.consistency_model {
+            notes.push(format!(
+                "{name}: judged under --consistency-model {} (the run was recorded under {})",
+                m.name(),
+                cfg.consistency_model
+            ));
+        }
+        cfg.consistency_model = m.name().to_string();
+    }
+    if let Some(t) = s.time_limit {
+        notes.push(format!(
+            "{name}: each checker given --time-limit {} s (the run gave {} s)",
+            t.as_secs_f64(),
+            cfg.check_time_limit_s
+        ));
+        cfg.check_time_limit_s = t.as_secs_f64();
+    }
     let liveness = stored.checker("liveness").cloned();
     let (_, results) = judge::check(&dir, &cfg, liveness).map_err(|e| format!("{e:#}"))?;
-    Ok(results)
+    Ok((results, notes))
 }
 
-/// Every (file, result) for one path.
-fn check_path(f: &Path, s: &Settings) -> Result<Vec<(String, CheckerResult)>, String> {
+/// Every (file, result) for one path, and notes on how it was judged.
+fn check_path(
+    f: &Path,
+    s: &Settings,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, CheckerResult)>, String> {
     let name = f.display().to_string();
     let results = if f.is_dir() {
-        check_run_dir(f)?
+        let (results, said) = check_run_dir(f, s)?;
+        notes.extend(said);
+        results
     } else if f
         .file_name()
         .is_some_and(|n| n.to_string_lossy().ends_with("traces.jsonl"))
@@ -194,9 +231,9 @@ pub fn run(a: CheckArgs) -> ExitCode {
         time_limit: a.time_limit.map(Duration::from_secs_f64),
         consistency_model,
     };
-    let (mut reports, mut errors) = (Vec::new(), Vec::new());
+    let (mut reports, mut errors, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     for f in &a.files {
-        match check_path(f, &settings) {
+        match check_path(f, &settings, &mut notes) {
             Ok(r) => reports.extend(r),
             Err(e) => errors.push(e),
         }
@@ -213,9 +250,12 @@ pub fn run(a: CheckArgs) -> ExitCode {
         let verdict = errors.is_empty().then_some(overall);
         println!(
             "{}",
-            json!({"verdict": verdict, "files": files, "errors": errors})
+            json!({"verdict": verdict, "files": files, "errors": errors, "notes": notes})
         );
     } else {
+        for n in &notes {
+            println!("{n}");
+        }
         for (file, r) in &reports {
             println!(
                 "{file} [{}]: {} ({})",

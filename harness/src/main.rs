@@ -258,9 +258,10 @@ fn test(args: TestArgs) -> ExitCode {
     let (seed, path) = (cfg.seed, dir.path().display());
     match results.verdict {
         Some(v) => println!(
-            "{}: {} (seed {seed})\nresults: {path}",
+            "{}: {} (seed {seed})\nexercised: {}\nresults: {path}",
             v.as_str().to_uppercase(),
-            results.summary
+            results.summary,
+            results.ops.exercised()
         ),
         None => eprintln!(
             "faultline: {} (seed {seed}); partial results in {path}",

@@ -249,6 +249,27 @@ pub struct OpCounts {
     pub latency_ms_p99: f64,
     #[serde(default)]
     pub latency_ms_max: f64,
+    /// Ops acknowledged (ok) while some fault was on, and after the last
+    /// fault healed (the final reads among them); `None` without faults.
+    #[serde(default)]
+    pub ok_during_faults: Option<usize>,
+    #[serde(default)]
+    pub ok_after_faults: Option<usize>,
+}
+
+/// Fewer acknowledged ops than this and a verdict rests on almost
+/// nothing: the summary says so.
+pub const FEW_OK_OPS: usize = 10;
+
+impl OpCounts {
+    /// How much the run exercised, in one line.
+    pub fn exercised(&self) -> String {
+        let mut s = format!("{} ops invoked, {} acknowledged", self.invoked, self.ok);
+        if let (Some(during), Some(after)) = (self.ok_during_faults, self.ok_after_faults) {
+            s += &format!(" ({during} while faults were on, {after} after the last healed)");
+        }
+        s
+    }
 }
 
 /// The figures people compare runs by (Gossip Glomers' targets are in
@@ -261,6 +282,8 @@ pub struct Figures {
     pub latency_ms_max: f64,
     /// Ops that succeeded, of those invoked.
     pub availability: f64,
+    /// Ops that succeeded.
+    pub ok_ops: usize,
     /// For sets (broadcast, g-set): how long after its acknowledgement
     /// each element was in every read, median and max (the propagation
     /// latency the Gossip Glomers challenges bound).
@@ -305,6 +328,7 @@ impl Results {
             latency_ms_median: self.ops.latency_ms_median,
             latency_ms_max: self.ops.latency_ms_max,
             availability: self.ops.ok as f64 / invoked,
+            ok_ops: self.ops.ok,
             stable_latency_ms_median: self.set_detail("stable_latency_ms_median"),
             stable_latency_ms_max: self.set_detail("stable_latency_ms_max"),
         }

@@ -276,6 +276,41 @@ pub fn lookup(name: &str) -> Option<(Kind, Phase)> {
         .map(|&(_, k, p)| (k, p))
 }
 
+/// A fault as the history shows it: the event that started it and the one
+/// that ended it (`None`: still on when the history ends).
+pub struct Period<'a> {
+    pub kind: Kind,
+    pub start: &'a faultline_checker::Event,
+    pub end: Option<&'a faultline_checker::Event>,
+}
+
+/// Every fault period of a history: a nemesis start action paired with the
+/// next end action of its kind, in the order they ended.
+pub fn periods(events: &[faultline_checker::Event]) -> Vec<Period<'_>> {
+    let nemesis = faultline_checker::Process::Named("nemesis".into());
+    let mut open: Vec<Period> = Vec::new();
+    let mut done = Vec::new();
+    for e in events.iter().filter(|e| e.process == nemesis) {
+        match lookup(&e.f) {
+            Some((kind, Phase::Start)) => open.push(Period {
+                kind,
+                start: e,
+                end: None,
+            }),
+            Some((kind, Phase::End)) => {
+                while let Some(i) = open.iter().position(|p| p.kind == kind) {
+                    let mut p = open.remove(i);
+                    p.end = Some(e);
+                    done.push(p);
+                }
+            }
+            None => {}
+        }
+    }
+    done.extend(open);
+    done
+}
+
 impl Action {
     fn row(&self) -> usize {
         match self {

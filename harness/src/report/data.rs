@@ -5,8 +5,8 @@
 
 use anyhow::Context;
 use faultline_checker::linearizability::Anomaly;
-use faultline_checker::{history, Event, Op, Process};
-use faultline_nemesis::{lookup, Kind, Phase};
+use faultline_checker::{history, Event, Op};
+use faultline_nemesis::Kind;
 use serde_json::Value;
 
 use crate::options::TestConfig;
@@ -117,35 +117,21 @@ impl ReportData {
 /// Fault periods from the nemesis's events: a fault of a kind starts with
 /// a `Start` action and ends at the next `End` action of that kind.
 fn fault_bands(events: &[Event], end_ns: u64) -> Vec<Band> {
-    let mut open: Vec<(Kind, Band)> = Vec::new();
-    let mut bands = Vec::new();
-    let nemesis = Process::Named("nemesis".into());
-    for e in events.iter().filter(|e| e.process == nemesis) {
-        match lookup(&e.f) {
-            Some((kind, Phase::Start)) => open.push((
-                kind,
-                Band {
-                    start: e.time,
-                    end: end_ns,
-                    label: label(&e.f, &e.value),
-                    effect: effects(&e.value),
-                    kind,
-                    moment: MomentNote::from_value(&e.value),
-                },
-            )),
-            Some((kind, Phase::End)) => {
-                while let Some(i) = open.iter().position(|(k, _)| *k == kind) {
-                    let (_, mut band) = open.remove(i);
-                    band.end = e.time;
-                    band.effect = join(&band.effect, &refusals(&e.value));
-                    bands.push(band);
-                }
+    faultline_nemesis::action::periods(events)
+        .into_iter()
+        .map(|p| {
+            let (e, end) = (p.start, p.end);
+            let effect = effects(&e.value);
+            Band {
+                start: e.time,
+                end: end.map_or(end_ns, |x| x.time),
+                label: label(&e.f, &e.value),
+                effect: end.map_or(effect.clone(), |x| join(&effect, &refusals(&x.value))),
+                kind: p.kind,
+                moment: MomentNote::from_value(&e.value),
             }
-            None => {}
-        }
-    }
-    bands.extend(open.into_iter().map(|(_, b)| b));
-    bands
+        })
+        .collect()
 }
 
 /// `crash nodes=n2,n3 loss=torn`: the action and its fields, but not

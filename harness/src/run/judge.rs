@@ -40,10 +40,22 @@ pub fn check(
     checkers.push(Box::new(RaftInvariants));
     let mut results = compose::run(&checkers, &input)?;
     results.extend(liveness);
-    Ok((counts(&ops), results))
+    let plain: Vec<faultline_checker::Event> = events.into_iter().map(|(_, e)| e).collect();
+    Ok((counts(&ops, &plain), results))
 }
 
-fn counts(ops: &[faultline_checker::Op]) -> OpCounts {
+fn counts(ops: &[faultline_checker::Op], events: &[faultline_checker::Event]) -> OpCounts {
+    let periods = faultline_nemesis::action::periods(events);
+    let spans: Vec<(u64, u64)> = periods
+        .iter()
+        .map(|p| (p.start.time, p.end.map_or(u64::MAX, |e| e.time)))
+        .collect();
+    let healed = spans.iter().map(|s| s.1).max();
+    let acked = || ops.iter().filter_map(|o| o.complete_time.filter(|_| o.outcome == Outcome::Ok));
+    let during = acked()
+        .filter(|t| spans.iter().any(|(a, b)| a <= t && t <= b))
+        .count();
+    let after = healed.map(|h| acked().filter(|t| *t > h).count());
     let n = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
     let mut latency_ms: Vec<f64> = ops
         .iter()
@@ -65,6 +77,8 @@ fn counts(ops: &[faultline_checker::Op]) -> OpCounts {
         latency_ms_median: q(0.5),
         latency_ms_p99: q(0.99),
         latency_ms_max: q(1.0),
+        ok_during_faults: healed.map(|_| during),
+        ok_after_faults: after,
     }
 }
 

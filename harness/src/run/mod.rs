@@ -281,7 +281,7 @@ fn record(
         let (ops, checkers) = judge::check(dir, cfg, liveness)?;
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
-        results.summary = with_crashes(summary, &results.unexpected_exits);
+        results.summary = with_exercise(with_crashes(summary, &results.unexpected_exits), &ops);
         (results.ops, results.checkers) = (ops, checkers);
     }
     results.duration_s = rec.clock.now_ns() as f64 / 1e9;
@@ -294,6 +294,19 @@ fn record(
         }
     }
     Ok(results)
+}
+
+/// A run's summary, saying plainly when it rests on a handful of
+/// acknowledged ops: a system that was down or refusing all run long
+/// passes no check by that.
+pub fn with_exercise(summary: String, ops: &crate::rundir::OpCounts) -> String {
+    if ops.ok >= crate::rundir::FEW_OK_OPS {
+        return summary;
+    }
+    format!(
+        "{summary}; only {} of {} ops were acknowledged: this run exercised almost nothing",
+        ops.ok, ops.invoked
+    )
 }
 
 /// A run's summary, with how many nodes crashed on their own and how

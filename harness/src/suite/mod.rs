@@ -51,16 +51,20 @@ pub struct Bounds {
     pub min_availability: Option<f64>,
     pub max_stable_latency_median_ms: Option<f64>,
     pub max_stable_latency_ms: Option<f64>,
+    /// Fewest acknowledged ops a run must have: a verdict on fewer says
+    /// little.
+    pub min_ok_ops: Option<f64>,
 }
 
 impl Bounds {
-    const KEYS: [&'static str; 6] = [
+    const KEYS: [&'static str; 7] = [
         "max_msgs_per_op",
         "max_latency_median_ms",
         "max_latency_ms",
         "min_availability",
         "max_stable_latency_median_ms",
         "max_stable_latency_ms",
+        "min_ok_ops",
     ];
 
     /// Takes the bound keys out of an entry's table.
@@ -82,6 +86,7 @@ impl Bounds {
             min_availability: num(Self::KEYS[3])?,
             max_stable_latency_median_ms: num(Self::KEYS[4])?,
             max_stable_latency_ms: num(Self::KEYS[5])?,
+            min_ok_ops: num(Self::KEYS[6])?,
         })
     }
 
@@ -114,6 +119,9 @@ impl Bounds {
         );
         if let Some(b) = self.min_availability.filter(|b| f.availability < *b) {
             out.push(format!("availability {:.3} < {b}", f.availability));
+        }
+        if let Some(b) = self.min_ok_ops.filter(|b| (f.ok_ops as f64) < *b) {
+            out.push(format!("acknowledged ops {} < {b}", f.ok_ops));
         }
         out
     }

@@ -164,6 +164,60 @@ fn planted_bugs_in_maelstrom_workloads_are_caught_and_named() {
 }
 
 #[test]
+fn a_node_that_forgets_on_restart_is_caught_by_kill_with_what_it_lost_named() {
+    // (workload, checker): each keeps acknowledged writes durably when
+    // correct; with --bug wipe-on-restart a killed node forgets them. On
+    // three nodes, so the kills of a 6 s run reach the node that holds
+    // the kafka logs (at seed 1 on five they miss it).
+    let cases = vec![
+        ("kafka", "kafka"),
+        ("g-set", "set-full"),
+        ("pn-counter", "counter"),
+        ("txn-list-append", "transactions"),
+    ];
+    let three = ["--node-count", "3"];
+    in_parallel(cases, |(w, checker)| {
+        let ((code, r), _) = go_with(w, "kill", Some("wipe-on-restart"), &[], &three);
+        assert_eq!(code, Some(1), "{w} --bug wipe-on-restart: {}", r["summary"]);
+        let c = &r["checkers"][checker];
+        assert_eq!(c["verdict"], "invalid", "{w}: {c}");
+        match w {
+            // The lost messages are named: key, offset, message, when.
+            "kafka" => {
+                let lost = &c["anomalies"]["lost-write"];
+                assert!(lost[0].as_u64() > Some(0), "{c}");
+                let e = &lost[1][0];
+                for field in ["key", "offset", "message", "acknowledged_s"] {
+                    assert!(!e[field].is_null(), "{field} missing in {e}");
+                }
+            }
+            "g-set" => assert!(c["lost_count"].as_u64() > Some(0), "{c}"),
+            "pn-counter" => assert!(!c["final_out_of_bounds"].as_array().unwrap().is_empty(), "{c}"),
+            _ => assert!(!c["anomaly_types"].as_array().unwrap().is_empty(), "{c}"),
+        }
+        // The same seed and faults, the node correct: valid.
+        let ((code, r), _) = go_with(w, "kill", None, &[], &three);
+        assert_eq!(code, Some(0), "{w} correct: {}", r["summary"]);
+    });
+}
+
+#[test]
+fn a_crdt_that_gossips_every_five_seconds_is_judged_once_it_has_converged() {
+    // Maelstrom's CRDT demos gossip every 5 s: after a partition heals,
+    // the final reads are asked again until every node agrees.
+    let ((code, r), _) = go_with("pn-counter", "partition", None, &["--gossip-every", "5"], &[]);
+    assert_eq!(code, Some(0), "{}", r["summary"]);
+    let live = &r["checkers"]["liveness"];
+    assert!(live["converged_after_s"].as_f64().is_some(), "{live}");
+    assert!(live["rounds"].as_u64() > Some(1), "{live}");
+    // One that pushes each delta once and never gossips again stays
+    // apart after the partition, and is judged on its last answers.
+    let ((code, r), _) = go_with("pn-counter", "partition", Some("gossip-once"), &[], &[]);
+    assert_eq!(code, Some(1), "{}", r["summary"]);
+    assert!(r["checkers"]["liveness"]["converged_after_s"].is_null(), "{}", r["checkers"]["liveness"]);
+}
+
+#[test]
 fn services_and_forwarded_client_requests_work_as_under_maelstrom() {
     // A counter kept in the lin-kv service by read and cas.
     let ((code, r), _) = go_with("g-counter", "all", None, &["--store", "lin-kv"], &[]);

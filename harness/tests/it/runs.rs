@@ -290,3 +290,87 @@ fn check_reads_every_format_and_exits_by_verdict() {
     );
     assert_eq!(f.status.code(), Some(254));
 }
+
+#[test]
+fn check_of_a_run_directory_rejudges_under_the_model_asked_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        test_cmd(tmp.path())
+            .args(["--workload", "txn-list-append"])
+            .arg("--bin")
+            .arg(fixture("maelstrom_node.py"))
+            .args(["--", "--workload", "txn-list-append"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    // The run's history replaced by a non-repeatable read (as PostgreSQL
+    // gives at READ COMMITTED): T1 reads key 1 as [1], then as [1, 2].
+    let txn = |i: u64, p: u64, ty: &str, v: &str| {
+        format!("{{\"index\":{i},\"time\":{},\"process\":{p},\"type\":\"{ty}\",\"f\":\"txn\",\"value\":{v}}}\n", i * 10)
+    };
+    let history = [
+        txn(0, 0, "invoke", "[[\"append\",1,1]]"),
+        txn(1, 0, "ok", "[[\"append\",1,1]]"),
+        txn(2, 1, "invoke", "[[\"r\",1,null],[\"append\",2,1],[\"r\",1,null]]"),
+        txn(3, 2, "invoke", "[[\"append\",1,2]]"),
+        txn(4, 2, "ok", "[[\"append\",1,2]]"),
+        txn(5, 1, "ok", "[[\"r\",1,[1]],[\"append\",2,1],[\"r\",1,[1,2]]]"),
+    ]
+    .concat();
+    std::fs::write(dir.join("history.jsonl"), history).unwrap();
+    let f = run(faultline().arg("check").arg(&dir), LIMIT);
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("internal under strict-serializable"), "{}", f.stdout);
+    let f = run(
+        faultline()
+            .args(["check", "--consistency-model", "read-committed"])
+            .arg(&dir),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stdout.contains("judged under --consistency-model read-committed (the run was recorded under strict-serializable)"),
+        "{}",
+        f.stdout
+    );
+    // Flags that only mean something for a history file are refused.
+    let f = run(faultline().args(["check", "--model", "register"]).arg(&dir), LIMIT);
+    assert_eq!(f.status.code(), Some(254), "{}{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("--format and --model apply to a history file"), "{}", f.stderr);
+}
+
+#[test]
+fn a_run_that_acknowledged_almost_nothing_says_so_and_is_not_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every write refused (error 11), every read finds nothing: nothing
+    // could have been lost, so nothing is judged.
+    let f = run(
+        test_cmd(tmp.path())
+            .arg("--bin")
+            .arg(fixture("linkv_node.py"))
+            .args(["--", "--refuse-writes"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(2), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("UNKNOWN: none of"), "{}", f.stdout);
+    assert!(f.stdout.contains("\nexercised: "), "{}", f.stdout);
+    // Every request refused: the verdict line says the run exercised
+    // almost nothing (liveness fails too: no final read succeeds).
+    let f = run(
+        test_cmd(tmp.path())
+            .args(["--liveness-timeout", "1"])
+            .arg("--bin")
+            .arg(fixture("linkv_node.py"))
+            .args(["--", "--refuse-all"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stdout.contains("only 0 of") && f.stdout.contains("this run exercised almost nothing"),
+        "{}",
+        f.stdout
+    );
+    let r = read_json(&latest(tmp.path()).join("results.json"));
+    assert_eq!(r["ops"]["ok"], 0, "{}", r["ops"]);
+}
