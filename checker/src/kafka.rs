@@ -339,19 +339,24 @@ fn committed_offsets(ops: &[Op], r: &mut Report) {
             r.malformed_answers += 1;
             continue;
         };
-        for (k, v) in listed {
+        // Every key asked: one committed before and missing from the
+        // answer went back as surely as one listed lower.
+        let asked = o.input.as_array().into_iter().flatten().map(crate::history::key_string);
+        for k in asked {
             let floor = commits
                 .iter()
-                .filter(|(t, ck, _)| *t < o.invoke_time && ck == k)
+                .filter(|(t, ck, _)| *t < o.invoke_time && *ck == k)
                 .map(|c| c.2)
                 .max();
-            if let (Some(floor), Some(v)) = (floor, v.as_u64()) {
-                if v < floor {
-                    r.add(
-                        "committed-offset-went-back",
-                        serde_json::json!({"key": k, "committed": floor, "listed": v}),
-                    );
-                }
+            let listed_v = match listed.get(&k) {
+                Some(v) if !v.is_u64() => continue, // counted as malformed below
+                v => v.and_then(Value::as_u64),
+            };
+            if let Some(floor) = floor.filter(|f| listed_v.is_none_or(|v| v < *f)) {
+                r.add(
+                    "committed-offset-went-back",
+                    serde_json::json!({"key": k, "committed": floor, "listed": listed_v}),
+                );
             }
         }
     }

@@ -65,7 +65,7 @@ impl Workload for CounterWorkload {
         on_every_node("read", node_count)
     }
 
-    fn reads_converge(&self) -> bool {
+    fn converges_by_gossip(&self) -> bool {
         true
     }
 

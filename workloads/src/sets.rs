@@ -80,7 +80,7 @@ impl Workload for SetWorkload {
         on_every_node("read", node_count)
     }
 
-    fn reads_converge(&self) -> bool {
+    fn converges_by_gossip(&self) -> bool {
         true
     }
 

@@ -242,6 +242,25 @@ fn kafka_messages_missing_from_the_final_polls_are_lost() {
 }
 
 #[test]
+fn a_committed_offset_missing_from_a_later_listing_went_back() {
+    let r = check(
+        &Kafka,
+        &[
+            (0, "invoke", "send", "1", "n1"),
+            (0, "ok", "send", "0", "n1"),
+            (0, "invoke", "commit_offsets", "{\"a\":1}", "n1"),
+            (0, "ok", "commit_offsets", "{\"a\":1}", "n1"),
+            (1, "invoke", "list_committed_offsets", "[\"a\"]", "n2"),
+            (1, "ok", "list_committed_offsets", "{}", "n2"),
+        ],
+    );
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+    let e = &r.details["anomalies"]["committed-offset-went-back"][1][0];
+    assert_eq!(e["committed"], 1, "{e}");
+    assert!(e["listed"].is_null(), "{e}");
+}
+
+#[test]
 fn kafka_with_nothing_acknowledged_or_nothing_read_to_the_end_is_unknown() {
     let nothing_sent = check(
         &Kafka,

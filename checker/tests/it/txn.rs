@@ -326,6 +326,14 @@ fn each_boundary_between_models_is_a_history_one_allows_and_the_other_forbids() 
         b("strong-session-serializable", "strict-serializable", "G-single-item-realtime", &stale),
         b("strong-snapshot-isolation", "strict-serializable", "G2-item-realtime", &realtime_skew),
     ];
+    // The non-repeatable read, PostgreSQL's READ COMMITTED: allowed by
+    // the weakest three, forbidden from snapshot isolation up.
+    let text = edn(&nonrepeatable);
+    for m in txn::model::MODELS {
+        let r = check_under(&text, m.name());
+        let allowed = ["read-uncommitted", "read-committed", "repeatable-read"].contains(&m.name());
+        assert_eq!(r.verdict == Verdict::Valid, allowed, "{}: {}", m.name(), r.summary());
+    }
     for case in boundaries {
         let text = edn(&case.history);
         let weak = check_under(&text, case.weaker);

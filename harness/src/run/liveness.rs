@@ -5,16 +5,14 @@
 //!
 //! Final reads are complete: a read answered a page at a time reads on
 //! from where the page ended (kafka's polls) until a page comes back
-//! empty. For replicas that converge by gossip, every node is read in
-//! rounds until two rounds in a row agree on every node, within the same
-//! bound: a node that converges slowly is judged once it has, one that
-//! never does is judged on its last answer.
+//! empty. How long the system had before them (`super::recovery_s`) is
+//! reported beside the result.
 
 use anyhow::Context;
 use faultline_checker::{CheckerResult, Verdict};
 use faultline_workloads::{Invocation, Outcome, Workload};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -24,9 +22,6 @@ use crate::options::TestConfig;
 
 /// Pause between attempts at one final read.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// Pause between rounds of reads of every node while they converge: a
-/// gossip round is usually 100 ms to a few seconds.
-const ROUND_PAUSE: Duration = Duration::from_millis(250);
 /// Most follow-up reads (further pages) in one run: a node that keeps
 /// answering pages must not keep the phase going past its bound anyway.
 const MAX_FOLLOW_UPS: usize = 100_000;
@@ -40,35 +35,11 @@ struct Work {
     /// Reads not yet succeeded, in flight included.
     pending: usize,
     follow_ups: usize,
-    /// Reads of every node converging: this round's and the last round's
-    /// answers by node, and when the next round may start.
-    rounds: Option<Rounds>,
-}
-
-struct Rounds {
-    /// The per-node reads, asked again each round.
-    reads: Vec<Invocation>,
-    this: BTreeMap<usize, Value>,
-    last: BTreeMap<usize, Value>,
-    count: usize,
-    converged_s: Option<f64>,
-    not_before: Instant,
-}
-
-impl Rounds {
-    /// Two rounds in a row in which every node answered the same.
-    fn converged(&self) -> bool {
-        let agree = |m: &BTreeMap<usize, Value>| {
-            m.len() == self.reads.len() && m.values().all(|v| v == m.values().next().unwrap())
-        };
-        agree(&self.this) && self.this == self.last
-    }
 }
 
 impl Work {
-    /// Records a successful read; queues what must follow it (a further
-    /// page, or the next round).
-    fn done(&mut self, workload: &dyn Workload, read: &Invocation, value: &Value, started: Instant) {
+    /// Records a successful read; queues the page that must follow it.
+    fn done(&mut self, workload: &dyn Workload, read: &Invocation, value: &Value) {
         self.pending -= 1;
         if let Some(next) = workload.next_final_read(read, value) {
             if self.follow_ups < MAX_FOLLOW_UPS {
@@ -77,37 +48,6 @@ impl Work {
                 self.retry.push_back(next);
             }
         }
-        let Some(r) = &mut self.rounds else {
-            return;
-        };
-        if let Some(n) = read.node {
-            r.this.insert(n, canonical(value));
-        }
-        if self.pending > 0 {
-            return;
-        }
-        if r.converged() {
-            r.converged_s = Some(started.elapsed().as_secs_f64());
-            return;
-        }
-        r.count += 1;
-        r.last = std::mem::take(&mut r.this);
-        r.not_before = Instant::now() + ROUND_PAUSE;
-        self.retry.extend(r.reads.iter().cloned());
-        self.pending = r.reads.len();
-    }
-}
-
-/// A read's answer, with lists in a canonical order: nodes that hold the
-/// same set may list it in different orders.
-fn canonical(v: &Value) -> Value {
-    match v.as_array() {
-        Some(a) => {
-            let mut items: Vec<String> = a.iter().map(Value::to_string).collect();
-            items.sort_unstable();
-            json!(items)
-        }
-        None => v.clone(),
     }
 }
 
@@ -131,25 +71,16 @@ pub async fn run(
     for (i, r) in reads.iter().enumerate() {
         own[i % cfg.concurrency].push_back(r.clone());
     }
-    let rounds = workload.reads_converge().then(|| Rounds {
-        reads: reads.clone(),
-        this: BTreeMap::new(),
-        last: BTreeMap::new(),
-        count: 1,
-        converged_s: None,
-        not_before: started,
-    });
     let work = Arc::new(Mutex::new(Work {
         own,
         retry: VecDeque::new(),
         pending: reads.len(),
         follow_ups: 0,
-        rounds,
     }));
     let mut tasks = Vec::new();
     for c in clients {
         let (work, cancel) = (work.clone(), cancel.clone());
-        tasks.push(tokio::spawn(read_all(c, work, started, until, cancel)));
+        tasks.push(tokio::spawn(read_all(c, work, until, cancel)));
     }
     for t in tasks {
         t.await
@@ -160,26 +91,20 @@ pub async fn run(
     Ok(verdict(cfg, &reads, &w, started))
 }
 
-/// The liveness result: which final reads never succeeded, and for
-/// converging replicas how many rounds it took.
+/// The liveness result: which final reads never succeeded.
 fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -> CheckerResult {
     let ids = super::cluster::Layout::node_ids(cfg);
-    // In a round after the first, every read has succeeded once already.
-    let first_round = w.rounds.as_ref().is_none_or(|r| r.count == 1);
-    let mut unreadable: Vec<Value> = if first_round {
-        w.own
-            .iter()
-            .flatten()
-            .chain(w.retry.iter())
-            .map(|r| match r.node {
-                // A read of one node's view: name the node.
-                Some(n) => json!(format!("{} on {}", r.f, ids[n])),
-                None => key_of(r),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut unreadable: Vec<Value> = w
+        .own
+        .iter()
+        .flatten()
+        .chain(w.retry.iter())
+        .map(|r| match r.node {
+            // A read of one node's view: name the node.
+            Some(n) => json!(format!("{} on {}", r.f, ids[n])),
+            None => key_of(r),
+        })
+        .collect();
     // Numeric keys in numeric order, then the rest as text.
     unreadable.sort_by_key(|k| {
         k.as_u64()
@@ -187,17 +112,11 @@ fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -
     });
     unreadable.dedup();
     let elapsed_s = started.elapsed().as_secs_f64();
-    let convergence = w.rounds.as_ref().map(|r| match r.converged_s {
-        Some(s) => format!("; every node agreed after {} round(s), {s:.1} s", r.count),
-        None => format!(
-            "; nodes still disagreed after {} round(s) in {} s, judged on their last answers",
-            r.count, cfg.liveness_timeout_s
-        ),
-    });
+    let waited_s = super::recovery_s(cfg);
     let (verdict, summary) = if unreadable.is_empty() {
         (
             Verdict::Valid,
-            format!("every key readable {elapsed_s:.1} s after healing{}", convergence.clone().unwrap_or_default()),
+            format!("every key readable {elapsed_s:.1} s after the {waited_s} s wait that followed healing"),
         )
     } else {
         (
@@ -215,9 +134,8 @@ fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -
         "unreadable_keys": unreadable,
         "seconds_to_read_all": elapsed_s,
         "bound_s": cfg.liveness_timeout_s,
+        "waited_after_healing_s": waited_s,
         "pages_read_on": w.follow_ups,
-        "rounds": w.rounds.as_ref().map(|r| r.count),
-        "converged_after_s": w.rounds.as_ref().and_then(|r| r.converged_s),
     });
     CheckerResult::new("liveness", verdict, summary, &details)
 }
@@ -237,7 +155,6 @@ fn key_of(r: &Invocation) -> Value {
 async fn read_all(
     mut c: Client,
     work: Arc<Mutex<Work>>,
-    started: Instant,
     until: Instant,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
@@ -246,15 +163,10 @@ async fn read_all(
     while !cancel.is_cancelled() && Instant::now() < until {
         let next = {
             let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
-            let round_wait = w.rounds.as_ref().is_some_and(|r| Instant::now() < r.not_before);
             if w.pending == 0 {
                 return Ok(());
             }
-            if round_wait {
-                None
-            } else {
-                w.own[me].pop_front().or_else(|| w.retry.pop_front())
-            }
+            w.own[me].pop_front().or_else(|| w.retry.pop_front())
         };
         let Some(read) = next else {
             tokio::time::sleep(RETRY_PAUSE).await;
@@ -265,7 +177,7 @@ async fn read_all(
         {
             let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
             if ok {
-                w.done(workload, &read, &done.value, started);
+                w.done(workload, &read, &done.value);
             } else {
                 w.retry.push_back(read);
             }

@@ -206,14 +206,29 @@ async fn exercise(
     }
     let mut liveness = None;
     if healed.is_ok() && !cancel.is_cancelled() {
-        if !cfg.nemesis.is_empty() || cfg.workload().converges_eventually() {
-            tokio::time::sleep(Duration::from_secs_f64(cfg.recovery_s)).await;
-        }
+        tokio::time::sleep(Duration::from_secs_f64(recovery_s(cfg))).await;
         liveness = Some(liveness::run(cfg, loaded.clients, cancel).await?);
     }
     // Teardown: every node killed and reaped; its data goes with the cluster.
     let exits = executor.into_processes().stop_all().await;
     Ok((liveness, exits, healed))
+}
+
+/// How long the system gets after healing before its final reads:
+/// `--recovery-time` after faults or for eventually consistent workloads,
+/// at least Maelstrom's 10 s for replicas that converge by gossip.
+pub fn recovery_s(cfg: &TestConfig) -> f64 {
+    let w = cfg.workload();
+    let wait = if !cfg.nemesis.is_empty() || w.converges_eventually() {
+        cfg.recovery_s
+    } else {
+        0.0
+    };
+    if w.converges_by_gossip() {
+        wait.max(faultline_workloads::GOSSIP_RECOVERY_S)
+    } else {
+        wait
+    }
 }
 
 fn spawn_flusher(recorder: Arc<Recorder>) -> tokio::task::JoinHandle<()> {
