@@ -227,7 +227,10 @@ fn lost_writes(key: &str, log: &KeyLog, r: &mut Report) {
     for (offset, msg) in &log.acked {
         let pair = (*offset, msg.clone());
         let read_past = log.polled_max.is_some_and(|m| m > *offset) && !log.polled.contains(&pair);
-        let not_kept = log.final_read.as_ref().is_some_and(|kept| !kept.contains(&pair));
+        let not_kept = log
+            .final_read
+            .as_ref()
+            .is_some_and(|kept| !kept.contains(&pair));
         if !(read_past || not_kept) {
             continue;
         }
@@ -341,7 +344,12 @@ fn committed_offsets(ops: &[Op], r: &mut Report) {
         };
         // Every key asked: one committed before and missing from the
         // answer went back as surely as one listed lower.
-        let asked = o.input.as_array().into_iter().flatten().map(crate::history::key_string);
+        let asked = o
+            .input
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(crate::history::key_string);
         for k in asked {
             let floor = commits
                 .iter()

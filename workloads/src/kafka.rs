@@ -69,9 +69,8 @@ impl Workload for KafkaWorkload {
             .max()?;
         // A node that answers below what was asked makes no progress:
         // stop there rather than poll the same page forever.
-        (top >= from).then(|| {
-            Invocation::new("poll", Value::Null, json!({key.clone(): top + 1})).finally()
-        })
+        (top >= from)
+            .then(|| Invocation::new("poll", Value::Null, json!({key.clone(): top + 1})).finally())
     }
 
     fn converges_eventually(&self) -> bool {

@@ -275,7 +275,11 @@ pub fn canonical(model: &str) -> &str {
 
 /// Successors of `node` in a graph given as (vertex, [successor]) whose
 /// vertices are compared after `name` maps them.
-fn out<'a>(graph: &'a [(&'a str, &'a [&'a str])], node: &str, name: fn(&str) -> &str) -> Vec<&'a str> {
+fn out<'a>(
+    graph: &'a [(&'a str, &'a [&'a str])],
+    node: &str,
+    name: fn(&str) -> &str,
+) -> Vec<&'a str> {
     graph
         .iter()
         .filter(|(v, _)| name(v) == node)

@@ -213,7 +213,10 @@ fn kafka_messages_missing_from_the_final_polls_are_lost() {
     ]);
     let r = check(&Kafka, &wiped);
     assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
-    let (n, examples) = &r.details["anomalies"]["lost-write"].as_array().map(|a| (a[0].clone(), a[1].clone())).unwrap();
+    let (n, examples) = &r.details["anomalies"]["lost-write"]
+        .as_array()
+        .map(|a| (a[0].clone(), a[1].clone()))
+        .unwrap();
     assert_eq!(n, 2);
     assert_eq!(examples[0]["offset"], 0);
     assert_eq!(examples[0]["message"], "1");
@@ -271,8 +274,17 @@ fn kafka_with_nothing_acknowledged_or_nothing_read_to_the_end_is_unknown() {
             (1, "ok", "poll", "{}", "n2*"),
         ],
     );
-    assert_eq!(nothing_sent.verdict, Verdict::Unknown, "{}", nothing_sent.summary);
-    assert!(nothing_sent.summary.contains("no send was acknowledged"), "{}", nothing_sent.summary);
+    assert_eq!(
+        nothing_sent.verdict,
+        Verdict::Unknown,
+        "{}",
+        nothing_sent.summary
+    );
+    assert!(
+        nothing_sent.summary.contains("no send was acknowledged"),
+        "{}",
+        nothing_sent.summary
+    );
     // Sends acknowledged, but every final poll failed: a poll during the
     // run saw the message, which says nothing of what was kept.
     let unread = check(
@@ -293,7 +305,7 @@ fn kafka_with_nothing_acknowledged_or_nothing_read_to_the_end_is_unknown() {
 #[test]
 fn sets_and_counters_judge_the_final_reads_and_nothing_acknowledged_is_unknown() {
     // n2's last read during the run is stale; its final read is whole.
-    let set = check(
+    let whole = check(
         &SetFull { add_f: "add" },
         &[
             (0, "invoke", "add", "1", "n1"),
@@ -306,46 +318,36 @@ fn sets_and_counters_judge_the_final_reads_and_nothing_acknowledged_is_unknown()
             (0, "ok", "read", "[1]", "n1*"),
         ],
     );
-    assert_eq!(set.verdict, Verdict::Valid, "{}", set.summary);
-    // A final read that lost the acknowledged element.
-    let lost = check(
-        &SetFull { add_f: "add" },
-        &[
-            (0, "invoke", "add", "1", "n1"),
-            (0, "ok", "add", "1", "n1"),
-            (1, "invoke", "read", "null", "n2*"),
-            (1, "ok", "read", "[]", "n2*"),
-        ],
-    );
-    assert_eq!(lost.verdict, Verdict::Invalid, "{}", lost.summary);
-    let empty = check(
-        &SetFull { add_f: "add" },
-        &[
-            (0, "invoke", "add", "1", "n1"),
-            (0, "fail", "add", "1", "n1"),
-            (1, "invoke", "read", "null", "n2*"),
-            (1, "ok", "read", "[]", "n2*"),
-        ],
-    );
-    assert_eq!(empty.verdict, Verdict::Unknown, "{}", empty.summary);
-    let counter = check(
-        &Counter,
-        &[
-            (0, "invoke", "add", "3", "n1"),
-            (0, "ok", "add", "3", "n1"),
-            (1, "invoke", "read", "null", "n2*"),
-            (1, "ok", "read", "0", "n2*"),
-        ],
-    );
-    assert_eq!(counter.verdict, Verdict::Invalid, "{}", counter.summary);
-    let no_final = check(
-        &Counter,
-        &[
-            (0, "invoke", "add", "3", "n1"),
-            (0, "ok", "add", "3", "n1"),
-            (1, "invoke", "read", "null", "n2*"),
-            (1, "fail", "read", "null", "n2*"),
-        ],
-    );
-    assert_eq!(no_final.verdict, Verdict::Unknown, "{}", no_final.summary);
+    assert_eq!(whole.verdict, Verdict::Valid, "{}", whole.summary);
+    // One add, then n2's final read: (checker, added, how the add
+    // ended, how the read ended, what it read, verdict).
+    let set = SetFull { add_f: "add" };
+    let cases: [(&dyn Checker, &str, &str, &str, &str, Verdict); 4] = [
+        // The acknowledged element lost.
+        (&set, "1", "ok", "ok", "[]", Verdict::Invalid),
+        // Nothing acknowledged: nothing could have been lost.
+        (&set, "1", "fail", "ok", "[]", Verdict::Unknown),
+        // The acknowledged add lost.
+        (&Counter, "3", "ok", "ok", "0", Verdict::Invalid),
+        // No final read succeeded: what was kept is not known.
+        (&Counter, "3", "ok", "fail", "null", Verdict::Unknown),
+    ];
+    for (c, v, added, read, got, verdict) in cases {
+        let r = check(
+            c,
+            &[
+                (0, "invoke", "add", v, "n1"),
+                (0, added, "add", v, "n1"),
+                (1, "invoke", "read", "null", "n2*"),
+                (1, read, "read", got, "n2*"),
+            ],
+        );
+        assert_eq!(
+            r.verdict,
+            verdict,
+            "{} {added} {read} {got}: {}",
+            c.name(),
+            r.summary
+        );
+    }
 }

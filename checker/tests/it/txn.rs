@@ -315,16 +315,61 @@ fn each_boundary_between_models_is_a_history_one_allows_and_the_other_forbids() 
     };
     let boundaries = [
         b("read-uncommitted", "read-committed", "G1a", &aborted),
-        b("read-committed", "repeatable-read", "G-single-item", &read_skew),
-        b("read-committed", "snapshot-isolation", "internal", &nonrepeatable),
-        b("repeatable-read", "serializable", "internal", &nonrepeatable),
+        b(
+            "read-committed",
+            "repeatable-read",
+            "G-single-item",
+            &read_skew,
+        ),
+        b(
+            "read-committed",
+            "snapshot-isolation",
+            "internal",
+            &nonrepeatable,
+        ),
+        b(
+            "repeatable-read",
+            "serializable",
+            "internal",
+            &nonrepeatable,
+        ),
         b("snapshot-isolation", "serializable", "G2-item", &write_skew),
-        b("snapshot-isolation", "strong-session-snapshot-isolation", "G-single-item-process", &own_stale),
-        b("serializable", "strong-session-serializable", "G-single-item-process", &own_stale),
-        b("strong-session-snapshot-isolation", "strong-session-serializable", "G2-item", &write_skew),
-        b("strong-session-snapshot-isolation", "strong-snapshot-isolation", "G-single-item-realtime", &stale),
-        b("strong-session-serializable", "strict-serializable", "G-single-item-realtime", &stale),
-        b("strong-snapshot-isolation", "strict-serializable", "G2-item-realtime", &realtime_skew),
+        b(
+            "snapshot-isolation",
+            "strong-session-snapshot-isolation",
+            "G-single-item-process",
+            &own_stale,
+        ),
+        b(
+            "serializable",
+            "strong-session-serializable",
+            "G-single-item-process",
+            &own_stale,
+        ),
+        b(
+            "strong-session-snapshot-isolation",
+            "strong-session-serializable",
+            "G2-item",
+            &write_skew,
+        ),
+        b(
+            "strong-session-snapshot-isolation",
+            "strong-snapshot-isolation",
+            "G-single-item-realtime",
+            &stale,
+        ),
+        b(
+            "strong-session-serializable",
+            "strict-serializable",
+            "G-single-item-realtime",
+            &stale,
+        ),
+        b(
+            "strong-snapshot-isolation",
+            "strict-serializable",
+            "G2-item-realtime",
+            &realtime_skew,
+        ),
     ];
     // The non-repeatable read, PostgreSQL's READ COMMITTED: allowed by
     // the weakest three, forbidden from snapshot isolation up.
@@ -332,23 +377,50 @@ fn each_boundary_between_models_is_a_history_one_allows_and_the_other_forbids() 
     for m in txn::model::MODELS {
         let r = check_under(&text, m.name());
         let allowed = ["read-uncommitted", "read-committed", "repeatable-read"].contains(&m.name());
-        assert_eq!(r.verdict == Verdict::Valid, allowed, "{}: {}", m.name(), r.summary());
+        assert_eq!(
+            r.verdict == Verdict::Valid,
+            allowed,
+            "{}: {}",
+            m.name(),
+            r.summary()
+        );
     }
     for case in boundaries {
         let text = edn(&case.history);
         let weak = check_under(&text, case.weaker);
-        assert_eq!(weak.verdict, Verdict::Valid, "{} under {}: {}", case.class, case.weaker, weak.summary());
-        assert_eq!(weak.anomaly_types, vec![case.class.to_string()], "{}", weak.summary());
+        assert_eq!(
+            weak.verdict,
+            Verdict::Valid,
+            "{} under {}: {}",
+            case.class,
+            case.weaker,
+            weak.summary()
+        );
+        assert_eq!(
+            weak.anomaly_types,
+            vec![case.class.to_string()],
+            "{}",
+            weak.summary()
+        );
         let strong = check_under(&text, case.stronger);
         only(&strong, case.class);
-        assert!(strong.not.contains(&case.stronger.to_string()), "{:?}", strong.not);
-        assert!(!strong.not.contains(&case.weaker.to_string()), "{:?}", strong.not);
+        assert!(
+            strong.not.contains(&case.stronger.to_string()),
+            "{:?}",
+            strong.not
+        );
+        assert!(
+            !strong.not.contains(&case.weaker.to_string()),
+            "{:?}",
+            strong.not
+        );
     }
 }
 
 #[test]
 fn the_docs_carry_the_model_table_the_checker_uses() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/consistency-models.md");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/consistency-models.md");
     let doc = std::fs::read_to_string(&path).unwrap();
     assert!(
         doc.contains(&txn::model::table()),

@@ -51,7 +51,10 @@ fn counts(ops: &[faultline_checker::Op], events: &[faultline_checker::Event]) ->
         .map(|p| (p.start.time, p.end.map_or(u64::MAX, |e| e.time)))
         .collect();
     let healed = spans.iter().map(|s| s.1).max();
-    let acked = || ops.iter().filter_map(|o| o.complete_time.filter(|_| o.outcome == Outcome::Ok));
+    let acked = || {
+        ops.iter()
+            .filter_map(|o| o.complete_time.filter(|_| o.outcome == Outcome::Ok))
+    };
     let during = acked()
         .filter(|t| spans.iter().any(|(a, b)| a <= t && t <= b))
         .count();

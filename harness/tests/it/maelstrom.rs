@@ -192,7 +192,10 @@ fn a_node_that_forgets_on_restart_is_caught_by_kill_with_what_it_lost_named() {
                 }
             }
             "g-set" => assert!(c["lost_count"].as_u64() > Some(0), "{c}"),
-            "pn-counter" => assert!(!c["final_out_of_bounds"].as_array().unwrap().is_empty(), "{c}"),
+            "pn-counter" => assert!(
+                !c["final_out_of_bounds"].as_array().unwrap().is_empty(),
+                "{c}"
+            ),
             _ => assert!(!c["anomaly_types"].as_array().unwrap().is_empty(), "{c}"),
         }
         // The same seed and faults, the node correct: valid.
@@ -216,8 +219,17 @@ fn a_crdt_that_gossips_every_five_seconds_is_judged_once_it_has_converged() {
     ];
     in_parallel(cases, |(w, nemesis, node_args, bug, expected)| {
         let ((code, r), _) = go_with(w, nemesis, bug, node_args, &[]);
-        assert_eq!(code, Some(expected), "{node_args:?} {bug:?}: {}", r["summary"]);
-        assert_eq!(r["checkers"]["liveness"]["waited_after_healing_s"], 10.0, "{}", r["checkers"]["liveness"]);
+        assert_eq!(
+            code,
+            Some(expected),
+            "{node_args:?} {bug:?}: {}",
+            r["summary"]
+        );
+        assert_eq!(
+            r["checkers"]["liveness"]["waited_after_healing_s"], 10.0,
+            "{}",
+            r["checkers"]["liveness"]
+        );
     });
 }
 

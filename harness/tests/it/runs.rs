@@ -312,16 +312,30 @@ fn check_of_a_run_directory_rejudges_under_the_model_asked_and_says_so() {
     let history = [
         txn(0, 0, "invoke", "[[\"append\",1,1]]"),
         txn(1, 0, "ok", "[[\"append\",1,1]]"),
-        txn(2, 1, "invoke", "[[\"r\",1,null],[\"append\",2,1],[\"r\",1,null]]"),
+        txn(
+            2,
+            1,
+            "invoke",
+            "[[\"r\",1,null],[\"append\",2,1],[\"r\",1,null]]",
+        ),
         txn(3, 2, "invoke", "[[\"append\",1,2]]"),
         txn(4, 2, "ok", "[[\"append\",1,2]]"),
-        txn(5, 1, "ok", "[[\"r\",1,[1]],[\"append\",2,1],[\"r\",1,[1,2]]]"),
+        txn(
+            5,
+            1,
+            "ok",
+            "[[\"r\",1,[1]],[\"append\",2,1],[\"r\",1,[1,2]]]",
+        ),
     ]
     .concat();
     std::fs::write(dir.join("history.jsonl"), history).unwrap();
     let f = run(faultline().arg("check").arg(&dir), LIMIT);
     assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
-    assert!(f.stdout.contains("internal under strict-serializable"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("internal under strict-serializable"),
+        "{}",
+        f.stdout
+    );
     let f = run(
         faultline()
             .args(["check", "--consistency-model", "read-committed"])
@@ -335,9 +349,17 @@ fn check_of_a_run_directory_rejudges_under_the_model_asked_and_says_so() {
         f.stdout
     );
     // Flags that only mean something for a history file are refused.
-    let f = run(faultline().args(["check", "--model", "register"]).arg(&dir), LIMIT);
+    let f = run(
+        faultline().args(["check", "--model", "register"]).arg(&dir),
+        LIMIT,
+    );
     assert_eq!(f.status.code(), Some(254), "{}{}", f.stdout, f.stderr);
-    assert!(f.stderr.contains("--format and --model apply to a history file"), "{}", f.stderr);
+    assert!(
+        f.stderr
+            .contains("--format and --model apply to a history file"),
+        "{}",
+        f.stderr
+    );
 }
 
 #[test]
