@@ -209,7 +209,7 @@ fn verdict(r: Report) -> CheckerResult {
         (
             Verdict::Valid,
             format!(
-                "every node's last read within {}..={} ({} acknowledged, {} indeterminate add(s))",
+                "every node's final read within {}..={} ({} acknowledged, {} indeterminate add(s))",
                 r.lower, r.upper, r.adds_ok, r.adds_indeterminate
             ),
         )

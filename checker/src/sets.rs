@@ -165,7 +165,7 @@ fn verdict(r: Report) -> CheckerResult {
         (
             Verdict::Invalid,
             format!(
-                "{} lost element(s): acknowledged or read, then missing from a node's last read (e.g. {node} lacks {})",
+                "{} lost element(s): acknowledged or read, then missing from a node's final read (e.g. {node} lacks {})",
                 r.lost_count, els[0]
             ),
         )
@@ -194,7 +194,7 @@ fn verdict(r: Report) -> CheckerResult {
         (
             Verdict::Valid,
             format!(
-                "all {} acknowledged element(s) in every node's last read ({} stale read(s); stable after {:.0} ms median, {:.0} ms max)",
+                "all {} acknowledged element(s) in every node's final read ({} stale read(s); stable after {:.0} ms median, {:.0} ms max)",
                 r.acknowledged, r.stale_reads, r.stable_latency_ms_median, r.stable_latency_ms_max
             ),
         )

@@ -140,7 +140,7 @@ fn sets(c: &CheckerResult) -> String {
     let finals: BTreeMap<String, (f64, usize)> = c.detail("final_reads").unwrap_or_default();
     let lost: BTreeMap<String, Vec<Value>> = c.detail("lost").unwrap_or_default();
     let mut h = String::from(
-        "<h2>Set</h2><table id=\"set-nodes\"><tr><th>node</th><th>last read at (s)</th><th>elements</th><th>lost</th></tr>",
+        "<h2>Set</h2><table id=\"set-nodes\"><tr><th>node</th><th>final read at (s)</th><th>elements</th><th>lost</th></tr>",
     );
     for (node, (t, n)) in &finals {
         let missing = lost.get(node).map_or(String::new(), |l| {
@@ -271,7 +271,7 @@ fn counters(d: &ReportData, c: &CheckerResult) -> String {
     }
     let _ = write!(
         s,
-        r#"<text class="axis" x="2" y="12">{vmax}</text><text class="axis" x="2" y="{}">{vmin}</text></svg><p class="legend">lines: the least and most the adds invoked so far allow; dots: reads (red: outside); the shaded box at the right: where every node's last read must lie.</p>"#,
+        r#"<text class="axis" x="2" y="12">{vmax}</text><text class="axis" x="2" y="{}">{vmin}</text></svg><p class="legend">lines: the least and most the adds invoked so far allow; dots: reads (red: outside); the shaded box at the right: where every node's final read must lie.</p>"#,
         H - 22.0
     );
     s
