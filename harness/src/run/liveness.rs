@@ -188,3 +188,17 @@ async fn read_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_named_by_its_value_is_named_by_the_keys_it_reads() {
+        // Kafka's final poll has no key of its own: `{"3": 0}` reads key 3.
+        let poll = Invocation::new("poll", Value::Null, json!({"3": 0}));
+        assert_eq!(key_of(&poll), json!("3"));
+        let read = Invocation::new("read", json!(7), Value::Null);
+        assert_eq!(key_of(&read), json!(7));
+    }
+}
