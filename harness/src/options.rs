@@ -169,6 +169,16 @@ pub struct TestOptions {
     #[arg(long, default_value = defaults::CONSISTENCY_MODEL)]
     #[serde(default = "consistency_model")]
     pub consistency_model: String,
+    /// Seconds of client load before the first fault, for a server that
+    /// needs to warm up (faults are drawn over the rest of the run).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub warmup: f64,
+    /// Keep each node's data directory after the run (the path is
+    /// printed), to look at what a crashed server left.
+    #[arg(long)]
+    #[serde(default)]
+    pub keep_data: bool,
     /// Arguments for the node binary; `{node_id}` and `{data_dir}` are
     /// substituted.
     #[arg(last = true)]
@@ -225,6 +235,11 @@ pub struct TestConfig {
     pub node_names: String,
     #[serde(default = "consistency_model")]
     pub consistency_model: String,
+    /// Seconds of load before the first fault.
+    #[serde(default)]
+    pub warmup_s: f64,
+    #[serde(default)]
+    pub keep_data: bool,
 }
 
 impl TestConfig {
@@ -296,6 +311,8 @@ impl TestConfig {
             topology: self.topology.clone(),
             node_names: self.node_names.clone(),
             consistency_model: self.consistency_model.clone(),
+            warmup: self.warmup_s,
+            keep_data: self.keep_data,
             args: self.args.clone(),
         }
     }
@@ -319,7 +336,11 @@ impl OptionError {
 
 /// A schedule file (`--schedule`): a list of steps, or a test.json whose
 /// schedule is taken. Checked as a replayed schedule is.
-fn read_schedule(file: &Path, n: usize) -> Result<Vec<faultline_nemesis::Step>, OptionError> {
+/// A schedule file: a list of steps (or test.json's `schedule`). Nodes
+/// may be named as test.json and the history name them (`"n2"`) or by
+/// 0-based index.
+fn read_schedule(file: &Path, ids: &[String]) -> Result<Vec<faultline_nemesis::Step>, OptionError> {
+    let n = ids.len();
     let err = |message: String| OptionError {
         key: "schedule",
         message: format!("{}: {message}", file.display()),
@@ -327,14 +348,39 @@ fn read_schedule(file: &Path, n: usize) -> Result<Vec<faultline_nemesis::Step>, 
     let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))?;
-    let list = match value {
+    let mut list = match value {
         serde_json::Value::Object(mut o) => o.remove("schedule").unwrap_or_default(),
         v => v,
     };
+    names_to_indices(&mut list, ids, false).map_err(err)?;
     let steps: Vec<faultline_nemesis::Step> =
         serde_json::from_value(list).map_err(|e| err(format!("not a list of steps: {e}")))?;
     faultline_nemesis::check_schedule(&steps, n).map_err(err)?;
     Ok(steps)
+}
+
+/// Replaces each node name under a `cut` or `nodes` key with its index;
+/// a name that is no node's is an error naming the nodes there are.
+fn names_to_indices(v: &mut serde_json::Value, ids: &[String], nodes: bool) -> Result<(), String> {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => m
+            .iter_mut()
+            .try_for_each(|(k, v)| names_to_indices(v, ids, k == "cut" || k == "nodes")),
+        Value::Array(a) => a.iter_mut().try_for_each(|v| names_to_indices(v, ids, nodes)),
+        Value::String(s) if nodes => {
+            let i = ids.iter().position(|id| id == s).ok_or_else(|| {
+                format!(
+                    "{s:?} is not a node: nodes are {} (by name) or 0 to {} (by index)",
+                    ids.join(", "),
+                    ids.len().saturating_sub(1)
+                )
+            })?;
+            *v = Value::from(i);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Result<(), OptionError> {
@@ -365,7 +411,14 @@ impl TestOptions {
                 key: "nemesis",
                 message,
             })?;
+        let (nemesis, too_small) =
+            faultline_nemesis::fit_to_size(nemesis, self.node_count, |k| self.names(k))
+                .map_err(|message| OptionError {
+                    key: "nemesis",
+                    message,
+                })?;
         let (nemesis, mut nemesis_refused) = self.clock_that_acts(nemesis)?;
+        nemesis_refused.extend(too_small);
         let nemesis = self.crash_that_acts(nemesis, &mut nemesis_refused)?;
         faultline_workloads::find(&self.workload).map_err(|message| OptionError {
             key: "workload",
@@ -383,15 +436,25 @@ impl TestOptions {
         })?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let schedule = match &self.schedule {
-            Some(file) => read_schedule(file, self.node_count)?,
+            Some(file) => {
+                let first = usize::from(self.node_names != "n0");
+                let ids: Vec<String> =
+                    (first..first + self.node_count).map(|i| format!("n{i}")).collect();
+                read_schedule(file, &ids)?
+            }
             None => {
+                // Drawn over the load after the warm-up, then moved past it.
+                let warmup_ms = (self.warmup * 1000.0) as u64;
                 let mut s = faultline_nemesis::schedule(
                     &nemesis,
                     self.node_count,
                     seed,
                     (self.nemesis_interval * 1000.0) as u64,
-                    (self.time_limit * 1000.0) as u64,
+                    (self.time_limit * 1000.0) as u64 - warmup_ms,
                 );
+                for step in &mut s {
+                    step.at_ms += warmup_ms;
+                }
                 if self.system.is_some() {
                     streams_uncorrupted(&mut s, &nemesis);
                 }
@@ -425,6 +488,8 @@ impl TestOptions {
             topology: self.topology.clone(),
             node_names: self.node_names.clone(),
             consistency_model: self.consistency_model.clone(),
+            warmup_s: self.warmup,
+            keep_data: self.keep_data,
         })
     }
 
@@ -511,7 +576,11 @@ impl TestOptions {
         check(self.bin.is_none() && self.args.is_empty(), "system", || {
             "a system names its own binary and arguments: leave out --bin and the arguments after --".into()
         })?;
-        crate::system::System::load(name).map_err(|e| OptionError {
+        let system = crate::system::System::load(name).map_err(|e| OptionError {
+            key: "system",
+            message: e.to_string(),
+        })?;
+        system.check_binary().map_err(|e| OptionError {
             key: "system",
             message: e.to_string(),
         })?;
@@ -538,6 +607,11 @@ impl TestOptions {
             within(s.nemesis_interval, 1e-3, 3600.0),
             "nemesis_interval",
             || format!("must be in (0, 3600] seconds, got {}", s.nemesis_interval),
+        )?;
+        check(
+            s.warmup >= 0.0 && s.warmup < s.time_limit,
+            "warmup",
+            || format!("must be at least 0 and under --time-limit ({} s), got {}", s.time_limit, s.warmup),
         )?;
         check(
             within(s.recovery_time, 0.0, 3600.0),

@@ -73,6 +73,9 @@ impl History {
         value: Value,
         extra: Map<String, Value>,
     ) -> std::io::Result<u64> {
+        // Progress counts client ops, as the summary does: a nemesis
+        // event is an `info` line too, but no op.
+        let client = process.is_client();
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let time = self.clock.now_ns();
         // Invariant: history indices are dense and times never go back.
@@ -94,6 +97,7 @@ impl History {
         file.next_index += 1;
         file.last_time = time;
         let slot = match kind {
+            _ if !client => None,
             EventType::Invoke => None,
             EventType::Ok => Some(0),
             EventType::Fail => Some(1),
@@ -408,5 +412,23 @@ impl Sink for Recorder {
             self.journal_full.store(true, Relaxed);
             self.journal_skipped.fetch_add(1, Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_counts_client_completions_not_nemesis_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::create(&dir.path().join("history.jsonl"), Clock::new()).unwrap();
+        let client = Process::Client(0);
+        let op = |kind| h.record(client.clone(), kind, "read", None, Value::Null, Map::new());
+        op(EventType::Invoke).unwrap();
+        op(EventType::Info).unwrap();
+        h.record_nemesis("kill", serde_json::json!({"nodes": ["n1"]})).unwrap();
+        let counts: Vec<u64> = h.completed.iter().map(|c| c.load(Relaxed)).collect();
+        assert_eq!(counts, [0, 0, 1], "one client op ended info; the kill is no op");
     }
 }

@@ -35,6 +35,9 @@ pub const MAX_NODES: usize = 64;
 struct File {
     name: String,
     binary: Spanned<String>,
+    /// How to install the binary, said when it is missing.
+    #[serde(default)]
+    install: Option<String>,
     #[serde(default)]
     args: Vec<Spanned<String>>,
     #[serde(default)]
@@ -260,6 +263,29 @@ impl System {
         crate::clock::which(self.file.binary.get_ref())
     }
 
+    /// Refuses a binary that is not there, before anything starts: one
+    /// without placeholders is looked up now (one with them when each
+    /// node is planned).
+    pub fn check_binary(&self) -> Result<(), SystemError> {
+        let b = self.file.binary.get_ref();
+        if b.contains('{') || self.program().is_some() {
+            return Ok(());
+        }
+        Err(self.missing(b))
+    }
+
+    fn missing(&self, program: &str) -> SystemError {
+        let hint = match &self.file.install {
+            Some(how) => format!("; install it: {how}"),
+            None => String::from("; install it, or give binary as a path"),
+        };
+        SystemError {
+            source_name: self.source.clone(),
+            line: Some(line_of(&self.text, self.file.binary.span().start)),
+            message: format!("binary {program:?} not found on PATH{hint}"),
+        }
+    }
+
     /// The proxied (node-to-node) ports.
     pub fn peer_ports(&self) -> Vec<u16> {
         self.file
@@ -354,13 +380,7 @@ impl System {
         v.insert("join".into(), join.to_string());
         let f = &self.file;
         let program = fill(f.binary.get_ref(), &v);
-        let program = crate::clock::which(&program).ok_or_else(|| SystemError {
-            source_name: self.source.clone(),
-            line: Some(line_of(&self.text, f.binary.span().start)),
-            message: format!(
-                "{program}: not found (is it installed? Debian: apt-get install etcd-server)"
-            ),
-        })?;
+        let program = crate::clock::which(&program).ok_or_else(|| self.missing(&program))?;
         let client = match &f.client.adapter {
             Some(_) => ClientKind::Etcd {
                 address: fill(

@@ -209,7 +209,8 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
     match spec.kind {
         Kind::Partition => {
             let shape = if spec.shapes.is_empty() {
-                *Shape::drawn().choose(rng).expect("shapes to draw")
+                // `fit_to_size` leaves no partition where nothing cuts.
+                *Shape::drawn_at(n).choose(rng).expect("a shape that cuts at this size")
             } else {
                 pick(Shape::ALL, &spec.shapes, rng)
             };
@@ -327,7 +328,8 @@ pub fn aim(
             }
         }
         Action::StartPartition { shape, cut } if leaders && spec.shapes.is_empty() => {
-            if moment == Moment::Commit {
+            // Below 4 nodes the ring is the full mesh: isolate instead.
+            if moment == Moment::Commit && Shape::MajoritiesRing.cuts_at(n) {
                 *shape = Shape::MajoritiesRing;
                 *cut = majorities_ring(n);
             } else {

@@ -23,7 +23,7 @@ pub use action::{
 };
 pub use draw::{aim, cut_between, disk_pool, draw, draw_disk, draw_moment, isolate, partition_cut};
 pub use spec::{
-    parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named, Shape, Spec,
+    fit_to_size, parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named, Shape, Spec,
     Who,
 };
 
@@ -723,9 +723,10 @@ pub fn check_schedule(steps: &[Step], n: usize) -> Result<(), String> {
         let bad_link = cut.iter().any(|&(a, b)| a >= n || b >= n || a == b);
         if nodes.iter().any(|&i| i >= n) || bad_link {
             return Err(format!(
-                "{} at {} ms names a node beyond the {n} nodes",
+                "{} at {} ms names a node beyond the {n} nodes (by index 0 to {}, or by name as test.json names them), or cuts a node from itself",
                 s.action.name(),
-                s.at_ms
+                s.at_ms,
+                n.saturating_sub(1)
             ));
         }
         let fresh = match s.action.phase() {
@@ -756,6 +757,41 @@ pub fn assert_well_formed(steps: &[Step], n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_partition_at_every_size_cuts_something_or_is_not_drawn() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for n in 1..=9 {
+            for &shape in Shape::ALL {
+                if shape == Shape::IsolateLeader {
+                    continue; // its cut is the leader's, made when it applies
+                }
+                let cut = draw::partition_cut(shape, n, &mut rng, None);
+                assert_eq!(!cut.is_empty(), shape.cuts_at(n), "{} on {n}", shape.name());
+            }
+            let (specs, left_out) = fit_to_size(parse_specs("all").unwrap(), n, |_| false).unwrap();
+            assert_eq!(left_out.is_empty(), n >= 2, "{n}: {left_out:?}");
+            for seed in 1..=10 {
+                for step in schedule(&specs, n, seed, 1000, 30_000) {
+                    // No fault starts, or waits for its moment, past the
+                    // load phase.
+                    if step.action.undo().is_some() {
+                        assert!(step.latest_ms() < 30_000, "{n} nodes, seed {seed}: {step:?}");
+                    }
+                    if let Action::StartPartition { shape, cut } = &step.action {
+                        let cuts = !cut.is_empty() || *shape == Shape::IsolateLeader;
+                        assert!(cuts, "{} on {n} nodes at seed {seed} cuts nothing", shape.name());
+                    }
+                }
+            }
+        }
+        // Narrowed to a shape that cannot act at this size: refused, why said.
+        let ring = parse_specs("partition:majorities-ring").unwrap();
+        let e = fit_to_size(ring, 3, |_| true).unwrap_err();
+        assert!(e.contains("cuts nothing") && e.contains("4 or more"), "{e}");
+        let e = fit_to_size(parse_specs("partition").unwrap(), 1, |_| true).unwrap_err();
+        assert!(e.contains("one node has no links"), "{e}");
+    }
 
     #[test]
     fn schedules_are_reproducible_from_the_seed() {

@@ -197,6 +197,36 @@ impl Shape {
         self == Shape::MajoritiesRing
     }
 
+    /// Whether the shape cuts any link on `n` nodes. On three nodes every
+    /// pair is a majority, so a ring of majorities is the full mesh; a
+    /// bridge needs a node on each side and one between; one node has no
+    /// links at all.
+    pub fn cuts_at(self, n: usize) -> bool {
+        match self {
+            _ if n < 2 => false,
+            Shape::MajoritiesRing => n >= 4,
+            Shape::Bridge => n >= 3,
+            _ => true,
+        }
+    }
+
+    /// Why the shape cuts nothing on `n` nodes, for a refusal.
+    pub fn why_no_cut(self, n: usize) -> String {
+        match self {
+            _ if n < 2 => format!("one node has no links to cut ({n} node)"),
+            Shape::MajoritiesRing => format!(
+                "on {n} nodes every node already sees every majority, so the ring cuts nothing (it needs 4 or more)"
+            ),
+            _ => format!("{} needs 3 or more nodes", self.name()),
+        }
+    }
+
+    /// `drawn()`, less the shapes that cut nothing on `n` nodes (on 4 or
+    /// more, all of them, in the same order, so the draws are unchanged).
+    pub fn drawn_at(n: usize) -> Vec<Shape> {
+        Shape::drawn().iter().copied().filter(|s| s.cuts_at(n)).collect()
+    }
+
     /// The shapes an unnarrowed partition is drawn from, uniformly: the
     /// shapes into sides, and the ring, twice each. Only sides that each
     /// act on their own show a split brain (a quorum counted wrong, an
@@ -357,6 +387,37 @@ pub struct Spec {
     pub disks: Vec<DiskFault>,
     pub whom: Vec<Who>,
     pub moments: Vec<Moment>,
+}
+
+/// The specs that can act on `n` nodes. A spec narrowed to a partition
+/// shape that cuts nothing at this size is refused with the reason (a
+/// no-op fault would take a whole interval and show nothing); a kind that
+/// acts only on links (partition, messages, strand) cannot act on one
+/// node: refused when `named` says the user named it, else left out, with
+/// the reason in the second list.
+pub fn fit_to_size(
+    specs: Vec<Spec>,
+    n: usize,
+    named: impl Fn(Kind) -> bool,
+) -> Result<(Vec<Spec>, Vec<String>), String> {
+    let mut kept = Vec::new();
+    let mut left_out = Vec::new();
+    for spec in specs {
+        if let Some(s) = spec.shapes.iter().find(|s| !s.cuts_at(n)) {
+            return Err(format!("partition:{} cuts nothing: {}", s.name(), s.why_no_cut(n)));
+        }
+        let on_links = matches!(spec.kind, Kind::Partition | Kind::Messages | Kind::Strand);
+        if on_links && n < 2 {
+            let why = format!("{}: one node has no links to act on", spec.kind.name());
+            if named(spec.kind) {
+                return Err(why);
+            }
+            left_out.push(why);
+            continue;
+        }
+        kept.push(spec);
+    }
+    Ok((kept, left_out))
 }
 
 /// The options left after narrowing `all` to `chosen`, in `all`'s order

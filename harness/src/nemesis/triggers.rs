@@ -244,6 +244,11 @@ pub async fn run<P: Processes>(
             _ = cancel.cancelled() => return Ok(()),
             seen = feed.next() => {
                 let Some(seen) = seen else { continue };
+                // A moment seen at or past the deadline starts nothing:
+                // the load phase is over, and the final reads come next.
+                if Instant::now() >= deadline {
+                    return Ok(());
+                }
                 // Removed from the back so earlier indexes stay valid;
                 // applied in schedule order.
                 let fired = pending.fired_by(&seen);

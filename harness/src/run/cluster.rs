@@ -78,8 +78,15 @@ impl Layout {
     ) -> anyhow::Result<Layout> {
         let data_root = tempfile::Builder::new()
             .prefix("faultline-data-")
+            .disable_cleanup(cfg.keep_data)
             .tempdir()
             .context("creating node data directories")?;
+        if cfg.keep_data {
+            eprintln!(
+                "faultline: keeping each node's data directory under {} (--keep-data)",
+                data_root.path().display()
+            );
+        }
         let (mut specs, server) = match &cfg.system {
             Some(name) => {
                 let sys = System::load(name)?;

@@ -40,6 +40,10 @@ pub async fn run(
 ) -> anyhow::Result<Loaded> {
     let started_at = Instant::now();
     let deadline = started_at + Duration::from_secs_f64(cfg.time_limit_s);
+    // The history's clock starts with the cluster; the load (and the
+    // schedule's times) from here: said in the history, so a fault's
+    // time can be read against both.
+    mark(rec, "load-start", cfg)?;
     let ticker = spawn_progress(rec, started_at, cfg.time_limit_s.ceil() as u64);
     let nemesis = spawn_nemesis(
         cfg.schedule.clone(),
@@ -81,11 +85,29 @@ pub async fn run(
     }
     ticker.abort();
     let (executor, nemesis) = nemesis.await.context("the nemesis task panicked")?;
+    mark(rec, "load-end", cfg)?;
     Ok(Loaded {
         clients,
         executor,
         nemesis,
     })
+}
+
+/// A `harness` line in the history marking where the load phase starts
+/// or ends (no op: checkers pass over it).
+fn mark(rec: &Recording, f: &str, cfg: &TestConfig) -> anyhow::Result<()> {
+    let value = serde_json::json!({"time_limit_s": cfg.time_limit_s, "warmup_s": cfg.warmup_s});
+    rec.history
+        .record(
+            faultline_checker::Process::Named("harness".into()),
+            faultline_checker::EventType::Info,
+            f,
+            None,
+            value,
+            serde_json::Map::new(),
+        )
+        .map(|_| ())
+        .context("writing history.jsonl")
 }
 
 /// How client `k` reaches `node`: the router, or the server's client.

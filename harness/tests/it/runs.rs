@@ -396,3 +396,98 @@ fn a_run_that_acknowledged_almost_nothing_says_so_and_is_not_valid() {
     let r = read_json(&latest(tmp.path()).join("results.json"));
     assert_eq!(r["ops"]["ok"], 0, "{}", r["ops"]);
 }
+
+#[test]
+fn hand_written_schedules_name_nodes_as_the_history_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule = tmp.path().join("s.json");
+    std::fs::write(
+        &schedule,
+        r#"[{"at_ms":300,"action":{"f":"start-partition","shape":"isolate-one","cut":[["n1","n2"],["n2","n1"]]}},
+            {"at_ms":900,"action":{"f":"stop-partition"}},
+            {"at_ms":1000,"action":{"f":"kill","nodes":["n3"],"leader":false}},
+            {"at_ms":1500,"action":{"f":"restart","nodes":["n3"]}}]"#,
+    )
+    .unwrap();
+    let f = run(
+        test_cmd(tmp.path()).arg("--schedule").arg(&schedule),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let history = std::fs::read_to_string(latest(tmp.path()).join("history.jsonl")).unwrap();
+    assert!(history.contains(r#""f":"kill","value":{"nodes":["n3"]}"#), "{history}");
+    // A name that is no node's says which there are.
+    std::fs::write(&schedule, r#"[{"at_ms":300,"action":{"f":"kill","nodes":["n9"],"leader":false}}]"#).unwrap();
+    let f = run(test_cmd(tmp.path()).arg("--schedule").arg(&schedule), LIMIT);
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(f.stderr.contains(r#""n9" is not a node: nodes are n1, n2, n3, n4, n5"#), "{}", f.stderr);
+}
+
+#[test]
+fn a_missing_server_binary_is_bad_usage_and_leaves_no_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let system = tmp.path().join("gone.toml");
+    std::fs::write(
+        &system,
+        "name = \"gone\"\nbinary = \"faultline-no-such-server\"\n[ports]\npeer = 7000\n[ready]\ntcp = \"{ip}:{port.peer}\"\n[client]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let f = run(
+        faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(&results)
+            .arg("--system")
+            .arg(&system),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("binary \"faultline-no-such-server\" not found on PATH"),
+        "{}",
+        f.stderr
+    );
+    assert!(!f.stderr.contains("etcd"), "no other server's install hint: {}", f.stderr);
+    assert!(!results.exists(), "no run directory for a run that never started");
+}
+
+#[test]
+fn warmup_holds_faults_back_and_keep_data_keeps_the_nodes_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        test_cmd(tmp.path())
+            .args(["--workload", "g-set", "--nemesis", "kill", "--nemesis-interval", "0.3"])
+            .args(["--warmup", "1.2", "--keep-data"])
+            .arg("--bin")
+            .arg(fixture("maelstrom_node.py"))
+            .args(["--", "--workload", "g-set", "--data", "{data_dir}"]),
+        LIMIT,
+    );
+    let kept = f
+        .stderr
+        .lines()
+        .find_map(|l| l.split("data directory under ").nth(1))
+        .map(|p| std::path::PathBuf::from(p.trim_end_matches(" (--keep-data)")));
+    let kept = kept.unwrap_or_else(|| panic!("the kept path is said: {}", f.stderr));
+    let state = kept.join("n1/state.json");
+    let kept_ok = state.exists();
+    std::fs::remove_dir_all(&kept).unwrap();
+    assert!(kept_ok, "{} was kept", state.display());
+    // History times count from the cluster's start; the load's own
+    // start and end are marked in it.
+    let history = lines(&latest(tmp.path()).join("history.jsonl"));
+    let at = |f: &str| {
+        let e = history.iter().find(|e| e["process"] == "harness" && e["f"] == f);
+        e.unwrap_or_else(|| panic!("no {f} line"))["time"].as_f64().unwrap() / 1e9
+    };
+    let (start, end) = (at("load-start"), at("load-end"));
+    let faults: Vec<f64> = history
+        .iter()
+        .filter(|e| e["process"] == "nemesis" && e["f"] == "kill")
+        .map(|e| e["time"].as_f64().unwrap() / 1e9 - start)
+        .collect();
+    assert!(!faults.is_empty(), "the kills ran");
+    let within = |t: &f64| *t >= 1.2 && *t < end - start;
+    assert!(faults.iter().all(within), "after the warm-up, within the load ({start:.2}..{end:.2} s): {faults:?}");
+}

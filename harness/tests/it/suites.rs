@@ -136,6 +136,8 @@ fn every_option_set(
         topology: "tree3".into(),
         node_names: "n0".into(),
         consistency_model: "serializable".into(),
+        warmup: 1.0,
+        keep_data: true,
         args: vec!["--bug".into(), "local-read".into()],
     }
 }
