@@ -193,11 +193,13 @@ impl Client {
                 .map(|()| None)
                 .map_err(|e| e.to_string()),
             Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
-            Conn::Adapter(a) => answered(
-                a.call(&body, msg_id, self.timeout).await,
-                self.workload,
-                inv,
-            ),
+            Conn::Adapter(a) => {
+                let answer = a.call(&body, msg_id, self.timeout).await;
+                if let Some(n) = served_by(&answer) {
+                    extra.insert("served_by".into(), json!(n));
+                }
+                answered(answer, self.workload, inv)
+            }
         };
         self.node_unreachable = reply.is_err();
         let (kind, value) = match reply {
@@ -323,6 +325,15 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// The node an adapter's reply says served it (`served_by`), if any: a
+/// client that follows a primary elsewhere is not answered by its home.
+fn served_by(a: &Answer) -> Option<&str> {
+    match a {
+        Answer::Reply(r) => r.get("served_by").and_then(Value::as_str),
+        Answer::NotSent(_) => None,
     }
 }
 

@@ -367,7 +367,9 @@ fn names_to_indices(v: &mut serde_json::Value, ids: &[String], nodes: bool) -> R
         Value::Object(m) => m
             .iter_mut()
             .try_for_each(|(k, v)| names_to_indices(v, ids, k == "cut" || k == "nodes")),
-        Value::Array(a) => a.iter_mut().try_for_each(|v| names_to_indices(v, ids, nodes)),
+        Value::Array(a) => a
+            .iter_mut()
+            .try_for_each(|v| names_to_indices(v, ids, nodes)),
         Value::String(s) if nodes => {
             let i = ids.iter().position(|id| id == s).ok_or_else(|| {
                 format!(
@@ -412,11 +414,12 @@ impl TestOptions {
                 message,
             })?;
         let (nemesis, too_small) =
-            faultline_nemesis::fit_to_size(nemesis, self.node_count, |k| self.names(k))
-                .map_err(|message| OptionError {
+            faultline_nemesis::fit_to_size(nemesis, self.node_count, |k| self.names(k)).map_err(
+                |message| OptionError {
                     key: "nemesis",
                     message,
-                })?;
+                },
+            )?;
         let (nemesis, mut nemesis_refused) = self.clock_that_acts(nemesis)?;
         nemesis_refused.extend(too_small);
         let nemesis = self.crash_that_acts(nemesis, &mut nemesis_refused)?;
@@ -438,8 +441,9 @@ impl TestOptions {
         let schedule = match &self.schedule {
             Some(file) => {
                 let first = usize::from(self.node_names != "n0");
-                let ids: Vec<String> =
-                    (first..first + self.node_count).map(|i| format!("n{i}")).collect();
+                let ids: Vec<String> = (first..first + self.node_count)
+                    .map(|i| format!("n{i}"))
+                    .collect();
                 read_schedule(file, &ids)?
             }
             None => {
@@ -608,11 +612,12 @@ impl TestOptions {
             "nemesis_interval",
             || format!("must be in (0, 3600] seconds, got {}", s.nemesis_interval),
         )?;
-        check(
-            s.warmup >= 0.0 && s.warmup < s.time_limit,
-            "warmup",
-            || format!("must be at least 0 and under --time-limit ({} s), got {}", s.time_limit, s.warmup),
-        )?;
+        check(s.warmup >= 0.0 && s.warmup < s.time_limit, "warmup", || {
+            format!(
+                "must be at least 0 and under --time-limit ({} s), got {}",
+                s.time_limit, s.warmup
+            )
+        })?;
         check(
             within(s.recovery_time, 0.0, 3600.0),
             "recovery_time",

@@ -427,8 +427,13 @@ mod tests {
         let op = |kind| h.record(client.clone(), kind, "read", None, Value::Null, Map::new());
         op(EventType::Invoke).unwrap();
         op(EventType::Info).unwrap();
-        h.record_nemesis("kill", serde_json::json!({"nodes": ["n1"]})).unwrap();
+        h.record_nemesis("kill", serde_json::json!({"nodes": ["n1"]}))
+            .unwrap();
         let counts: Vec<u64> = h.completed.iter().map(|c| c.load(Relaxed)).collect();
-        assert_eq!(counts, [0, 0, 1], "one client op ended info; the kill is no op");
+        assert_eq!(
+            counts,
+            [0, 0, 1],
+            "one client op ended info; the kill is no op"
+        );
     }
 }

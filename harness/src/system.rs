@@ -7,9 +7,12 @@
 //! Placeholders: `{node_id}`, `{data_dir}`, `{ip}` (the node's own
 //! loopback address, where it listens), `{host}` (the name its peers dial
 //! it by, which each node resolves to the proxy of that link), `{port.NAME}`,
-//! `{node_count}`, `{system_dir}` (the folder of the system file), and
-//! `{join}`: the `join` template filled in for every
-//! node and joined with `join_separator` (etcd's `--initial-cluster`).
+//! `{node_count}`, `{system_dir}` (the folder of the system file),
+//! `{nodes}` (every node as `n1=IP,n2=IP,...`: where a client finds the
+//! whole cluster, and what each peer's `fl-nK` name stands for outside the
+//! nodes' private hosts files), and `{join}`: the `join` template filled in
+//! for every node and joined with `join_separator` (etcd's
+//! `--initial-cluster`).
 //! A file with an unknown key or placeholder is refused, naming the line.
 
 use serde::Deserialize;
@@ -156,6 +159,7 @@ const PLACEHOLDERS: &[&str] = &[
     "ip",
     "host",
     "node_count",
+    "nodes",
     "join",
     "system_dir",
 ];
@@ -346,9 +350,14 @@ impl System {
                 message: format!("{n} nodes: a system runs 1 to {MAX_NODES}"),
             });
         }
+        let nodes: Vec<String> = (1..=n)
+            .map(|k| format!("n{k}={}", System::node_ip(slot, k)))
+            .collect();
+        let nodes = nodes.join(",");
         let vars = |k: usize| -> BTreeMap<String, String> {
             let id = format!("n{k}");
             let mut v = BTreeMap::new();
+            v.insert("nodes".into(), nodes.clone());
             v.insert("data_dir".into(), data_dir(&id).display().to_string());
             v.insert("ip".into(), System::node_ip(slot, k));
             v.insert("host".into(), format!("fl-{id}"));

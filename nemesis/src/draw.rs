@@ -210,7 +210,9 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
         Kind::Partition => {
             let shape = if spec.shapes.is_empty() {
                 // `fit_to_size` leaves no partition where nothing cuts.
-                *Shape::drawn_at(n).choose(rng).expect("a shape that cuts at this size")
+                *Shape::drawn_at(n)
+                    .choose(rng)
+                    .expect("a shape that cuts at this size")
             } else {
                 pick(Shape::ALL, &spec.shapes, rng)
             };

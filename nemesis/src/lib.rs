@@ -23,8 +23,8 @@ pub use action::{
 };
 pub use draw::{aim, cut_between, disk_pool, draw, draw_disk, draw_moment, isolate, partition_cut};
 pub use spec::{
-    fit_to_size, parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named, Shape, Spec,
-    Who,
+    fit_to_size, parse_specs, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named,
+    Shape, Spec, Who,
 };
 
 /// The whole fault schedule for a run. Each kind runs on its own timeline
@@ -776,11 +776,18 @@ mod tests {
                     // No fault starts, or waits for its moment, past the
                     // load phase.
                     if step.action.undo().is_some() {
-                        assert!(step.latest_ms() < 30_000, "{n} nodes, seed {seed}: {step:?}");
+                        assert!(
+                            step.latest_ms() < 30_000,
+                            "{n} nodes, seed {seed}: {step:?}"
+                        );
                     }
                     if let Action::StartPartition { shape, cut } = &step.action {
                         let cuts = !cut.is_empty() || *shape == Shape::IsolateLeader;
-                        assert!(cuts, "{} on {n} nodes at seed {seed} cuts nothing", shape.name());
+                        assert!(
+                            cuts,
+                            "{} on {n} nodes at seed {seed} cuts nothing",
+                            shape.name()
+                        );
                     }
                 }
             }

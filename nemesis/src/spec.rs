@@ -224,7 +224,11 @@ impl Shape {
     /// `drawn()`, less the shapes that cut nothing on `n` nodes (on 4 or
     /// more, all of them, in the same order, so the draws are unchanged).
     pub fn drawn_at(n: usize) -> Vec<Shape> {
-        Shape::drawn().iter().copied().filter(|s| s.cuts_at(n)).collect()
+        Shape::drawn()
+            .iter()
+            .copied()
+            .filter(|s| s.cuts_at(n))
+            .collect()
     }
 
     /// The shapes an unnarrowed partition is drawn from, uniformly: the
@@ -404,7 +408,11 @@ pub fn fit_to_size(
     let mut left_out = Vec::new();
     for spec in specs {
         if let Some(s) = spec.shapes.iter().find(|s| !s.cuts_at(n)) {
-            return Err(format!("partition:{} cuts nothing: {}", s.name(), s.why_no_cut(n)));
+            return Err(format!(
+                "partition:{} cuts nothing: {}",
+                s.name(),
+                s.why_no_cut(n)
+            ));
         }
         let on_links = matches!(spec.kind, Kind::Partition | Kind::Messages | Kind::Strand);
         if on_links && n < 2 {

@@ -104,9 +104,12 @@ impl ReportData {
         self.events.get(i as usize).filter(|e| e.index == i)
     }
 
-    /// The node that answered the op completed at history index `i`.
+    /// The node that answered the op completed at history index `i`: the
+    /// one an adapter said served it (`served_by`, a primary after a
+    /// failover), else the node the client asked.
     pub fn answered_by(&self, i: Option<u64>) -> Option<&str> {
-        self.event(i?)?.extra.get("node")?.as_str()
+        let extra = &self.event(i?)?.extra;
+        extra.get("served_by").or(extra.get("node"))?.as_str()
     }
 
     pub fn node_count(&self) -> usize {

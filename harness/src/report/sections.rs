@@ -112,7 +112,7 @@ pub fn anomaly(d: &ReportData) -> String {
         esc(&a.summary),
         esc(&a.kind),
         esc(&a.explanation),
-        svg::anomaly(a),
+        svg::anomaly(d, a),
         svg::lamport(d, a)
     )
 }

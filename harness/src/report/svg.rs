@@ -36,7 +36,7 @@ fn outcome_class(o: Outcome) -> &'static str {
 
 /// The anomaly's ops on per-process lanes, each an interval bar; the op
 /// that cannot follow in red.
-pub fn anomaly(anomaly: &Anomaly) -> String {
+pub fn anomaly(data: &ReportData, anomaly: &Anomaly) -> String {
     let ops: Vec<&OpView> = anomaly.ops.iter().collect();
     if ops.is_empty() {
         return String::new();
@@ -72,6 +72,11 @@ pub fn anomaly(anomaly: &Anomaly) -> String {
         };
         let (x0, x1) = (x(o.invoke_time), x(o.complete_time.unwrap_or(t1)));
         let label = esc(&op_label(o));
+        // Which node answered: the one the adapter named, or the one asked.
+        let by = data
+            .answered_by(o.complete_index)
+            .map(|n| format!(" (answered by {})", esc(n)))
+            .unwrap_or_default();
         // Near the right edge, the label goes to the left of the bar.
         let (lx, anchor) = if x0 > WIDTH - 220.0 {
             (x0 - 3.0, "end")
@@ -80,7 +85,7 @@ pub fn anomaly(anomaly: &Anomaly) -> String {
         };
         let _ = write!(
             s,
-            r#"<rect class="op {cls}" x="{x0:.1}" y="{y:.0}" width="{:.1}" height="22"><title>#{} {label}</title></rect><text x="{lx:.1}" y="{:.0}" class="oplabel" text-anchor="{anchor}">#{} {label}</text>"#,
+            r#"<rect class="op {cls}" x="{x0:.1}" y="{y:.0}" width="{:.1}" height="22"><title>#{} {label}{by}</title></rect><text x="{lx:.1}" y="{:.0}" class="oplabel" text-anchor="{anchor}">#{} {label}</text>"#,
             (x1 - x0).max(2.0),
             o.index,
             y + 15.0,

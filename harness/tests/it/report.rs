@@ -19,7 +19,7 @@ fn a_failing_run_report_draws_its_anomaly() {
         r#"{"index":3,"time":4000,"process":1,"type":"ok","f":"write","key":0,"value":2,"latency_ns":1000}"#,
         r#"{"index":4,"time":5000,"process":"nemesis","type":"info","f":"start-partition","value":{"shape":"halves","moment":{"on":"on-vote","waited_ms":3,"node":"n2","event":"vote","term":2,"event_ns":4990}}}"#,
         r#"{"index":5,"time":6000,"process":2,"type":"invoke","f":"read","key":0,"value":null}"#,
-        r#"{"index":6,"time":7000,"process":2,"type":"ok","f":"read","key":0,"value":1,"latency_ns":1000}"#,
+        r#"{"index":6,"time":7000,"process":2,"type":"ok","f":"read","key":0,"value":1,"latency_ns":1000,"node":"n2","served_by":"n1"}"#,
     ]
     .join("\n")
         + "\n";
@@ -62,6 +62,9 @@ fn a_failing_run_report_draws_its_anomaly() {
         r#"id="anomaly""#,
         "class=\"op blocked\"",
         "read → 1",
+        // The adapter said n1 served the read asked of n2.
+        "read → 1 (answered by n1)",
+        "answered by n1 at",
         "start-partition",
         r#"id="chart-data""#,
         r#"id="lamport""#,

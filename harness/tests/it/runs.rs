@@ -409,18 +409,27 @@ fn hand_written_schedules_name_nodes_as_the_history_does() {
             {"at_ms":1500,"action":{"f":"restart","nodes":["n3"]}}]"#,
     )
     .unwrap();
-    let f = run(
-        test_cmd(tmp.path()).arg("--schedule").arg(&schedule),
-        LIMIT,
-    );
+    let f = run(test_cmd(tmp.path()).arg("--schedule").arg(&schedule), LIMIT);
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let history = std::fs::read_to_string(latest(tmp.path()).join("history.jsonl")).unwrap();
-    assert!(history.contains(r#""f":"kill","value":{"nodes":["n3"]}"#), "{history}");
+    assert!(
+        history.contains(r#""f":"kill","value":{"nodes":["n3"]}"#),
+        "{history}"
+    );
     // A name that is no node's says which there are.
-    std::fs::write(&schedule, r#"[{"at_ms":300,"action":{"f":"kill","nodes":["n9"],"leader":false}}]"#).unwrap();
+    std::fs::write(
+        &schedule,
+        r#"[{"at_ms":300,"action":{"f":"kill","nodes":["n9"],"leader":false}}]"#,
+    )
+    .unwrap();
     let f = run(test_cmd(tmp.path()).arg("--schedule").arg(&schedule), LIMIT);
     assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
-    assert!(f.stderr.contains(r#""n9" is not a node: nodes are n1, n2, n3, n4, n5"#), "{}", f.stderr);
+    assert!(
+        f.stderr
+            .contains(r#""n9" is not a node: nodes are n1, n2, n3, n4, n5"#),
+        "{}",
+        f.stderr
+    );
 }
 
 #[test]
@@ -444,12 +453,20 @@ fn a_missing_server_binary_is_bad_usage_and_leaves_no_run_directory() {
     );
     assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
     assert!(
-        f.stderr.contains("binary \"faultline-no-such-server\" not found on PATH"),
+        f.stderr
+            .contains("binary \"faultline-no-such-server\" not found on PATH"),
         "{}",
         f.stderr
     );
-    assert!(!f.stderr.contains("etcd"), "no other server's install hint: {}", f.stderr);
-    assert!(!results.exists(), "no run directory for a run that never started");
+    assert!(
+        !f.stderr.contains("etcd"),
+        "no other server's install hint: {}",
+        f.stderr
+    );
+    assert!(
+        !results.exists(),
+        "no run directory for a run that never started"
+    );
 }
 
 #[test]
@@ -457,7 +474,14 @@ fn warmup_holds_faults_back_and_keep_data_keeps_the_nodes_files() {
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
         test_cmd(tmp.path())
-            .args(["--workload", "g-set", "--nemesis", "kill", "--nemesis-interval", "0.3"])
+            .args([
+                "--workload",
+                "g-set",
+                "--nemesis",
+                "kill",
+                "--nemesis-interval",
+                "0.3",
+            ])
             .args(["--warmup", "1.2", "--keep-data"])
             .arg("--bin")
             .arg(fixture("maelstrom_node.py"))
@@ -478,8 +502,13 @@ fn warmup_holds_faults_back_and_keep_data_keeps_the_nodes_files() {
     // start and end are marked in it.
     let history = lines(&latest(tmp.path()).join("history.jsonl"));
     let at = |f: &str| {
-        let e = history.iter().find(|e| e["process"] == "harness" && e["f"] == f);
-        e.unwrap_or_else(|| panic!("no {f} line"))["time"].as_f64().unwrap() / 1e9
+        let e = history
+            .iter()
+            .find(|e| e["process"] == "harness" && e["f"] == f);
+        e.unwrap_or_else(|| panic!("no {f} line"))["time"]
+            .as_f64()
+            .unwrap()
+            / 1e9
     };
     let (start, end) = (at("load-start"), at("load-end"));
     let faults: Vec<f64> = history
@@ -489,5 +518,8 @@ fn warmup_holds_faults_back_and_keep_data_keeps_the_nodes_files() {
         .collect();
     assert!(!faults.is_empty(), "the kills ran");
     let within = |t: &f64| *t >= 1.2 && *t < end - start;
-    assert!(faults.iter().all(within), "after the warm-up, within the load ({start:.2}..{end:.2} s): {faults:?}");
+    assert!(
+        faults.iter().all(within),
+        "after the warm-up, within the load ({start:.2}..{end:.2} s): {faults:?}"
+    );
 }

@@ -261,6 +261,24 @@ fn a_users_own_tcp_server_runs_through_the_generic_adapter() {
 }
 
 #[test]
+fn an_adapter_finds_every_node_and_says_which_served_each_op() {
+    // The adapter reads the cluster from {nodes} and talks to the
+    // primary, n1, whatever its home node, naming it in served_by.
+    let tmp = tempfile::tempdir().unwrap();
+    let system = fixture("pykv_primary.toml").display().to_string();
+    let f = system_test(tmp.path(), &system, &["--time-limit", "3"]);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let history = lines(&dir.join("history.jsonl"));
+    let done: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| e["type"] == "ok" && e["node"] != "n1")
+        .collect();
+    assert!(done.len() > 50, "ops asked of n2 and n3: {}", done.len());
+    assert!(done.iter().all(|e| e["served_by"] == "n1"), "{:?}", done[0]);
+}
+
+#[test]
 fn a_bad_system_file_names_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.toml");
