@@ -599,7 +599,7 @@ impl TestOptions {
     /// Four clients per node (Maelstrom has two): under faults a client
     /// waits out its timeout at a cut-off or paused node, and with two per
     /// node `--nemesis all` issued under half its rate; stale leaders then
-    /// answered too few reads to be caught (see README, "Finding bugs").
+    /// answered too few reads to be caught (see docs/nemesis.md, "Finding bugs").
     fn concurrency(&self) -> usize {
         self.concurrency.unwrap_or(4 * self.node_count)
     }
