@@ -63,14 +63,12 @@ impl Report {
 struct KeyLog {
     /// offset -> messages seen there (more than one: inconsistent).
     at: BTreeMap<u64, BTreeSet<String>>,
-    /// Acknowledged sends: (offset, message).
-    acked: Vec<(u64, String)>,
+    /// Acknowledged sends: (offset, message, when acknowledged in ns).
+    acked: Vec<(u64, String, Option<u64>)>,
     /// Highest offset any poll returned.
     polled_max: Option<u64>,
     /// Every (offset) a poll returned, with its message.
     polled: BTreeSet<(u64, String)>,
-    /// When each acknowledged (offset, message) was acknowledged, ns.
-    acked_at: HashMap<(u64, String), u64>,
     /// What the final polls held, when they read the log to its end.
     final_read: Option<BTreeSet<(u64, String)>>,
 }
@@ -137,10 +135,7 @@ fn record_sends(sends: &[&Op], logs: &mut HashMap<String, KeyLog>, r: &mut Repor
         let msg = o.input.to_string();
         let log = logs.entry(key.clone()).or_default();
         log.at.entry(offset).or_default().insert(msg.clone());
-        log.acked.push((offset, msg.clone()));
-        if let Some(t) = o.complete_time {
-            log.acked_at.insert((offset, msg.clone()), t);
-        }
+        log.acked.push((offset, msg.clone(), o.complete_time));
         if let Some(prev) = last.insert((&o.process, key.clone()), offset) {
             if offset <= prev {
                 r.add(
@@ -224,7 +219,7 @@ fn lost_writes(key: &str, log: &KeyLog, r: &mut Report) {
         None if !log.acked.is_empty() => r.keys_not_read_to_end.push(key.to_string()),
         None => {}
     }
-    for (offset, msg) in &log.acked {
+    for (offset, msg, at_ns) in &log.acked {
         let pair = (*offset, msg.clone());
         let read_past = log.polled_max.is_some_and(|m| m > *offset) && !log.polled.contains(&pair);
         let not_kept = log
@@ -239,7 +234,7 @@ fn lost_writes(key: &str, log: &KeyLog, r: &mut Report) {
         } else {
             "polls read past its offset and never returned it"
         };
-        let at_s = log.acked_at.get(&pair).map(|t| *t as f64 / 1e9);
+        let at_s = at_ns.map(|t| t as f64 / 1e9);
         r.add(
             "lost-write",
             serde_json::json!({"key": key, "offset": offset, "message": msg, "acknowledged_s": at_s, "why": why}),

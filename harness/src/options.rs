@@ -336,6 +336,15 @@ impl OptionError {
 
 /// A schedule file (`--schedule`): a list of steps, or a test.json whose
 /// schedule is taken. Checked as a replayed schedule is.
+/// The node ids of a run: n1..nN, or n0..nN-1 as Maelstrom names them
+/// (`node_names` "n0").
+pub fn node_ids(node_names: &str, node_count: usize) -> Vec<String> {
+    let first = usize::from(node_names != "n0");
+    (first..first + node_count)
+        .map(|i| format!("n{i}"))
+        .collect()
+}
+
 /// A schedule file: a list of steps (or test.json's `schedule`). Nodes
 /// may be named as test.json and the history name them (`"n2"`) or by
 /// 0-based index.
@@ -439,13 +448,7 @@ impl TestOptions {
         })?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let schedule = match &self.schedule {
-            Some(file) => {
-                let first = usize::from(self.node_names != "n0");
-                let ids: Vec<String> = (first..first + self.node_count)
-                    .map(|i| format!("n{i}"))
-                    .collect();
-                read_schedule(file, &ids)?
-            }
+            Some(file) => read_schedule(file, &node_ids(&self.node_names, self.node_count))?,
             None => {
                 // Drawn over the load after the warm-up, then moved past it.
                 let warmup_ms = (self.warmup * 1000.0) as u64;
@@ -742,26 +745,34 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let mut o = TestOptions::default();
-        o.node_count = 0;
+        let o = TestOptions {
+            node_count: 0,
+            ..Default::default()
+        };
         let e = o.validate().unwrap_err();
         assert_eq!(e.key, "node_count");
         assert!(e
             .as_flag()
             .starts_with("--node-count: must be between 1 and 64"));
-        let mut o = TestOptions::default();
-        o.nemesis = "kill:sideways".into();
+        let o = TestOptions {
+            nemesis: "kill:sideways".into(),
+            ..Default::default()
+        };
         assert_eq!(o.validate().unwrap_err().key, "nemesis");
-        let mut o = TestOptions::default();
-        o.workload = "frob".into();
+        let o = TestOptions {
+            workload: "frob".into(),
+            ..Default::default()
+        };
         assert_eq!(o.validate().unwrap_err().key, "workload");
     }
 
     #[test]
     fn the_same_options_give_the_same_configuration() {
-        let mut o = TestOptions::default();
-        o.seed = Some(3);
-        o.nemesis = "all".into();
+        let o = TestOptions {
+            seed: Some(3),
+            nemesis: "all".into(),
+            ..Default::default()
+        };
         let (a, b) = (o.validate().unwrap(), o.validate().unwrap());
         assert_eq!(a.schedule, b.schedule);
         assert_eq!(a.concurrency, 20, "four clients per node");
@@ -770,9 +781,11 @@ mod tests {
 
     #[test]
     fn a_recorded_configuration_is_checked_like_options() {
-        let mut o = TestOptions::default();
-        o.seed = Some(1);
-        o.nemesis = "kill".into();
+        let o = TestOptions {
+            seed: Some(1),
+            nemesis: "kill".into(),
+            ..Default::default()
+        };
         let mut cfg = o.validate().unwrap();
         assert_eq!(cfg.check(), Ok(()));
         cfg.workload = "frob".into();

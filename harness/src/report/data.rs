@@ -124,12 +124,15 @@ fn fault_bands(events: &[Event], end_ns: u64) -> Vec<Band> {
         .into_iter()
         .map(|p| {
             let (e, end) = (p.start, p.end);
-            let effect = effects(&e.value);
+            let effect = match end {
+                Some(x) => join(&effects(&e.value), &refusals(&x.value)),
+                None => effects(&e.value),
+            };
             Band {
                 start: e.time,
                 end: end.map_or(end_ns, |x| x.time),
                 label: label(&e.f, &e.value),
-                effect: end.map_or(effect.clone(), |x| join(&effect, &refusals(&x.value))),
+                effect,
                 kind: p.kind,
                 moment: MomentNote::from_value(&e.value),
             }

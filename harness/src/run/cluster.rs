@@ -62,10 +62,7 @@ fn node_program(cfg: &TestConfig) -> anyhow::Result<(PathBuf, Vec<String>)> {
 impl Layout {
     /// The node ids of a run: n1..nN, or n0..nN-1 as Maelstrom names them.
     pub fn node_ids(cfg: &TestConfig) -> Vec<String> {
-        let first = usize::from(cfg.node_names != "n0");
-        (first..first + cfg.node_count)
-            .map(|i| format!("n{i}"))
-            .collect()
+        crate::options::node_ids(&cfg.node_names, cfg.node_count)
     }
 
     /// Lays out every node; `faketime` is libfaketime when the clock

@@ -442,15 +442,7 @@ fn a_missing_server_binary_is_bad_usage_and_leaves_no_run_directory() {
     )
     .unwrap();
     let results = tmp.path().join("results");
-    let f = run(
-        faultline()
-            .arg("test")
-            .arg("--results-dir")
-            .arg(&results)
-            .arg("--system")
-            .arg(&system),
-        LIMIT,
-    );
+    let f = run(faultline_test(&results).arg("--system").arg(&system), LIMIT);
     assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
     assert!(
         f.stderr
