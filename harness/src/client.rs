@@ -76,6 +76,9 @@ impl Load for Pacer {
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How a client's requests reach its node and its answers come back.
+// One per client, made once and moved into its task: the size of the
+// largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     /// Through the stdio router; replies arrive in the client's inbox.
     Stdio {

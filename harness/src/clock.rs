@@ -279,7 +279,7 @@ impl Skew {
                 since,
             } => {
                 let t = now.saturating_duration_since(since).as_millis() as u64;
-                if (t / period_ms.max(1)) % 2 == 0 {
+                if (t / period_ms.max(1)).is_multiple_of(2) {
                     delta_ms as f64
                 } else {
                     0.0

@@ -21,6 +21,9 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start and matched once: the size of `Test`'s options
+// costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a test: start nodes, drive clients, record, check.
@@ -182,7 +185,7 @@ fn harness_error(e: anyhow::Error) -> ExitCode {
 /// kills every node and exits at once.
 fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut streams = vec![
+    let mut streams = [
         signal(SignalKind::interrupt())?,
         signal(SignalKind::terminate())?,
         signal(SignalKind::hangup())?,

@@ -191,12 +191,15 @@ pub trait Sink: Send + Sync {
     fn journal(&self, from: &str, to: &str, body: &RawValue, fate: &'static str, delay: Duration);
 }
 
+/// A message held on a cut link: its sender and body, delivered on heal.
+type Held = (String, Box<RawValue>);
+
 pub struct Network {
     node_ids: Vec<String>,
     index: HashMap<String, usize>,
     base: LinkPolicy,
     links: RwLock<Vec<LinkFaults>>,
-    held: Mutex<Vec<Vec<(String, Box<RawValue>)>>>,
+    held: Mutex<Vec<Vec<Held>>>,
     /// Per directed link: when a bandwidth-limited link is free again.
     busy_until: Mutex<Vec<Instant>>,
     /// The current incarnation's queue, if one is attached.
@@ -915,7 +918,7 @@ mod tests {
             writers.push(node_out);
             readers.push(tokio::io::BufReader::new(node_in).lines());
         }
-        let mut got = vec![Vec::new(), Vec::new()];
+        let mut got = [Vec::new(), Vec::new()];
         for (i, r) in readers.iter_mut().enumerate() {
             while let Ok(Ok(Some(l))) =
                 tokio::time::timeout(std::time::Duration::from_millis(300), r.next_line()).await

@@ -22,6 +22,12 @@ pub struct Clock {
     start: Instant,
 }
 
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Clock {
     pub fn new() -> Self {
         Clock {
@@ -204,7 +210,7 @@ impl Recorder {
             .map_err(std::io::Error::from)
             .and_then(|()| l.out.write_all(b"\n"));
         if let Err(e) = done {
-            self.failed(&l.name, e);
+            self.failed(l.name, e);
         }
         true
     }

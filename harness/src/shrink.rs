@@ -469,11 +469,13 @@ mod tests {
 
     #[test]
     fn the_command_line_names_what_differs_from_the_defaults() {
-        let mut o = TestOptions::default();
-        o.seed = Some(4);
-        o.nemesis = "kill,partition".into();
-        o.concurrency = Some(3);
-        o.args = vec!["--bug".into(), "local-read".into()];
+        let o = TestOptions {
+            seed: Some(4),
+            nemesis: "kill,partition".into(),
+            concurrency: Some(3),
+            args: vec!["--bug".into(), "local-read".into()],
+            ..Default::default()
+        };
         let cfg = o.validate().unwrap();
         let line = command_line(&cfg, Path::new("/tmp/a b/schedule.json"));
         assert!(line.starts_with("faultline test "), "{line}");

@@ -109,14 +109,15 @@ impl Generator for LinKvGen {
 /// Maps a lin-kv reply body to the op's completion.
 pub fn complete(inv: &Invocation, reply: &Value) -> Completion {
     // A read of an absent key is an observation, not a failure.
-    if inv.f == "read" && reply.get("type").and_then(Value::as_str) == Some("error") {
-        if reply.get("code").and_then(Value::as_i64) == Some(20) {
-            return Completion {
-                kind: Outcome::Ok,
-                value: Value::Null,
-                error: None,
-            };
-        }
+    if inv.f == "read"
+        && reply.get("type").and_then(Value::as_str) == Some("error")
+        && reply.get("code").and_then(Value::as_i64) == Some(20)
+    {
+        return Completion {
+            kind: Outcome::Ok,
+            value: Value::Null,
+            error: None,
+        };
     }
     definite_outcome(inv, reply).unwrap_or_else(|ok| match inv.f {
         "read" => Completion {

@@ -209,7 +209,9 @@ fn a_crdt_that_gossips_every_five_seconds_is_judged_once_it_has_converged() {
     // Maelstrom's CRDT demos gossip every 5 s: after a partition heals,
     // the final reads wait Maelstrom's 10 s (the 2 s default had it
     // judged before it converged).
-    let cases: Vec<(&str, &str, &[&str], Option<&str>, i32)> = vec![
+    // (workload, nemesis, node arguments, bug, expected exit code)
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], Option<&'a str>, i32);
+    let cases: Vec<Case> = vec![
         ("pn-counter", "partition", &["--gossip-every", "5"], None, 0),
         // Pushes each delta once and never gossips again: apart for good.
         ("pn-counter", "partition", &[], Some("gossip-once"), 1),

@@ -117,7 +117,7 @@ impl Raft {
             .or_insert_with(|| vec![false; self.cfg.nodes]);
         acks[from] = true;
         acks[self.cfg.id] = true;
-        if acks.iter().filter(|a| **a).count() >= self.cfg.nodes / 2 + 1 {
+        if acks.iter().filter(|a| **a).count() > self.cfg.nodes / 2 {
             if self.cfg.bugs.lease_no_bound {
                 // Trusts the wall clock fully, from when the ack arrived.
                 let until = self.wall_ms + self.cfg.election_ticks * self.cfg.tick_ms;

@@ -178,7 +178,7 @@ impl Sim {
             }
         }
         if self.faults.snapshot_every > 0
-            && node.applied % self.faults.snapshot_every == 0
+            && node.applied.is_multiple_of(self.faults.snapshot_every)
             && node.applied <= node.raft.commit
         {
             let term = node.raft.log.term(node.applied).unwrap();
@@ -239,14 +239,15 @@ impl Sim {
         self.time += 1;
         let n = self.nodes.len();
         // Faults.
-        if self.faults.partition_every > 0 && self.time % self.faults.partition_every == 0 {
+        if self.faults.partition_every > 0 && self.time.is_multiple_of(self.faults.partition_every)
+        {
             if self.rng.gen_bool(0.5) {
                 self.group = (0..n).map(|_| self.rng.gen_range(0..2)).collect();
             } else {
                 self.group = vec![0; n];
             }
         }
-        if self.faults.crash_every > 0 && self.time % self.faults.crash_every == 0 {
+        if self.faults.crash_every > 0 && self.time.is_multiple_of(self.faults.crash_every) {
             let i = self.rng.gen_range(0..n);
             if self.nodes[i].up {
                 self.nodes[i].up = false;
@@ -254,7 +255,7 @@ impl Sim {
                 self.restart(i);
             }
         }
-        if self.time % 97 == 0 {
+        if self.time.is_multiple_of(97) {
             // Bring everyone back now and then so progress is possible.
             for i in 0..n {
                 if !self.nodes[i].up {
