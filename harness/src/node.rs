@@ -43,6 +43,20 @@ pub struct NodeSpec {
     /// What the workload tells it once it answered init, after every
     /// start (broadcast's topology), answered by `{type}_ok`.
     pub setup: Option<Value>,
+    /// A sidecar's name (a process a server node runs beside its server);
+    /// `None` for the node's own process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+impl NodeSpec {
+    /// How logs and messages name it: `n1`, or `n1.monitor` for a sidecar.
+    pub fn label(&self) -> String {
+        match &self.process {
+            Some(p) => format!("{}.{p}", self.id),
+            None => self.id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +71,9 @@ pub struct ExitInfo {
     /// disk held (fail-stop): a correct outcome, not a crash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused_to_start: bool,
+    /// Which of the node's processes it was, when not its server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +218,7 @@ fn spawn_log_copier(
 /// What the exit watcher of one incarnation needs.
 struct Watch {
     id: String,
+    process: Option<String>,
     log_name: String,
     index: usize,
     pid: i32,
@@ -245,19 +263,24 @@ fn spawn_exit_watcher(
             status: status.clone(),
             expected: w.expected.load(std::sync::atomic::Ordering::SeqCst),
             refused_to_start: false,
+            process: w.process.clone(),
         };
         // Let the last stdout lines and stderr bytes drain before reporting.
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
         if let Ok(Ok(mut log)) = tokio::time::timeout(Duration::from_secs(2), log).await {
-            let ended = format!(
-                "=== faultline: {} (pid {}) ended: {status} ===",
-                w.id, w.pid
-            );
+            let who = match &w.process {
+                Some(p) => format!("{}.{p}", w.id),
+                None => w.id.clone(),
+            };
+            let ended = format!("=== faultline: {who} (pid {}) ended: {status} ===", w.pid);
             if let Err(e) = writeln!(log, "{ended}") {
                 w.recorder.failed(&w.log_name, e);
             }
         }
-        let exit = json!({"pid": w.pid, "status": status, "expected": info.expected});
+        let mut exit = json!({"pid": w.pid, "status": status, "expected": info.expected});
+        if let Some(p) = &w.process {
+            exit["process"] = json!(p);
+        }
         w.recorder.node_event(&w.id, "exit", exit);
         let _ = tx.send(Some(info));
     });
@@ -290,11 +313,15 @@ pub fn spawn(
     if let Err(e) = writeln!(
         log,
         "=== faultline: {} started as pid {pid} at {started_ms} ms ===",
-        spec.id
+        spec.label()
     ) {
         recorder.failed(&spec.log_path.display().to_string(), e);
     }
-    recorder.node_event(&spec.id, "start", json!({"pid": pid}));
+    let mut start = json!({"pid": pid});
+    if let Some(p) = &spec.process {
+        start["process"] = json!(p);
+    }
+    recorder.node_event(&spec.id, "start", start);
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let (generation, reader) = if spec.routed {
@@ -311,6 +338,7 @@ pub fn spawn(
     let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let w = Watch {
         id: spec.id.clone(),
+        process: spec.process.clone(),
         log_name: spec.log_path.display().to_string(),
         index: spec.index,
         pid,

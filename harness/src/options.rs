@@ -274,7 +274,8 @@ impl TestConfig {
                 key: "schedule",
                 message: e,
             }
-        })
+        })?;
+        options.check_processes(&self.nemesis, &self.schedule)
     }
 
     /// The options that give this configuration, but for the schedule
@@ -468,6 +469,7 @@ impl TestOptions {
                 s
             }
         };
+        self.check_processes(&nemesis, &schedule)?;
         Ok(TestConfig {
             name,
             bin: self.bin.clone(),
@@ -596,6 +598,46 @@ impl TestOptions {
             "node_count",
             || format!("a system runs at most {} nodes", crate::system::MAX_NODES),
         )?;
+        Ok(())
+    }
+
+    /// A fault aimed at one process names one the system runs.
+    fn check_processes(&self, specs: &[Spec], schedule: &[Step]) -> Result<(), OptionError> {
+        use faultline_nemesis::Action;
+        let named = specs
+            .iter()
+            .filter_map(|s| s.process.as_deref().map(|p| ("nemesis", p)))
+            .chain(schedule.iter().filter_map(|s| match &s.action {
+                Action::Pause { process, .. } | Action::Kill { process, .. } => {
+                    process.as_deref().map(|p| ("schedule", p))
+                }
+                _ => None,
+            }));
+        let mut processes = None;
+        for (key, p) in named {
+            let Some(system) = &self.system else {
+                return Err(OptionError {
+                    key,
+                    message: format!(
+                        "process={p}: only a system's nodes run named processes (--system with [[process]] entries); a node program is one process"
+                    ),
+                });
+            };
+            if processes.is_none() {
+                let sys = crate::system::System::load(system).map_err(|e| OptionError {
+                    key: "system",
+                    message: e.to_string(),
+                })?;
+                processes = Some(sys.process_names());
+            }
+            let names = processes.as_ref().expect("just loaded");
+            check(names.iter().any(|n| n == p), key, || {
+                format!(
+                    "process={p}: {system} runs no process of that name (each node runs: {})",
+                    names.join(", ")
+                )
+            })?;
+        }
         Ok(())
     }
 
@@ -800,6 +842,7 @@ mod tests {
                 0,
                 faultline_nemesis::Action::Kill {
                     target: faultline_nemesis::Target::Nodes(vec![9]),
+                    process: None,
                 },
             ),
         );

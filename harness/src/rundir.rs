@@ -137,6 +137,11 @@ impl RunDir {
         self.nodes_dir().join(format!("{id}.log"))
     }
 
+    /// The log of a process a node runs beside its server.
+    pub fn process_log(&self, id: &str, process: &str) -> PathBuf {
+        self.nodes_dir().join(format!("{id}.{process}.log"))
+    }
+
     pub fn store_config(&self, cfg: &TestConfig) -> anyhow::Result<()> {
         write_json(&self.file(CONFIG), cfg)
     }

@@ -13,6 +13,9 @@
 //! nodes' private hosts files), and `{join}`: the `join` template filled in
 //! for every node and joined with `join_separator` (etcd's
 //! `--initial-cluster`).
+//! `[[process]]` entries add processes each node runs beside its server
+//! (a failover monitor): same placeholders, own probe, stop and log, and a
+//! name that faults may aim at (`kill:process=monitor`).
 //! A file with an unknown key or placeholder is refused, naming the line.
 
 use serde::Deserialize;
@@ -56,10 +59,38 @@ struct File {
     client: ClientFile,
     #[serde(default)]
     stop: StopFile,
+    /// What faults call the process above (`kill:process=server`).
+    #[serde(default = "server")]
+    process_name: Spanned<String>,
+    /// More processes each node runs beside it (a failover monitor, a
+    /// proxy), each started once the server is ready, in this order.
+    #[serde(default, rename = "process")]
+    processes: Vec<ProcessFile>,
 }
 
 fn comma() -> String {
     ",".into()
+}
+
+fn server() -> Spanned<String> {
+    Spanned::new(0..0, "server".into())
+}
+
+/// A sidecar: `[[process]]`. Its templates take the node's placeholders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessFile {
+    name: Spanned<String>,
+    binary: Spanned<String>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    /// Without one, it counts as up once started.
+    #[serde(default)]
+    ready: Option<ReadyFile>,
+    #[serde(default)]
+    stop: StopFile,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,7 +131,8 @@ struct ClientFile {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct StopFile {
-    /// `TERM` (default), `INT` or `KILL`, sent at the end of a run.
+    /// `TERM` (default), `INT`, `QUIT`, `HUP` or `KILL`, sent at the end
+    /// of a run.
     #[serde(default)]
     signal: Option<String>,
     /// How long it may take before it is killed.
@@ -117,6 +149,20 @@ pub enum ClientKind {
     Command(Vec<String>),
 }
 
+/// A process beside a node's server, every placeholder filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessPlan {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub ready_tcp: Option<String>,
+    pub ready_http: Option<String>,
+    pub ready_timeout_ms: u64,
+    pub stop_signal: nix::sys::signal::Signal,
+    pub stop_grace_ms: u64,
+}
+
 /// One node of a system, every placeholder filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodePlan {
@@ -129,6 +175,10 @@ pub struct NodePlan {
     pub ready_tcp: Option<String>,
     pub ready_http: Option<String>,
     pub client: ClientKind,
+    /// The server's name among the node's processes.
+    pub process_name: String,
+    /// What runs beside the server, in start order.
+    pub sidecars: Vec<ProcessPlan>,
 }
 
 /// A parsed, checked system description.
@@ -224,6 +274,15 @@ impl System {
         templates.extend(f.join.iter());
         templates.extend(f.ready.tcp.iter().chain(f.ready.http_get.iter()));
         templates.extend(f.client.address.iter().chain(&f.client.command));
+        for p in &f.processes {
+            templates.push(&p.binary);
+            templates.extend(&p.args);
+            templates.extend(p.env.values());
+            if let Some(r) = &p.ready {
+                templates.extend(r.tcp.iter().chain(r.http_get.iter()));
+            }
+        }
+        self.check_process_names()?;
         for t in templates {
             for p in placeholders(t.get_ref()) {
                 let known = PLACEHOLDERS.contains(&p)
@@ -245,6 +304,16 @@ impl System {
                 ));
             }
         }
+        let stops = std::iter::once(&f.stop).chain(f.processes.iter().map(|p| &p.stop));
+        if let Some(bad) = stops.into_iter().find(|s| !s.known()) {
+            return Err((
+                None,
+                format!(
+                    "[stop] signal {:?}: use TERM, INT, QUIT, HUP or KILL",
+                    bad.signal.as_deref().unwrap_or("")
+                ),
+            ));
+        }
         if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
             return Err((None, "[ready] needs tcp or http_get".into()));
         }
@@ -262,6 +331,54 @@ impl System {
         }
     }
 
+    /// Process names are plain (they appear in file names and in
+    /// `kill:process=NAME`) and distinct, and a sidecar's probe is whole.
+    fn check_process_names(&self) -> Result<(), (Option<usize>, String)> {
+        let f = &self.file;
+        let mut seen = vec![f.process_name.get_ref().as_str()];
+        let names = std::iter::once(&f.process_name).chain(f.processes.iter().map(|p| &p.name));
+        for (i, name) in names.enumerate() {
+            let at = (!name.span().is_empty()).then(|| name.span().start);
+            let n = name.get_ref();
+            let plain = !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !plain {
+                return Err((
+                    at,
+                    format!("process name {n:?} must be letters, digits, - or _"),
+                ));
+            }
+            if i > 0 && seen.contains(&n.as_str()) {
+                return Err((at, format!("two processes are named {n:?}")));
+            }
+            seen.push(n);
+        }
+        for p in &f.processes {
+            if p.ready
+                .as_ref()
+                .is_some_and(|r| r.tcp.is_none() && r.http_get.is_none())
+            {
+                return Err((
+                    Some(p.name.span().start),
+                    format!(
+                        "[process.ready] of {:?} needs tcp or http_get",
+                        p.name.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every process a node runs: the server first, then its sidecars.
+    pub fn process_names(&self) -> Vec<String> {
+        std::iter::once(&self.file.process_name)
+            .chain(self.file.processes.iter().map(|p| &p.name))
+            .map(|n| n.get_ref().clone())
+            .collect()
+    }
+
     /// The server's executable, looked up as exec would.
     pub fn program(&self) -> Option<PathBuf> {
         crate::clock::which(self.file.binary.get_ref())
@@ -271,21 +388,25 @@ impl System {
     /// without placeholders is looked up now (one with them when each
     /// node is planned).
     pub fn check_binary(&self) -> Result<(), SystemError> {
-        let b = self.file.binary.get_ref();
-        if b.contains('{') || self.program().is_some() {
-            return Ok(());
+        let binaries =
+            std::iter::once(&self.file.binary).chain(self.file.processes.iter().map(|p| &p.binary));
+        for b in binaries {
+            let name = b.get_ref();
+            if !name.contains('{') && crate::clock::which(name).is_none() {
+                return Err(self.missing(name, b.span().start));
+            }
         }
-        Err(self.missing(b))
+        Ok(())
     }
 
-    fn missing(&self, program: &str) -> SystemError {
+    fn missing(&self, program: &str, at: usize) -> SystemError {
         let hint = match &self.file.install {
             Some(how) => format!("; install it: {how}"),
             None => String::from("; install it, or give binary as a path"),
         };
         SystemError {
             source_name: self.source.clone(),
-            line: Some(line_of(&self.text, self.file.binary.span().start)),
+            line: Some(line_of(&self.text, at)),
             message: format!("binary {program:?} not found on PATH{hint}"),
         }
     }
@@ -314,13 +435,7 @@ impl System {
 
     /// The stop signal and grace period.
     pub fn stop(&self) -> (nix::sys::signal::Signal, u64) {
-        use nix::sys::signal::Signal;
-        let sig = match self.file.stop.signal.as_deref() {
-            Some("INT") => Signal::SIGINT,
-            Some("KILL") => Signal::SIGKILL,
-            _ => Signal::SIGTERM,
-        };
-        (sig, self.file.stop.grace_ms.unwrap_or(5_000))
+        self.file.stop.resolve()
     }
 
     /// The address node `k` (1-based) of the run in address `slot`
@@ -388,8 +503,12 @@ impl System {
     ) -> Result<NodePlan, SystemError> {
         v.insert("join".into(), join.to_string());
         let f = &self.file;
-        let program = fill(f.binary.get_ref(), &v);
-        let program = crate::clock::which(&program).ok_or_else(|| self.missing(&program))?;
+        let program = self.resolve(&f.binary, &v)?;
+        let sidecars = f
+            .processes
+            .iter()
+            .map(|p| self.plan_process(p, &v))
+            .collect::<Result<_, _>>()?;
         let client = match &f.client.adapter {
             Some(_) => ClientKind::Etcd {
                 address: fill(
@@ -424,7 +543,66 @@ impl System {
             ip: v["ip"].clone(),
             host: v["host"].clone(),
             id: v["node_id"].clone(),
+            process_name: f.process_name.get_ref().clone(),
+            sidecars,
         })
+    }
+
+    /// A binary template filled in and looked up as exec would.
+    fn resolve(
+        &self,
+        binary: &Spanned<String>,
+        v: &BTreeMap<String, String>,
+    ) -> Result<PathBuf, SystemError> {
+        let program = fill(binary.get_ref(), v);
+        crate::clock::which(&program).ok_or_else(|| self.missing(&program, binary.span().start))
+    }
+
+    fn plan_process(
+        &self,
+        p: &ProcessFile,
+        v: &BTreeMap<String, String>,
+    ) -> Result<ProcessPlan, SystemError> {
+        let (stop_signal, stop_grace_ms) = p.stop.resolve();
+        let ready = p.ready.as_ref();
+        let probe = |t: Option<&Spanned<String>>| t.map(|t| fill(t.get_ref(), v));
+        Ok(ProcessPlan {
+            name: p.name.get_ref().clone(),
+            program: self.resolve(&p.binary, v)?,
+            args: p.args.iter().map(|a| fill(a.get_ref(), v)).collect(),
+            env: p
+                .env
+                .iter()
+                .map(|(k, t)| (k.clone(), fill(t.get_ref(), v)))
+                .collect(),
+            ready_tcp: probe(ready.and_then(|r| r.tcp.as_ref())),
+            ready_http: probe(ready.and_then(|r| r.http_get.as_ref())),
+            ready_timeout_ms: ready.map_or(ready_timeout(), |r| r.timeout_ms),
+            stop_signal,
+            stop_grace_ms,
+        })
+    }
+}
+
+impl StopFile {
+    /// The signal (TERM unless said) and the grace period (5 s unless said).
+    fn resolve(&self) -> (nix::sys::signal::Signal, u64) {
+        use nix::sys::signal::Signal;
+        let sig = match self.signal.as_deref() {
+            Some("INT") => Signal::SIGINT,
+            Some("QUIT") => Signal::SIGQUIT,
+            Some("HUP") => Signal::SIGHUP,
+            Some("KILL") => Signal::SIGKILL,
+            _ => Signal::SIGTERM,
+        };
+        (sig, self.grace_ms.unwrap_or(5_000))
+    }
+
+    /// A signal the file may name.
+    fn known(&self) -> bool {
+        self.signal
+            .as_deref()
+            .is_none_or(|s| ["TERM", "INT", "QUIT", "HUP", "KILL"].contains(&s))
     }
 }
 
@@ -511,5 +689,65 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, Some(8), "{e}");
+    }
+
+    #[test]
+    fn sidecars_are_planned_beside_the_server_and_checked_like_it() {
+        let base = "name = \"x\"\nbinary = \"true\"\n[ports]\npeer = 1\n[ready]\ntcp = \"{ip}:{port.peer}\"\n[client]\ncommand = [\"a\"]\n";
+        let side = "[[process]]\nname = \"monitor\"\nbinary = \"true\"\nargs = [\"--node\", \"{node_id}\", \"{ip}:{port.peer}\"]\n[process.ready]\ntcp = \"{ip}:{port.peer}\"\n[process.stop]\nsignal = \"INT\"\ngrace_ms = 100\n";
+        let sys = System::parse("f.toml", &format!("{base}{side}")).unwrap();
+        assert_eq!(sys.process_names(), ["server", "monitor"]);
+        let plan = sys
+            .plan(2, 3, |id| PathBuf::from(format!("/tmp/d/{id}")))
+            .unwrap();
+        let m = &plan[1].sidecars[0];
+        assert_eq!(
+            (plan[1].process_name.as_str(), m.name.as_str()),
+            ("server", "monitor")
+        );
+        assert_eq!(m.args, ["--node", "n2", "127.0.3.2:1"]);
+        assert_eq!(m.ready_tcp.as_deref(), Some("127.0.3.2:1"));
+        assert_eq!(
+            (m.stop_signal, m.stop_grace_ms),
+            (nix::sys::signal::Signal::SIGINT, 100)
+        );
+        let named = format!("process_name = \"db\"\n{base}{side}");
+        let sys = System::parse("f.toml", &named).unwrap();
+        assert_eq!(sys.process_names(), ["db", "monitor"]);
+        let bad = |text: String, want: &str, line: Option<usize>| {
+            let e = System::parse("f.toml", &text).unwrap_err();
+            assert!(e.message.contains(want), "{e}");
+            assert_eq!(e.line, line, "{e}");
+        };
+        bad(
+            format!("{base}{}", side.replace("\"monitor\"", "\"server\"")),
+            "two processes are named \"server\"",
+            Some(10),
+        );
+        bad(
+            format!("{base}{}", side.replace("\"monitor\"", "\"mon itor\"")),
+            "letters, digits",
+            Some(10),
+        );
+        bad(
+            format!("{base}{}", side.replace("{node_id}", "{nodeid}")),
+            "unknown placeholder {nodeid}",
+            Some(12),
+        );
+        bad(
+            format!("{base}{}", side.replace("INT", "USR1")),
+            "signal \"USR1\"",
+            None,
+        );
+        let missing = format!(
+            "{base}{}",
+            side.replace("binary = \"true\"", "binary = \"no-such-monitor\"")
+        );
+        let e = System::parse("f.toml", &missing)
+            .unwrap()
+            .check_binary()
+            .unwrap_err();
+        assert!(e.message.contains("no-such-monitor"), "{e}");
+        assert_eq!(e.line, Some(11), "{e}");
     }
 }

@@ -109,17 +109,25 @@ pub enum Action {
         cut: Vec<Link>,
     },
     StopPartition,
+    /// SIGSTOP: every process of each node, or only the one named.
     Pause {
         #[serde(flatten)]
         target: Target,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<String>,
     },
+    /// SIGCONT to whatever was paused on these nodes.
     Resume {
         nodes: Scope,
     },
+    /// SIGKILL: every process of each node, or only the one named.
     Kill {
         #[serde(flatten)]
         target: Target,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<String>,
     },
+    /// Starts again whatever was killed on these nodes.
     Restart {
         nodes: Scope,
     },
@@ -367,8 +375,8 @@ impl Action {
             }
         }
         match self {
-            Action::Pause { target: t }
-            | Action::Kill { target: t }
+            Action::Pause { target: t, .. }
+            | Action::Kill { target: t, .. }
             | Action::ClockBump { target: t, .. }
             | Action::ClockStrobe { target: t, .. }
             | Action::ClockDrift { target: t, .. }
@@ -393,10 +401,10 @@ impl Action {
         };
         match self {
             Action::StartPartition { .. } => Some(Action::StopPartition),
-            Action::Pause { target } => Some(Action::Resume {
+            Action::Pause { target, .. } => Some(Action::Resume {
                 nodes: scope(target),
             }),
-            Action::Kill { target } => Some(Action::Restart {
+            Action::Kill { target, .. } => Some(Action::Restart {
                 nodes: scope(target),
             }),
             Action::StartMessages { .. } => Some(Action::StopMessages),
@@ -465,9 +473,11 @@ mod tests {
             },
             Action::Pause {
                 target: Target::Leader,
+                process: None,
             },
             Action::Kill {
                 target: Target::Nodes(vec![1]),
+                process: Some("monitor".into()),
             },
             Action::StartMessages {
                 rates: MessageRates {
@@ -523,14 +533,16 @@ mod tests {
         assert_eq!(
             old,
             Action::Kill {
-                target: Target::Leader
+                target: Target::Leader,
+                process: None,
             }
         );
         let old: Action = serde_json::from_str(r#"{"f":"pause","nodes":[2]}"#).unwrap();
         assert_eq!(
             old,
             Action::Pause {
-                target: Target::Nodes(vec![2])
+                target: Target::Nodes(vec![2]),
+                process: None,
             }
         );
         assert_eq!(lookup("frobnicate"), None);

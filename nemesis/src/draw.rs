@@ -225,9 +225,11 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
         }
         Kind::Pause => Action::Pause {
             target: draw_target(spec, n, rng),
+            process: spec.process.clone(),
         },
         Kind::Kill => Action::Kill {
             target: draw_target(spec, n, rng),
+            process: spec.process.clone(),
         },
         Kind::Messages => Action::StartMessages {
             rates: draw_messages(spec, rng),
@@ -313,8 +315,8 @@ pub fn aim(
     };
     let open_whom = spec.whom.is_empty();
     match &mut action {
-        Action::Pause { target }
-        | Action::Kill { target }
+        Action::Pause { target, .. }
+        | Action::Kill { target, .. }
         | Action::Crash { target, .. }
         | Action::StartOverload { target, .. } => {
             if matches!(&*target, Target::Nodes(v) if v.len() == 1) {

@@ -345,6 +345,13 @@ impl Kind {
         }
     }
 
+    /// Whether a fault of this kind may hit one named process of a node
+    /// (a signal reaches one process; a power loss or a damaged disk is the
+    /// whole machine's).
+    pub fn aims_at_processes(self) -> bool {
+        matches!(self, Kind::Pause | Kind::Kill)
+    }
+
     /// Whether faults of this kind move wall clocks (so the nodes must run
     /// under libfaketime).
     pub fn moves_clocks(self) -> bool {
@@ -367,10 +374,12 @@ impl Kind {
         } else {
             &[]
         };
+        let process = self.aims_at_processes().then_some("process=NAME");
         kinds
             .into_iter()
             .chain(self.whom().iter().map(|w| w.name()))
             .chain(moments.iter().map(|m| m.name()))
+            .chain(process)
             .collect()
     }
 }
@@ -391,7 +400,14 @@ pub struct Spec {
     pub disks: Vec<DiskFault>,
     pub whom: Vec<Who>,
     pub moments: Vec<Moment>,
+    /// A pause or kill aimed at one named process of each node
+    /// (`kill:process=monitor`) rather than all of them: a system file may
+    /// run a sidecar beside its server.
+    pub process: Option<String>,
 }
+
+/// The spelling of the process variant: `process=NAME`.
+const PROCESS_VARIANT: &str = "process=";
 
 /// The specs that can act on `n` nodes. A spec narrowed to a partition
 /// shape that cuts nothing at this size is refused with the reason (a
@@ -450,6 +466,7 @@ impl Spec {
             disks: Vec::new(),
             whom: Vec::new(),
             moments: Vec::new(),
+            process: None,
         }
     }
 
@@ -461,6 +478,16 @@ impl Spec {
             }
         }
         let kind = self.kind;
+        if let Some(p) = name.strip_prefix(PROCESS_VARIANT) {
+            let plain = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let fits = kind.aims_at_processes() && plain;
+            if fits && self.process.is_none() {
+                self.process = Some(p.to_string());
+            }
+            return fits && self.process.as_deref() == Some(p);
+        }
         match (kind, Shape::from_name(name), MessageFault::from_name(name)) {
             (Kind::Partition, Some(s), _) => add(&mut self.shapes, s),
             (Kind::Messages, _, Some(m)) => add(&mut self.messages, m),
@@ -531,6 +558,13 @@ impl FromStr for Spec {
             .flat_map(|v| v.split('+'))
             .map(str::trim)
         {
+            if let (Some(old), Some(new)) = (&spec.process, v.strip_prefix(PROCESS_VARIANT)) {
+                if old != new {
+                    return Err(format!(
+                        "{s:?} names two processes ({old} and {new}): a fault aims at one, or at the whole node"
+                    ));
+                }
+            }
             if !spec.narrow(v) {
                 return Err(format!(
                     "unknown {} variant {v:?} in {s:?} (available: {})",
@@ -559,7 +593,9 @@ impl From<Spec> for String {
 impl std::fmt::Display for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.kind.name())?;
-        let variants = self.variant_names();
+        let mut variants: Vec<String> =
+            self.variant_names().into_iter().map(String::from).collect();
+        variants.extend(self.process.iter().map(|p| format!("{PROCESS_VARIANT}{p}")));
         if !variants.is_empty() {
             write!(f, ":{}", variants.join("+"))?;
         }

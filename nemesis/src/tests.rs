@@ -175,6 +175,47 @@ fn specs_parse_print_and_refuse_unknown_names() {
 }
 
 #[test]
+fn a_pause_or_kill_may_aim_at_one_named_process() {
+    let spec: Spec = "kill:minority+process=monitor".parse().unwrap();
+    assert_eq!(spec.process.as_deref(), Some("monitor"));
+    assert_eq!(spec.to_string(), "kill:minority+process=monitor");
+    let json = serde_json::to_string(&spec).unwrap();
+    assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), spec);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..20 {
+        let Action::Kill { target, process } = draw(&spec, 5, &mut rng) else {
+            panic!("a kill spec draws kills");
+        };
+        assert_eq!(process.as_deref(), Some("monitor"));
+        let Target::Nodes(nodes) = target else {
+            panic!("minority names nodes");
+        };
+        assert!((1..=2).contains(&nodes.len()), "{nodes:?}");
+    }
+    let pause: Spec = "pause:process=server".parse().unwrap();
+    let Action::Pause { process, .. } = draw(&pause, 3, &mut rng) else {
+        panic!("a pause spec draws pauses");
+    };
+    assert_eq!(process.as_deref(), Some("server"));
+    // Unnamed, a fault hits every process of its nodes, and says nothing.
+    let whole = draw(&Spec::all_of(Kind::Kill), 3, &mut rng);
+    let json = serde_json::to_value(&whole).unwrap();
+    assert!(json.get("process").is_none(), "{json}");
+    // A power loss or a damaged disk is the machine's, not one process's.
+    for bad in [
+        "crash:process=monitor",
+        "partition:process=x",
+        "kill:process=",
+    ] {
+        let e = parse_specs(bad).unwrap_err();
+        assert!(e.contains("unknown") && e.contains("variant"), "{bad}: {e}");
+    }
+    let e = parse_specs("kill:process=a+process=b").unwrap_err();
+    assert!(e.contains("two processes"), "{e}");
+    assert!(Kind::Kill.variant_names().contains(&"process=NAME"));
+}
+
+#[test]
 fn unnarrowed_crashes_lean_to_a_quorum_and_partitions_to_sides() {
     use rand::SeedableRng;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -184,8 +225,9 @@ fn unnarrowed_crashes_lean_to_a_quorum_and_partitions_to_sides() {
         let spec: Spec = kind.parse().unwrap();
         let (mut leader, mut quorum) = (0, 0);
         for _ in 0..draws {
-            let (Action::Crash { target, .. } | Action::Pause { target } | Action::Kill { target }) =
-                draw(&spec, 5, &mut rng)
+            let (Action::Crash { target, .. }
+            | Action::Pause { target, .. }
+            | Action::Kill { target, .. }) = draw(&spec, 5, &mut rng)
             else {
                 panic!("{kind} draws a {kind}");
             };
@@ -247,7 +289,7 @@ fn narrowed_specs_draw_only_their_variants() {
             a => panic!("{a:?}"),
         }
         match draw(&spec("kill:all"), 5, &mut rng) {
-            Action::Kill { target } => assert_eq!(target, Target::Nodes(vec![0, 1, 2, 3, 4])),
+            Action::Kill { target, .. } => assert_eq!(target, Target::Nodes(vec![0, 1, 2, 3, 4])),
             a => panic!("{a:?}"),
         }
         match draw(&spec("messages:corrupt"), 5, &mut rng) {
@@ -280,7 +322,7 @@ fn narrowed_specs_draw_only_their_variants() {
     // Unnarrowed kills reach every target, the whole cluster included.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..200 {
-        if let Action::Kill { target } = draw(&Spec::all_of(Kind::Kill), 5, &mut rng) {
+        if let Action::Kill { target, .. } = draw(&Spec::all_of(Kind::Kill), 5, &mut rng) {
             seen.insert(match target {
                 Target::Leader | Target::Moment => 0,
                 Target::Nodes(v) => v.len(),
@@ -334,7 +376,7 @@ fn faults_aim_at_the_moments_they_are_narrowed_to() {
         let on = s.on.expect("every fault is aimed");
         assert!(on.within_ms > 0 && on.within_ms <= 1000, "{s:?}");
         match &s.action {
-            Action::Kill { target } => {
+            Action::Kill { target, .. } => {
                 assert_eq!(on.moment, Moment::Vote);
                 // The node that voted is the one killed.
                 assert_eq!(*target, Target::Moment);
@@ -380,6 +422,7 @@ fn malformed_schedules_are_refused_with_a_reason() {
             at_ms,
             Action::Kill {
                 target: Target::Nodes(v),
+                process: None,
             },
         )
     };
@@ -471,13 +514,13 @@ fn beside(why: Exposes) -> Vec<(u64, Beside)> {
 fn most_down(seed: u64, beside: &[(u64, u64, Action)]) -> usize {
     let takes = |a: &Action| -> (Vec<usize>, usize) {
         match a {
-            Action::Kill { target } | Action::Crash { target, .. } | Action::Pause { target } => {
-                match target {
-                    Target::Nodes(v) if v.len() == 5 => (Vec::new(), 0),
-                    Target::Nodes(v) => (v.clone(), 0),
-                    _ => (Vec::new(), 1),
-                }
-            }
+            Action::Kill { target, .. }
+            | Action::Crash { target, .. }
+            | Action::Pause { target, .. } => match target {
+                Target::Nodes(v) if v.len() == 5 => (Vec::new(), 0),
+                Target::Nodes(v) => (v.clone(), 0),
+                _ => (Vec::new(), 1),
+            },
             Action::StartPartition { shape, .. } => {
                 assert!(
                     matches!(shape, Shape::IsolateOne | Shape::IsolateLeader),
@@ -576,7 +619,13 @@ fn a_fault_moves_after_the_split_it_would_harm_or_else_before_it() {
             let target = Target::Nodes(vec![1]);
             let nodes = Scope::Affected;
             steps.extend([
-                Step::at(from, Action::Kill { target }),
+                Step::at(
+                    from,
+                    Action::Kill {
+                        target,
+                        process: None,
+                    },
+                ),
                 Step::at(to, Action::Restart { nodes }),
             ]);
         }
@@ -610,7 +659,7 @@ fn a_paused_leader_is_not_killed_and_the_rest_keep_a_majority() {
                 !hits_the_leader(a),
                 "seed {seed}: {a:?} beside a leader pause"
             );
-            if let Action::Kill { target } | Action::Crash { target, .. } = a {
+            if let Action::Kill { target, .. } | Action::Crash { target, .. } = a {
                 assert!(
                     !matches!(target, Target::Nodes(v) if v.len() == 5),
                     "seed {seed}: {a:?} while the leader is paused"

@@ -41,6 +41,7 @@ pub(crate) fn stale_windows(steps: &[Step]) -> Vec<(u64, u64, Exposes)> {
                 Action::Strand { .. } => (steps[s].latest_ms(), Exposes::Stranded),
                 Action::Pause {
                     target: Target::Leader,
+                    ..
                 } => (steps[s].at_ms, Exposes::Paused),
                 _ => return None,
             };
@@ -132,10 +133,12 @@ pub(crate) fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
         (a, Exposes::Paused) if hits_the_leader(a) => None,
         (a, Exposes::Armed) => (!pauses_the_leader(a)).then(Down::default),
         // A kill or crash of the leader was refused above.
-        (Action::Kill { target } | Action::Crash { target, .. }, Exposes::Paused) => match target {
-            Target::Nodes(v) if v.len() >= n => None,
-            t => Some(of(t)),
-        },
+        (Action::Kill { target, .. } | Action::Crash { target, .. }, Exposes::Paused) => {
+            match target {
+                Target::Nodes(v) if v.len() >= n => None,
+                t => Some(of(t)),
+            }
+        }
         // Every node down and back (a power loss) loses the leader too,
         // and the nodes come back into the ring still standing, the
         // lagging ones with it: the ring loses nothing, and a power loss
@@ -146,7 +149,9 @@ pub(crate) fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
             Some(Down::default())
         }
         (
-            Action::Kill { target } | Action::Crash { target, .. } | Action::Pause { target },
+            Action::Kill { target, .. }
+            | Action::Crash { target, .. }
+            | Action::Pause { target, .. },
             why,
         ) => match target {
             Target::Nodes(v) if v.len() >= n && why == Exposes::Stranded => Some(Down::default()),
@@ -343,9 +348,9 @@ pub(crate) fn keep_windows_exposed(
 /// cut off, and 5 caught the bug (8 of 12 with pauses alone).
 pub(crate) fn hits_the_leader(a: &Action) -> bool {
     match a {
-        Action::Kill { target }
+        Action::Kill { target, .. }
         | Action::Crash { target, .. }
-        | Action::Pause { target }
+        | Action::Pause { target, .. }
         | Action::StartOverload { target, .. } => *target == Target::Leader,
         Action::StartPartition { shape, .. } => *shape == Shape::IsolateLeader,
         Action::Strand { .. } => true,
@@ -358,7 +363,8 @@ pub(crate) fn pauses_the_leader(a: &Action) -> bool {
     matches!(
         a,
         Action::Pause {
-            target: Target::Leader
+            target: Target::Leader,
+            ..
         }
     )
 }
@@ -368,7 +374,8 @@ pub(crate) fn loses_the_leader(a: &Action) -> bool {
     matches!(
         a,
         Action::Kill {
-            target: Target::Leader
+            target: Target::Leader,
+            ..
         } | Action::Crash {
             target: Target::Leader,
             ..
@@ -379,7 +386,7 @@ pub(crate) fn loses_the_leader(a: &Action) -> bool {
 /// Whether `a` kills or crashes every one of the `n` nodes.
 pub(crate) fn stops_every_node(a: &Action, n: usize) -> bool {
     match a {
-        Action::Kill { target } | Action::Crash { target, .. } => {
+        Action::Kill { target, .. } | Action::Crash { target, .. } => {
             matches!(target, Target::Nodes(v) if v.len() >= n)
         }
         _ => false,
@@ -498,7 +505,9 @@ pub(crate) fn narrow(action: &mut Action, n: usize, room: usize) -> bool {
         return false;
     }
     match action {
-        Action::Kill { target } | Action::Crash { target, .. } | Action::Pause { target } => {
+        Action::Kill { target, .. }
+        | Action::Crash { target, .. }
+        | Action::Pause { target, .. } => {
             // The leader cannot be narrowed to fewer nodes.
             let Target::Nodes(v) = target else {
                 return false;

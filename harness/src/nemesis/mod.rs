@@ -30,6 +30,14 @@ use crate::recorder::History;
 use clocks::Clocks;
 pub use triggers::Fired;
 
+/// A pause or kill's record, naming the process when it aimed at one.
+fn with_process(mut v: Value, process: Option<&str>) -> Value {
+    if let Some(p) = process {
+        v["process"] = json!(p);
+    }
+    v
+}
+
 /// The random choices of one fault on one node, from the seed the
 /// schedule drew for it: a replay makes the same choices.
 fn fault_rng(seed: u32, node: usize) -> ChaCha8Rng {
@@ -39,12 +47,13 @@ fn fault_rng(seed: u32, node: usize) -> ChaCha8Rng {
 /// What the nemesis may do to node processes.
 #[allow(async_fn_in_trait)]
 pub trait Processes {
-    /// SIGSTOP a running node.
-    fn pause(&mut self, node: usize);
-    /// SIGCONT a paused node.
+    /// SIGSTOP a running node: every process of it, or the one named.
+    fn pause(&mut self, node: usize, process: Option<&str>);
+    /// SIGCONT whatever of a node was paused.
     fn resume(&mut self, node: usize);
-    /// SIGKILL a node and wait until it is reaped.
-    async fn kill(&mut self, node: usize);
+    /// SIGKILL a node (every process of it, or the one named) and wait
+    /// until it is reaped.
+    async fn kill(&mut self, node: usize, process: Option<&str>);
     /// Start killed nodes again on their data and wait until they are up.
     /// Returns those that refused to start (exited at once, as a node that
     /// finds its files corrupt must): a correct outcome, not a failure.
@@ -187,9 +196,9 @@ impl<P: Processes> Executor<P> {
                 self.refresh_links();
                 json!({})
             }
-            Action::Pause { target } => self.pause(target),
+            Action::Pause { target, process } => self.pause(target, process.as_deref()),
             Action::Resume { nodes } => self.resume(nodes),
-            Action::Kill { target } => self.kill(target).await,
+            Action::Kill { target, process } => self.kill(target, process.as_deref()).await,
             Action::Restart { nodes } => self.restart(nodes).await?,
             Action::StartMessages { rates } => {
                 self.active.messages = Some(*rates);
@@ -343,17 +352,17 @@ impl<P: Processes> Executor<P> {
         json!({"shape": shape, "cut": cut_ids})
     }
 
-    fn pause(&mut self, target: &Target) -> Value {
+    fn pause(&mut self, target: &Target, process: Option<&str>) -> Value {
         let live: Vec<usize> = self
             .resolve(target)
             .into_iter()
             .filter(|i| !self.down.contains(i))
             .collect();
         for &i in &live {
-            self.processes.pause(i);
+            self.processes.pause(i, process);
             self.paused.insert(i);
         }
-        json!({"nodes": self.ids(live)})
+        with_process(json!({"nodes": self.ids(live)}), process)
     }
 
     /// The nodes an undo reaches: those named, or every affected one.
@@ -374,14 +383,18 @@ impl<P: Processes> Executor<P> {
         json!({"nodes": self.ids(nodes)})
     }
 
-    async fn kill(&mut self, target: &Target) -> Value {
+    async fn kill(&mut self, target: &Target, process: Option<&str>) -> Value {
         let nodes = self.resolve(target);
         for &i in &nodes {
-            self.paused.remove(&i);
-            self.processes.kill(i).await;
+            // A kill of one process leaves a pause of the others to its
+            // resume; a kill of all ends the pause (SIGKILL needs no SIGCONT).
+            if process.is_none() {
+                self.paused.remove(&i);
+            }
+            self.processes.kill(i, process).await;
             self.down.insert(i);
         }
-        json!({"nodes": self.ids(nodes)})
+        with_process(json!({"nodes": self.ids(nodes)}), process)
     }
 
     /// Crashes each target (killed, unsynced writes dropped) and records

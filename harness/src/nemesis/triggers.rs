@@ -282,6 +282,7 @@ mod tests {
         };
         let kill = aimed(Action::Kill {
             target: Target::Leader,
+            process: None,
         });
         let cut = aimed(Action::StartPartition {
             shape: Shape::IsolateLeader,

@@ -84,7 +84,7 @@ impl Layout {
                 data_root.path().display()
             );
         }
-        let (mut specs, server) = match &cfg.system {
+        let (specs, server) = match &cfg.system {
             Some(name) => {
                 let sys = System::load(name)?;
                 let (specs, mode) =
@@ -93,12 +93,18 @@ impl Layout {
             }
             None => (Self::stdio_specs(cfg, run_dir, data_root.path())?, None),
         };
+        let (mut specs, mut server) = (specs, server);
         let clock_files = match faketime {
-            Some(library) => Some(preload(
-                &mut specs,
-                library,
-                &data_root.path().join("clocks"),
-            )?),
+            Some(library) => {
+                let files = preload(&mut specs, library, &data_root.path().join("clocks"))?;
+                // A node's sidecars share its clock: they run on its machine.
+                for (plans, file) in server.iter_mut().flat_map(|m| &mut m.sidecars).zip(&files) {
+                    for p in plans {
+                        p.spec.env.extend(crate::clock::preload_env(library, file));
+                    }
+                }
+                Some(files)
+            }
             None => None,
         };
         let crashes = cfg
@@ -143,6 +149,7 @@ impl Layout {
                 data_dir,
                 env: Vec::new(),
                 routed: true,
+                process: None,
                 setup: cfg.workload().setup(&id, &ids, &cfg.topology),
                 index,
                 id,
@@ -186,8 +193,9 @@ fn preload(specs: &mut [NodeSpec], library: &Path, dir: &Path) -> anyhow::Result
 struct Throttle {
     targets: BTreeSet<usize>,
     cpu_percent: u32,
-    /// Process-group ids, refreshed on restart.
-    pgids: Vec<i32>,
+    /// Each node's process groups (its server and sidecars), refreshed on
+    /// restart.
+    pgids: Vec<Vec<i32>>,
     /// Paused or killed by another fault: the duty cycle leaves them be.
     held: BTreeSet<usize>,
 }
@@ -195,7 +203,9 @@ struct Throttle {
 impl Throttle {
     fn signal_targets(&self, sig: Signal) {
         for &i in self.targets.difference(&self.held) {
-            let _ = killpg(Pid::from_raw(self.pgids[i]), sig);
+            for &pgid in &self.pgids[i] {
+                let _ = killpg(Pid::from_raw(pgid), sig);
+            }
         }
     }
 }
@@ -204,6 +214,9 @@ impl Throttle {
 pub struct Cluster {
     specs: Vec<NodeSpec>,
     nodes: Vec<NodeHandle>,
+    /// Each node's sidecars, as `server.sidecars` lists them (started once
+    /// the servers are up).
+    sidecars: Vec<Vec<NodeHandle>>,
     inboxes: Vec<mpsc::Receiver<Value>>,
     net: Arc<Network>,
     recorder: Arc<Recorder>,
@@ -235,6 +248,7 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster {
             nodes: Vec::new(),
+            sidecars: layout.specs.iter().map(|_| Vec::new()).collect(),
             throttle: Arc::new(Mutex::new(Throttle {
                 targets: BTreeSet::new(),
                 cpu_percent: 100,
@@ -268,7 +282,7 @@ impl Cluster {
         self.throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pgids = self.nodes.iter().map(|h| h.pid).collect();
+            .pgids = self.nodes.iter().map(|h| vec![h.pid]).collect();
         let (net, server, timeout) = (&self.net, self.server.as_ref(), self.init_timeout);
         let ups = self
             .nodes
@@ -279,7 +293,79 @@ impl Cluster {
         for r in futures::future::join_all(ups).await {
             r?;
         }
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        for r in self.start_sidecars(&all, false).await {
+            r?;
+        }
+        for i in all {
+            self.rejoin(i);
+        }
         Ok(())
+    }
+
+    /// Starts the sidecars of `nodes` that are not running (all of them at
+    /// first; after a fault, those it took down) and waits for their
+    /// probes: whole at first, only listening after a restart.
+    async fn start_sidecars(&mut self, nodes: &[usize], restart: bool) -> Vec<anyhow::Result<()>> {
+        let Some(server) = self.server.clone() else {
+            return Vec::new();
+        };
+        let mut started = Vec::new();
+        for &i in nodes {
+            for (k, plan) in server.sidecars[i].iter().enumerate() {
+                if self.sidecars[i].get(k).is_some_and(NodeHandle::is_running) {
+                    continue;
+                }
+                let h = match node::spawn(&plan.spec, &self.net, &self.recorder, self.clock) {
+                    Ok(h) => h,
+                    Err(e) => return vec![Err(e.into())],
+                };
+                match self.sidecars[i].get_mut(k) {
+                    Some(old) => {
+                        let old = std::mem::replace(old, h);
+                        self.crashes.extend(unexpected(&old, false));
+                    }
+                    None => self.sidecars[i].push(h),
+                }
+                started.push((i, k));
+            }
+        }
+        let waits = self
+            .sidecars
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, hs)| hs.iter_mut().enumerate().map(move |(k, h)| (i, k, h)))
+            .filter(|(i, k, _)| started.contains(&(*i, *k)))
+            .map(|(i, k, h)| {
+                let plan = &server.sidecars[i][k];
+                let probe =
+                    plan.ready
+                        .as_ref()
+                        .map(|r| if restart { r.listening() } else { r.clone() });
+                async move {
+                    match probe {
+                        Some(r) => server::wait_ready(h, &r, plan.ready_timeout).await,
+                        None => Ok(()),
+                    }
+                }
+            });
+        futures::future::join_all(waits).await
+    }
+
+    /// The processes of node `i` a fault aims at: every one (the server
+    /// first), or the one named.
+    fn aimed(&mut self, i: usize, process: Option<&str>) -> Vec<&mut NodeHandle> {
+        let server = self.server.as_ref().map(|m| m.process_name.as_str());
+        let mut out = Vec::new();
+        if process.is_none() || process == server {
+            out.push(&mut self.nodes[i]);
+        }
+        for h in &mut self.sidecars[i] {
+            if process.is_none() || process == h.spec.process.as_deref() {
+                out.push(h);
+            }
+        }
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -315,17 +401,20 @@ impl Cluster {
     /// How node `i`'s current incarnation ended, if the harness did not
     /// end it: refusing to start, or a crash.
     fn unexpected_exit(&mut self, i: usize) -> Option<ExitInfo> {
-        let mut e = self.nodes[i].exit.borrow().clone()?;
-        e.refused_to_start = self.refused.remove(&i);
-        (!e.expected).then_some(e)
+        let refused = self.refused.remove(&i);
+        unexpected(&self.nodes[i], refused)
     }
 
     /// Node `i`'s new incarnation takes its place in overload's duty cycle.
     fn rejoin(&mut self, i: usize) {
+        let pgids = std::iter::once(&self.nodes[i])
+            .chain(&self.sidecars[i])
+            .map(|h| h.pid)
+            .collect();
         self.throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pgids[i] = self.nodes[i].pid;
+            .pgids[i] = pgids;
         self.hold(i, false);
     }
 
@@ -339,6 +428,7 @@ impl Cluster {
         }
         let mut crashed = std::mem::take(&mut self.crashes);
         for i in 0..self.nodes.len() {
+            crashed.extend(self.stop_sidecars(i).await);
             crashed.extend(self.unexpected_exit(i));
             let n = &mut self.nodes[i];
             match &self.server {
@@ -351,25 +441,66 @@ impl Cluster {
         crashed.dedup();
         crashed
     }
+
+    /// Stops node `i`'s sidecars, each as its file says; returns the exits
+    /// the harness did not cause.
+    async fn stop_sidecars(&mut self, i: usize) -> Vec<ExitInfo> {
+        let mut crashed = Vec::new();
+        let plans = self
+            .server
+            .as_ref()
+            .map(|m| m.sidecars[i].clone())
+            .unwrap_or_default();
+        for (h, plan) in self.sidecars[i].iter_mut().zip(&plans) {
+            crashed.extend(unexpected(h, false));
+            h.stop(plan.stop_signal, plan.stop_grace).await;
+        }
+        crashed
+    }
+
+    /// Kills every process of node `i` (a power loss, a damaged disk).
+    async fn kill_all(&mut self, i: usize) {
+        self.hold(i, true);
+        for h in self.aimed(i, None) {
+            h.kill().await;
+        }
+    }
+}
+
+/// How a process's incarnation ended, if the harness did not end it.
+fn unexpected(h: &NodeHandle, refused: bool) -> Option<ExitInfo> {
+    let mut e = h.exit.borrow().clone()?;
+    e.refused_to_start = refused;
+    (!e.expected).then_some(e)
 }
 
 impl Processes for Cluster {
-    fn pause(&mut self, i: usize) {
+    fn pause(&mut self, i: usize, process: Option<&str>) {
         self.hold(i, true);
-        self.net.pause(i);
-        let _ = killpg(Pid::from_raw(self.nodes[i].pid), Signal::SIGSTOP);
+        if process.is_none() {
+            self.net.pause(i);
+        }
+        for h in self.aimed(i, process) {
+            let _ = killpg(Pid::from_raw(h.pid), Signal::SIGSTOP);
+        }
     }
 
     fn resume(&mut self, i: usize) {
         self.hold(i, false);
         // Running first, then fed: what waited is read as soon as it runs.
-        let _ = killpg(Pid::from_raw(self.nodes[i].pid), Signal::SIGCONT);
+        // SIGCONT to a process that was not stopped does nothing, so the
+        // whole node is continued whatever the pause aimed at.
+        for h in self.aimed(i, None) {
+            let _ = killpg(Pid::from_raw(h.pid), Signal::SIGCONT);
+        }
         self.net.resume(i);
     }
 
-    async fn kill(&mut self, i: usize) {
+    async fn kill(&mut self, i: usize, process: Option<&str>) {
         self.hold(i, true);
-        self.nodes[i].kill().await;
+        for h in self.aimed(i, process) {
+            h.kill().await;
+        }
     }
 
     async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<Vec<usize>> {
@@ -398,15 +529,20 @@ impl Processes for Cluster {
         // Servers all at once, each waited for only until it listens: a
         // member may only be healthy (etcd's /health wants a leader) once
         // enough of the others are back and the other faults have healed.
-        for &i in nodes {
+        // A server a fault left running (it aimed at a sidecar) stays.
+        let respawned: Vec<usize> = nodes
+            .iter()
+            .copied()
+            .filter(|&i| !self.nodes[i].is_running())
+            .collect();
+        for &i in &respawned {
             self.respawn(i)?;
-            self.rejoin(i);
         }
         let waits = self
             .nodes
             .iter_mut()
             .enumerate()
-            .filter(|(i, _)| nodes.contains(i))
+            .filter(|(i, _)| respawned.contains(i))
             .map(|(i, n)| {
                 let listening = server.ready[i].listening();
                 async move {
@@ -426,6 +562,14 @@ impl Processes for Cluster {
                 }
             }
         }
+        for r in self.start_sidecars(nodes, true).await {
+            if let Err(e) = r {
+                eprintln!("faultline: warning: after a restart, {e:#}");
+            }
+        }
+        for &i in nodes {
+            self.rejoin(i);
+        }
         self.refused.extend(refused.iter().copied());
         Ok(refused)
     }
@@ -436,8 +580,7 @@ impl Processes for Cluster {
         loss: Loss,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> anyhow::Result<CrashReport> {
-        self.hold(i, true);
-        self.nodes[i].kill().await;
+        self.kill_all(i).await;
         let Some(layer) = self.layers[i].as_mut() else {
             anyhow::bail!(
                 "a crash was scheduled but {} has no durability layer",
@@ -453,8 +596,7 @@ impl Processes for Cluster {
         fault: DiskFault,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> anyhow::Result<Option<Damage>> {
-        self.hold(i, true);
-        self.nodes[i].kill().await;
+        self.kill_all(i).await;
         let dir = &self.specs[i].data_dir;
         faultline_durable::damage(dir, fault, rng).with_context(|| {
             format!(

@@ -250,11 +250,19 @@ fn report_exits(dir: &RunDir, exits: &[ExitInfo], net: &Network) {
             "crashed during the run"
         };
         eprintln!(
-            "faultline: node {} {what} ({} at {:.2} s); see {}",
+            "faultline: node {}{} {what} ({} at {:.2} s); see {}",
             e.node,
+            e.process
+                .as_ref()
+                .map(|p| format!("'s {p}"))
+                .unwrap_or_default(),
             e.status,
             e.time_ns as f64 / 1e9,
-            dir.node_log(&e.node).display()
+            match &e.process {
+                Some(p) => dir.process_log(&e.node, p),
+                None => dir.node_log(&e.node),
+            }
+            .display()
         );
     }
     let stats = net.stats();

@@ -4,7 +4,9 @@
 //! faultline tells each directed link apart. No root needed: unprivileged
 //! users get a user namespace too. A node is up when its readiness probe
 //! answers; it stops with its system's signal, and is SIGKILLed after its
-//! grace period.
+//! grace period. A node may run sidecars beside its server (a failover
+//! monitor): each its own process group in the same namespace setup, with
+//! its own log, probe and stop, started once the server is ready.
 
 use anyhow::{bail, Context};
 use std::path::Path;
@@ -14,7 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::node::{NodeHandle, NodeSpec};
 use crate::rundir::RunDir;
-use crate::system::{ClientKind, NodePlan, System};
+use crate::system::{ClientKind, ProcessPlan, System};
 
 /// How often a readiness probe is tried.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
@@ -39,6 +41,21 @@ pub struct ServerMode {
     pub peer_ports: Vec<u16>,
     /// The run's address slot (see `System::node_ip`).
     pub slot: u8,
+    /// What faults call each node's server (`kill:process=server`).
+    pub process_name: String,
+    /// Each node's sidecars, in start order.
+    pub sidecars: Vec<Vec<Sidecar>>,
+}
+
+/// A process a node runs beside its server.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    pub spec: NodeSpec,
+    /// `None`: up once started.
+    pub ready: Option<Readiness>,
+    pub ready_timeout: Duration,
+    pub stop_signal: nix::sys::signal::Signal,
+    pub stop_grace: Duration,
 }
 
 /// node i's /etc/hosts: itself at its own address, every peer at the proxy
@@ -56,10 +73,14 @@ fn hosts_file(slot: u8, i: usize, n: usize) -> String {
     h
 }
 
-/// The command that runs `plan` with its own /etc/hosts: `unshare` makes
-/// a private mount namespace (and, for a non-root user, a user namespace),
-/// and a shell bind-mounts the file and execs the server in place.
-fn wrapped(plan: &NodePlan, hosts: &Path) -> (std::path::PathBuf, Vec<String>) {
+/// The command that runs `program` with its own /etc/hosts: `unshare`
+/// makes a private mount namespace (and, for a non-root user, a user
+/// namespace), and a shell bind-mounts the file and execs it in place.
+fn wrapped(
+    program: &Path,
+    plan_args: &[String],
+    hosts: &Path,
+) -> (std::path::PathBuf, Vec<String>) {
     let ns = if nix::unistd::Uid::effective().is_root() {
         "-m"
     } else {
@@ -72,9 +93,9 @@ fn wrapped(plan: &NodePlan, hosts: &Path) -> (std::path::PathBuf, Vec<String>) {
         "-c".into(),
         "mount --bind \"$0\" /etc/hosts && exec \"$@\"".into(),
         hosts.display().to_string(),
-        plan.program.display().to_string(),
+        program.display().to_string(),
     ];
-    args.extend(plan.args.iter().cloned());
+    args.extend(plan_args.iter().cloned());
     ("unshare".into(), args)
 }
 
@@ -122,6 +143,7 @@ pub fn layout(
     std::fs::create_dir_all(&hosts_dir)
         .with_context(|| format!("creating {}", hosts_dir.display()))?;
     let mut specs = Vec::new();
+    let mut sidecars = Vec::new();
     for (index, plan) in plans.iter().enumerate() {
         let hosts = hosts_dir.join(&plan.id);
         std::fs::write(&hosts, hosts_file(slot, index + 1, n))
@@ -133,8 +155,8 @@ pub fn layout(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", data_dir.display()))?;
-        let (program, args) = wrapped(plan, &hosts);
-        specs.push(NodeSpec {
+        let (program, args) = wrapped(&plan.program, &plan.args, &hosts);
+        let spec = NodeSpec {
             setup: None,
             id: plan.id.clone(),
             index,
@@ -144,7 +166,15 @@ pub fn layout(
             log_path: run_dir.node_log(&plan.id),
             env: plan.env.clone(),
             routed: false,
-        });
+            process: None,
+        };
+        sidecars.push(
+            plan.sidecars
+                .iter()
+                .map(|p| sidecar(&spec, p, &hosts, run_dir))
+                .collect(),
+        );
+        specs.push(spec);
     }
     let (stop_signal, grace_ms) = sys.stop();
     let mode = ServerMode {
@@ -158,11 +188,40 @@ pub fn layout(
         ready_timeout: Duration::from_millis(sys.ready_timeout_ms()),
         stop_signal,
         stop_grace: Duration::from_millis(grace_ms),
+        process_name: plans
+            .first()
+            .map(|p| p.process_name.clone())
+            .unwrap_or_default(),
         clients: plans.into_iter().map(|p| p.client).collect(),
         peer_ports: sys.peer_ports(),
         slot,
+        sidecars,
     };
     Ok((specs, mode))
+}
+
+/// A sidecar of `server`'s node: the same namespace setup and data
+/// directory, its own log (`nodes/n1.monitor.log`), probe and stop.
+fn sidecar(server: &NodeSpec, p: &ProcessPlan, hosts: &Path, run_dir: &RunDir) -> Sidecar {
+    let (program, args) = wrapped(&p.program, &p.args, hosts);
+    let ready = (p.ready_tcp.is_some() || p.ready_http.is_some()).then(|| Readiness {
+        tcp: p.ready_tcp.clone(),
+        http: p.ready_http.clone(),
+    });
+    Sidecar {
+        spec: NodeSpec {
+            program,
+            args,
+            env: p.env.clone(),
+            log_path: run_dir.process_log(&server.id, &p.name),
+            process: Some(p.name.clone()),
+            ..server.clone()
+        },
+        ready,
+        ready_timeout: Duration::from_millis(p.ready_timeout_ms),
+        stop_signal: p.stop_signal,
+        stop_grace: Duration::from_millis(p.stop_grace_ms),
+    }
 }
 
 impl Readiness {
@@ -221,7 +280,7 @@ pub async fn wait_ready(
             tokio::time::sleep(Duration::from_millis(50)).await;
             bail!(
                 "node {} exited ({status}) before it was ready. {}",
-                node.spec.id,
+                node.spec.label(),
                 crate::node::tail_note(node)
             );
         }
@@ -234,7 +293,7 @@ pub async fn wait_ready(
         if started.elapsed() >= timeout {
             bail!(
                 "node {} was not ready within {} ms (probe: {}). {}",
-                node.spec.id,
+                node.spec.label(),
                 timeout.as_millis(),
                 r.http.as_deref().or(r.tcp.as_deref()).unwrap_or("none"),
                 crate::node::tail_note(node)

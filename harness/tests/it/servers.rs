@@ -297,3 +297,95 @@ fn a_bad_system_file_names_the_line() {
         f.stderr
     );
 }
+
+/// The `started as pid` header lines of one log: one per incarnation.
+fn starts(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(" started as pid ")
+        .count()
+}
+
+/// The times of a pykv monitor's beats, and whether it saw its server down.
+fn beats(log: &std::path::Path) -> (Vec<f64>, bool) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut times = Vec::new();
+    let mut down = false;
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if let ["beat", t, state] = w[..] {
+            times.extend(t.parse::<f64>().ok());
+            down |= state == "down";
+        }
+    }
+    (times, down)
+}
+
+#[test]
+fn a_fault_aimed_at_one_process_of_a_node_leaves_the_other_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"[
+  {"at_ms": 1000, "action": {"f": "kill", "nodes": ["n1"], "process": "monitor"}},
+  {"at_ms": 1000, "action": {"f": "pause", "nodes": ["n3"], "process": "monitor"}},
+  {"at_ms": 2000, "action": {"f": "restart", "nodes": ["n1"]}},
+  {"at_ms": 2300, "action": {"f": "resume", "nodes": ["n3"]}},
+  {"at_ms": 2500, "action": {"f": "kill", "nodes": ["n2"], "process": "server"}},
+  {"at_ms": 3500, "action": {"f": "restart", "nodes": ["n2"]}}
+]"#,
+    )
+    .unwrap();
+    let system = fixture("pykv_monitored.toml").display().to_string();
+    let mut args = vec!["--time-limit", "5", "--schedule"];
+    args.push(schedule.to_str().unwrap());
+    let f = system_test(tmp.path(), &system, &args);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let nodes = latest(tmp.path()).join("nodes");
+    // Killing n1's monitor restarted only the monitor.
+    assert_eq!(starts(&nodes.join("n1.log")), 1);
+    assert_eq!(starts(&nodes.join("n1.monitor.log")), 2);
+    // Killing n2's server left its monitor running, watching it go down.
+    assert_eq!(starts(&nodes.join("n2.log")), 2);
+    assert_eq!(starts(&nodes.join("n2.monitor.log")), 1);
+    let (_, saw_down) = beats(&nodes.join("n2.monitor.log"));
+    assert!(saw_down, "n2's monitor beat on while its server was down");
+    // Pausing n3's monitor stopped its beats for the pause, and only its.
+    let (times, _) = beats(&nodes.join("n3.monitor.log"));
+    let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!((1.0..3.0).contains(&gap), "longest beat gap {gap} s");
+    let (times, _) = beats(&nodes.join("n1.monitor.log"));
+    assert!(times.len() > 20, "n1's monitor beat after its restart");
+    assert_eq!(starts(&nodes.join("n3.log")), 1);
+    let history = lines(&latest(tmp.path()).join("history.jsonl"));
+    let aimed: Vec<_> = history
+        .iter()
+        .filter(|e| e["process"] == "nemesis" && e["type"] == "info")
+        .filter_map(|e| e["value"]["process"].as_str())
+        .collect();
+    assert_eq!(aimed, ["monitor", "monitor", "server"], "{aimed:?}");
+}
+
+#[test]
+fn a_fault_aimed_at_a_process_no_node_runs_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let system = fixture("pykv_monitored.toml").display().to_string();
+    let f = run(
+        faultline_test(tmp.path()).args(["--system", &system, "--nemesis", "kill:process=monitr"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("process=monitr") && f.stderr.contains("server, monitor"),
+        "{}",
+        f.stderr
+    );
+    let f = run(
+        faultline_test(tmp.path()).args(["--nemesis", "pause:process=monitor"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(f.stderr.contains("only a system's nodes"), "{}", f.stderr);
+    assert!(!tmp.path().join("latest").exists(), "no run directory");
+}
