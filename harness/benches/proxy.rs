@@ -4,8 +4,8 @@
 //! 3-member etcd cluster's lin-kv ops/s through faultline's proxies against
 //! the same cluster with its peers talking directly.
 
-use faultline::links::{LinkFaults, Links};
-use faultline::tcp::TcpLinks;
+use faultline_net::links::{LinkFaults, Links};
+use faultline_net::tcp::TcpLinks;
 use hdrhistogram::Histogram;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -113,7 +113,7 @@ fn synthesize(dir: &std::path::Path) {
         nemesis: "partition".into(),
         ..Default::default()
     };
-    let run = faultline::rundir::RunDir::open(dir);
+    let run = faultline_rundir::RunDir::open(dir);
     run.store_config(&options.validate().unwrap()).unwrap();
     for n in 1..=5 {
         let mut log = String::new();
@@ -174,7 +174,7 @@ fn main() {
     let dir = tmp.path().join("run");
     synthesize(&dir);
     let t = Instant::now();
-    faultline::report::write(&faultline::rundir::RunDir::open(&dir)).unwrap();
+    faultline_report::write(&faultline_rundir::RunDir::open(&dir)).unwrap();
     let gen_s = t.elapsed().as_secs_f64();
     let size = std::fs::metadata(dir.join("report.html")).unwrap().len();
     println!(

@@ -9,8 +9,9 @@
 //! Two loads: a light one (one message in flight per node) for latency, and
 //! a saturating one (many in flight) for throughput.
 
-use faultline::net::{LatencyDist, LinkPolicy, Network};
-use faultline::recorder::{Clock, Recorder};
+use faultline_net::router::{LinkPolicy, Network};
+use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::stats::{LatencyDist, NetStats};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -33,10 +34,7 @@ fn stamp(line: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-async fn scenario(
-    in_flight: usize,
-    seconds: f64,
-) -> (f64, Histogram<u64>, faultline::net::NetStats) {
+async fn scenario(in_flight: usize, seconds: f64) -> (f64, Histogram<u64>, NetStats) {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder::create(dir.path(), Clock::new(), 200_000).unwrap());
     let ids: Vec<String> = (1..=NODES).map(|i| format!("n{i}")).collect();

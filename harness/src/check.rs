@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::run::judge;
-use crate::rundir::RunDir;
+use faultline_rundir::RunDir;
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -140,7 +140,7 @@ fn check_run_dir(path: &Path, s: &Settings) -> Result<(Vec<CheckerResult>, Vec<S
         ));
     }
     let dir = RunDir::open(path);
-    let mut cfg = dir.load_config().map_err(|e| format!("{e:#}"))?;
+    let mut cfg = crate::options::load_config(&dir).map_err(|e| format!("{e:#}"))?;
     let stored = dir.load_results().map_err(|e| format!("{e:#}"))?;
     let mut notes = Vec::new();
     if let Some(m) = s.consistency_model {

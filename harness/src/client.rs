@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapter::Adapter;
-use crate::etcd::{Answer, EtcdClient};
-use crate::net::Network;
-use crate::recorder::History;
+use faultline_net::router::Network;
+use faultline_rundir::record::History;
+use faultline_systems::adapter::Adapter;
+use faultline_systems::etcd::{Answer, EtcdClient};
 
 /// The one thing the nemesis may do to the client load: make it burst.
 pub trait Load: Send + Sync {

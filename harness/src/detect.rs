@@ -16,8 +16,8 @@ use faultline_checker::history::{self, EventType, LinedEvent};
 use faultline_checker::Verdict;
 use std::time::Duration;
 
-use crate::options::TestConfig;
-use crate::rundir::{Results, RunDir};
+use faultline_rundir::TestConfig;
+use faultline_rundir::{Results, RunDir};
 
 /// Bisection over cut points takes about log2(ops) checks; this bounds
 /// them whatever the history's size.
@@ -28,8 +28,7 @@ const MAX_CHECKS: usize = 40;
 /// Falls back to the anomalies its checkers named when the history
 /// cannot be read back.
 pub fn first_failure_s(dir: &RunDir, results: &Results) -> Option<f64> {
-    let prefix = dir
-        .load_config()
+    let prefix = crate::options::load_config(dir)
         .ok()
         .and_then(|cfg| first_invalid_prefix_ns(dir, &cfg).ok().flatten());
     let exact = [prefix, results.first_violation_ns(dir)]

@@ -1,48 +1,34 @@
-//! faultline's harness: the controller behind the `faultline` binary.
+//! The `faultline` binary's library: options, the phases of a run, the
+//! nemesis's executor and the commands. Everything a run is made of lives
+//! in the crates below it (docs/layout.md has the map):
+//! `faultline_rundir` (the run directory and test.json), `faultline_net`
+//! (links, the stdio router, TCP proxies, Maelstrom's services),
+//! `faultline_process` (node processes, clocks), `faultline_systems`
+//! (system files, real servers and their clients) and `faultline_report`.
 //!
 //! - `options`: the settings of a test (CLI and suite alike), validated
 //!   into the run's configuration;
-//! - `rundir`: the typed run directory every command reads and writes;
 //! - `run`: `faultline test` in phases (cluster, load, liveness, judge);
-//! - `node`, `hygiene`: process supervision; `clock`: libfaketime skew;
-//! - `links`: the network seam; `net`: the stdio router behind it; `tcp`:
-//!   the proxies real servers' peers talk through;
-//! - `system`: a real server described in TOML; `etcd`, `adapter`: the
-//!   clients that reach one;
 //! - `nemesis`: executes fault actions through narrow handles;
-//! - `client`, `recorder`: clients and the recording of what happened;
-//! - `check`, `report`, `suite`, `serve`: the other commands; `detect`:
-//!   when a failing run first failed;
+//! - `client`: the clients of a run, whatever they reach a node through;
+//! - `check`, `suite`, `serve`, `shrink`: the other commands; `detect`:
+//!   when a failing run first failed; `progress`: the live status line.
 //!
 //! Exit codes (DESIGN §6): 0 valid, 1 invalid, 2 unknown, 254 bad usage,
 //! 255 the harness itself failed.
 
-pub mod adapter;
 pub mod check;
 pub mod client;
-pub mod clock;
 pub mod detect;
-pub mod etcd;
-pub mod hygiene;
-pub mod links;
 pub mod nemesis;
-pub mod net;
-pub mod node;
 pub mod options;
 pub mod progress;
-pub mod recorder;
-pub mod report;
 pub mod run;
-pub mod rundir;
 pub mod serve;
-pub mod services;
 pub mod shrink;
 pub mod suite;
-pub mod system;
-pub mod tcp;
 
-pub const EXIT_USAGE: u8 = 254;
-pub const EXIT_HARNESS: u8 = 255;
+pub use faultline_rundir::{EXIT_HARNESS, EXIT_USAGE};
 
 /// Prints a usage error and returns its exit code.
 pub fn usage(msg: String) -> std::process::ExitCode {

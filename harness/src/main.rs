@@ -1,9 +1,11 @@
 //! The `faultline` binary: CLI parsing, exit codes and signal handling
 //! around the library.
 
-use faultline::options::{TestConfig, TestOptions};
-use faultline::rundir::RunDir;
-use faultline::{check, hygiene, run, EXIT_HARNESS, EXIT_USAGE};
+use faultline::options::TestOptions;
+use faultline::{check, run, EXIT_HARNESS, EXIT_USAGE};
+use faultline_process::hygiene;
+use faultline_rundir::RunDir;
+use faultline_rundir::TestConfig;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -123,7 +125,7 @@ fn shrink(a: ShrinkArgs) -> ExitCode {
             a.time_budget
         ));
     }
-    if !a.run_dir.join(faultline::rundir::CONFIG).is_file() {
+    if !a.run_dir.join(faultline_rundir::CONFIG).is_file() {
         return usage(format!(
             "{} is not a run directory (no test.json)",
             a.run_dir.display()
@@ -163,8 +165,7 @@ use faultline::usage;
 fn prepare(a: TestArgs) -> Result<(TestConfig, RunDir, Option<PathBuf>), ExitCode> {
     if let Some(dir) = a.prepared {
         let dir = RunDir::open(&dir);
-        let cfg = dir
-            .load_config()
+        let cfg = faultline::options::load_config(&dir)
             .map_err(|e| usage(format!("--prepared: {e:#}")))?;
         let faketime = run::preflight(&cfg).map_err(harness_error)?;
         return Ok((cfg, dir, faketime));
@@ -318,9 +319,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Report { run_dir } => match faultline::report::write(&RunDir::open(&run_dir)) {
+        Cmd::Report { run_dir } => match faultline_report::write(&RunDir::open(&run_dir)) {
             Ok(()) => {
-                println!("{}", run_dir.join(faultline::rundir::REPORT).display());
+                println!("{}", run_dir.join(faultline_rundir::REPORT).display());
                 ExitCode::SUCCESS
             }
             // An unreadable run is not a usage mistake: the harness failed.

@@ -8,30 +8,11 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::net::LatencyDist;
-use crate::rundir::RunDir;
 use faultline_nemesis::{Named, Spec, Step};
+use faultline_rundir::stats::LatencyDist;
+use faultline_rundir::{RunDir, TestConfig};
 
-/// The defaults, one constant each (clap shows them in `--help`).
-pub mod defaults {
-    pub const NODE_COUNT: usize = 5;
-    pub const WORKLOAD: &str = "lin-kv";
-    pub const NEMESIS: &str = "none";
-    pub const NEMESIS_INTERVAL_S: f64 = 1.0;
-    pub const RECOVERY_TIME_S: f64 = 2.0;
-    pub const LIVENESS_TIMEOUT_S: f64 = 15.0;
-    pub const TIME_LIMIT_S: f64 = 10.0;
-    pub const RATE: f64 = 100.0;
-    pub const KEY_COUNT: u64 = 5;
-    pub const LATENCY_MS: f64 = 0.0;
-    pub const TIMEOUT_MS: u64 = 500;
-    pub const INIT_TIMEOUT_MS: u64 = 10_000;
-    pub const CHECK_TIME_LIMIT_S: f64 = 60.0;
-    pub const JOURNAL_LIMIT: u64 = 200_000;
-    pub const TOPOLOGY: &str = "grid";
-    pub const NODE_NAMES: &str = "n1";
-    pub const CONSISTENCY_MODEL: &str = "strict-serializable";
-}
+pub use faultline_rundir::config::defaults;
 
 macro_rules! default_fns {
     ($($f:ident: $t:ty = $c:expr),* $(,)?) => { $(fn $f() -> $t { $c.into() })* };
@@ -192,73 +173,26 @@ impl Default for TestOptions {
     }
 }
 
-/// The full configuration of a run, written to test.json (and read back by
-/// `--replay` and by every reader of a run directory).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TestConfig {
-    pub name: String,
-    /// `None`: the bundled target node (or a system).
-    pub bin: Option<PathBuf>,
-    /// A real server's system description (a bundled name or a path).
-    #[serde(default)]
-    pub system: Option<String>,
-    pub args: Vec<String>,
-    pub node_count: usize,
-    /// A name from `faultline_workloads::WORKLOADS`.
-    pub workload: String,
-    pub nemesis: Vec<Spec>,
-    /// Faults `all` asked for that this system cannot feel, with why.
-    #[serde(default)]
-    pub nemesis_refused: Vec<String>,
-    pub nemesis_interval_s: f64,
-    /// Seconds between healing everything and the liveness reads.
-    pub recovery_s: f64,
-    /// Seconds the liveness phase may take to read every key.
-    pub liveness_timeout_s: f64,
-    /// The fault schedule, drawn from the seed (kept verbatim on replay).
-    pub schedule: Vec<Step>,
-    pub time_limit_s: f64,
-    pub rate: f64,
-    pub concurrency: usize,
-    pub key_count: u64,
-    pub seed: u64,
-    pub latency_ms: f64,
-    pub latency_dist: LatencyDist,
-    pub timeout_ms: u64,
-    pub init_timeout_ms: u64,
-    /// How long the checker may take before answering `unknown`.
-    pub check_time_limit_s: f64,
-    pub journal_limit: u64,
-    #[serde(default = "topology")]
-    pub topology: String,
-    #[serde(default = "node_names")]
-    pub node_names: String,
-    #[serde(default = "consistency_model")]
-    pub consistency_model: String,
-    /// Seconds of load before the first fault.
-    #[serde(default)]
-    pub warmup_s: f64,
-    #[serde(default)]
-    pub keep_data: bool,
+/// A run's test.json, checked as the command line's options are.
+pub fn load_config(dir: &RunDir) -> anyhow::Result<TestConfig> {
+    let cfg = dir.read_config()?;
+    cfg.check()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.file(faultline_rundir::CONFIG).display()))?;
+    Ok(cfg)
 }
 
-impl TestConfig {
-    /// The consistency model transactions are held to; `check` made sure
-    /// it parses.
-    pub fn consistency_model(&self) -> Option<faultline_checker::txn::ConsistencyModel> {
-        faultline_checker::txn::ConsistencyModel::parse(&self.consistency_model).ok()
-    }
+/// What the harness knows of a configuration beyond its file: how to
+/// check it as options are checked, and the options that give it.
+pub trait ConfigExt {
+    fn check(&self) -> Result<(), OptionError>;
+    fn options(&self) -> TestOptions;
+}
 
-    /// The workload; `check` made sure it exists.
-    pub fn workload(&self) -> &'static dyn faultline_workloads::Workload {
-        faultline_workloads::find(&self.workload)
-            .expect("a checked configuration names a known workload")
-    }
-
+impl ConfigExt for TestConfig {
     /// What `TestOptions::validate` makes sure of, for a configuration
     /// read back from a file (a replay, a prepared run): the same ranges,
     /// a known workload, and a well-formed schedule for its nodes.
-    pub fn check(&self) -> Result<(), OptionError> {
+    fn check(&self) -> Result<(), OptionError> {
         let options = self.options();
         options.check_ranges()?;
         options.check_system()?;
@@ -280,7 +214,7 @@ impl TestConfig {
 
     /// The options that give this configuration, but for the schedule
     /// (drawn again from the seed unless `schedule` is set).
-    pub fn options(&self) -> TestOptions {
+    fn options(&self) -> TestOptions {
         let nemesis: Vec<String> = self.nemesis.iter().map(|s| s.to_string()).collect();
         TestOptions {
             bin: self.bin.clone(),
@@ -335,16 +269,7 @@ impl OptionError {
     }
 }
 
-/// A schedule file (`--schedule`): a list of steps, or a test.json whose
-/// schedule is taken. Checked as a replayed schedule is.
-/// The node ids of a run: n1..nN, or n0..nN-1 as Maelstrom names them
-/// (`node_names` "n0").
-pub fn node_ids(node_names: &str, node_count: usize) -> Vec<String> {
-    let first = usize::from(node_names != "n0");
-    (first..first + node_count)
-        .map(|i| format!("n{i}"))
-        .collect()
-}
+pub use faultline_rundir::config::node_ids;
 
 /// A schedule file: a list of steps (or test.json's `schedule`). Nodes
 /// may be named as test.json and the history name them (`"n2"`) or by
@@ -412,7 +337,7 @@ impl TestOptions {
     /// ignored). A relative `bin` is taken relative to `base`.
     pub fn validate(&self) -> Result<TestConfig, OptionError> {
         if let Some(dir) = &self.replay {
-            return RunDir::open(dir).load_config().map_err(|e| OptionError {
+            return load_config(&RunDir::open(dir)).map_err(|e| OptionError {
                 key: "replay",
                 message: format!("{e:#}"),
             });
@@ -505,7 +430,7 @@ impl TestOptions {
     /// The program whose clock a clock fault would skew.
     fn clocked_program(&self) -> Result<PathBuf, String> {
         match (&self.system, &self.bin) {
-            (Some(name), _) => crate::system::System::load(name)
+            (Some(name), _) => faultline_systems::system::System::load(name)
                 .map_err(|e| e.to_string())?
                 .program()
                 .ok_or_else(|| format!("{name}: its binary is not installed")),
@@ -521,10 +446,12 @@ impl TestOptions {
         if !specs.iter().any(|s| s.kind.moves_clocks()) {
             return Ok((specs, Vec::new()));
         }
-        let why = crate::clock::find_library()
+        let why = faultline_process::clock::find_library()
             .map_err(|e| e.to_string())
             .and_then(|_| self.clocked_program())
-            .and_then(|p| crate::clock::check_preloadable(&p).map_err(|e| e.to_string()));
+            .and_then(|p| {
+                faultline_process::clock::check_preloadable(&p).map_err(|e| e.to_string())
+            });
         let Err(reason) = why else {
             return Ok((specs, Vec::new()));
         };
@@ -585,7 +512,7 @@ impl TestOptions {
         check(self.bin.is_none() && self.args.is_empty(), "system", || {
             "a system names its own binary and arguments: leave out --bin and the arguments after --".into()
         })?;
-        let system = crate::system::System::load(name).map_err(|e| OptionError {
+        let system = faultline_systems::system::System::load(name).map_err(|e| OptionError {
             key: "system",
             message: e.to_string(),
         })?;
@@ -594,9 +521,14 @@ impl TestOptions {
             message: e.to_string(),
         })?;
         check(
-            self.node_count <= crate::system::MAX_NODES,
+            self.node_count <= faultline_systems::system::MAX_NODES,
             "node_count",
-            || format!("a system runs at most {} nodes", crate::system::MAX_NODES),
+            || {
+                format!(
+                    "a system runs at most {} nodes",
+                    faultline_systems::system::MAX_NODES
+                )
+            },
         )?;
         Ok(())
     }
@@ -624,10 +556,11 @@ impl TestOptions {
                 });
             };
             if processes.is_none() {
-                let sys = crate::system::System::load(system).map_err(|e| OptionError {
-                    key: "system",
-                    message: e.to_string(),
-                })?;
+                let sys =
+                    faultline_systems::system::System::load(system).map_err(|e| OptionError {
+                        key: "system",
+                        message: e.to_string(),
+                    })?;
                 processes = Some(sys.process_names());
             }
             let names = processes.as_ref().expect("just loaded");

@@ -7,8 +7,8 @@
 
 use anyhow::Context;
 
-use crate::report::esc;
-use crate::rundir::{RunDir, CONFIG, REPORT};
+use faultline_report::esc;
+use faultline_rundir::{RunDir, CONFIG, REPORT};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,7 +87,10 @@ fn list_runs(root: &Path) -> Vec<RunRow> {
                 continue;
             }
             let run = RunDir::open(&dir);
-            let (results, config) = (run.load_results().ok(), run.load_config().ok());
+            let (results, config) = (
+                run.load_results().ok(),
+                crate::options::load_config(&run).ok(),
+            );
             let n = name.file_name().to_string_lossy().into_owned();
             let s = stamp.file_name().to_string_lossy().into_owned();
             let report = if dir.join(REPORT).exists() {

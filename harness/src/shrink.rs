@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::options::{TestConfig, TestOptions};
-use crate::rundir::RunDir;
+use crate::options::{ConfigExt, TestOptions};
+use faultline_rundir::RunDir;
+use faultline_rundir::TestConfig;
 
 pub struct ShrinkOptions {
     pub run_dir: PathBuf,
@@ -329,8 +330,7 @@ pub fn run(opts: ShrinkOptions) -> anyhow::Result<PathBuf> {
         bail!("--tries must be at least 1");
     }
     let original = RunDir::open(&opts.run_dir);
-    let cfg = original
-        .load_config()
+    let cfg = crate::options::load_config(&original)
         .with_context(|| format!("reading the run at {}", opts.run_dir.display()))?;
     let results = original
         .load_results()

@@ -1,12 +1,12 @@
 //! The skewed wall clocks of a run: each node's libfaketime file (see
-//! `crate::clock`), the skew each should show, and a task that rewrites
+//! `faultline_process::clock`), the skew each should show, and a task that rewrites
 //! the files of moving clocks (strobe, drift) until the nemesis is gone.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::clock::{write_offset, Skew};
+use faultline_process::clock::{write_offset, Skew};
 
 /// How often moving clocks have their files rewritten.
 const CLOCK_STEP: Duration = Duration::from_millis(5);

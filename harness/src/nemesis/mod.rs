@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::client::Load;
-use crate::clock::Skew;
-use crate::links::{LinkFaults, Links};
-use crate::recorder::History;
 use clocks::Clocks;
+use faultline_net::links::{LinkFaults, Links};
+use faultline_process::clock::Skew;
+use faultline_rundir::record::History;
 pub use triggers::Fired;
 
 /// A pause or kill's record, naming the process when it aimed at one.

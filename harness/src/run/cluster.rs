@@ -13,15 +13,16 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::server::{self, ServerMode};
 use crate::nemesis::Processes;
-use crate::net::Network;
-use crate::node::{self, ExitInfo, NodeHandle, NodeSpec};
-use crate::options::TestConfig;
-use crate::recorder::{Clock, Recorder};
-use crate::rundir::RunDir;
-use crate::system::System;
 use faultline_durable::{CrashReport, Damage, DiskFault, Layer, Loss};
+use faultline_net::router::Network;
+use faultline_process::node::{self, NodeHandle, NodeSpec};
+use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::ExitInfo;
+use faultline_rundir::RunDir;
+use faultline_rundir::TestConfig;
+use faultline_systems::server::{self, ServerMode};
+use faultline_systems::system::System;
 
 /// One overload duty cycle: a throttled node runs `cpu_percent` of it.
 const DUTY_PERIOD_MS: u64 = 100;
@@ -87,8 +88,12 @@ impl Layout {
         let (specs, server) = match &cfg.system {
             Some(name) => {
                 let sys = System::load(name)?;
-                let (specs, mode) =
-                    super::server::layout(&sys, cfg.node_count, run_dir, data_root.path())?;
+                let (specs, mode) = faultline_systems::server::layout(
+                    &sys,
+                    cfg.node_count,
+                    run_dir,
+                    data_root.path(),
+                )?;
                 (specs, Some(mode))
             }
             None => (Self::stdio_specs(cfg, run_dir, data_root.path())?, None),
@@ -100,7 +105,9 @@ impl Layout {
                 // A node's sidecars share its clock: they run on its machine.
                 for (plans, file) in server.iter_mut().flat_map(|m| &mut m.sidecars).zip(&files) {
                     for p in plans {
-                        p.spec.env.extend(crate::clock::preload_env(library, file));
+                        p.spec
+                            .env
+                            .extend(faultline_process::clock::preload_env(library, file));
                     }
                 }
                 Some(files)
@@ -182,8 +189,9 @@ fn preload(specs: &mut [NodeSpec], library: &Path, dir: &Path) -> anyhow::Result
     let mut files = Vec::new();
     for s in specs.iter_mut() {
         let file = dir.join(format!("{}.faketime", s.id));
-        crate::clock::write_offset(&file, 0.0)?;
-        s.env.extend(crate::clock::preload_env(library, &file));
+        faultline_process::clock::write_offset(&file, 0.0)?;
+        s.env
+            .extend(faultline_process::clock::preload_env(library, &file));
         files.push(file);
     }
     Ok(files)

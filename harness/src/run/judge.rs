@@ -9,8 +9,8 @@ use faultline_checker::compose::{self, Input, RaftInvariants};
 use faultline_checker::{history, Checker, CheckerResult, Outcome, Verdict};
 use std::time::Duration;
 
-use crate::options::TestConfig;
-use crate::rundir::{OpCounts, RunDir, TraceLine};
+use faultline_rundir::TestConfig;
+use faultline_rundir::{OpCounts, RunDir, TraceLine};
 
 /// Every checker's result for the run in `dir`, then `liveness` (the one
 /// result that cannot be recomputed from files), in that order.
@@ -20,7 +20,7 @@ pub fn check(
     liveness: Option<CheckerResult>,
 ) -> anyhow::Result<(OpCounts, Vec<CheckerResult>)> {
     let events = dir.load_history().context("reading back history.jsonl")?;
-    let name = dir.file(crate::rundir::HISTORY).display().to_string();
+    let name = dir.file(faultline_rundir::HISTORY).display().to_string();
     let ops = history::pair(&name, &events)?;
     let traces = dir.load_traces_text()?;
     // Only node-sent events count: the harness's own start/exit lines are
@@ -29,7 +29,7 @@ pub fn check(
         serde_json::from_str::<TraceLine>(l)
             .is_ok_and(|t| t.fields.get("source").and_then(|s| s.as_str()) != Some("harness"))
     });
-    let traces_name = dir.file(crate::rundir::TRACES).display().to_string();
+    let traces_name = dir.file(faultline_rundir::TRACES).display().to_string();
     let input = Input {
         ops: &ops,
         traces: traced.then_some((traces_name.as_str(), traces.as_str())),

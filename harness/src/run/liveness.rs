@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::options::TestConfig;
+use faultline_rundir::TestConfig;
 
 /// Pause between attempts at one final read.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);

@@ -14,13 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
 use super::Recording;
-use crate::adapter::Adapter;
 use crate::client::{Client, ClientSpec, Conn, Pacer};
-use crate::etcd::EtcdClient;
 use crate::nemesis::triggers::{self, MomentFeed};
 use crate::nemesis::Executor;
-use crate::options::TestConfig;
-use crate::system::ClientKind;
+use faultline_rundir::TestConfig;
+use faultline_systems::adapter::Adapter;
+use faultline_systems::etcd::EtcdClient;
+use faultline_systems::system::ClientKind;
 
 /// What the main phase leaves for the next ones.
 pub struct Loaded {

@@ -7,7 +7,6 @@ pub mod cluster;
 pub mod judge;
 pub mod liveness;
 pub mod load;
-pub mod server;
 
 use anyhow::Context;
 use faultline_checker::CheckerResult;
@@ -17,17 +16,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Pacer;
-use crate::links::Links;
 use crate::nemesis::{Executor, ExecutorOptions};
-use crate::net::{LinkPolicy, Network};
-use crate::node::ExitInfo;
-use crate::options::TestConfig;
-use crate::recorder::{Clock, History, Recorder};
-use crate::rundir::{Results, RunDir};
-use crate::system::ClientKind;
-use crate::tcp::TcpLinks;
 use cluster::{Cluster, Layout};
-use server::ServerMode;
+use faultline_net::links::Links;
+use faultline_net::router::{LinkPolicy, Network};
+use faultline_net::tcp::TcpLinks;
+use faultline_rundir::record::{Clock, History, Recorder};
+use faultline_rundir::ExitInfo;
+use faultline_rundir::TestConfig;
+use faultline_rundir::{Results, RunDir};
+use faultline_systems::server::ServerMode;
+use faultline_systems::system::ClientKind;
 
 /// How often buffered traces and journal lines are flushed, so a killed
 /// harness loses at most this much of them.
@@ -57,7 +56,7 @@ impl Recording {
         server: Option<&ServerMode>,
     ) -> anyhow::Result<Recording> {
         let clock = Clock::new();
-        let history = History::create(&dir.file(crate::rundir::HISTORY), clock)
+        let history = History::create(&dir.file(faultline_rundir::HISTORY), clock)
             .context("creating history.jsonl")?;
         let recorder = Arc::new(
             Recorder::create(dir.path(), clock, cfg.journal_limit)
@@ -75,9 +74,10 @@ impl Recording {
         let tcp = match server {
             Some(m) => {
                 let slot = m.slot;
-                let node = move |j: usize| crate::system::System::node_ip(slot, j + 1);
-                let proxy =
-                    move |i: usize, j: usize| crate::system::System::proxy_ip(slot, i + 1, j + 1);
+                let node = move |j: usize| faultline_systems::system::System::node_ip(slot, j + 1);
+                let proxy = move |i: usize, j: usize| {
+                    faultline_systems::system::System::proxy_ip(slot, i + 1, j + 1)
+                };
                 let journal = Some((recorder.clone(), clock));
                 Some(TcpLinks::start(ids, &m.peer_ports, node, proxy, cfg.seed, journal).await?)
             }
@@ -108,11 +108,11 @@ pub fn preflight(cfg: &TestConfig) -> anyhow::Result<Option<PathBuf>> {
     if !cfg.nemesis.iter().any(|s| s.kind.moves_clocks()) {
         return Ok(None);
     }
-    let library = crate::clock::find_library()?;
+    let library = faultline_process::clock::find_library()?;
     if let Some(bin) = &cfg.bin {
-        crate::clock::check_preloadable(bin)?;
+        faultline_process::clock::check_preloadable(bin)?;
     } else {
-        crate::clock::check_preloadable(
+        faultline_process::clock::check_preloadable(
             &std::env::current_exe().context("locating the faultline binary")?,
         )?;
     }
@@ -312,7 +312,7 @@ fn record(
     if !interrupted {
         // The report is a view of the files above; a failure to draw it
         // must not hide the verdict.
-        if let Err(e) = crate::report::write(dir) {
+        if let Err(e) = faultline_report::write(dir) {
             eprintln!("faultline: could not write report.html: {e:#}");
         }
     }
@@ -322,8 +322,8 @@ fn record(
 /// A run's summary, saying plainly when it rests on a handful of
 /// acknowledged ops: a system that was down or refusing all run long
 /// passes no check by that.
-pub fn with_exercise(summary: String, ops: &crate::rundir::OpCounts) -> String {
-    if ops.ok >= crate::rundir::FEW_OK_OPS {
+pub fn with_exercise(summary: String, ops: &faultline_rundir::OpCounts) -> String {
+    if ops.ok >= faultline_rundir::FEW_OK_OPS {
         return summary;
     }
     format!(

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use toml::{Table, Value};
 
-use crate::options::{plain_name, OptionError, TestConfig, TestOptions};
-use crate::rundir::RunDir;
+use crate::options::{plain_name, OptionError, TestOptions};
+use faultline_rundir::RunDir;
+use faultline_rundir::TestConfig;
 pub use summary::{detection, junit};
 
 /// Longest a single run may take beyond its own time limit (start-up,
@@ -91,7 +92,7 @@ impl Bounds {
     }
 
     /// Each bound the figures break, said plainly.
-    pub fn broken(&self, f: &crate::rundir::Figures) -> Vec<String> {
+    pub fn broken(&self, f: &faultline_rundir::Figures) -> Vec<String> {
         let mut out = Vec::new();
         let mut over = |bound: Option<f64>, got: f64, what: &str| {
             if let Some(b) = bound.filter(|b| got > *b) {
@@ -288,7 +289,7 @@ pub struct RunResult {
     pub anomaly_start_s: Option<f64>,
     pub wall_s: f64,
     /// The run's figures, when it finished.
-    pub figures: Option<crate::rundir::Figures>,
+    pub figures: Option<faultline_rundir::Figures>,
     /// The entry's bounds that the figures broke.
     pub bounds_broken: Vec<String>,
 }

@@ -3,7 +3,7 @@
 //! are refused plainly, and an overloaded node answers slowly.
 
 use crate::support::*;
-use faultline::clock;
+use faultline_process::clock;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};

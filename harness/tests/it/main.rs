@@ -7,6 +7,7 @@ mod support;
 mod clock;
 mod faults;
 mod hygiene;
+mod layout;
 mod maelstrom;
 mod report;
 mod runs;

@@ -51,7 +51,7 @@ fn a_failing_run_report_draws_its_anomaly() {
         nemesis: "partition".into(),
         ..Default::default()
     };
-    let run_dir = faultline::rundir::RunDir::open(&dir);
+    let run_dir = faultline_rundir::RunDir::open(&dir);
     run_dir.store_config(&options.validate().unwrap()).unwrap();
     let f = run(faultline().arg("report").arg(&dir), Duration::from_secs(30));
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);

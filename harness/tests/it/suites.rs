@@ -127,7 +127,7 @@ fn every_option_set(
         key_count: 3,
         seed: Some(11),
         latency: 2.5,
-        latency_dist: faultline::net::LatencyDist::Uniform,
+        latency_dist: faultline_rundir::stats::LatencyDist::Uniform,
         timeout_ms: 300,
         init_timeout_ms: 4000,
         check_time_limit: 30.0,
@@ -146,7 +146,7 @@ fn every_option_set(
 fn a_suite_entry_can_set_every_test_option() {
     let tmp = tempfile::tempdir().unwrap();
     // `replay` needs a recorded run to replay.
-    let recorded = faultline::rundir::RunDir::create(tmp.path(), "recorded").unwrap();
+    let recorded = faultline_rundir::RunDir::create(tmp.path(), "recorded").unwrap();
     let defaults = faultline::options::TestOptions::default();
     recorded
         .store_config(&defaults.validate().unwrap())

@@ -389,7 +389,7 @@ pub fn coverage(d: &ReportData) -> String {
     if d.bands.is_empty() {
         return String::new();
     }
-    let traces: Vec<crate::rundir::TraceLine> = d
+    let traces: Vec<faultline_rundir::TraceLine> = d
         .traces
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::node::{NodeHandle, NodeSpec};
-use crate::rundir::RunDir;
 use crate::system::{ClientKind, ProcessPlan, System};
+use faultline_process::node::{NodeHandle, NodeSpec};
+use faultline_rundir::RunDir;
 
 /// How often a readiness probe is tried.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
@@ -281,7 +281,7 @@ pub async fn wait_ready(
             bail!(
                 "node {} exited ({status}) before it was ready. {}",
                 node.spec.label(),
-                crate::node::tail_note(node)
+                faultline_process::node::tail_note(node)
             );
         }
         if matches!(
@@ -296,7 +296,7 @@ pub async fn wait_ready(
                 node.spec.label(),
                 timeout.as_millis(),
                 r.http.as_deref().or(r.tcp.as_deref()).unwrap_or("none"),
-                crate::node::tail_note(node)
+                faultline_process::node::tail_note(node)
             );
         }
         tokio::time::sleep(PROBE_EVERY).await;

@@ -9,8 +9,8 @@ use faultline_checker::{history, Event, Op};
 use faultline_nemesis::Kind;
 use serde_json::Value;
 
-use crate::options::TestConfig;
-use crate::rundir::{Results, RunDir};
+use faultline_rundir::TestConfig;
+use faultline_rundir::{Results, RunDir};
 
 /// A fault period: [start, end) in ns, with a label (what was done) and
 /// its effect (what a crash lost, what a disk fault damaged, who refused
@@ -80,9 +80,9 @@ pub struct ReportData {
 impl ReportData {
     pub fn load(dir: &RunDir) -> anyhow::Result<ReportData> {
         let results = dir.load_results()?;
-        let config = dir.load_config().ok();
+        let config = dir.read_config().ok();
         let lined = dir.load_history().unwrap_or_default();
-        let name = dir.file(crate::rundir::HISTORY).display().to_string();
+        let name = dir.file(faultline_rundir::HISTORY).display().to_string();
         let ops = history::pair(&name, &lined).context("pairing history.jsonl")?;
         let events: Vec<Event> = lined.into_iter().map(|(_, e)| e).collect();
         let end_ns = events.iter().map(|e| e.time).max().unwrap_or(1);

@@ -342,7 +342,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not an ELF"));
-        // Statically linked binaries: tests/it/clock.rs, end to end.
+        // Statically linked binaries: harness/tests/it/clock.rs, end to end.
     }
 
     #[test]

@@ -13,8 +13,17 @@ use std::sync::Mutex;
 use std::time::Instant;
 use tokio::sync::{broadcast, watch};
 
-use crate::net::Sink;
-use crate::rundir::{self, JournalEntry, TraceLine};
+use crate::{self as rundir, JournalEntry, TraceLine};
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// Where trace events and journal entries go.
+pub trait Sink: Send + Sync {
+    fn trace(&self, node: &str, body: &Value);
+    /// One routed message and what happened to it.
+    /// `delay`: from routing to the scheduled delivery (zero if not delivered).
+    fn journal(&self, from: &str, to: &str, body: &RawValue, fate: &'static str, delay: Duration);
+}
 
 /// The run's monotonic time base: nanoseconds since the test started.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,5 @@
 //! The network seam: what the nemesis may do to the directed link from one
-//! node to another, whatever carries it. The stdio router (`net`) is one
+//! node to another, whatever carries it. The stdio router (`router`) is one
 //! implementation; a TCP proxy is another. A link's faults are one typed
 //! value with units in its field names, and `heal` sets every link back.
 

@@ -16,7 +16,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::etcd::Answer;
-use crate::hygiene;
+use faultline_process::hygiene;
 
 /// The longest line an adapter may write.
 const MAX_LINE_BYTES: usize = 1 << 20;
@@ -77,7 +77,7 @@ impl Adapter {
                 .stderr(log)
                 .process_group(0)
                 .kill_on_drop(true);
-            crate::node::die_with_parent(&mut cmd);
+            faultline_process::node::die_with_parent(&mut cmd);
             let mut child = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start the adapter {program}: {e}"))?;

@@ -41,13 +41,7 @@ pub const MAX_BACKLOG: Duration = Duration::from_secs(5);
 const SAMPLE_LIMIT: usize = 20;
 const SAMPLE_BYTES: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LatencyDist {
-    Constant,
-    Uniform,
-    Exponential,
-}
+use faultline_rundir::stats::LatencyDist;
 
 /// The base behaviour of every node-to-node link (the run's configured
 /// latency), before any fault.
@@ -121,29 +115,7 @@ pub struct Counters {
     pub service_calls: AtomicU64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct NetStats {
-    pub node_lines: u64,
-    pub routed: u64,
-    pub delivered: u64,
-    pub to_clients: u64,
-    pub from_clients: u64,
-    pub traces: u64,
-    pub malformed: u64,
-    pub oversize: u64,
-    pub unknown_dest: u64,
-    pub spoofed_src: u64,
-    pub dropped: u64,
-    pub cut: u64,
-    pub held: u64,
-    pub duplicated: u64,
-    pub corrupted: u64,
-    pub overflow: u64,
-    pub service_calls: u64,
-    /// The first few malformed lines, by node, truncated.
-    pub samples: Vec<(String, String)>,
-}
+use faultline_rundir::stats::NetStats;
 
 /// A node incarnation's way in.
 struct Outbox {
@@ -183,13 +155,7 @@ struct Outgoing {
     line: Vec<u8>,
 }
 
-/// Where trace events and journal entries go.
-pub trait Sink: Send + Sync {
-    fn trace(&self, node: &str, body: &Value);
-    /// One routed message and what happened to it.
-    /// `delay`: from routing to the scheduled delivery (zero if not delivered).
-    fn journal(&self, from: &str, to: &str, body: &RawValue, fate: &'static str, delay: Duration);
-}
+use faultline_rundir::record::Sink;
 
 /// A message held on a cut link: its sender and body, delivered on heal.
 type Held = (String, Box<RawValue>);

@@ -4,6 +4,15 @@
 //! `suite` and `serve` read through it. Facts derived from a run (its
 //! verdict, exit code, when its anomaly was complete) are methods here,
 //! computed in one place.
+//!
+//! The crate depends on nothing that runs (no processes, no network): it
+//! is the contract between a run and its readers. `config` is test.json,
+//! `stats` the figures results.json carries, `record` the writer a run
+//! records history, traces and messages through.
+
+pub mod config;
+pub mod record;
+pub mod stats;
 
 use anyhow::Context;
 use faultline_checker::linearizability::Anomaly;
@@ -14,9 +23,12 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::net::NetStats;
-use crate::node::ExitInfo;
-use crate::options::TestConfig;
+pub use config::TestConfig;
+pub use stats::{ExitInfo, NetStats};
+
+/// Exit codes (DESIGN §6) beyond a verdict's 0, 1 and 2.
+pub const EXIT_USAGE: u8 = 254;
+pub const EXIT_HARNESS: u8 = 255;
 
 pub const CONFIG: &str = "test.json";
 pub const HISTORY: &str = "history.jsonl";
@@ -146,14 +158,11 @@ impl RunDir {
         write_json(&self.file(CONFIG), cfg)
     }
 
-    /// test.json, checked as the command line's options are.
-    pub fn load_config(&self) -> anyhow::Result<TestConfig> {
-        let path = self.file(CONFIG);
-        let cfg: TestConfig = read_json(&path)
-            .with_context(|| format!("{} is not a faultline run", self.path.display()))?;
-        cfg.check()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(cfg)
+    /// test.json as written; the harness checks it as the command line's
+    /// options are (`faultline::options::load_config`).
+    pub fn read_config(&self) -> anyhow::Result<TestConfig> {
+        read_json(&self.file(CONFIG))
+            .with_context(|| format!("{} is not a faultline run", self.path.display()))
     }
 
     pub fn store_results(&self, r: &Results) -> anyhow::Result<()> {
@@ -314,7 +323,7 @@ pub struct Results {
     pub network: NetStats,
     /// A real server's node-to-node links through the TCP proxies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<crate::tcp::LinkStats>,
+    pub links: Vec<stats::LinkStats>,
     #[serde(default)]
     pub journal_skipped: u64,
     #[serde(default)]
@@ -355,8 +364,7 @@ pub struct Detection {
 impl Results {
     /// The exit code (DESIGN §6); an interrupted run is a harness failure.
     pub fn exit_code(&self) -> u8 {
-        self.verdict
-            .map_or(crate::EXIT_HARNESS, |v| v.exit_code() as u8)
+        self.verdict.map_or(EXIT_HARNESS, |v| v.exit_code() as u8)
     }
 
     pub fn checker(&self, name: &str) -> Option<&CheckerResult> {

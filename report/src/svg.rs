@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::data::ReportData;
 use super::esc;
-use crate::rundir::JournalEntry;
+use faultline_rundir::JournalEntry;
 
 pub const WIDTH: f64 = 1100.0;
 /// Most message arrows in the Lamport diagram; more are sampled.
@@ -108,7 +108,7 @@ pub fn lamport(data: &ReportData, anomaly: &Anomaly) -> String {
     let msgs = data.dir.load_journal_window(t0, t1);
     let step = msgs.len().div_ceil(MAX_ARROWS).max(1);
     let nodes: Vec<String> = match &data.config {
-        Some(cfg) => crate::run::cluster::Layout::node_ids(cfg),
+        Some(cfg) => cfg.node_ids(),
         None => (1..=data.node_count().max(1))
             .map(|i| format!("n{i}"))
             .collect(),

@@ -30,7 +30,7 @@ const BUNDLED: &[(&str, &str)] = &[
     // and stale under a partition (what its docs warn of).
     ("etcd-serializable", ETCD),
 ];
-const ETCD: &str = include_str!("../../systems/etcd.toml");
+const ETCD: &str = include_str!("../etcd.toml");
 
 /// How many nodes a system may have: node k listens on 127.0.S.k and the
 /// proxy of link i -> j on 127.(100+i).j.S, S being the run's slot.
@@ -381,7 +381,7 @@ impl System {
 
     /// The server's executable, looked up as exec would.
     pub fn program(&self) -> Option<PathBuf> {
-        crate::clock::which(self.file.binary.get_ref())
+        faultline_process::clock::which(self.file.binary.get_ref())
     }
 
     /// Refuses a binary that is not there, before anything starts: one
@@ -392,7 +392,7 @@ impl System {
             std::iter::once(&self.file.binary).chain(self.file.processes.iter().map(|p| &p.binary));
         for b in binaries {
             let name = b.get_ref();
-            if !name.contains('{') && crate::clock::which(name).is_none() {
+            if !name.contains('{') && faultline_process::clock::which(name).is_none() {
                 return Err(self.missing(name, b.span().start));
             }
         }
@@ -555,7 +555,8 @@ impl System {
         v: &BTreeMap<String, String>,
     ) -> Result<PathBuf, SystemError> {
         let program = fill(binary.get_ref(), v);
-        crate::clock::which(&program).ok_or_else(|| self.missing(&program, binary.span().start))
+        faultline_process::clock::which(&program)
+            .ok_or_else(|| self.missing(&program, binary.span().start))
     }
 
     fn plan_process(
@@ -642,7 +643,7 @@ mod tests {
     fn the_bundled_etcd_plans_a_joined_cluster() {
         let sys = System::load("etcd").unwrap();
         assert_eq!(sys.peer_ports(), vec![2380]);
-        if crate::clock::which("etcd").is_none() {
+        if faultline_process::clock::which("etcd").is_none() {
             return; // planning resolves the binary
         }
         let plan = sys

@@ -16,7 +16,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -27,9 +27,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::links::{LinkFaults, Links};
-use crate::recorder::{Clock, Recorder};
-use crate::rundir::JournalEntry;
 use faultline_nemesis::seed::{derive, Stream};
+use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::JournalEntry;
 
 /// Bytes read at a time from one side.
 const CHUNK_BYTES: usize = 16 * 1024;
@@ -49,18 +49,7 @@ struct LinkCounters {
     resets: AtomicU64,
 }
 
-/// One directed link's figures, for results.json.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LinkStats {
-    pub from: String,
-    pub to: String,
-    /// Connections whose dialer is `from`.
-    pub connections: u64,
-    pub bytes: u64,
-    pub chunks: u64,
-    pub corrupted: u64,
-    pub resets: u64,
-}
+use faultline_rundir::stats::LinkStats;
 
 pub struct TcpLinks {
     ids: Vec<String>,

@@ -7,7 +7,7 @@ use faultline_nemesis::Kind;
 use serde_json::Value;
 
 use super::data::Band;
-use crate::rundir::TraceLine;
+use faultline_rundir::TraceLine;
 
 /// The protocol states counted, in column order.
 pub const STATES: [&str; 4] = [

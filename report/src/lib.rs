@@ -4,6 +4,9 @@
 //! `svg` draws the anomaly and the messages around it, `sections` writes
 //! the page one section at a time, and the page's script and style are the
 //! real files beside this one. `faultline report RUN_DIR` regenerates it.
+//!
+//! It reads only the run directory (`faultline_rundir`): a report can be
+//! drawn for any run, on any machine, from its files alone.
 
 mod coverage;
 pub(crate) mod data;
@@ -13,8 +16,8 @@ mod workload;
 
 use anyhow::Context;
 
-use crate::rundir::{RunDir, REPORT};
 use data::ReportData;
+use faultline_rundir::{RunDir, REPORT};
 
 /// Draws the timeline and the latency/throughput chart for the current
 /// view, and handles navigation. Errors are caught and shown on the page
@@ -24,7 +27,7 @@ const SCRIPT: &str = include_str!("script.js");
 const CSS: &str = include_str!("style.css");
 
 /// HTML-escapes text for element content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -5,7 +5,7 @@
 //! leaves nothing behind), its `FAULTLINE_*` environment, and no shell in
 //! between. stderr goes to nodes/<id>.log, appended across restarts.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use crate::hygiene;
-use crate::net::Network;
-use crate::recorder::{Clock, Recorder};
+use faultline_net::router::Network;
+use faultline_rundir::record::{Clock, Recorder};
 
 /// A node's stderr log stops growing past this (a flooding node must not
 /// fill the disk); what is cut is counted in the log's last line.
@@ -59,22 +59,7 @@ impl NodeSpec {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ExitInfo {
-    pub node: String,
-    pub pid: i32,
-    pub time_ns: u64,
-    pub status: String,
-    /// The harness killed it (end of run, nemesis) rather than it dying.
-    pub expected: bool,
-    /// It exited at once when restarted, refusing to run on what its
-    /// disk held (fail-stop): a correct outcome, not a crash.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub refused_to_start: bool,
-    /// Which of the node's processes it was, when not its server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<String>,
-}
+use faultline_rundir::stats::ExitInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -1,0 +1,12 @@
+//! The node processes of a run and what is done to them outside the
+//! network: starting one in its own process group with its log, watching
+//! it end, pausing and killing it (`node`); killing every group the
+//! harness started on any way out (`hygiene`); and skewing a node's wall
+//! clock through libfaketime (`clock`).
+//!
+//! A routed node's stdio is attached to `faultline_net`'s router; what
+//! happens to a node is recorded through `faultline_rundir::record`.
+
+pub mod clock;
+pub mod hygiene;
+pub mod node;

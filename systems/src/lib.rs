@@ -1,0 +1,21 @@
+//! Real servers as the system under test: how one is described and run,
+//! and the clients that reach it.
+//!
+//! - `system`: a system file (TOML: binary, placeholders, ports, probes,
+//!   stop, sidecar processes), checked with line numbers, and each node's
+//!   plan with every placeholder filled in; `etcd.toml` is bundled;
+//! - `server`: a planned cluster laid out for a run (its loopback slot,
+//!   each node's private /etc/hosts, its processes) and its readiness
+//!   probes;
+//! - `etcd`: the built-in client of etcd's v3 JSON gateway;
+//! - `adapter`: the generic client, a user's program speaking Maelstrom's
+//!   client protocol on stdio. Built-in clients of further servers belong
+//!   beside these two.
+//!
+//! It starts processes through `faultline_process` and writes logs where
+//! `faultline_rundir` says; it knows nothing of the nemesis or checkers.
+
+pub mod adapter;
+pub mod etcd;
+pub mod server;
+pub mod system;
