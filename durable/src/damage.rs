@@ -46,8 +46,24 @@ const MAX_FILES: usize = 100_000;
 /// what a crash can drop). `None` when there is no such file: a node that
 /// keeps nothing on disk has nothing to damage.
 pub fn damage(dir: &Path, fault: DiskFault, rng: &mut impl Rng) -> io::Result<Option<Damage>> {
+    damage_matching(dir, &[], fault, rng)
+}
+
+/// `damage`, choosing only among files whose path relative to `dir`
+/// matches one of `patterns` (`*` within a path segment, `**` across
+/// segments, `?` one character); no patterns: every file. A system names
+/// where its data is, so faults land there and not on its metadata.
+pub fn damage_matching(
+    dir: &Path,
+    patterns: &[String],
+    fault: DiskFault,
+    rng: &mut impl Rng,
+) -> io::Result<Option<Damage>> {
     let mut files = Vec::new();
     walk(dir, Path::new(""), 0, &mut files)?;
+    files.retain(|(rel, _)| {
+        patterns.is_empty() || patterns.iter().any(|p| glob(p, &rel.to_string_lossy()))
+    });
     files.sort();
     if files.is_empty() {
         return Ok(None);
@@ -80,6 +96,27 @@ pub fn damage(dir: &Path, fault: DiskFault, rng: &mut impl Rng) -> io::Result<Op
         length,
         file_bytes: size,
     }))
+}
+
+/// Whether `path` matches `pattern`: `**` matches any run of characters,
+/// `*` any run without `/`, `?` one character but `/`.
+pub fn glob(pattern: &str, path: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p {
+            [] => s.is_empty(),
+            // `**/`: any number of whole directories, none included.
+            [b'*', b'*', b'/', rest @ ..] => {
+                (0..=s.len()).any(|i| (i == 0 || s[i - 1] == b'/') && go(rest, &s[i..]))
+            }
+            [b'*', b'*', rest @ ..] => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            [b'*', rest @ ..] => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| go(rest, &s[i..])),
+            [b'?', rest @ ..] => s.first().is_some_and(|&c| c != b'/') && go(rest, &s[1..]),
+            [c, rest @ ..] => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    go(pattern.as_bytes(), path.as_bytes())
 }
 
 /// Flips one random bit in each of up to `want` bytes from `offset`;
@@ -126,6 +163,44 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn globs_match_within_and_across_directories() {
+        assert!(glob("*.blk", "1.blk"));
+        assert!(!glob("*.blk", "msgs/1.blk"), "* stays in its segment");
+        assert!(glob("**/*.blk", "msgs/1.blk"));
+        assert!(glob("**/*.blk", "1.blk"), "**/ may be no directory");
+        assert!(glob(
+            "jetstream/**/msgs/*.blk",
+            "jetstream/$G/streams/k1/msgs/1.blk"
+        ));
+        assert!(!glob(
+            "jetstream/**/msgs/*.blk",
+            "jetstream/$G/streams/k1/obs/1.blk"
+        ));
+        assert!(glob("base/**", "base/1/2"));
+        assert!(glob("wal-?", "wal-1") && !glob("wal-?", "wal-12"));
+        assert!(!glob("*.idx", "1.blk"));
+    }
+
+    #[test]
+    fn named_files_are_the_only_ones_damaged() {
+        let dir = tree();
+        let patterns = vec!["**/*.wal".to_string()];
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let d = damage_matching(dir.path(), &patterns, DiskFault::Flip, &mut rng)
+                .unwrap()
+                .expect("a .wal file is there");
+            assert_eq!(d.file, Path::new("member/wal/0.wal"), "{d:?}");
+        }
+        let none = vec!["*.nothing".to_string()];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(
+            damage_matching(dir.path(), &none, DiskFault::Zero, &mut rng).unwrap(),
+            None
+        );
+    }
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ pub mod model;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use damage::{damage, Damage, DiskFault};
+pub use damage::{damage, damage_matching, glob, Damage, DiskFault};
 pub use model::{CrashReport, Loss};
 
 /// The mount's name in /proc/mounts: `faultline-durable-<pid>`, so mounts

@@ -156,6 +156,20 @@ struct TestArgs {
     /// suite runs its entries).
     #[arg(long, hide = true)]
     prepared: Option<PathBuf>,
+    /// The options typed on the command line (a system file's defaults
+    /// fill in the rest).
+    #[arg(skip)]
+    given: faultline::options::Given,
+}
+
+/// The test options given on the command line, by suite key.
+fn given_on_command_line(m: &clap::ArgMatches) -> faultline::options::Given {
+    let keys = faultline::options::keys();
+    m.ids()
+        .filter(|id| keys.iter().any(|k| k == id.as_str()))
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| (id.to_string(), "command line".to_string()))
+        .collect()
 }
 
 use faultline::usage;
@@ -170,7 +184,10 @@ fn prepare(a: TestArgs) -> Result<(TestConfig, RunDir, Option<PathBuf>), ExitCod
         let faketime = run::preflight(&cfg).map_err(harness_error)?;
         return Ok((cfg, dir, faketime));
     }
-    let cfg = a.options.validate().map_err(|e| usage(e.as_flag()))?;
+    let cfg = a
+        .options
+        .validate_given(Some(&a.given))
+        .map_err(|e| usage(e.as_flag()))?;
     let faketime = run::preflight(&cfg).map_err(harness_error)?;
     let dir = RunDir::create(&a.results_dir, &cfg.name).map_err(harness_error)?;
     dir.store_config(&cfg).map_err(harness_error)?;
@@ -276,7 +293,11 @@ fn test(args: TestArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (mut cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
@@ -284,6 +305,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let (Cmd::Test(a), Some(m)) = (&mut cli.cmd, matches.subcommand_matches("test")) {
+        a.given = given_on_command_line(m);
+    }
     match cli.cmd {
         Cmd::TargetNode { args } => {
             let stdin = std::io::BufReader::new(std::io::stdin());

@@ -160,6 +160,11 @@ pub struct TestOptions {
     #[arg(long)]
     #[serde(default)]
     pub keep_data: bool,
+    /// Sets a variable the system file declares: NAME=VALUE (repeatable;
+    /// in a suite, `var = ["NAME=VALUE"]`).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    #[serde(default)]
+    pub var: Vec<String>,
     /// Arguments for the node binary; `{node_id}` and `{data_dir}` are
     /// substituted.
     #[arg(last = true)]
@@ -248,10 +253,15 @@ impl ConfigExt for TestConfig {
             consistency_model: self.consistency_model.clone(),
             warmup: self.warmup_s,
             keep_data: self.keep_data,
+            var: self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             args: self.args.clone(),
         }
     }
 }
+
+/// The options a user gave, and where (`command line`, `suite`): a system
+/// file's defaults fill in the rest.
+pub type Given = std::collections::BTreeMap<String, String>;
 
 /// A setting that cannot be used, with the key it came from.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -335,13 +345,67 @@ impl TestOptions {
     /// The run's configuration, or the first setting that is out of range.
     /// With `replay`, the recorded configuration (every other setting is
     /// ignored). A relative `bin` is taken relative to `base`.
+    /// Every option counts as given: a system file's defaults apply only
+    /// through `validate_given`.
     pub fn validate(&self) -> Result<TestConfig, OptionError> {
+        self.validate_given(None)
+    }
+
+    /// `validate`, with a system file's defaults filling in each option
+    /// not in `given`; test.json records where each value came from.
+    pub fn validate_given(&self, given: Option<&Given>) -> Result<TestConfig, OptionError> {
         if let Some(dir) = &self.replay {
             return load_config(&RunDir::open(dir)).map_err(|e| OptionError {
                 key: "replay",
                 message: format!("{e:#}"),
             });
         }
+        let (this, sources) = self.with_system_defaults(given)?;
+        let mut cfg = this.validate_here()?;
+        cfg.sources = sources;
+        Ok(cfg)
+    }
+
+    /// These options with the system file's `[defaults]` applied to every
+    /// key not given, and where each value came from.
+    fn with_system_defaults(
+        &self,
+        given: Option<&Given>,
+    ) -> Result<(TestOptions, Given), OptionError> {
+        let (Some(given), Some(system)) = (given, &self.system) else {
+            return Ok((self.clone(), given.cloned().unwrap_or_default()));
+        };
+        let sys = faultline_systems::system::System::load(system).map_err(|e| OptionError {
+            key: "system",
+            message: e.to_string(),
+        })?;
+        let mut sources = given.clone();
+        let mut value = serde_json::to_value(self).expect("options serialize");
+        let keys = keys();
+        for (key, v, line) in sys.defaults() {
+            let at = format!("{}:{line}", sys.source);
+            check(
+                keys.contains(&key) && !NOT_DEFAULTED.contains(&key.as_str()),
+                "system",
+                || {
+                    format!("{at}: [defaults] cannot set {key:?} (it sets options of faultline test: {})",
+                    keys.iter().filter(|k| !NOT_DEFAULTED.contains(&k.as_str())).cloned().collect::<Vec<_>>().join(", "))
+                },
+            )?;
+            if given.contains_key(&key) {
+                continue;
+            }
+            value[&key] = serde_json::to_value(&v).expect("TOML values convert");
+            sources.insert(key, "system file".into());
+        }
+        let this = serde_json::from_value(value).map_err(|e| OptionError {
+            key: "system",
+            message: format!("{}: [defaults]: {e}", sys.source),
+        })?;
+        Ok((this, sources))
+    }
+
+    fn validate_here(&self) -> Result<TestConfig, OptionError> {
         self.check_ranges()?;
         let nemesis =
             faultline_nemesis::parse_specs(&self.nemesis).map_err(|message| OptionError {
@@ -424,7 +488,49 @@ impl TestOptions {
             consistency_model: self.consistency_model.clone(),
             warmup_s: self.warmup,
             keep_data: self.keep_data,
+            vars: self.vars()?,
+            sources: Given::new(),
         })
+    }
+
+    /// The system's variables: its defaults, then each `--var NAME=VALUE`.
+    fn vars(&self) -> Result<std::collections::BTreeMap<String, String>, OptionError> {
+        let Some(system) = &self.system else {
+            check(self.var.is_empty(), "var", || {
+                "variables belong to a system file (--system)".into()
+            })?;
+            return Ok(Default::default());
+        };
+        let sys = faultline_systems::system::System::load(system).map_err(|e| OptionError {
+            key: "system",
+            message: e.to_string(),
+        })?;
+        let mut vars = sys.vars();
+        for v in &self.var {
+            let Some((name, value)) = v.split_once('=') else {
+                return Err(OptionError {
+                    key: "var",
+                    message: format!("{v:?} is not NAME=VALUE"),
+                });
+            };
+            check(vars.contains_key(name), "var", || {
+                let known: Vec<&String> = vars.keys().collect();
+                format!(
+                    "{system} has no variable {name:?} (it declares: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )
+            })?;
+            vars.insert(name.to_string(), value.to_string());
+        }
+        Ok(vars)
     }
 
     /// The program whose clock a clock fault would skew.
@@ -671,6 +777,20 @@ pub fn plain_name(name: &str) -> bool {
 }
 
 /// Every key a suite entry may set: the same names as the fields above.
+/// Options a system file may not default: what names the system and the
+/// run itself, and what only a user can mean.
+const NOT_DEFAULTED: &[&str] = &[
+    "system",
+    "bin",
+    "args",
+    "replay",
+    "schedule",
+    "name",
+    "seed",
+    "var",
+    "keep_data",
+];
+
 pub fn keys() -> Vec<String> {
     let v = serde_json::to_value(TestOptions::default()).expect("options serialize");
     v.as_object()
@@ -752,6 +872,59 @@ mod tests {
         assert_eq!(a.schedule, b.schedule);
         assert_eq!(a.concurrency, 20, "four clients per node");
         assert!(keys().contains(&"liveness_timeout".to_string()));
+    }
+
+    #[test]
+    fn a_system_files_defaults_fill_in_what_was_not_given() {
+        let system = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pykv_setup.toml"
+        );
+        let o = TestOptions {
+            system: Some(system.into()),
+            node_count: 3,
+            rate: 70.0,
+            timeout_ms: 500,
+            var: vec!["level=strict".into()],
+            ..Default::default()
+        };
+        let given: Given = [
+            ("rate", "suite"),
+            ("node_count", "suite"),
+            ("system", "suite"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        let cfg = o.validate_given(Some(&given)).unwrap();
+        // Given: kept; not given: the system's (its 1500 over our 500).
+        assert_eq!(
+            (cfg.rate, cfg.timeout_ms, cfg.nemesis_interval_s),
+            (70.0, 1500, 2.0)
+        );
+        assert_eq!(cfg.sources["rate"], "suite");
+        assert_eq!(cfg.sources["timeout_ms"], "system file");
+        assert_eq!(cfg.vars["level"], "strict");
+        // Without `given` (a rebuilt configuration), nothing is defaulted.
+        let cfg = o.validate().unwrap();
+        assert_eq!((cfg.timeout_ms, cfg.sources.len()), (500, 0));
+        let bad = TestOptions {
+            var: vec!["levl=x".into()],
+            ..o.clone()
+        };
+        let e = bad.validate().unwrap_err();
+        assert!(
+            e.key == "var" && e.message.contains("greeting, level"),
+            "{e}"
+        );
+        let e = TestOptions {
+            var: vec!["x".into()],
+            ..o.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.message.contains("NAME=VALUE"), "{e}");
+        let e = TestOptions { system: None, ..o }.validate().unwrap_err();
+        assert_eq!(e.key, "var", "{e}");
     }
 
     #[test]

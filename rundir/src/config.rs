@@ -4,6 +4,7 @@
 
 use faultline_nemesis::{Spec, Step};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::stats::LatencyDist;
@@ -89,6 +90,14 @@ pub struct TestConfig {
     pub warmup_s: f64,
     #[serde(default)]
     pub keep_data: bool,
+    /// The system file's variables as this run set them (its defaults,
+    /// then `--var`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// Where each option not left at faultline's own default came from:
+    /// `command line`, `suite` or `system file`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
 }
 
 impl TestConfig {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::system::{ClientKind, ProcessPlan, System};
+use crate::system::{ClientKind, ProcessPlan, RunSettings, StepPlan, System};
 use faultline_process::node::{NodeHandle, NodeSpec};
 use faultline_rundir::RunDir;
 
@@ -45,7 +45,27 @@ pub struct ServerMode {
     pub process_name: String,
     /// Each node's sidecars, in start order.
     pub sidecars: Vec<Vec<Sidecar>>,
+    /// Each node's steps before its first start, run in its namespace.
+    pub init: Vec<Vec<Step>>,
+    /// The steps run once every node is ready.
+    pub setup: Vec<Step>,
+    /// Where its data is: the files disk faults choose among.
+    pub data_files: Vec<String>,
 }
+
+/// A setup step ready to run: program, arguments, bound and log.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+    /// As the system file wrote it, for messages.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    pub log: std::path::PathBuf,
+}
+
+/// How much of a failed step's output an error shows.
+const STEP_TAIL_LINES: usize = 20;
 
 /// A process a node runs beside its server.
 #[derive(Debug, Clone)]
@@ -136,14 +156,16 @@ pub fn layout(
     n: usize,
     run_dir: &RunDir,
     data_root: &Path,
+    run: &RunSettings,
 ) -> anyhow::Result<(Vec<NodeSpec>, ServerMode)> {
     let slot = free_slot(sys, n)?;
-    let plans = sys.plan(n, slot, |id| data_root.join(id))?;
+    let plans = sys.plan(n, slot, |id| data_root.join(id), run)?;
     let hosts_dir = data_root.join("hosts");
     std::fs::create_dir_all(&hosts_dir)
         .with_context(|| format!("creating {}", hosts_dir.display()))?;
     let mut specs = Vec::new();
     let mut sidecars = Vec::new();
+    let mut init = Vec::new();
     for (index, plan) in plans.iter().enumerate() {
         let hosts = hosts_dir.join(&plan.id);
         std::fs::write(&hosts, hosts_file(slot, index + 1, n))
@@ -168,6 +190,13 @@ pub fn layout(
             routed: false,
             process: None,
         };
+        let init_log = run_dir.process_log(&plan.id, "init");
+        init.push(
+            plan.init
+                .iter()
+                .map(|s| step(s, Some(&hosts), init_log.clone()))
+                .collect::<anyhow::Result<_>>()?,
+        );
         sidecars.push(
             plan.sidecars
                 .iter()
@@ -192,12 +221,96 @@ pub fn layout(
             .first()
             .map(|p| p.process_name.clone())
             .unwrap_or_default(),
+        setup: plans
+            .first()
+            .map(|p| {
+                let log = run_dir.nodes_dir().join("setup.log");
+                p.setup.iter().map(|s| step(s, None, log.clone())).collect()
+            })
+            .transpose()?
+            .unwrap_or_default(),
+        init,
+        data_files: sys.data_files(),
         clients: plans.into_iter().map(|p| p.client).collect(),
         peer_ports: sys.peer_ports(),
         slot,
         sidecars,
     };
     Ok((specs, mode))
+}
+
+/// A step ready to run: in a node's namespace when `hosts` is its hosts
+/// file (an init step sees what the node sees), else as a client would.
+fn step(s: &StepPlan, hosts: Option<&Path>, log: std::path::PathBuf) -> anyhow::Result<Step> {
+    let Some((first, rest)) = s.command.split_first() else {
+        bail!("a setup step has no command");
+    };
+    let program = faultline_process::clock::which(first)
+        .with_context(|| format!("setup step {:?}: {first:?} not found on PATH", s.command))?;
+    let (program, args) = match hosts {
+        Some(h) => wrapped(&program, rest, h),
+        None => (program, rest.to_vec()),
+    };
+    Ok(Step {
+        program,
+        args,
+        command: s.command.clone(),
+        timeout: Duration::from_millis(s.timeout_ms),
+        log,
+    })
+}
+
+/// Runs one step to its end, its output appended to its log, within its
+/// bound; an error names the command, how it ended and the tail of what
+/// it printed.
+pub async fn run_step(s: &Step, env: &[(String, String)]) -> anyhow::Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&s.log)
+        .with_context(|| format!("opening {}", s.log.display()))?;
+    let mut cmd = tokio::process::Command::new(&s.program);
+    cmd.args(&s.args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true);
+    faultline_process::node::die_with_parent(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("setup step {:?} could not start", s.command))?;
+    let pid = child.id().map(|p| p as i32);
+    if let Some(pid) = pid {
+        faultline_process::hygiene::register(pid);
+    }
+    let ended = tokio::time::timeout(s.timeout, child.wait()).await;
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait().await;
+        faultline_process::hygiene::unregister(pid);
+    }
+    let how = match ended {
+        Ok(Ok(status)) if status.success() => return Ok(()),
+        Ok(Ok(status)) => match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (_, Some(sig)) => format!("was killed by signal {sig}"),
+            _ => "failed".to_string(),
+        },
+        Ok(Err(e)) => format!("could not be waited for: {e}"),
+        Err(_) => format!("did not finish within {} ms", s.timeout.as_millis()),
+    };
+    let tail = faultline_process::node::log_tail(&s.log, STEP_TAIL_LINES);
+    bail!(
+        "setup step {:?} {how}; the last lines of {}:\n{tail}",
+        s.command,
+        s.log.display()
+    )
 }
 
 /// A sidecar of `server`'s node: the same namespace setup and data

@@ -13,6 +13,11 @@
 //! nodes' private hosts files), and `{join}`: the `join` template filled in
 //! for every node and joined with `join_separator` (etcd's
 //! `--initial-cluster`).
+//! `{var.NAME}` is a variable of `[vars]` (set with `--var`), and
+//! `{timeout_ms}` the run's client timeout. `[[init]]` steps run before a
+//! node's first start, `[[setup]]` steps once every node is ready,
+//! `[defaults]` default `faultline test` options, and `data_files` names
+//! where the data is (disk faults choose among those files).
 //! `[[process]]` entries add processes each node runs beside its server
 //! (a failover monitor): same placeholders, own probe, stop and log, and a
 //! name that faults may aim at (`kill:process=monitor`).
@@ -66,6 +71,36 @@ struct File {
     /// proxy), each started once the server is ready, in this order.
     #[serde(default, rename = "process")]
     processes: Vec<ProcessFile>,
+    /// Variables and their defaults (`{var.NAME}`), set with `--var`.
+    #[serde(default)]
+    vars: BTreeMap<String, Spanned<toml::Value>>,
+    /// `faultline test` options this system runs best with; the command
+    /// line and suites override them.
+    #[serde(default)]
+    defaults: BTreeMap<String, Spanned<toml::Value>>,
+    /// Steps each node runs before its first start (initdb).
+    #[serde(default)]
+    init: Vec<StepFile>,
+    /// Steps run once every node is ready (create a table, a stream).
+    #[serde(default)]
+    setup: Vec<StepFile>,
+    /// Where the data is, as patterns relative to the data directory
+    /// (`**/*.blk`): disk faults choose among these files only.
+    #[serde(default)]
+    data_files: Vec<Spanned<String>>,
+}
+
+/// One setup step: a command and how long it may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    command: Vec<Spanned<String>>,
+    #[serde(default = "step_timeout")]
+    timeout_ms: u64,
+}
+
+fn step_timeout() -> u64 {
+    60_000
 }
 
 fn comma() -> String {
@@ -163,6 +198,21 @@ pub struct ProcessPlan {
     pub stop_grace_ms: u64,
 }
 
+/// A setup step with every placeholder filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPlan {
+    pub command: Vec<String>,
+    pub timeout_ms: u64,
+}
+
+/// What a run sets beyond the cluster's shape: the system's variables
+/// (defaults with `--var` over them) and the client timeout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSettings {
+    pub vars: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+}
+
 /// One node of a system, every placeholder filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodePlan {
@@ -179,6 +229,11 @@ pub struct NodePlan {
     pub process_name: String,
     /// What runs beside the server, in start order.
     pub sidecars: Vec<ProcessPlan>,
+    /// Run before the node's first start.
+    pub init: Vec<StepPlan>,
+    /// Run once every node is ready, with this node's placeholders (the
+    /// run uses the first node's).
+    pub setup: Vec<StepPlan>,
 }
 
 /// A parsed, checked system description.
@@ -212,6 +267,7 @@ const PLACEHOLDERS: &[&str] = &[
     "nodes",
     "join",
     "system_dir",
+    "timeout_ms",
 ];
 
 impl System {
@@ -274,6 +330,9 @@ impl System {
         templates.extend(f.join.iter());
         templates.extend(f.ready.tcp.iter().chain(f.ready.http_get.iter()));
         templates.extend(f.client.address.iter().chain(&f.client.command));
+        for step in f.init.iter().chain(&f.setup) {
+            templates.extend(&step.command);
+        }
         for p in &f.processes {
             templates.push(&p.binary);
             templates.extend(&p.args);
@@ -283,11 +342,14 @@ impl System {
             }
         }
         self.check_process_names()?;
+        self.check_steps_and_vars()?;
         for t in templates {
             for p in placeholders(t.get_ref()) {
                 let known = PLACEHOLDERS.contains(&p)
                     || p.strip_prefix("port.")
-                        .is_some_and(|n| f.ports.contains_key(n));
+                        .is_some_and(|n| f.ports.contains_key(n))
+                    || p.strip_prefix("var.")
+                        .is_some_and(|n| f.vars.contains_key(n));
                 if !known {
                     return Err((
                         Some(t.span().start),
@@ -369,6 +431,55 @@ impl System {
             }
         }
         Ok(())
+    }
+
+    /// Steps have a command; variables are plain names with plain values.
+    fn check_steps_and_vars(&self) -> Result<(), (Option<usize>, String)> {
+        let f = &self.file;
+        for (what, steps) in [("init", &f.init), ("setup", &f.setup)] {
+            if let Some(i) = steps.iter().position(|s| s.command.is_empty()) {
+                return Err((None, format!("[[{what}]] step {} has no command", i + 1)));
+            }
+        }
+        for (name, v) in &f.vars {
+            if value_text(v.get_ref()).is_none() {
+                return Err((
+                    Some(v.span().start),
+                    format!("variable {name:?} must be a string, number or boolean"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The variables and their defaults.
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        self.file
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v.get_ref()).unwrap_or_default()))
+            .collect()
+    }
+
+    /// The `faultline test` options the file defaults, each with its line.
+    pub fn defaults(&self) -> Vec<(String, toml::Value, usize)> {
+        self.file
+            .defaults
+            .iter()
+            .map(|(k, v)| {
+                let line = line_of(&self.text, v.span().start);
+                (k.clone(), v.get_ref().clone(), line)
+            })
+            .collect()
+    }
+
+    /// The patterns naming its data files (empty: every file).
+    pub fn data_files(&self) -> Vec<String> {
+        self.file
+            .data_files
+            .iter()
+            .map(|p| p.get_ref().clone())
+            .collect()
     }
 
     /// Every process a node runs: the server first, then its sidecars.
@@ -457,6 +568,7 @@ impl System {
         n: usize,
         slot: u8,
         data_dir: impl Fn(&str) -> PathBuf,
+        run: &RunSettings,
     ) -> Result<Vec<NodePlan>, SystemError> {
         if !(1..=MAX_NODES).contains(&n) {
             return Err(SystemError {
@@ -479,8 +591,12 @@ impl System {
             v.insert("node_count".into(), n.to_string());
             v.insert("system_dir".into(), self.dir.display().to_string());
             v.insert("node_id".into(), id);
+            v.insert("timeout_ms".into(), run.timeout_ms.to_string());
             for (name, port) in &self.file.ports {
                 v.insert(format!("port.{name}"), port.to_string());
+            }
+            for (name, value) in self.vars().into_iter().chain(run.vars.clone()) {
+                v.insert(format!("var.{name}"), value);
             }
             v
         };
@@ -545,6 +661,8 @@ impl System {
             id: v["node_id"].clone(),
             process_name: f.process_name.get_ref().clone(),
             sidecars,
+            init: steps(&f.init, &v),
+            setup: steps(&f.setup, &v),
         })
     }
 
@@ -607,6 +725,27 @@ impl StopFile {
     }
 }
 
+/// Steps with every placeholder filled in.
+fn steps(list: &[StepFile], v: &BTreeMap<String, String>) -> Vec<StepPlan> {
+    list.iter()
+        .map(|s| StepPlan {
+            command: s.command.iter().map(|c| fill(c.get_ref(), v)).collect(),
+            timeout_ms: s.timeout_ms,
+        })
+        .collect()
+}
+
+/// A variable's value as placeholders spell it.
+fn value_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+            Some(v.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The 1-based line of byte offset `at`.
 fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
@@ -647,7 +786,12 @@ mod tests {
             return; // planning resolves the binary
         }
         let plan = sys
-            .plan(3, 1, |id| PathBuf::from(format!("/tmp/d/{id}")))
+            .plan(
+                3,
+                1,
+                |id| PathBuf::from(format!("/tmp/d/{id}")),
+                &RunSettings::default(),
+            )
             .unwrap();
         assert_eq!(plan[1].ip, "127.0.1.2");
         let args = plan[1].args.join(" ");
@@ -699,7 +843,12 @@ mod tests {
         let sys = System::parse("f.toml", &format!("{base}{side}")).unwrap();
         assert_eq!(sys.process_names(), ["server", "monitor"]);
         let plan = sys
-            .plan(2, 3, |id| PathBuf::from(format!("/tmp/d/{id}")))
+            .plan(
+                2,
+                3,
+                |id| PathBuf::from(format!("/tmp/d/{id}")),
+                &RunSettings::default(),
+            )
             .unwrap();
         let m = &plan[1].sidecars[0];
         assert_eq!(

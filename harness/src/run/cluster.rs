@@ -88,11 +88,16 @@ impl Layout {
         let (specs, server) = match &cfg.system {
             Some(name) => {
                 let sys = System::load(name)?;
+                let settings = faultline_systems::system::RunSettings {
+                    vars: cfg.vars.clone(),
+                    timeout_ms: cfg.timeout_ms,
+                };
                 let (specs, mode) = faultline_systems::server::layout(
                     &sys,
                     cfg.node_count,
                     run_dir,
                     data_root.path(),
+                    &settings,
                 )?;
                 (specs, Some(mode))
             }
@@ -283,6 +288,7 @@ impl Cluster {
     }
 
     async fn start_all(&mut self) -> anyhow::Result<()> {
+        self.run_init().await?;
         for s in &self.specs {
             self.nodes
                 .push(node::spawn(s, &self.net, &self.recorder, self.clock)?);
@@ -307,6 +313,34 @@ impl Cluster {
         }
         for i in all {
             self.rejoin(i);
+        }
+        // Once, with every node ready: what the system needs before load.
+        for step in self.server.iter().flat_map(|m| &m.setup) {
+            server::run_step(step, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Each node's steps before its first start (initdb), nodes at once
+    /// and each node's steps in order; a failing step fails the run.
+    async fn run_init(&self) -> anyhow::Result<()> {
+        let Some(m) = &self.server else {
+            return Ok(());
+        };
+        let nodes = m
+            .init
+            .iter()
+            .zip(&self.specs)
+            .map(|(steps, spec)| async move {
+                for step in steps {
+                    server::run_step(step, &spec.env)
+                        .await
+                        .with_context(|| format!("initialising {}", spec.id))?;
+                }
+                anyhow::Ok(())
+            });
+        for r in futures::future::join_all(nodes).await {
+            r?;
         }
         Ok(())
     }
@@ -606,7 +640,12 @@ impl Processes for Cluster {
     ) -> anyhow::Result<Option<Damage>> {
         self.kill_all(i).await;
         let dir = &self.specs[i].data_dir;
-        faultline_durable::damage(dir, fault, rng).with_context(|| {
+        let named = self
+            .server
+            .as_ref()
+            .map(|m| m.data_files.clone())
+            .unwrap_or_default();
+        faultline_durable::damage_matching(dir, &named, fault, rng).with_context(|| {
             format!(
                 "damaging a file of {} in {}",
                 self.specs[i].id,

@@ -39,6 +39,9 @@ pub struct Entry {
     pub seeds: Vec<u64>,
     pub options: TestOptions,
     pub bounds: Bounds,
+    /// The keys the suite set (the entry's and `[defaults]`): a system
+    /// file's defaults fill in the rest.
+    pub given: crate::options::Given,
 }
 
 /// Limits on a run's figures, as the Gossip Glomers challenges set them
@@ -185,6 +188,7 @@ fn entry(mut t: Table, base: &Path) -> Result<Entry, String> {
         Some(other) => return Err(format!("key \"seeds\": must be a list, got {other}")),
     };
     let bounds = Bounds::take(&mut t)?;
+    let given = t.keys().map(|k| (k.clone(), "suite".to_string())).collect();
     let mut options = options_of(t)?;
     options.resolve_bin(base);
     let seeds = seeds.unwrap_or_else(|| vec![options.seed.unwrap_or(1)]);
@@ -197,6 +201,7 @@ fn entry(mut t: Table, base: &Path) -> Result<Entry, String> {
         seeds,
         options,
         bounds,
+        given,
     };
     // Every value is checked now, not when its run comes up.
     e.config(e.seeds[0]).map_err(|e| e.to_string())?;
@@ -208,7 +213,7 @@ impl Entry {
     pub fn config(&self, seed: u64) -> Result<TestConfig, OptionError> {
         let mut o = self.options.clone();
         o.seed = Some(seed);
-        o.validate()
+        o.validate_given(Some(&self.given))
     }
 }
 

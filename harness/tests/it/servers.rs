@@ -389,3 +389,117 @@ fn a_fault_aimed_at_a_process_no_node_runs_is_refused() {
     assert!(f.stderr.contains("only a system's nodes"), "{}", f.stderr);
     assert!(!tmp.path().join("latest").exists(), "no run directory");
 }
+
+#[test]
+fn a_system_file_sets_up_its_nodes_defaults_its_options_and_names_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"[
+  {"at_ms": 500, "action": {"f": "damage-disk", "nodes": ["n2", "n3"], "fault": "flip", "seed": 1}},
+  {"at_ms": 1200, "action": {"f": "restart-damaged", "nodes": ["n2", "n3"]}},
+  {"at_ms": 2000, "action": {"f": "damage-disk", "nodes": ["n2", "n3"], "fault": "truncate", "seed": 2}},
+  {"at_ms": 2700, "action": {"f": "restart-damaged", "nodes": ["n2", "n3"]}}
+]"#,
+    )
+    .unwrap();
+    let system = fixture("pykv_setup.toml").display().to_string();
+    let f = run(
+        faultline_test(tmp.path())
+            .args(["--system", &system, "--node-count", "3", "--seed", "1"])
+            .args(["--time-limit", "4", "--rate", "60", "--var", "level=strict"])
+            .arg("--schedule")
+            .arg(&schedule),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    // Defaults from the system file, overridden from the command line,
+    // and where each came from.
+    let config = read_json(&dir.join("test.json"));
+    assert_eq!(config["timeout_ms"], 1500);
+    assert_eq!(config["nemesis_interval_s"], 2.0);
+    assert_eq!(config["rate"], 60.0);
+    assert_eq!(config["sources"]["timeout_ms"], "system file");
+    assert_eq!(config["sources"]["rate"], "command line");
+    let sources = config["sources"].as_object().unwrap();
+    assert!(
+        !sources.contains_key("results_dir"),
+        "only test options: {sources:?}"
+    );
+    assert_eq!(config["vars"]["level"], "strict");
+    assert_eq!(config["vars"]["greeting"], "hello");
+    // Setup once, with every placeholder; init once per node, before its
+    // first start only (n2 and n3 restarted twice).
+    let setup = std::fs::read_to_string(dir.join("nodes/setup.log")).unwrap();
+    assert_eq!(setup.matches("setup nodes=n1=").count(), 1, "{setup}");
+    assert!(setup.contains("timeout=1500 level=strict"), "{setup}");
+    for n in ["n1", "n2", "n3"] {
+        let init = std::fs::read_to_string(dir.join(format!("nodes/{n}.init.log"))).unwrap();
+        assert_eq!(init.matches(&format!("init {n}")).count(), 1, "{n}: {init}");
+    }
+    // Disk faults chose only the named data files.
+    let history = lines(&dir.join("history.jsonl"));
+    let files: Vec<String> = history
+        .iter()
+        .filter(|e| e["f"] == "damage-disk")
+        .flat_map(|e| {
+            e["value"]["effects"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|e| e["file"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert_eq!(files, ["data.blk"; 4], "{files:?}");
+}
+
+#[test]
+fn a_failing_setup_step_stops_the_run_with_its_command_and_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("pykv_setup.toml"))
+        .unwrap()
+        .replace("{system_dir}", &fixture("").display().to_string())
+        .replace(
+            "echo setup nodes=",
+            "echo cannot create the table >&2; exit 3; echo ",
+        );
+    let bad = tmp.path().join("bad_setup.toml");
+    std::fs::write(&bad, text).unwrap();
+    let f = run(
+        faultline_test(tmp.path()).args(["--system", bad.to_str().unwrap(), "--node-count", "3"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(255), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("setup step") && f.stderr.contains("exited with code 3"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("cannot create the table"), "{}", f.stderr);
+    let f = run(
+        faultline_test(tmp.path()).args(["--system", bad.to_str().unwrap(), "--var", "levl=x"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("no variable \"levl\"") && f.stderr.contains("greeting, level"),
+        "{}",
+        f.stderr
+    );
+    let misspelt = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace("timeout_ms = 1500", "timout_ms = 1500");
+    std::fs::write(&bad, misspelt).unwrap();
+    let f = run(
+        faultline_test(tmp.path()).args(["--system", bad.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(254), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("bad_setup.toml:") && f.stderr.contains("cannot set \"timout_ms\""),
+        "{}",
+        f.stderr
+    );
+}

@@ -138,6 +138,7 @@ fn every_option_set(
         consistency_model: "serializable".into(),
         warmup: 1.0,
         keep_data: true,
+        var: vec!["level=strict".into()],
         args: vec!["--bug".into(), "local-read".into()],
     }
 }
@@ -194,7 +195,7 @@ fn a_suite_entry_can_set_every_test_option() {
     );
     // The same options without replay validate into that configuration.
     let mut direct = options.clone();
-    (direct.replay, direct.system) = (None, None);
+    (direct.replay, direct.system, direct.var) = (None, None, Vec::new());
     let cfg = direct.validate().unwrap();
     assert_eq!((cfg.node_count, cfg.concurrency, cfg.key_count), (3, 9, 3));
 }
