@@ -12,11 +12,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-/// The largest answer read from the gateway.
-const MAX_RESPONSE_BYTES: usize = 4 << 20;
+use crate::http::{self, Unsent};
+
 /// An indefinite error code (DESIGN §2: >= 1000 is info).
 const INDEFINITE: i64 = 1000;
 
@@ -79,7 +77,12 @@ impl EtcdClient {
             ),
             other => return error(10, format!("the etcd client does not support {other:?}")),
         };
-        match tokio::time::timeout(timeout, post(&self.address, path, &request)).await {
+        match tokio::time::timeout(
+            timeout,
+            http::call(&self.address, "POST", path, Some(&request)),
+        )
+        .await
+        {
             Err(_) => error(0, format!("no answer within {} ms", timeout.as_millis())),
             Ok(Err(Unsent(e))) => Answer::NotSent(e),
             Ok(Ok(Err(e))) => error(INDEFINITE, e),
@@ -115,91 +118,6 @@ fn reply(ty: &str, answer: &Value) -> Answer {
     }
 }
 
-/// The request never left: it did not happen.
-struct Unsent(String);
-
-/// POSTs JSON over one HTTP/1.1 connection (closed after the answer).
-/// Outer error: nothing was sent. Inner error: sent, but the answer was
-/// lost or unreadable.
-async fn post(
-    address: &str,
-    path: &str,
-    body: &Value,
-) -> Result<Result<(u16, Value), String>, Unsent> {
-    let mut s = TcpStream::connect(address)
-        .await
-        .map_err(|e| Unsent(format!("cannot connect to {address}: {e}")))?;
-    let body = body.to_string();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if let Err(e) = s.write_all(format!("{head}{body}").as_bytes()).await {
-        // Part of it may have left: the outcome is unknown.
-        return Ok(Err(format!("sending to {address}: {e}")));
-    }
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(k) if raw.len() + k <= MAX_RESPONSE_BYTES => raw.extend_from_slice(&buf[..k]),
-            Ok(_) => return Ok(Err(format!("answer over {MAX_RESPONSE_BYTES} bytes"))),
-            Err(e) => return Ok(Err(format!("reading from {address}: {e}"))),
-        }
-    }
-    Ok(parse_response(&raw))
-}
-
-/// An HTTP/1.1 response read to its end: status and JSON body (plain or
-/// chunked).
-fn parse_response(raw: &[u8]) -> Result<(u16, Value), String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("connection closed before a complete answer")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "not an HTTP answer: {:?}",
-                head.lines().next().unwrap_or("")
-            )
-        })?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body).ok_or("a malformed chunked body")?;
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((status, Value::Null));
-    }
-    let v = serde_json::from_slice(&body)
-        .map_err(|e| format!("HTTP {status} with a body that is not JSON: {e}"))?;
-    Ok((status, v))
-}
-
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&b[..eol]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,14 +141,5 @@ mod tests {
         assert!(matches!(reply("cas", &differs), Answer::Reply(r) if r["code"] == 22));
         let absent = json!({"responses": [{"response_range": {}}]});
         assert!(matches!(reply("cas", &absent), Answer::Reply(r) if r["code"] == 20));
-    }
-
-    #[test]
-    fn http_answers_parse_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain), Ok((200, json!({}))));
-        let chunked = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Ok((503, json!({"a": 1}))));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
     }
 }

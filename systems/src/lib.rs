@@ -7,7 +7,8 @@
 //! - `server`: a planned cluster laid out for a run (its loopback slot,
 //!   each node's private /etc/hosts, its processes) and its readiness
 //!   probes;
-//! - `etcd`: the built-in client of etcd's v3 JSON gateway;
+//! - `leader`: asking a node who leads (an HTTP answer or a command);
+//! - `etcd`: the built-in client of etcd's v3 JSON gateway (over `http`);
 //! - `adapter`: the generic client, a user's program speaking Maelstrom's
 //!   client protocol on stdio. Built-in clients of further servers belong
 //!   beside these two.
@@ -17,5 +18,7 @@
 
 pub mod adapter;
 pub mod etcd;
+pub mod http;
+pub mod leader;
 pub mod server;
 pub mod system;

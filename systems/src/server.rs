@@ -51,6 +51,11 @@ pub struct ServerMode {
     pub setup: Vec<Step>,
     /// Where its data is: the files disk faults choose among.
     pub data_files: Vec<String>,
+    /// How to ask each node who leads (none: the nodes' traces say, or
+    /// nothing does).
+    pub leader: Option<Vec<crate::leader::LeaderProbe>>,
+    /// Each node's address, for mapping a leader's name to it.
+    pub ips: Vec<String>,
 }
 
 /// A setup step ready to run: program, arguments, bound and log.
@@ -231,6 +236,8 @@ pub fn layout(
             .unwrap_or_default(),
         init,
         data_files: sys.data_files(),
+        leader: plans.iter().map(|p| p.leader.clone()).collect(),
+        ips: plans.iter().map(|p| p.ip.clone()).collect(),
         clients: plans.into_iter().map(|p| p.client).collect(),
         peer_ports: sys.peer_ports(),
         slot,

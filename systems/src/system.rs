@@ -16,8 +16,9 @@
 //! `{var.NAME}` is a variable of `[vars]` (set with `--var`), and
 //! `{timeout_ms}` the run's client timeout. `[[init]]` steps run before a
 //! node's first start, `[[setup]]` steps once every node is ready,
-//! `[defaults]` default `faultline test` options, and `data_files` names
-//! where the data is (disk faults choose among those files).
+//! `[defaults]` default `faultline test` options, `data_files` names
+//! where the data is (disk faults choose among those files), and
+//! `[leader]` says how to ask a node who leads.
 //! `[[process]]` entries add processes each node runs beside its server
 //! (a failover monitor): same placeholders, own probe, stop and log, and a
 //! name that faults may aim at (`kill:process=monitor`).
@@ -88,6 +89,28 @@ struct File {
     /// (`**/*.blk`): disk faults choose among these files only.
     #[serde(default)]
     data_files: Vec<Spanned<String>>,
+    /// How to ask a node who leads, for a server without trace events.
+    #[serde(default)]
+    leader: Option<LeaderFile>,
+}
+
+/// `[leader]`: an HTTP GET and where the name is in its JSON answer, or a
+/// command that prints it; asked of one node after another.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaderFile {
+    #[serde(default)]
+    http_get: Option<Spanned<String>>,
+    #[serde(default)]
+    json_pointer: Option<String>,
+    #[serde(default)]
+    command: Vec<Spanned<String>>,
+    #[serde(default = "leader_every")]
+    every_ms: u64,
+}
+
+fn leader_every() -> u64 {
+    500
 }
 
 /// One setup step: a command and how long it may take.
@@ -234,6 +257,8 @@ pub struct NodePlan {
     /// Run once every node is ready, with this node's placeholders (the
     /// run uses the first node's).
     pub setup: Vec<StepPlan>,
+    /// How to ask this node who leads.
+    pub leader: Option<crate::leader::LeaderProbe>,
 }
 
 /// A parsed, checked system description.
@@ -332,6 +357,9 @@ impl System {
         templates.extend(f.client.address.iter().chain(&f.client.command));
         for step in f.init.iter().chain(&f.setup) {
             templates.extend(&step.command);
+        }
+        if let Some(l) = &f.leader {
+            templates.extend(l.http_get.iter().chain(&l.command));
         }
         for p in &f.processes {
             templates.push(&p.binary);
@@ -436,6 +464,17 @@ impl System {
     /// Steps have a command; variables are plain names with plain values.
     fn check_steps_and_vars(&self) -> Result<(), (Option<usize>, String)> {
         let f = &self.file;
+        if let Some(l) = &f.leader {
+            if l.http_get.is_some() != l.command.is_empty() {
+                return Err((None, "[leader] needs http_get or command, not both".into()));
+            }
+            if let Some(p) = l.json_pointer.as_deref().filter(|p| !p.starts_with('/')) {
+                return Err((
+                    None,
+                    format!("[leader] json_pointer {p:?} must start with /"),
+                ));
+            }
+        }
         for (what, steps) in [("init", &f.init), ("setup", &f.setup)] {
             if let Some(i) = steps.iter().position(|s| s.command.is_empty()) {
                 return Err((None, format!("[[{what}]] step {} has no command", i + 1)));
@@ -663,6 +702,12 @@ impl System {
             sidecars,
             init: steps(&f.init, &v),
             setup: steps(&f.setup, &v),
+            leader: f.leader.as_ref().map(|l| crate::leader::LeaderProbe {
+                http_get: l.http_get.as_ref().map(|u| fill(u.get_ref(), &v)),
+                json_pointer: l.json_pointer.clone(),
+                command: l.command.iter().map(|c| fill(c.get_ref(), &v)).collect(),
+                every: std::time::Duration::from_millis(l.every_ms.max(50)),
+            }),
         })
     }
 
@@ -834,6 +879,35 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, Some(8), "{e}");
+    }
+
+    #[test]
+    fn a_leader_probe_is_one_way_of_asking_with_its_placeholders_filled() {
+        let base = "name = \"x\"\nbinary = \"true\"\n[ports]\nhttp = 8222\n[ready]\ntcp = \"{ip}:{port.http}\"\n[client]\ncommand = [\"a\"]\n";
+        let probe = "[leader]\nhttp_get = \"http://{ip}:{port.http}/jsz\"\njson_pointer = \"/meta_cluster/leader\"\n";
+        let sys = System::parse("f.toml", &format!("{base}{probe}")).unwrap();
+        let plan = sys
+            .plan(
+                2,
+                4,
+                |id| PathBuf::from(format!("/tmp/d/{id}")),
+                &RunSettings::default(),
+            )
+            .unwrap();
+        let p = plan[1].leader.as_ref().unwrap();
+        assert_eq!(p.http_get.as_deref(), Some("http://127.0.4.2:8222/jsz"));
+        assert_eq!(p.every, std::time::Duration::from_millis(500));
+        let both = format!("{base}{probe}command = [\"echo\", \"n1\"]\n");
+        let e = System::parse("f.toml", &both).unwrap_err();
+        assert!(e.message.contains("http_get or command"), "{e}");
+        let e = System::parse("f.toml", &format!("{base}[leader]\n")).unwrap_err();
+        assert!(e.message.contains("http_get or command"), "{e}");
+        let e = System::parse(
+            "f.toml",
+            &format!("{base}{}", probe.replace("\"/meta", "\"meta")),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("must start with /"), "{e}");
     }
 
     #[test]

@@ -123,12 +123,16 @@ pub struct Executor<P: Processes> {
     /// The moment that fired the action being applied, and the node whose
     /// trace event it was.
     moment: Option<(Moment, usize)>,
+    /// The action being applied was aimed at the leader, and none was
+    /// known: it hit a node drawn at random, which the history says.
+    leader_unknown: bool,
 }
 
 impl<P: Processes> Executor<P> {
     pub fn new(opts: ExecutorOptions, processes: P) -> Self {
         Executor {
             rng: ChaCha8Rng::seed_from_u64(derive(opts.seed, Stream::Executor)),
+            leader_unknown: false,
             clocks: opts.clock_files.map(Clocks::start),
             node_ids: opts.node_ids,
             links: opts.links,
@@ -179,11 +183,21 @@ impl<P: Processes> Executor<P> {
             let node = f.node.as_ref()?;
             Some((f.moment, self.node_ids.iter().position(|n| n == node)?))
         });
+        self.leader_unknown = false;
         let value = self.act(action).await;
         self.moment = None;
         let mut value = value?;
         if let (Some(f), Some(v)) = (fired, value.as_object_mut()) {
             v.insert("moment".into(), f.to_json());
+        }
+        if let (true, Some(v)) = (
+            std::mem::take(&mut self.leader_unknown),
+            value.as_object_mut(),
+        ) {
+            v.insert(
+                "leader".into(),
+                json!("unknown (none traced or probed, or it is down): a node drawn at random was hit"),
+            );
         }
         self.record(action, value)
     }
@@ -331,7 +345,10 @@ impl<P: Processes> Executor<P> {
             },
             Target::Leader => match self.current_leader() {
                 Some(l) => vec![l],
-                None => vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())],
+                None => {
+                    self.leader_unknown = true;
+                    vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())]
+                }
             },
         }
     }
@@ -339,6 +356,7 @@ impl<P: Processes> Executor<P> {
     fn partition(&mut self, shape: Shape, cut: &[Link]) -> Value {
         let cut = if shape == Shape::IsolateLeader {
             let leader = self.current_leader();
+            self.leader_unknown = leader.is_none();
             partition_cut(shape, self.node_ids.len(), &mut self.rng, leader)
         } else {
             cut.to_vec()

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod judge;
+mod leader;
 pub mod liveness;
 pub mod load;
 
@@ -129,6 +130,10 @@ pub async fn run(
 ) -> anyhow::Result<Results> {
     let layout = Layout::new(cfg, dir, faketime.as_deref())?;
     let clock_files = layout.clock_files.clone();
+    let leader_probes = layout
+        .server
+        .as_ref()
+        .and_then(|m| Some((m.leader.clone()?, m.ips.clone())));
     let rec = Recording::create(cfg, dir, layout.server.as_ref()).await?;
     let init_timeout = Duration::from_millis(cfg.init_timeout_ms);
     let started = Cluster::start(
@@ -160,8 +165,14 @@ pub async fn run(
         );
     }
     let flusher = spawn_flusher(rec.recorder.clone());
+    let prober = leader_probes.map(|(probes, ips)| {
+        leader::spawn_poller(probes, Layout::node_ids(cfg), ips, rec.recorder.clone())
+    });
     let outcome = exercise(cfg, &rec, cluster, clock_files, &cancel).await;
     flusher.abort();
+    if let Some(p) = prober {
+        p.abort();
+    }
     let (liveness, exits, healed) = outcome?;
     let write_error = rec.recorder.finish();
     report_exits(dir, &exits, &rec.net);

@@ -503,3 +503,63 @@ fn a_failing_setup_step_stops_the_run_with_its_command_and_output() {
         f.stderr
     );
 }
+
+/// Three pauses of the leader, by schedule, of pykv under `system`; the
+/// nemesis ops of the run.
+fn pause_the_leader_thrice(results: &std::path::Path, system: &str) -> Vec<serde_json::Value> {
+    let schedule = results.join("leader.json");
+    let pause = r#"{"f": "pause", "nodes": [], "leader": true}"#;
+    let resume = r#"{"f": "resume", "nodes": []}"#;
+    let steps: Vec<String> = [800, 1800, 2800]
+        .iter()
+        .flat_map(|at| {
+            [
+                format!(r#"{{"at_ms": {at}, "action": {pause}}}"#),
+                format!(r#"{{"at_ms": {}, "action": {resume}}}"#, at + 500),
+            ]
+        })
+        .collect();
+    std::fs::write(&schedule, format!("[{}]", steps.join(","))).unwrap();
+    let f = run(
+        faultline_test(results)
+            .args(["--system", system, "--node-count", "3", "--seed", "4"])
+            .args(["--time-limit", "4", "--timeout-ms", "300", "--schedule"])
+            .arg(&schedule),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    lines(&latest(results).join("history.jsonl"))
+        .into_iter()
+        .filter(|e| e["process"] == "nemesis" && e["f"] == "pause")
+        .collect()
+}
+
+#[test]
+fn a_leader_probe_aims_leader_faults_at_the_leader_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probed = pause_the_leader_thrice(
+        tmp.path(),
+        &fixture("pykv_setup.toml").display().to_string(),
+    );
+    assert_eq!(probed.len(), 3);
+    for p in &probed {
+        assert_eq!(p["value"]["nodes"], serde_json::json!(["n1"]), "{p}");
+        assert!(p["value"].get("leader").is_none(), "{p}");
+    }
+    let traces = lines(&latest(tmp.path()).join("traces.jsonl"));
+    assert!(
+        traces
+            .iter()
+            .any(|t| t["event"] == "leader" && t["node"] == "n1" && t["source"] == "leader-probe"),
+        "the probe's answer is traced as an election"
+    );
+    // Without a probe, no leader is known, and the history says so.
+    let tmp = tempfile::tempdir().unwrap();
+    let blind = pause_the_leader_thrice(tmp.path(), &fixture("pykv.toml").display().to_string());
+    assert!(
+        blind.iter().all(|p| p["value"]["leader"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("unknown"))),
+        "{blind:?}"
+    );
+}
