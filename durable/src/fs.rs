@@ -8,7 +8,7 @@
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -159,8 +159,8 @@ impl Filesystem for LazyFs {
         _r: &Request,
         ino: INodeNo,
         mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
@@ -179,6 +179,9 @@ impl Filesystem for LazyFs {
                 std::fs::set_permissions(s.model.real(&p), std::fs::Permissions::from_mode(m))
                     .map_err(errno)?;
             }
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::lchown(s.model.real(&p), uid, gid).map_err(errno)?;
+            }
             if let Some(size) = size {
                 s.model.truncate(&p, size).map_err(errno)?;
             }
@@ -192,7 +195,7 @@ impl Filesystem for LazyFs {
 
     fn mkdir(
         &self,
-        _r: &Request,
+        r: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -205,6 +208,7 @@ impl Filesystem for LazyFs {
             std::fs::create_dir(s.model.real(&p)).map_err(errno)?;
             let _ =
                 std::fs::set_permissions(s.model.real(&p), std::fs::Permissions::from_mode(mode));
+            own(&s.model.real(&p), r);
             s.model.created(&p);
             s.attr(&p)
         })();
@@ -378,9 +382,28 @@ impl Filesystem for LazyFs {
         }
     }
 
+    /// The disk beneath's figures: a server sizes its storage from them
+    /// (JetStream refused every stream on a layer that said 0 bytes free).
+    fn statfs(&self, _r: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match statvfs(&s.model.real(Path::new(""))) {
+            Ok(v) => reply.statfs(
+                v.f_blocks,
+                v.f_bfree,
+                v.f_bavail,
+                v.f_files,
+                v.f_ffree,
+                v.f_bsize as u32,
+                v.f_namemax as u32,
+                v.f_frsize as u32,
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn create(
         &self,
-        _r: &Request,
+        r: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -398,6 +421,7 @@ impl Filesystem for LazyFs {
                 .open(&real)
                 .map_err(errno)?;
             let _ = std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode & 0o7777));
+            own(&real, r);
             s.model.created(&p);
             s.attr(&p)
         })();
@@ -406,6 +430,25 @@ impl Filesystem for LazyFs {
             Err(e) => reply.error(e),
         }
     }
+}
+
+/// Gives a new file or directory to whoever made it, as a real filesystem
+/// does: a server running as its own user owns its files. (Only a root
+/// daemon can; otherwise every caller is the daemon's user already.)
+fn own(real: &Path, r: &Request) {
+    let _ = std::os::unix::fs::lchown(real, Some(r.uid()), Some(r.gid()));
+}
+
+/// statvfs(3) of a real path.
+fn statvfs(path: &Path) -> Result<libc::statvfs, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `v` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut v) } != 0 {
+        return Err(errno(io::Error::last_os_error()));
+    }
+    Ok(v)
 }
 
 impl LazyFs {

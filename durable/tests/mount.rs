@@ -232,3 +232,68 @@ fn a_data_dir_the_layer_cannot_mount_on_is_a_clear_error() {
         "nothing left mounted"
     );
 }
+
+/// statvfs(3) of a path: (available blocks, block size).
+fn free_blocks(p: &Path) -> (u64, u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a writable statvfs.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut v) }, 0);
+    (v.f_bavail, v.f_frsize)
+}
+
+#[test]
+fn the_layer_reports_the_disk_beneath_and_keeps_owners_as_a_disk_does() {
+    use std::os::unix::fs::MetadataExt;
+    let (_t, backing, mnt) = dirs();
+    let Some(layer) = layer_or_skip("the_layer_reports_the_disk", &backing, &mnt) else {
+        return;
+    };
+    // A server sizes its storage from statfs: the layer shows the disk's.
+    let (free, frsize) = free_blocks(&mnt);
+    let (disk_free, disk_frsize) = free_blocks(&backing);
+    assert!(
+        free > 0 && frsize == disk_frsize,
+        "{free} blocks of {frsize}"
+    );
+    assert!(
+        free.abs_diff(disk_free) < disk_free / 10 + 1024,
+        "{free} vs {disk_free}"
+    );
+    if !nix_is_root() {
+        drop(layer);
+        return; // only root can hand files to another user
+    }
+    // chown reaches the disk, and what another user creates is theirs.
+    let nobody = 65534;
+    std::fs::create_dir(mnt.join("theirs")).unwrap();
+    std::os::unix::fs::chown(mnt.join("theirs"), Some(nobody), Some(nobody)).unwrap();
+    assert_eq!(
+        std::fs::metadata(backing.join("theirs")).unwrap().uid(),
+        nobody
+    );
+    let made = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sh", "-c", "mkdir \"$0/d\" && echo x > \"$0/d/f\""])
+        .arg(mnt.join("theirs"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for p in ["theirs/d", "theirs/d/f"] {
+        let m = std::fs::metadata(mnt.join(p)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (nobody, nobody),
+            "{p} through the layer"
+        );
+        let m = std::fs::metadata(backing.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (nobody, nobody), "{p} on the disk");
+    }
+    drop(layer);
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -626,6 +626,10 @@ impl TestOptions {
             key: "system",
             message: e.to_string(),
         })?;
+        system.run_as().map_err(|e| OptionError {
+            key: "system",
+            message: e.to_string(),
+        })?;
         check(
             self.node_count <= faultline_systems::system::MAX_NODES,
             "node_count",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::system::{ClientKind, ProcessPlan, RunSettings, StepPlan, System};
+use crate::system::{ClientKind, ProcessPlan, RunAs, RunSettings, StepPlan, System};
 use faultline_process::node::{NodeHandle, NodeSpec};
 use faultline_rundir::RunDir;
 
@@ -56,6 +56,17 @@ pub struct ServerMode {
     pub leader: Option<Vec<crate::leader::LeaderProbe>>,
     /// Each node's address, for mapping a leader's name to it.
     pub ips: Vec<String>,
+    /// The uid and gid its nodes run as, when not faultline's own.
+    pub run_as: Option<RunAs>,
+}
+
+/// Hands `path` to the system's user, when it runs as one.
+pub fn give(path: &Path, run_as: Option<RunAs>) -> anyhow::Result<()> {
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("giving {} to uid {uid}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A setup step ready to run: program, arguments, bound and log.
@@ -105,18 +116,27 @@ fn wrapped(
     program: &Path,
     plan_args: &[String],
     hosts: &Path,
+    run_as: Option<RunAs>,
 ) -> (std::path::PathBuf, Vec<String>) {
     let ns = if nix::unistd::Uid::effective().is_root() {
         "-m"
     } else {
         "-Urm"
     };
+    // The mount needs root in the namespace; the switch to the system's
+    // user comes after it, just before the server itself.
+    let exec = match run_as {
+        Some((uid, gid)) => {
+            format!("exec setpriv --reuid={uid} --regid={gid} --init-groups -- \"$@\"")
+        }
+        None => "exec \"$@\"".to_string(),
+    };
     let mut args: Vec<String> = vec![
         ns.into(),
         "--".into(),
         "sh".into(),
         "-c".into(),
-        "mount --bind \"$0\" /etc/hosts && exec \"$@\"".into(),
+        format!("mount --bind \"$0\" /etc/hosts && {exec}"),
         hosts.display().to_string(),
         program.display().to_string(),
     ];
@@ -165,6 +185,13 @@ pub fn layout(
 ) -> anyhow::Result<(Vec<NodeSpec>, ServerMode)> {
     let slot = free_slot(sys, n)?;
     let plans = sys.plan(n, slot, |id| data_root.join(id), run)?;
+    let run_as = sys.run_as()?;
+    if run_as.is_some() {
+        // The system's user must reach its data directory inside ours.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_root, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("opening {} to the system's user", data_root.display()))?;
+    }
     let hosts_dir = data_root.join("hosts");
     std::fs::create_dir_all(&hosts_dir)
         .with_context(|| format!("creating {}", hosts_dir.display()))?;
@@ -182,7 +209,8 @@ pub fn layout(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", data_dir.display()))?;
-        let (program, args) = wrapped(&plan.program, &plan.args, &hosts);
+        give(&data_dir, run_as)?;
+        let (program, args) = wrapped(&plan.program, &plan.args, &hosts, run_as);
         let spec = NodeSpec {
             setup: None,
             id: plan.id.clone(),
@@ -199,13 +227,13 @@ pub fn layout(
         init.push(
             plan.init
                 .iter()
-                .map(|s| step(s, Some(&hosts), init_log.clone()))
+                .map(|s| step(s, Some((&hosts, run_as)), init_log.clone()))
                 .collect::<anyhow::Result<_>>()?,
         );
         sidecars.push(
             plan.sidecars
                 .iter()
-                .map(|p| sidecar(&spec, p, &hosts, run_dir))
+                .map(|p| sidecar(&spec, p, (&hosts, run_as), run_dir))
                 .collect(),
         );
         specs.push(spec);
@@ -238,6 +266,7 @@ pub fn layout(
         data_files: sys.data_files(),
         leader: plans.iter().map(|p| p.leader.clone()).collect(),
         ips: plans.iter().map(|p| p.ip.clone()).collect(),
+        run_as,
         clients: plans.into_iter().map(|p| p.client).collect(),
         peer_ports: sys.peer_ports(),
         slot,
@@ -248,14 +277,18 @@ pub fn layout(
 
 /// A step ready to run: in a node's namespace when `hosts` is its hosts
 /// file (an init step sees what the node sees), else as a client would.
-fn step(s: &StepPlan, hosts: Option<&Path>, log: std::path::PathBuf) -> anyhow::Result<Step> {
+fn step(
+    s: &StepPlan,
+    hosts: Option<(&Path, Option<RunAs>)>,
+    log: std::path::PathBuf,
+) -> anyhow::Result<Step> {
     let Some((first, rest)) = s.command.split_first() else {
         bail!("a setup step has no command");
     };
     let program = faultline_process::clock::which(first)
         .with_context(|| format!("setup step {:?}: {first:?} not found on PATH", s.command))?;
     let (program, args) = match hosts {
-        Some(h) => wrapped(&program, rest, h),
+        Some((h, run_as)) => wrapped(&program, rest, h, run_as),
         None => (program, rest.to_vec()),
     };
     Ok(Step {
@@ -322,8 +355,13 @@ pub async fn run_step(s: &Step, env: &[(String, String)]) -> anyhow::Result<()> 
 
 /// A sidecar of `server`'s node: the same namespace setup and data
 /// directory, its own log (`nodes/n1.monitor.log`), probe and stop.
-fn sidecar(server: &NodeSpec, p: &ProcessPlan, hosts: &Path, run_dir: &RunDir) -> Sidecar {
-    let (program, args) = wrapped(&p.program, &p.args, hosts);
+fn sidecar(
+    server: &NodeSpec,
+    p: &ProcessPlan,
+    (hosts, run_as): (&Path, Option<RunAs>),
+    run_dir: &RunDir,
+) -> Sidecar {
+    let (program, args) = wrapped(&p.program, &p.args, hosts, run_as);
     let ready = (p.ready_tcp.is_some() || p.ready_http.is_some()).then(|| Readiness {
         tcp: p.ready_tcp.clone(),
         http: p.ready_http.clone(),

@@ -92,7 +92,16 @@ struct File {
     /// How to ask a node who leads, for a server without trace events.
     #[serde(default)]
     leader: Option<LeaderFile>,
+    /// The user (and group) each node runs as, owning its data directory;
+    /// faultline must be root to switch, else nodes run as its own user.
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    group: Option<Spanned<String>>,
 }
+
+/// Who a node runs as: uid and gid.
+pub type RunAs = (u32, u32);
 
 /// `[leader]`: an HTTP GET and where the name is in its JSON answer, or a
 /// command that prints it; asked of one node after another.
@@ -489,6 +498,48 @@ impl System {
             }
         }
         Ok(())
+    }
+
+    /// The uid and gid nodes run as: the file's `user` (and `group`, else
+    /// the user's own group) when faultline is root; `None` when it names
+    /// none or faultline is not root (nodes then run as faultline's user).
+    pub fn run_as(&self) -> Result<Option<RunAs>, SystemError> {
+        let Some(user) = &self.file.user else {
+            return Ok(None);
+        };
+        let err = |at: usize, message: String| SystemError {
+            source_name: self.source.clone(),
+            line: Some(line_of(&self.text, at)),
+            message,
+        };
+        let u = nix::unistd::User::from_name(user.get_ref())
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                err(
+                    user.span().start,
+                    format!("no user {:?} on this machine", user.get_ref()),
+                )
+            })?;
+        let gid = match &self.file.group {
+            Some(g) => {
+                nix::unistd::Group::from_name(g.get_ref())
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        err(
+                            g.span().start,
+                            format!("no group {:?} on this machine", g.get_ref()),
+                        )
+                    })?
+                    .gid
+            }
+            None => u.gid,
+        };
+        if !nix::unistd::Uid::effective().is_root() {
+            return Ok(None);
+        }
+        Ok(Some((u.uid.as_raw(), gid.as_raw())))
     }
 
     /// The variables and their defaults.

@@ -124,7 +124,8 @@ impl Layout {
             .iter()
             .any(|s| s.kind == faultline_nemesis::Kind::Crash);
         let layers = if crashes {
-            mount_layers(&specs, &data_root.path().join(".durable"))?
+            let run_as = server.as_ref().and_then(|m| m.run_as);
+            mount_layers(&specs, &data_root.path().join(".durable"), run_as)?
         } else {
             specs.iter().map(|_| None).collect()
         };
@@ -176,12 +177,22 @@ const MAX_UNSYNCED_BYTES: usize = 64 << 20;
 
 /// Serves every node's data directory through a durability layer whose
 /// backing folder (what survives a power cut) is under `root`.
-fn mount_layers(specs: &[NodeSpec], root: &Path) -> anyhow::Result<Vec<Option<Layer>>> {
+fn mount_layers(
+    specs: &[NodeSpec],
+    root: &Path,
+    run_as: Option<faultline_systems::system::RunAs>,
+) -> anyhow::Result<Vec<Option<Layer>>> {
     let mut layers = Vec::new();
     for s in specs {
         let backing = root.join(&s.id);
         std::fs::create_dir_all(&backing)
             .with_context(|| format!("creating {}", backing.display()))?;
+        // The layer shows its backing folder's owner and mode as the data
+        // directory's: a server running as its own user must own it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&backing, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", backing.display()))?;
+        faultline_systems::server::give(&backing, run_as)?;
         let layer = Layer::mount(&backing, &s.data_dir, MAX_UNSYNCED_BYTES)?;
         layers.push(Some(layer));
     }

@@ -563,3 +563,66 @@ fn a_leader_probe_aims_leader_faults_at_the_leader_it_names() {
         "{blind:?}"
     );
 }
+
+#[test]
+fn a_server_runs_as_its_own_user_and_survives_a_crash_as_it() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: only root can run a server as another user");
+        return;
+    }
+    if !fuse_or_skip("a_server_runs_as_its_own_user") {
+        return;
+    }
+    // The system's user must read the scripts: a world-readable copy.
+    let tmp = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    for dir in [tmp.path(), scripts.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for f in ["pykv_server.py", "pykv_adapter.py", "pykv_user.toml"] {
+        std::fs::copy(fixture(f), scripts.join(f)).unwrap();
+    }
+    let schedule = tmp.path().join("crash.json");
+    std::fs::write(
+        &schedule,
+        r#"[
+  {"at_ms": 800, "action": {"f": "crash", "nodes": ["n2"], "loss": "lose", "seed": 1}},
+  {"at_ms": 1800, "action": {"f": "recover", "nodes": ["n2"]}}
+]"#,
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let system = scripts.join("pykv_user.toml");
+    let f = run(
+        faultline_test(&results)
+            .args(["--system", system.to_str().unwrap(), "--node-count", "3"])
+            .args(["--time-limit", "3", "--nemesis", "crash", "--schedule"])
+            .arg(&schedule),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(&results);
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    // Its init step wrote into its data directory (through the
+    // durability layer) as the system's user, and so did the server.
+    let init = std::fs::read_to_string(dir.join("nodes/n2.init.log")).unwrap();
+    assert!(init.contains(&format!("init n2 uid {nobody}")), "{init}");
+    let log = std::fs::read_to_string(dir.join("nodes/n2.log")).unwrap();
+    assert_eq!(
+        log.matches(&format!("pykv n2 runs as uid {nobody}"))
+            .count(),
+        2,
+        "started and recovered as its user: {log}"
+    );
+    let crash = lines(&dir.join("history.jsonl"))
+        .into_iter()
+        .find(|e| e["f"] == "crash")
+        .expect("the crash applied");
+    let lost = crash["value"]["effects"][0]["lost"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(lost > 0, "its unsynced files were lost: {crash}");
+}
