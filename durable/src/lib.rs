@@ -168,14 +168,19 @@ pub fn remove_stale_mounts() -> Vec<PathBuf> {
         let alive = Path::new(&format!("/proc/{pid}")).exists() && pid != 0;
         if !alive {
             let target = PathBuf::from(target.replace("\\040", " "));
-            if let Ok(c) = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()) {
-                // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+            detach(&target);
             removed.push(target);
         }
     }
     removed
+}
+
+/// Lazily unmounts `target` (MNT_DETACH never blocks).
+fn detach(target: &Path) {
+    if let Ok(c) = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
 }
 
 /// Whether a layer can be mounted on this machine: mounts one over two

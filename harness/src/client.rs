@@ -87,6 +87,7 @@ pub enum Conn {
     },
     /// A real server's built-in client.
     Etcd(EtcdClient),
+    Nats(faultline_systems::nats::NatsClient),
     /// A user's adapter program for their server.
     Adapter(Adapter),
 }
@@ -196,6 +197,7 @@ impl Client {
                 .map(|()| None)
                 .map_err(|e| e.to_string()),
             Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
+            Conn::Nats(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
             Conn::Adapter(a) => {
                 let answer = a.call(&body, msg_id, self.timeout).await;
                 if let Some(n) = served_by(&answer) {
@@ -252,7 +254,7 @@ impl Client {
     fn node_up(&self) -> bool {
         match &self.conn {
             Conn::Stdio { net, .. } => net.is_attached(self.node),
-            Conn::Etcd(_) | Conn::Adapter(_) => !self.node_unreachable,
+            Conn::Etcd(_) | Conn::Nats(_) | Conn::Adapter(_) => !self.node_unreachable,
         }
     }
 

@@ -9,6 +9,7 @@
 //!   probes;
 //! - `leader`: asking a node who leads (an HTTP answer or a command);
 //! - `etcd`: the built-in client of etcd's v3 JSON gateway (over `http`);
+//! - `nats`: the built-in NATS JetStream client of the `kafka` workload;
 //! - `adapter`: the generic client, a user's program speaking Maelstrom's
 //!   client protocol on stdio. Built-in clients of further servers belong
 //!   beside these two.
@@ -20,5 +21,6 @@ pub mod adapter;
 pub mod etcd;
 pub mod http;
 pub mod leader;
+pub mod nats;
 pub mod server;
 pub mod system;

@@ -35,8 +35,11 @@ const BUNDLED: &[(&str, &str)] = &[
     // etcd whose reads are served by any member from its own state: fast,
     // and stale under a partition (what its docs warn of).
     ("etcd-serializable", ETCD),
+    // NATS with JetStream, for the kafka workload.
+    ("nats", NATS),
 ];
 const ETCD: &str = include_str!("../etcd.toml");
+const NATS: &str = include_str!("../nats.toml");
 
 /// How many nodes a system may have: node k listens on 127.0.S.k and the
 /// proxy of link i -> j on 127.(100+i).j.S, S being the run's slot.
@@ -180,7 +183,7 @@ fn ready_timeout() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClientFile {
-    /// A built-in client: `etcd`.
+    /// A built-in client: `etcd` or `nats`.
     #[serde(default)]
     adapter: Option<String>,
     /// The address the built-in client talks to, e.g. `{ip}:{port.client}`.
@@ -212,6 +215,9 @@ struct StopFile {
 pub enum ClientKind {
     /// The built-in etcd v3 JSON-gateway client, at this address.
     Etcd { address: String, serializable: bool },
+    /// The built-in NATS JetStream client, at this address, creating
+    /// streams with this many replicas.
+    Nats { address: String, replicas: usize },
     /// A Maelstrom-protocol adapter: program and arguments.
     Command(Vec<String>),
 }
@@ -416,14 +422,15 @@ impl System {
         if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
             return Err((None, "[ready] needs tcp or http_get".into()));
         }
+        let builtin = |a: &str| a == "etcd" || a == "nats";
         match (&f.client.adapter, f.client.command.is_empty()) {
-            (Some(a), true) if a == "etcd" && f.client.address.is_some() => Ok(()),
-            (Some(a), true) if a == "etcd" => {
-                Err((None, "[client] adapter = \"etcd\" needs address".into()))
+            (Some(a), true) if builtin(a) && f.client.address.is_some() => Ok(()),
+            (Some(a), true) if builtin(a) => {
+                Err((None, format!("[client] adapter = {a:?} needs address")))
             }
-            (Some(a), _) if a != "etcd" => Err((
+            (Some(a), _) if !builtin(a) => Err((
                 None,
-                format!("unknown [client] adapter {a:?} (available: etcd)"),
+                format!("unknown [client] adapter {a:?} (available: etcd, nats)"),
             )),
             (None, false) => Ok(()),
             _ => Err((None, "[client] needs adapter or command, not both".into())),
@@ -715,16 +722,21 @@ impl System {
             .iter()
             .map(|p| self.plan_process(p, &v))
             .collect::<Result<_, _>>()?;
-        let client = match &f.client.adapter {
+        let address = fill(
+            f.client
+                .address
+                .as_ref()
+                .map(|a| a.get_ref().as_str())
+                .unwrap_or(""),
+            &v,
+        );
+        let client = match f.client.adapter.as_deref() {
+            Some("nats") => ClientKind::Nats {
+                address,
+                replicas: v["node_count"].parse().unwrap_or(1),
+            },
             Some(_) => ClientKind::Etcd {
-                address: fill(
-                    f.client
-                        .address
-                        .as_ref()
-                        .map(|a| a.get_ref().as_str())
-                        .unwrap_or(""),
-                    &v,
-                ),
+                address,
                 serializable: f.client.serializable_reads,
             },
             None => ClientKind::Command(

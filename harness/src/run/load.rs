@@ -20,6 +20,7 @@ use crate::nemesis::Executor;
 use faultline_rundir::TestConfig;
 use faultline_systems::adapter::Adapter;
 use faultline_systems::etcd::EtcdClient;
+use faultline_systems::nats::NatsClient;
 use faultline_systems::system::ClientKind;
 
 /// What the main phase leaves for the next ones.
@@ -120,6 +121,9 @@ fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
             address: address.clone(),
             serializable: *serializable,
         }),
+        Some(ClientKind::Nats { address, replicas }) => {
+            Conn::Nats(NatsClient::new(address.clone(), *replicas))
+        }
         Some(ClientKind::Command(argv)) => {
             let log = rec.adapter_logs.join(format!("adapter-c{k}.log"));
             Conn::Adapter(Adapter::new(

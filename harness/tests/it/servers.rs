@@ -16,6 +16,9 @@ fn etcd_or_skip(test: &str) -> bool {
 
 fn system_test(results: &std::path::Path, system: &str, extra: &[&str]) -> Finished {
     let mut c = faultline_test(results);
+    // Data directories (and any layer mounted on them) under the test's
+    // own folder: `layers_left_under` looks there.
+    c.env("TMPDIR", results);
     c.args([
         "--system",
         system,
@@ -209,13 +212,7 @@ fn etcd_stays_valid_under_crashes_that_lose_what_it_never_synced() {
         .filter(|e| e["f"] == "crash")
         .count();
     assert!(crashes >= 2, "crashes applied");
-    assert_eq!(
-        std::fs::read_to_string("/proc/mounts")
-            .unwrap()
-            .matches("faultline-durable")
-            .count(),
-        0
-    );
+    assert_eq!(layers_left_under(tmp.path()), Vec::<String>::new());
 }
 
 #[test]
@@ -625,4 +622,67 @@ fn a_server_runs_as_its_own_user_and_survives_a_crash_as_it() {
         .unwrap()
         .len();
     assert!(lost > 0, "its unsynced files were lost: {crash}");
+}
+
+#[test]
+fn nats_jetstream_keeps_every_acknowledged_message_under_partitions_and_kills() {
+    let found = faultline_process::clock::which("nats-server").is_some();
+    if !available_or_skip(
+        "nats_jetstream",
+        found,
+        "nats-server (apt-get install nats-server)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A partition, a kill of one node and one of the leader (asked of the
+    // monitoring endpoint), each healed before the next.
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"[
+  {"at_ms": 2000, "action": {"f": "start-partition", "shape": "isolate-one", "cut": [[0, 1], [1, 0], [2, 1], [1, 2]]}},
+  {"at_ms": 6000, "action": {"f": "stop-partition"}},
+  {"at_ms": 8000, "action": {"f": "kill", "nodes": ["n2"]}},
+  {"at_ms": 12000, "action": {"f": "restart", "nodes": ["n2"]}},
+  {"at_ms": 14000, "action": {"f": "kill", "nodes": [], "leader": true}},
+  {"at_ms": 18000, "action": {"f": "restart", "nodes": []}}
+]"#,
+    )
+    .unwrap();
+    // The bundled system's defaults: kafka, 5 s timeouts and intervals.
+    let args = [
+        "--time-limit",
+        "20",
+        "--schedule",
+        schedule.to_str().unwrap(),
+    ];
+    let f = system_test(tmp.path(), "nats", &args);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let config = read_json(&dir.join("test.json"));
+    assert_eq!(config["workload"], "kafka");
+    assert_eq!(config["sources"]["timeout_ms"], "system file");
+    let results = read_json(&dir.join("results.json"));
+    assert!(results["ops"]["ok"].as_u64().unwrap() > 50, "{results}");
+    let history = lines(&dir.join("history.jsonl"));
+    let faults: Vec<&str> = history
+        .iter()
+        .filter(|e| e["process"] == "nemesis")
+        .filter_map(|e| e["f"].as_str())
+        .collect();
+    assert_eq!(faults.len(), 6, "{faults:?}");
+    // Its leader comes from the monitoring endpoint, and the leader kill
+    // hit the one it named.
+    let traces = lines(&dir.join("traces.jsonl"));
+    assert!(traces.iter().any(|t| t["source"] == "leader-probe"));
+    let kill = history
+        .iter()
+        .filter(|e| e["f"] == "kill")
+        .nth(1)
+        .expect("the leader kill");
+    assert!(
+        kill["value"].get("leader").is_none(),
+        "a leader was known: {kill}"
+    );
 }

@@ -196,3 +196,15 @@ pub fn available_or_skip(test: &str, found: bool, what: &str) -> bool {
 pub fn fuse_or_skip(test: &str) -> bool {
     available_or_skip(test, Path::new("/dev/fuse").exists(), "/dev/fuse")
 }
+
+/// Durability layers still mounted under `dir` (a test's runs keep their
+/// data there with `TMPDIR=dir`; other tests' mounts are not counted).
+pub fn layers_left_under(dir: &Path) -> Vec<String> {
+    let ours = dir.display().to_string();
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("faultline-durable") && l.contains(&ours))
+        .map(String::from)
+        .collect()
+}
