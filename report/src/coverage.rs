@@ -17,6 +17,9 @@ pub const STATES: [&str; 4] = [
     "a snapshot install",
 ];
 
+/// The state a leader probe can see (the rest need trace events).
+pub const PROBE_SEES: usize = 1;
+
 /// How long an election with votes but no leader is taken to last.
 const LEADERLESS_ELECTION_NS: u64 = 1_000_000_000;
 
@@ -34,6 +37,9 @@ pub struct Coverage {
     pub rows: Vec<Row>,
     /// Whether the nodes emitted any protocol trace events at all.
     pub traced: bool,
+    /// The only reports on the nodes came from a leader probe (a server
+    /// without trace events): a new leader can be seen, nothing else.
+    pub probed_only: bool,
     /// How often each state occurred in the run.
     pub occurred: [usize; STATES.len()],
 }
@@ -96,9 +102,19 @@ impl States {
 /// Coverage of the run's fault bands by the states in `traces`.
 pub fn compute(bands: &[Band], traces: &[TraceLine]) -> Coverage {
     let states = States::from_traces(traces);
+    let source = |l: &TraceLine| {
+        l.fields
+            .get("source")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
     let traced = traces
         .iter()
-        .any(|l| l.fields.get("source").and_then(Value::as_str) != Some("harness"));
+        .any(|l| source(l).as_deref() != Some("harness"));
+    let probed_only = traced
+        && traces
+            .iter()
+            .all(|l| matches!(source(l).as_deref(), Some("harness" | "leader-probe")));
     let mut rows: Vec<Row> = Vec::new();
     for b in bands {
         let i = match rows.iter().position(|r| r.kind == b.kind) {
@@ -129,6 +145,7 @@ pub fn compute(bands: &[Band], traces: &[TraceLine]) -> Coverage {
     Coverage {
         rows,
         traced,
+        probed_only,
         occurred,
     }
 }
@@ -201,6 +218,20 @@ mod tests {
         )];
         let c = compute(&bands, &harness_only);
         assert!(!c.traced);
+        assert!(!compute(&bands, &traces).probed_only);
+        // A leader probe's elections: only new leaders can be seen.
+        let probed = vec![
+            harness_only[0].clone(),
+            line(
+                20,
+                "n2",
+                json!({"event": "leader", "term": 1, "source": "leader-probe"}),
+            ),
+        ];
+        let p = compute(&bands, &probed);
+        assert!(p.traced && p.probed_only);
+        assert_eq!(p.occurred[PROBE_SEES], 1);
+        assert_eq!(STATES[PROBE_SEES], "a new leader");
         assert!(c.rows.iter().all(|r| r.met == [0; 4]));
     }
 }

@@ -385,7 +385,7 @@ pub fn logs(d: &ReportData) -> String {
 /// Which faults met which protocol states (counted from the traces), and
 /// which pairs never met: what the run did and did not exercise.
 pub fn coverage(d: &ReportData) -> String {
-    use super::coverage::{compute, STATES};
+    use super::coverage::{compute, PROBE_SEES, STATES};
     if d.bands.is_empty() {
         return String::new();
     }
@@ -398,6 +398,20 @@ pub fn coverage(d: &ReportData) -> String {
     let mut h = String::from("<h2>Coverage</h2>");
     if !c.traced {
         h += "<p>The nodes emitted no trace events: which protocol states the faults met is unknown, and faults aimed at protocol moments fired by the clock.</p>";
+    }
+    // Which states this run could see at all.
+    let seeable = |i: usize| c.traced && (!c.probed_only || i == PROBE_SEES);
+    if c.probed_only {
+        let unseen: Vec<&str> = (0..STATES.len())
+            .filter(|&i| !seeable(i))
+            .map(|i| STATES[i])
+            .collect();
+        let _ = write!(
+            h,
+            "<p>Only the system file's leader probe reported on the nodes: {} can be seen; {} cannot, so faults aimed at them fired by the clock.</p>",
+            esc(STATES[PROBE_SEES]),
+            esc(&unseen.join(", "))
+        );
     }
     h += "<table id=\"coverage\"><tr><th>fault</th><th>count</th><th>aimed at a moment (fired by it)</th>";
     for (s, n) in STATES.iter().zip(c.occurred) {
@@ -414,7 +428,7 @@ pub fn coverage(d: &ReportData) -> String {
         for (i, met) in r.met.iter().enumerate() {
             let class = if *met == 0 { " class=\"never\"" } else { "" };
             let _ = write!(h, "<td{class}>{met}</td>");
-            if *met == 0 && c.traced && c.occurred[i] > 0 {
+            if *met == 0 && seeable(i) && c.occurred[i] > 0 {
                 never.push(format!("{} × {}", r.kind, STATES[i]));
             }
         }
@@ -424,10 +438,11 @@ pub fn coverage(d: &ReportData) -> String {
     let absent: Vec<&str> = STATES
         .iter()
         .zip(c.occurred)
-        .filter(|(_, n)| *n == 0)
-        .map(|(s, _)| *s)
+        .enumerate()
+        .filter(|&(i, (_, n))| n == 0 && seeable(i))
+        .map(|(_, (s, _))| *s)
         .collect();
-    if c.traced && !absent.is_empty() {
+    if !absent.is_empty() {
         let _ = write!(
             h,
             "<p>Never happened in this run, so no fault met it: {}.</p>",
