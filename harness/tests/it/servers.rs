@@ -594,6 +594,7 @@ fn a_server_runs_as_its_own_user_and_survives_a_crash_as_it() {
     let system = scripts.join("pykv_user.toml");
     let f = run(
         faultline_test(&results)
+            .env("TMPDIR", tmp.path())
             .args(["--system", system.to_str().unwrap(), "--node-count", "3"])
             .args(["--time-limit", "3", "--nemesis", "crash", "--schedule"])
             .arg(&schedule),
@@ -622,6 +623,12 @@ fn a_server_runs_as_its_own_user_and_survives_a_crash_as_it() {
         .unwrap()
         .len();
     assert!(lost > 0, "its unsynced files were lost: {crash}");
+    // Nothing left behind: no process, no mount.
+    let pids = node_pids(&dir);
+    let left = survivors(&pids, Duration::from_secs(5));
+    reap(&left);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert_eq!(layers_left_under(tmp.path()), Vec::<String>::new());
 }
 
 #[test]
