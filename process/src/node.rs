@@ -111,6 +111,14 @@ pub fn log_tail(path: &Path, max_lines: usize) -> String {
     lines[lines.len().saturating_sub(max_lines)..].join("\n")
 }
 
+/// Every child the harness starts: its own process group (a signal
+/// reaches whatever it starts), killed when its handle is dropped, and
+/// when the harness dies, however it dies.
+pub fn supervise(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0).kill_on_drop(true);
+    die_with_parent(cmd);
+}
+
 /// Makes the child SIGKILLed when the harness dies, however it dies (a
 /// SIGKILL of the harness included).
 pub fn die_with_parent(cmd: &mut tokio::process::Command) {
@@ -157,10 +165,8 @@ fn command(spec: &NodeSpec) -> tokio::process::Command {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
+        .stderr(Stdio::piped());
+    supervise(&mut cmd);
     cmd
 }
 

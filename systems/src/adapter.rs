@@ -74,10 +74,8 @@ impl Adapter {
             cmd.args(args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(log)
-                .process_group(0)
-                .kill_on_drop(true);
-            faultline_process::node::die_with_parent(&mut cmd);
+                .stderr(log);
+            faultline_process::node::supervise(&mut cmd);
             let mut child = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start the adapter {program}: {e}"))?;

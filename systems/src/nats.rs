@@ -158,14 +158,9 @@ impl NatsClient {
             let mut got = Vec::new();
             while (got.len() as u64) < POLL_PAGE {
                 let ask = json!({"seq": seq, "next_by_subj": stream});
-                let d = self
-                    .request(
-                        &format!("$JS.API.STREAM.MSG.GET.{stream}"),
-                        ask.to_string().as_bytes(),
-                        None,
-                    )
+                let v = self
+                    .api(&format!("$JS.API.STREAM.MSG.GET.{stream}"), &ask)
                     .await?;
-                let v = parse(&d)?;
                 match (v["message"].as_object(), err_code(&v)) {
                     (Some(m), _) => {
                         let at = m.get("seq").and_then(Value::as_u64).unwrap_or(seq);
@@ -237,14 +232,7 @@ impl NatsClient {
         subject: &str,
     ) -> Result<Result<(Option<u64>, u64), Answer>, Failure> {
         let ask = json!({"last_by_subj": subject});
-        let d = self
-            .request(
-                "$JS.API.STREAM.MSG.GET.offsets",
-                ask.to_string().as_bytes(),
-                None,
-            )
-            .await?;
-        let v = parse(&d)?;
+        let v = self.api("$JS.API.STREAM.MSG.GET.offsets", &ask).await?;
         if let Some(m) = v["message"].as_object() {
             let seq = m.get("seq").and_then(Value::as_u64).unwrap_or(0);
             let offset = decode_data(m.get("data"))?.as_u64();
@@ -294,18 +282,21 @@ impl NatsClient {
         if let Some(n) = per_subject {
             config["max_msgs_per_subject"] = json!(n);
         }
-        let d = self
-            .request(
-                &format!("$JS.API.STREAM.CREATE.{name}"),
-                config.to_string().as_bytes(),
-                None,
-            )
+        let v = self
+            .api(&format!("$JS.API.STREAM.CREATE.{name}"), &config)
             .await?;
-        let v = parse(&d)?;
         match err_code(&v) {
             None | Some(STREAM_EXISTS) => Ok(()),
             Some(_) => Err(Failure::Lost(format!("creating stream {name}: {v}"))),
         }
+    }
+
+    /// A JetStream API call: a JSON request, a JSON answer.
+    async fn api(&mut self, subject: &str, body: &Value) -> Result<Value, Failure> {
+        let d = self
+            .request(subject, body.to_string().as_bytes(), None)
+            .await?;
+        parse(&d)
     }
 
     /// Publishes `payload` to `subject` and waits for the answer to it.

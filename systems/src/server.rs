@@ -315,10 +315,8 @@ pub async fn run_step(s: &Step, env: &[(String, String)]) -> anyhow::Result<()> 
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .kill_on_drop(true);
-    faultline_process::node::die_with_parent(&mut cmd);
+        .stderr(log);
+    faultline_process::node::supervise(&mut cmd);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("setup step {:?} could not start", s.command))?;
