@@ -1,7 +1,7 @@
 //! The TCP network: one proxy per directed link and peer port. Node i
 //! reaches node j's port P at `System::proxy_ip(i, j):P` (its own name
 //! resolution sends it there), and the proxy forwards to node j's real
-//! address. Bytes are attributed by the direction they flow, not by who
+//! address, dialing from node i's own address. Bytes are attributed by the direction they flow, not by who
 //! dialed: on a connection node i opened to node j, what i sends crosses
 //! link i -> j and what j answers crosses j -> i, each with that link's
 //! faults. It implements the same `Links` seam as the stdio router.
@@ -98,7 +98,12 @@ impl TcpLinks {
                         )
                     })?;
                     let target = format!("{}:{port}", node_addr(j));
-                    let task = tokio::spawn(links.clone().serve(listener, i, j, target));
+                    // Dialed from node i's own address, as a direct
+                    // connection would be: servers that name a peer by the
+                    // source of its connection (Galera) or filter on it
+                    // (access lists) see the dialer, not the proxy.
+                    let source = node_addr(i).parse().ok();
+                    let task = tokio::spawn(links.clone().serve(listener, i, j, source, target));
                     links
                         .tasks
                         .lock()
@@ -165,13 +170,20 @@ impl TcpLinks {
         }
     }
 
-    async fn serve(self: Arc<Self>, listener: TcpListener, i: usize, j: usize, target: String) {
+    async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        i: usize,
+        j: usize,
+        source: Option<std::net::IpAddr>,
+        target: String,
+    ) {
         loop {
             let Ok((dialer, _)) = listener.accept().await else {
                 continue;
             };
             let upstream =
-                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
+                match tokio::time::timeout(CONNECT_TIMEOUT, dial_from(source, &target)).await {
                     Ok(Ok(s)) => s,
                     // The node is down: the dialer sees its connection close.
                     _ => {
@@ -328,9 +340,36 @@ impl Drop for TcpLinks {
     }
 }
 
+/// Connects to `target` from `source` (any free port) when given.
+async fn dial_from(source: Option<std::net::IpAddr>, target: &str) -> std::io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect(target).await;
+    };
+    let addr = tokio::net::lookup_host(target)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{target} has no address")))?;
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(std::net::SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_proxied_connection_arrives_from_the_dialers_own_address() {
+        let (_n1, n2, _links) = pair().await;
+        assert_eq!(
+            n2.peer_addr().unwrap().ip().to_string(),
+            "127.0.1.1",
+            "n2 sees n1's address, not the proxy's or 127.0.0.1"
+        );
+    }
 
     /// Two "nodes" (plain listeners on 127.0.1.1 and .2) behind proxies; n1
     /// dials n2 through the proxy of link n1 -> n2. Returns (n1's end, n2's
