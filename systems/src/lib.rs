@@ -10,6 +10,8 @@
 //! - `leader`: asking a node who leads (an HTTP answer or a command);
 //! - `etcd`: the built-in client of etcd's v3 JSON gateway (over `http`);
 //! - `nats`: the built-in NATS JetStream client of the `kafka` workload;
+//! - `postgres`: the built-in PostgreSQL client of the transaction
+//!   workloads;
 //! - `adapter`: the generic client, a user's program speaking Maelstrom's
 //!   client protocol on stdio. Built-in clients of further servers belong
 //!   beside these two.
@@ -22,5 +24,6 @@ pub mod etcd;
 pub mod http;
 pub mod leader;
 pub mod nats;
+pub mod postgres;
 pub mod server;
 pub mod system;

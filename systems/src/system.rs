@@ -37,9 +37,12 @@ const BUNDLED: &[(&str, &str)] = &[
     ("etcd-serializable", ETCD),
     // NATS with JetStream, for the kafka workload.
     ("nats", NATS),
+    // PostgreSQL, for the transaction workloads.
+    ("postgres", POSTGRES),
 ];
 const ETCD: &str = include_str!("../etcd.toml");
 const NATS: &str = include_str!("../nats.toml");
+const POSTGRES: &str = include_str!("../postgres.toml");
 
 /// How many nodes a system may have: node k listens on 127.0.S.k and the
 /// proxy of link i -> j on 127.(100+i).j.S, S being the run's slot.
@@ -196,6 +199,9 @@ struct ClientFile {
     /// The built-in client reads without a quorum (etcd: `serializable`).
     #[serde(default)]
     serializable_reads: bool,
+    /// The built-in SQL client's isolation level (`{var.isolation}`).
+    #[serde(default)]
+    isolation: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -218,6 +224,8 @@ pub enum ClientKind {
     /// The built-in NATS JetStream client, at this address, creating
     /// streams with this many replicas.
     Nats { address: String, replicas: usize },
+    /// The built-in PostgreSQL client, at this address and isolation level.
+    Postgres { address: String, isolation: String },
     /// A Maelstrom-protocol adapter: program and arguments.
     Command(Vec<String>),
 }
@@ -370,6 +378,7 @@ impl System {
         templates.extend(f.join.iter());
         templates.extend(f.ready.tcp.iter().chain(f.ready.http_get.iter()));
         templates.extend(f.client.address.iter().chain(&f.client.command));
+        templates.extend(f.client.isolation.iter());
         for step in f.init.iter().chain(&f.setup) {
             templates.extend(&step.command);
         }
@@ -422,7 +431,7 @@ impl System {
         if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
             return Err((None, "[ready] needs tcp or http_get".into()));
         }
-        let builtin = |a: &str| a == "etcd" || a == "nats";
+        let builtin = |a: &str| ["etcd", "nats", "postgres"].contains(&a);
         match (&f.client.adapter, f.client.command.is_empty()) {
             (Some(a), true) if builtin(a) && f.client.address.is_some() => Ok(()),
             (Some(a), true) if builtin(a) => {
@@ -430,7 +439,7 @@ impl System {
             }
             (Some(a), _) if !builtin(a) => Err((
                 None,
-                format!("unknown [client] adapter {a:?} (available: etcd, nats)"),
+                format!("unknown [client] adapter {a:?} (available: etcd, nats, postgres)"),
             )),
             (None, false) => Ok(()),
             _ => Err((None, "[client] needs adapter or command, not both".into())),
@@ -734,6 +743,14 @@ impl System {
             Some("nats") => ClientKind::Nats {
                 address,
                 replicas: v["node_count"].parse().unwrap_or(1),
+            },
+            Some("postgres") => ClientKind::Postgres {
+                address,
+                isolation: f
+                    .client
+                    .isolation
+                    .as_ref()
+                    .map_or("serializable".into(), |i| fill(i.get_ref(), &v)),
             },
             Some(_) => ClientKind::Etcd {
                 address,

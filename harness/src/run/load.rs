@@ -121,6 +121,9 @@ fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
             address: address.clone(),
             serializable: *serializable,
         }),
+        Some(ClientKind::Postgres { address, isolation }) => Conn::Postgres(
+            faultline_systems::postgres::PgClient::new(address.clone(), isolation.clone()),
+        ),
         Some(ClientKind::Nats { address, replicas }) => {
             Conn::Nats(NatsClient::new(address.clone(), *replicas))
         }
