@@ -130,9 +130,9 @@ impl PgClient {
         self.committing = false;
         match committed {
             Ok(()) => Answer::Reply(json!({"type": "txn_ok", "txn": done})),
-            Err(e) if conflict(&e) => error(TXN_CONFLICT, format!("COMMIT: {e}")),
+            Err(e) if conflict(&e) => error(TXN_CONFLICT, format!("COMMIT: {}", said(&e))),
             // The server may have committed before the answer was lost.
-            Err(e) => error(INDEFINITE, format!("COMMIT: {e}")),
+            Err(e) => error(INDEFINITE, format!("COMMIT: {}", said(&e))),
         }
     }
 }
@@ -204,9 +204,17 @@ fn conflict(e: &tokio_postgres::Error) -> bool {
 /// An error before COMMIT was sent: the transaction did not commit.
 fn before_commit(e: &tokio_postgres::Error) -> Answer {
     if conflict(e) {
-        error(TXN_CONFLICT, e.to_string())
+        error(TXN_CONFLICT, said(e))
     } else {
-        error(TEMPORARILY_UNAVAILABLE, e.to_string())
+        error(TEMPORARILY_UNAVAILABLE, said(e))
+    }
+}
+
+/// What the server said (SQLSTATE and message), not just "db error".
+fn said(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} {}: {}", d.severity(), d.code().code(), d.message()),
+        None => e.to_string(),
     }
 }
 
