@@ -141,8 +141,16 @@ fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -
 }
 
 /// What a read without a node reads: its key, or for a read named by its
-/// value (kafka's `{"key": offset}`), the keys it names.
+/// value (kafka's `{"key": offset}`, a transaction's `[["r", k, null]]`),
+/// the keys it names.
 fn key_of(r: &Invocation) -> Value {
+    if let (Value::Null, Some(ops)) = (&r.key, r.value.as_array()) {
+        let keys: Vec<&Value> = ops.iter().filter_map(|op| op.get(1)).collect();
+        return match keys.as_slice() {
+            [one] => (*one).clone(),
+            _ => json!(keys),
+        };
+    }
     match (&r.key, r.value.as_object()) {
         (Value::Null, Some(m)) if m.len() == 1 => json!(m.keys().next()),
         (Value::Null, Some(m)) => json!(m.keys().collect::<Vec<_>>()),
@@ -200,5 +208,10 @@ mod tests {
         assert_eq!(key_of(&poll), json!("3"));
         let read = Invocation::new("read", json!(7), Value::Null);
         assert_eq!(key_of(&read), json!(7));
+        // A transaction's final read names its keys (it once said `null`).
+        let txn = Invocation::new("txn", Value::Null, json!([["r", 4, null]]));
+        assert_eq!(key_of(&txn), json!(4));
+        let two = Invocation::new("txn", Value::Null, json!([["r", 1, null], ["r", 2, null]]));
+        assert_eq!(key_of(&two), json!([1, 2]));
     }
 }
