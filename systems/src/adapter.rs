@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use crate::etcd::Answer;
+use crate::answer::{error, Answer};
 use faultline_process::hygiene;
 
 /// The longest line an adapter may write.
@@ -136,8 +136,4 @@ impl Adapter {
             }
         }
     }
-}
-
-fn error(code: i64, text: impl Into<String>) -> Answer {
-    Answer::Reply(json!({"type": "error", "code": code, "text": text.into()}))
 }

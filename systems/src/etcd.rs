@@ -15,17 +15,8 @@ use std::time::Duration;
 
 use crate::http::{self, Unsent};
 
-/// An indefinite error code (DESIGN §2: >= 1000 is info).
-const INDEFINITE: i64 = 1000;
-
-/// What became of a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// It never reached the server: it did not happen.
-    NotSent(String),
-    /// A Maelstrom reply body (`read_ok`, `error` with a code, ...).
-    Reply(Value),
-}
+pub use crate::answer::Answer;
+use crate::answer::{error, INDEFINITE};
 
 #[derive(Debug, Clone)]
 pub struct EtcdClient {
@@ -35,10 +26,6 @@ pub struct EtcdClient {
 
 fn b64(s: &str) -> String {
     B64.encode(s.as_bytes())
-}
-
-fn error(code: i64, text: impl Into<String>) -> Answer {
-    Answer::Reply(json!({"type": "error", "code": code, "text": text.into()}))
 }
 
 /// The value of the first key-value in a range answer, as JSON.

@@ -20,6 +20,7 @@
 //! `faultline_rundir` says; it knows nothing of the nemesis or checkers.
 
 pub mod adapter;
+pub mod answer;
 pub mod etcd;
 pub mod http;
 pub mod leader;

@@ -20,16 +20,13 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::etcd::Answer;
+use crate::answer::{error, Answer, INDEFINITE, TEMPORARILY_UNAVAILABLE};
 
 /// Messages one poll returns per key, at most (the workload reads on).
 const POLL_PAGE: u64 = 20;
 /// The longest protocol line or payload read.
 const MAX_LINE_BYTES: usize = 64 << 10;
 const MAX_PAYLOAD_BYTES: usize = 8 << 20;
-/// Definite and indefinite error codes (DESIGN §2: >= 1000 is info).
-const TEMPORARILY_UNAVAILABLE: i64 = 11;
-const INDEFINITE: i64 = 1000;
 /// How often a publish that found no stream tries again, and how long it
 /// waits before each try.
 const NO_RESPONDER_RETRIES: usize = 4;
@@ -70,10 +67,6 @@ struct Delivery {
 enum Failure {
     Unsent(String),
     Lost(String),
-}
-
-fn error(code: i64, text: impl Into<String>) -> Answer {
-    Answer::Reply(json!({"type": "error", "code": code, "text": text.into()}))
 }
 
 impl Failure {

@@ -14,13 +14,10 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::etcd::Answer;
+use crate::answer::{error, Answer, INDEFINITE, TEMPORARILY_UNAVAILABLE};
 
-/// Maelstrom's codes: txn-conflict and temporarily-unavailable are
-/// definite; >= 1000 is indefinite (DESIGN §2).
+/// Maelstrom's txn-conflict: a definite abort.
 const TXN_CONFLICT: i64 = 30;
-const TEMPORARILY_UNAVAILABLE: i64 = 11;
-const INDEFINITE: i64 = 1000;
 
 pub struct PgClient {
     /// `host:port`.
@@ -38,10 +35,6 @@ impl std::fmt::Debug for PgClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PgClient({}, {})", self.address, self.isolation)
     }
-}
-
-fn error(code: i64, text: impl Into<String>) -> Answer {
-    Answer::Reply(json!({"type": "error", "code": code, "text": text.into()}))
 }
 
 /// The SQL spelling of an isolation level name.

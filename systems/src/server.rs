@@ -385,10 +385,10 @@ impl Readiness {
     /// restart mid-run waits for, since a whole-cluster probe (etcd's
     /// /health wants a leader) may not pass while other faults last.
     pub fn listening(&self) -> Readiness {
-        let http_host = self.http.as_deref().map(|u| {
-            let rest = u.strip_prefix("http://").unwrap_or(u);
-            rest.split('/').next().unwrap_or(rest).to_string()
-        });
+        let http_host = self
+            .http
+            .as_deref()
+            .map(|u| crate::http::split_url(u).0.to_string());
         Readiness {
             tcp: self.tcp.clone().or(http_host),
             http: None,
@@ -402,10 +402,7 @@ async fn probe(r: &Readiness) -> bool {
         return TcpStream::connect(at).await.is_ok();
     }
     let Some(url) = &r.http else { return true };
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = crate::http::split_url(url);
     let Ok(mut s) = TcpStream::connect(host).await else {
         return false;
     };
