@@ -89,6 +89,7 @@ async fn proxy_figures() {
         &[port],
         node,
         proxy,
+        faultline_net::tcp::PeerSource::Node,
         1,
         None,
     )

@@ -88,7 +88,7 @@ pub enum Conn {
     /// A real server's built-in client.
     Etcd(EtcdClient),
     Nats(faultline_systems::nats::NatsClient),
-    Postgres(faultline_systems::postgres::PgClient),
+    Sql(faultline_systems::sql::SqlClient),
     /// A user's adapter program for their server.
     Adapter(Adapter),
 }
@@ -199,7 +199,7 @@ impl Client {
                 .map_err(|e| e.to_string()),
             Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
             Conn::Nats(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
-            Conn::Postgres(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
+            Conn::Sql(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
             Conn::Adapter(a) => {
                 let answer = a.call(&body, msg_id, self.timeout).await;
                 if let Some(n) = served_by(&answer) {
@@ -256,7 +256,7 @@ impl Client {
     fn node_up(&self) -> bool {
         match &self.conn {
             Conn::Stdio { net, .. } => net.is_attached(self.node),
-            Conn::Etcd(_) | Conn::Nats(_) | Conn::Postgres(_) | Conn::Adapter(_) => {
+            Conn::Etcd(_) | Conn::Nats(_) | Conn::Sql(_) | Conn::Adapter(_) => {
                 !self.node_unreachable
             }
         }

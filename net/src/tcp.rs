@@ -51,8 +51,28 @@ struct LinkCounters {
 
 use faultline_rundir::stats::LinkStats;
 
+/// The address a proxied connection arrives from, as its receiver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerSource {
+    /// The dialing node's own address, as a direct connection would: for
+    /// servers that filter on it (access lists) or report it.
+    #[default]
+    Node,
+    /// The address on which the receiver reaches the dialer back: the
+    /// proxy of the reverse link. For servers that redial the address a
+    /// peer connected from, or pass it on to others (Galera): with the
+    /// dialer's own address they would reach it directly, around every
+    /// fault. A node that dials such a proxy address it learnt from
+    /// another still gets its own link (see `serve`).
+    Proxy,
+}
+
 pub struct TcpLinks {
     ids: Vec<String>,
+    /// Node k's address, to tell which node dialed a proxy.
+    node_ips: Vec<std::net::IpAddr>,
+    /// `sources[i][j]`: the address link i -> j's connections arrive from.
+    sources: Vec<Vec<Option<std::net::IpAddr>>>,
     /// Where connection events are journaled, with the run's clock.
     journal: Option<(Arc<Recorder>, Clock)>,
     faults: RwLock<Vec<LinkFaults>>,
@@ -72,11 +92,20 @@ impl TcpLinks {
         peer_ports: &[u16],
         node_addr: impl Fn(usize) -> String,
         proxy_addr: impl Fn(usize, usize) -> String,
+        peer_source: PeerSource,
         seed: u64,
         journal: Option<(Arc<Recorder>, Clock)>,
     ) -> anyhow::Result<Arc<TcpLinks>> {
         let n = ids.len();
+        let source = |i: usize, j: usize| match peer_source {
+            PeerSource::Node => node_addr(i).parse().ok(),
+            PeerSource::Proxy => proxy_addr(j, i).parse().ok(),
+        };
         let links = Arc::new(TcpLinks {
+            node_ips: (0..n).filter_map(|k| node_addr(k).parse().ok()).collect(),
+            sources: (0..n)
+                .map(|i| (0..n).map(|j| source(i, j)).collect())
+                .collect(),
             journal,
             faults: RwLock::new(vec![LinkFaults::HEALED; n * n]),
             changed: watch::channel(0).0,
@@ -98,12 +127,7 @@ impl TcpLinks {
                         )
                     })?;
                     let target = format!("{}:{port}", node_addr(j));
-                    // Dialed from node i's own address, as a direct
-                    // connection would be: servers that name a peer by the
-                    // source of its connection (Galera) or filter on it
-                    // (access lists) see the dialer, not the proxy.
-                    let source = node_addr(i).parse().ok();
-                    let task = tokio::spawn(links.clone().serve(listener, i, j, source, target));
+                    let task = tokio::spawn(links.clone().serve(listener, i, j, target));
                     links
                         .tasks
                         .lock()
@@ -173,15 +197,23 @@ impl TcpLinks {
     async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        i: usize,
+        listener_i: usize,
         j: usize,
-        source: Option<std::net::IpAddr>,
         target: String,
     ) {
         loop {
-            let Ok((dialer, _)) = listener.accept().await else {
+            let Ok((dialer, from)) = listener.accept().await else {
                 continue;
             };
+            // A node that binds its outgoing connections to its own
+            // address and dials a proxy address it learnt from another
+            // node (Galera passes on the addresses its peers came from)
+            // is still node i dialing j: its own link carries it.
+            let i = match self.node_ips.iter().position(|ip| *ip == from.ip()) {
+                Some(k) if k != j => k,
+                _ => listener_i,
+            };
+            let source = self.sources[i][j];
             let upstream =
                 match tokio::time::timeout(CONNECT_TIMEOUT, dial_from(source, &target)).await {
                     Ok(Ok(s)) => s,
@@ -371,6 +403,74 @@ mod tests {
         );
     }
 
+    /// Galera's case: n2 learns of n1 from a connection through the proxy
+    /// n2 -> n1 (its source, in `Proxy` mode) and tells n3, who dials that
+    /// address from its own. n3's link to n1 carries it, not n2's.
+    #[tokio::test]
+    async fn a_learnt_proxy_address_dialed_by_another_node_takes_its_own_link() {
+        let probe = std::net::TcpListener::bind("127.0.2.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let n1 = TcpListener::bind(format!("127.0.2.1:{port}"))
+            .await
+            .unwrap();
+        let links = TcpLinks::start(
+            vec!["n1".into(), "n2".into(), "n3".into()],
+            &[port],
+            |j| format!("127.0.2.{}", j + 1),
+            |i, j| format!("127.{}.{}.2", 150 + i, j + 1),
+            PeerSource::Proxy,
+            7,
+            None,
+        )
+        .await
+        .unwrap();
+        let accept = || async {
+            tokio::time::timeout(Duration::from_secs(5), n1.accept())
+                .await
+                .expect("accepted in time")
+                .unwrap()
+                .0
+        };
+        // n2 dials n1 through its own proxy: n1 sees the proxy of n1 -> n2.
+        let from_n2 = dial(&format!("127.151.1.2:{port}"), "127.0.2.2").await;
+        let at_n1 = accept().await;
+        assert_eq!(at_n1.peer_addr().unwrap().ip().to_string(), "127.150.2.2");
+        // n3, bound to its own address, dials the proxy n2 -> n1 it heard of.
+        let from_n3 = dial(&format!("127.151.1.2:{port}"), "127.0.2.3").await;
+        let at_n1_again = accept().await;
+        assert_eq!(
+            at_n1_again.peer_addr().unwrap().ip().to_string(),
+            "127.150.3.2",
+            "n1 sees where it reaches n3 back"
+        );
+        let connections = |from: &str| {
+            links
+                .stats()
+                .iter()
+                .find(|l| l.from == from && l.to == "n1")
+                .unwrap()
+                .connections
+        };
+        // The proxy counts a connection just after n1 accepts it.
+        for _ in 0..100 {
+            if connections("n3") > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!((connections("n2"), connections("n3")), (1, 1));
+        drop((from_n2, from_n3, at_n1, at_n1_again));
+        links.stop();
+    }
+
+    /// A connection to `to` from the local address `from`.
+    async fn dial(to: &str, from: &str) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(to.parse().unwrap()).await.unwrap()
+    }
+
     /// Two "nodes" (plain listeners on 127.0.1.1 and .2) behind proxies; n1
     /// dials n2 through the proxy of link n1 -> n2. Returns (n1's end, n2's
     /// accepted end, the links).
@@ -386,6 +486,7 @@ mod tests {
             &[port],
             |j| format!("127.0.1.{}", j + 1),
             |i, j| format!("127.{}.{}.1", 150 + i, j + 1),
+            PeerSource::Node,
             7,
             None,
         )

@@ -10,11 +10,11 @@
 //! - `leader`: asking a node who leads (an HTTP answer or a command);
 //! - `etcd`: the built-in client of etcd's v3 JSON gateway (over `http`);
 //! - `nats`: the built-in NATS JetStream client of the `kafka` workload;
-//! - `postgres`: the built-in PostgreSQL client of the transaction
-//!   workloads;
+//! - `sql`: the built-in SQL client of the transaction workloads, with
+//!   its dialects `postgres` (PostgreSQL) and `mysql` (MariaDB, Galera);
 //! - `adapter`: the generic client, a user's program speaking Maelstrom's
 //!   client protocol on stdio. Built-in clients of further servers belong
-//!   beside these two.
+//!   beside these.
 //!
 //! It starts processes through `faultline_process` and writes logs where
 //! `faultline_rundir` says; it knows nothing of the nemesis or checkers.
@@ -24,7 +24,9 @@ pub mod answer;
 pub mod etcd;
 pub mod http;
 pub mod leader;
+pub mod mysql;
 pub mod nats;
 pub mod postgres;
 pub mod server;
+pub mod sql;
 pub mod system;

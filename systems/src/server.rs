@@ -39,6 +39,7 @@ pub struct ServerMode {
     pub stop_grace: Duration,
     pub clients: Vec<ClientKind>,
     pub peer_ports: Vec<u16>,
+    pub peer_source: faultline_net::tcp::PeerSource,
     /// The run's address slot (see `System::node_ip`).
     pub slot: u8,
     /// What faults call each node's server (`kill:process=server`).
@@ -210,6 +211,10 @@ pub fn layout(
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", data_dir.display()))?;
         give(&data_dir, run_as)?;
+        let scratch = crate::system::scratch_dir(&data_dir);
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        give(&scratch, run_as)?;
         let (program, args) = wrapped(&plan.program, &plan.args, &hosts, run_as);
         let spec = NodeSpec {
             setup: None,
@@ -269,6 +274,7 @@ pub fn layout(
         run_as,
         clients: plans.into_iter().map(|p| p.client).collect(),
         peer_ports: sys.peer_ports(),
+        peer_source: sys.peer_source(),
         slot,
         sidecars,
     };

@@ -39,10 +39,25 @@ const BUNDLED: &[(&str, &str)] = &[
     ("nats", NATS),
     // PostgreSQL, for the transaction workloads.
     ("postgres", POSTGRES),
+    // MariaDB with Galera, for the transaction workloads.
+    ("galera", GALERA),
 ];
 const ETCD: &str = include_str!("../etcd.toml");
 const NATS: &str = include_str!("../nats.toml");
 const POSTGRES: &str = include_str!("../postgres.toml");
+const GALERA: &str = include_str!("../galera.toml");
+
+/// A node's scratch directory, beside its data directory: never under the
+/// durability layer (so it can hold sockets, which FUSE cannot, and
+/// helper scripts a power loss must not take), and emptied with the run.
+pub fn scratch_dir(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".scratch");
+    data_dir.with_file_name(name)
+}
+
+/// The clients faultline carries for `[client] adapter`.
+const BUILTIN_CLIENTS: &[&str] = &["etcd", "nats", "postgres", "mysql"];
 
 /// How many nodes a system may have: node k listens on 127.0.S.k and the
 /// proxy of link i -> j on 127.(100+i).j.S, S being the run's slot.
@@ -63,6 +78,10 @@ struct File {
     ports: BTreeMap<String, u16>,
     #[serde(default)]
     peer_ports: Vec<Spanned<String>>,
+    /// Where a proxied connection arrives from: `node` (the dialer's own
+    /// address) or `proxy` (the address the receiver reaches it back on).
+    #[serde(default)]
+    peer_source: Option<Spanned<String>>,
     #[serde(default)]
     join: Option<Spanned<String>>,
     #[serde(default = "comma")]
@@ -224,8 +243,13 @@ pub enum ClientKind {
     /// The built-in NATS JetStream client, at this address, creating
     /// streams with this many replicas.
     Nats { address: String, replicas: usize },
-    /// The built-in PostgreSQL client, at this address and isolation level.
-    Postgres { address: String, isolation: String },
+    /// The built-in SQL client (PostgreSQL, or the MySQL protocol), at this
+    /// address and isolation level.
+    Sql {
+        dialect: crate::sql::Dialect,
+        address: String,
+        isolation: String,
+    },
     /// A Maelstrom-protocol adapter: program and arguments.
     Command(Vec<String>),
 }
@@ -309,6 +333,7 @@ pub struct SystemError {
 const PLACEHOLDERS: &[&str] = &[
     "node_id",
     "data_dir",
+    "scratch_dir",
     "ip",
     "host",
     "node_count",
@@ -418,6 +443,17 @@ impl System {
                 ));
             }
         }
+        if let Some(p) = &f.peer_source {
+            if !["node", "proxy"].contains(&p.get_ref().as_str()) {
+                return Err((
+                    Some(p.span().start),
+                    format!(
+                        "peer_source {:?} is neither \"node\" nor \"proxy\"",
+                        p.get_ref()
+                    ),
+                ));
+            }
+        }
         let stops = std::iter::once(&f.stop).chain(f.processes.iter().map(|p| &p.stop));
         if let Some(bad) = stops.into_iter().find(|s| !s.known()) {
             return Err((
@@ -431,7 +467,7 @@ impl System {
         if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
             return Err((None, "[ready] needs tcp or http_get".into()));
         }
-        let builtin = |a: &str| ["etcd", "nats", "postgres"].contains(&a);
+        let builtin = |a: &str| BUILTIN_CLIENTS.contains(&a);
         match (&f.client.adapter, f.client.command.is_empty()) {
             (Some(a), true) if builtin(a) && f.client.address.is_some() => Ok(()),
             (Some(a), true) if builtin(a) => {
@@ -439,7 +475,10 @@ impl System {
             }
             (Some(a), _) if !builtin(a) => Err((
                 None,
-                format!("unknown [client] adapter {a:?} (available: etcd, nats, postgres)"),
+                format!(
+                    "unknown [client] adapter {a:?} (available: {})",
+                    BUILTIN_CLIENTS.join(", ")
+                ),
             )),
             (None, false) => Ok(()),
             _ => Err((None, "[client] needs adapter or command, not both".into())),
@@ -628,6 +667,14 @@ impl System {
         }
     }
 
+    /// Where proxied connections arrive from (checked when parsed).
+    pub fn peer_source(&self) -> faultline_net::tcp::PeerSource {
+        match self.file.peer_source.as_ref().map(|p| p.get_ref().as_str()) {
+            Some("proxy") => faultline_net::tcp::PeerSource::Proxy,
+            _ => faultline_net::tcp::PeerSource::Node,
+        }
+    }
+
     /// The proxied (node-to-node) ports.
     pub fn peer_ports(&self) -> Vec<u16> {
         self.file
@@ -692,6 +739,10 @@ impl System {
             let mut v = BTreeMap::new();
             v.insert("nodes".into(), nodes.clone());
             v.insert("data_dir".into(), data_dir(&id).display().to_string());
+            v.insert(
+                "scratch_dir".into(),
+                scratch_dir(&data_dir(&id)).display().to_string(),
+            );
             v.insert("ip".into(), System::node_ip(slot, k));
             v.insert("host".into(), format!("fl-{id}"));
             v.insert("node_count".into(), n.to_string());
@@ -744,14 +795,33 @@ impl System {
                 address,
                 replicas: v["node_count"].parse().unwrap_or(1),
             },
-            Some("postgres") => ClientKind::Postgres {
-                address,
-                isolation: f
+            Some(a @ ("postgres" | "mysql")) => {
+                let isolation = f
                     .client
                     .isolation
                     .as_ref()
-                    .map_or("serializable".into(), |i| fill(i.get_ref(), &v)),
-            },
+                    .map_or("serializable".into(), |i| fill(i.get_ref(), &v));
+                if crate::sql::isolation_sql(&isolation).is_none() {
+                    let line = f.client.isolation.as_ref();
+                    return Err(SystemError {
+                        source_name: self.source.clone(),
+                        line: line.map(|i| line_of(&self.text, i.span().start)),
+                        message: format!(
+                            "[client] isolation {isolation:?} is none of serializable, \
+                             repeatable-read, read-committed, read-uncommitted"
+                        ),
+                    });
+                }
+                ClientKind::Sql {
+                    dialect: if a == "mysql" {
+                        crate::sql::Dialect::Mysql
+                    } else {
+                        crate::sql::Dialect::Postgres
+                    },
+                    address,
+                    isolation,
+                }
+            }
             Some(_) => ClientKind::Etcd {
                 address,
                 serializable: f.client.serializable_reads,
@@ -937,6 +1007,48 @@ mod tests {
     }
 
     #[test]
+    fn the_bundled_galera_plans_sql_clients_and_proxy_sources() {
+        let sys = System::load("galera").unwrap();
+        assert_eq!(sys.peer_ports(), vec![4567, 4444, 4568]);
+        assert_eq!(sys.peer_source(), faultline_net::tcp::PeerSource::Proxy);
+        let plan = sys
+            .plan(
+                3,
+                1,
+                |id| PathBuf::from(format!("/tmp/d/{id}")),
+                &RunSettings::default(),
+            )
+            .unwrap();
+        let args = plan[1].args.join(" ");
+        assert!(
+            args.contains("--wsrep-cluster-address=gcomm://fl-n1:4567,fl-n2:4567,fl-n3:4567"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--socket=/tmp/d/n2.scratch/mysqld.sock"),
+            "{args}"
+        );
+        assert_eq!(
+            plan[1].client,
+            ClientKind::Sql {
+                dialect: crate::sql::Dialect::Mysql,
+                address: "127.0.1.2:3306".into(),
+                isolation: "repeatable-read".into(),
+            }
+        );
+        let mut run = RunSettings::default();
+        run.vars.insert("isolation".into(), "snapshot".into());
+        let e = sys
+            .plan(3, 1, |id| PathBuf::from(format!("/tmp/d/{id}")), &run)
+            .unwrap_err();
+        assert!(
+            e.message.contains("isolation \"snapshot\" is none of"),
+            "{e}"
+        );
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
     fn bad_files_name_the_line() {
         let base = "name = \"x\"\nbinary = \"true\"\n[ports]\npeer = 1\n[ready]\ntcp = \"{ip}:{port.peer}\"\n[client]\ncommand = [\"a\"]\n";
         assert!(System::parse("f.toml", base).is_ok());
@@ -959,6 +1071,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, Some(8), "{e}");
+        let e = System::parse(
+            "f.toml",
+            &base.replace("[ports]", "peer_source = \"peer\"\n[ports]"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("neither \"node\" nor \"proxy\""), "{e}");
     }
 
     #[test]

@@ -121,9 +121,15 @@ fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
             address: address.clone(),
             serializable: *serializable,
         }),
-        Some(ClientKind::Postgres { address, isolation }) => Conn::Postgres(
-            faultline_systems::postgres::PgClient::new(address.clone(), isolation.clone()),
-        ),
+        Some(ClientKind::Sql {
+            dialect,
+            address,
+            isolation,
+        }) => Conn::Sql(faultline_systems::sql::SqlClient::new(
+            *dialect,
+            address.clone(),
+            isolation.clone(),
+        )),
         Some(ClientKind::Nats { address, replicas }) => {
             Conn::Nats(NatsClient::new(address.clone(), *replicas))
         }

@@ -80,7 +80,18 @@ impl Recording {
                     faultline_systems::system::System::proxy_ip(slot, i + 1, j + 1)
                 };
                 let journal = Some((recorder.clone(), clock));
-                Some(TcpLinks::start(ids, &m.peer_ports, node, proxy, cfg.seed, journal).await?)
+                Some(
+                    TcpLinks::start(
+                        ids,
+                        &m.peer_ports,
+                        node,
+                        proxy,
+                        m.peer_source,
+                        cfg.seed,
+                        journal,
+                    )
+                    .await?,
+                )
             }
             None => None,
         };

@@ -1,0 +1,303 @@
+//! The built-in SQL client of `txn-list-append` and `txn-rw-register`,
+//! one driver for every dialect: one SQL transaction per faultline
+//! transaction, at the isolation level the system file's variable names.
+//! Rows live in a table `txn (id bigint primary key, list text, reg
+//! bigint)` made by the system's setup: an append is an upsert that adds
+//! `,V` to `list`, a write an upsert of `reg`, a read selects both (one run
+//! uses one). The dialects (`postgres`, `mysql`) say only how to connect,
+//! how each statement is spelt, and which errors are conflicts.
+//!
+//! Outcomes are mapped soundly: a conflict (a serialization failure or a
+//! deadlock; on Galera also a certification failure) is a definite abort;
+//! any error before COMMIT was sent is a definite failure (the connection
+//! is dropped, and the server rolls back a transaction whose session
+//! ended without COMMIT); an error, a lost connection or a timeout during
+//! COMMIT is indefinite.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use crate::answer::{error, Answer, INDEFINITE, TEMPORARILY_UNAVAILABLE};
+use crate::{mysql, postgres};
+
+/// Maelstrom's txn-conflict: a definite abort.
+pub const TXN_CONFLICT: i64 = 30;
+/// Maelstrom's malformed-request: the client cannot run it at all.
+const MALFORMED_REQUEST: i64 = 12;
+
+/// Which server a [`SqlClient`] speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
+}
+
+/// What a server said when a statement failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlError {
+    /// The server aborted the transaction for a conflict: it did not
+    /// happen, and a retry may succeed.
+    pub conflict: bool,
+    /// The server's code and message, for the history.
+    pub said: String,
+}
+
+/// One open session.
+enum Session {
+    Postgres(tokio_postgres::Client),
+    Mysql(mysql_async::Conn),
+}
+
+pub struct SqlClient {
+    pub dialect: Dialect,
+    /// `host:port`.
+    pub address: String,
+    /// `serializable`, `repeatable-read`, `read-committed` or
+    /// `read-uncommitted`.
+    pub isolation: String,
+    session: Option<Session>,
+    /// Set while COMMIT is in flight: a timeout then leaves the outcome
+    /// unknown.
+    committing: bool,
+}
+
+impl std::fmt::Debug for SqlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SqlClient({:?}, {}, {})",
+            self.dialect, self.address, self.isolation
+        )
+    }
+}
+
+/// The SQL spelling of an isolation level name.
+pub fn isolation_sql(level: &str) -> Option<&'static str> {
+    Some(match level {
+        "serializable" => "SERIALIZABLE",
+        "repeatable-read" => "REPEATABLE READ",
+        "read-committed" => "READ COMMITTED",
+        "read-uncommitted" => "READ UNCOMMITTED",
+        _ => return None,
+    })
+}
+
+/// A row's value as the workload reads it: the list's elements, else the
+/// register, else nothing. An element that is not a number is kept as
+/// text, so the checker sees what the server held rather than a shorter
+/// list.
+pub fn row_value(list: Option<String>, reg: Option<i64>) -> Value {
+    match (list, reg) {
+        (Some(l), _) => Value::Array(
+            l.split(',')
+                .filter(|x| !x.is_empty())
+                .map(|x| x.parse::<i64>().map_or_else(|_| json!(x), Value::from))
+                .collect(),
+        ),
+        (None, Some(r)) => json!(r),
+        (None, None) => Value::Null,
+    }
+}
+
+impl SqlClient {
+    pub fn new(dialect: Dialect, address: String, isolation: String) -> SqlClient {
+        SqlClient {
+            dialect,
+            address,
+            isolation,
+            session: None,
+            committing: false,
+        }
+    }
+
+    /// Performs one transaction within `timeout`.
+    pub async fn call(&mut self, body: &Value, timeout: Duration) -> Answer {
+        self.committing = false;
+        let answer = match tokio::time::timeout(timeout, self.txn(body)).await {
+            Ok(a) => a,
+            Err(_) if self.committing => error(
+                INDEFINITE,
+                format!("COMMIT unanswered within {} ms", timeout.as_millis()),
+            ),
+            // COMMIT never left: dropping the connection rolls it back.
+            Err(_) => error(
+                TEMPORARILY_UNAVAILABLE,
+                format!("no answer within {} ms, before COMMIT", timeout.as_millis()),
+            ),
+        };
+        if !matches!(&answer, Answer::Reply(r) if r["type"] == "txn_ok") {
+            // Whatever the session was in the middle of ends with it.
+            self.session = None;
+        }
+        answer
+    }
+
+    async fn connect(&mut self) -> Result<&mut Session, String> {
+        if self.session.is_none() {
+            let (host, port) = self
+                .address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+                .ok_or_else(|| format!("{:?} is not host:port", self.address))?;
+            let session = match self.dialect {
+                Dialect::Postgres => Session::Postgres(postgres::connect(host, port).await?),
+                Dialect::Mysql => Session::Mysql(mysql::connect(host, port).await?),
+            };
+            self.session = Some(session);
+        }
+        Ok(self.session.as_mut().expect("connected"))
+    }
+
+    async fn txn(&mut self, body: &Value) -> Answer {
+        let Some(level) = isolation_sql(&self.isolation) else {
+            return error(
+                MALFORMED_REQUEST,
+                format!("unknown isolation level {:?}", self.isolation),
+            );
+        };
+        let ops = match parse_ops(body) {
+            Ok(ops) => ops,
+            Err(e) => return error(MALFORMED_REQUEST, e),
+        };
+        let session = match self.connect().await {
+            Ok(s) => s,
+            Err(e) => return Answer::NotSent(e),
+        };
+        if let Err(e) = session.begin(level).await {
+            return before_commit(e);
+        }
+        let mut done = Vec::with_capacity(ops.len());
+        for op in &ops {
+            match session.run(op).await {
+                Ok(v) => done.push(v),
+                Err(e) => return before_commit(e),
+            }
+        }
+        self.committing = true;
+        let session = self.session.as_mut().expect("connected");
+        let committed = session.commit().await;
+        self.committing = false;
+        match committed {
+            Ok(()) => Answer::Reply(json!({"type": "txn_ok", "txn": done})),
+            Err(e) if e.conflict => error(TXN_CONFLICT, format!("COMMIT: {}", e.said)),
+            // The server may have committed before the answer was lost.
+            Err(e) => error(INDEFINITE, format!("COMMIT: {}", e.said)),
+        }
+    }
+}
+
+/// One micro-operation of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+enum Op {
+    Read(i64),
+    Append(i64, i64),
+    Write(i64, i64),
+}
+
+/// The request's `[f, k, v]` micro-ops, or what is wrong with them.
+fn parse_ops(body: &Value) -> Result<Vec<Op>, String> {
+    let ops = body["txn"]
+        .as_array()
+        .ok_or_else(|| format!("a txn request without a txn array: {body}"))?;
+    ops.iter()
+        .map(|op| {
+            let key = op[1].as_i64();
+            let value = op[2].as_i64();
+            match (op[0].as_str(), key, value) {
+                (Some("r"), Some(k), _) => Ok(Op::Read(k)),
+                (Some("append"), Some(k), Some(v)) => Ok(Op::Append(k, v)),
+                (Some("w"), Some(k), Some(v)) => Ok(Op::Write(k, v)),
+                _ => Err(format!("not a micro-op on an integer key and value: {op}")),
+            }
+        })
+        .collect()
+}
+
+impl Session {
+    async fn begin(&mut self, level: &str) -> Result<(), SqlError> {
+        match self {
+            Session::Postgres(c) => postgres::begin(c, level).await,
+            Session::Mysql(c) => mysql::begin(c, level).await,
+        }
+    }
+
+    /// Runs one micro-op, giving it back with a read's value filled in.
+    async fn run(&mut self, op: &Op) -> Result<Value, SqlError> {
+        Ok(match *op {
+            Op::Read(k) => {
+                let (list, reg) = match self {
+                    Session::Postgres(c) => postgres::read(c, k).await?,
+                    Session::Mysql(c) => mysql::read(c, k).await?,
+                };
+                json!(["r", k, row_value(list, reg)])
+            }
+            Op::Append(k, v) => {
+                match self {
+                    Session::Postgres(c) => postgres::append(c, k, v).await?,
+                    Session::Mysql(c) => mysql::append(c, k, v).await?,
+                }
+                json!(["append", k, v])
+            }
+            Op::Write(k, v) => {
+                match self {
+                    Session::Postgres(c) => postgres::write(c, k, v).await?,
+                    Session::Mysql(c) => mysql::write(c, k, v).await?,
+                }
+                json!(["w", k, v])
+            }
+        })
+    }
+
+    async fn commit(&mut self) -> Result<(), SqlError> {
+        match self {
+            Session::Postgres(c) => postgres::commit(c).await,
+            Session::Mysql(c) => mysql::commit(c).await,
+        }
+    }
+}
+
+/// An error before COMMIT was sent: the transaction did not commit.
+fn before_commit(e: SqlError) -> Answer {
+    if e.conflict {
+        error(TXN_CONFLICT, e.said)
+    } else {
+        error(TEMPORARILY_UNAVAILABLE, e.said)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_levels_are_spelt_as_sql() {
+        assert_eq!(isolation_sql("repeatable-read"), Some("REPEATABLE READ"));
+        assert_eq!(isolation_sql("serializable"), Some("SERIALIZABLE"));
+        assert_eq!(isolation_sql("snapshot"), None);
+    }
+
+    #[test]
+    fn a_row_reads_as_its_list_else_its_register() {
+        assert_eq!(row_value(Some("1,2,3".into()), None), json!([1, 2, 3]));
+        assert_eq!(row_value(Some("".into()), Some(4)), json!([]));
+        assert_eq!(row_value(None, Some(4)), json!(4));
+        assert_eq!(row_value(None, None), Value::Null);
+        // What the server held, not a shorter list.
+        assert_eq!(row_value(Some("1,x".into()), None), json!([1, "x"]));
+    }
+
+    #[test]
+    fn micro_ops_are_checked_before_anything_is_sent() {
+        let ok = json!({"txn": [["r", 1, null], ["append", 2, 3], ["w", 4, 5]]});
+        assert_eq!(
+            parse_ops(&ok).unwrap(),
+            vec![Op::Read(1), Op::Append(2, 3), Op::Write(4, 5)]
+        );
+        assert!(parse_ops(&json!({"txn": [["append", 1, "x"]]}))
+            .unwrap_err()
+            .contains("not a micro-op"));
+        assert!(parse_ops(&json!({"type": "txn"}))
+            .unwrap_err()
+            .contains("without a txn array"));
+    }
+}
