@@ -53,6 +53,7 @@ fn generate(n: usize, seed: u64) -> Vec<Txn> {
                     invoke_time: time,
                     complete_time: None,
                     mops,
+                    final_read: false,
                 });
                 open[p] = Some(out.len() - 1);
             }

@@ -13,6 +13,8 @@ use mysql_async::{Conn, OptsBuilder};
 
 /// ER_LOCK_DEADLOCK: a deadlock, or a Galera certification conflict.
 const ER_LOCK_DEADLOCK: u16 = 1213;
+/// ER_NO_SUCH_TABLE.
+const ER_NO_SUCH_TABLE: u16 = 1146;
 /// ER_CHECKREAD: "Record has changed since last read".
 const ER_CHECKREAD: u16 = 1020;
 
@@ -36,11 +38,16 @@ pub async fn begin(c: &mut Conn, level: &str) -> Result<(), SqlError> {
     c.query_drop("START TRANSACTION").await.map_err(sql_error)
 }
 
+/// A row's list and register; a table that no longer exists holds no rows
+/// (see `postgres::read`).
 pub async fn read(c: &mut Conn, key: i64) -> Result<(Option<String>, Option<i64>), SqlError> {
-    let row: Option<(Option<String>, Option<i64>)> = c
+    let row: Option<(Option<String>, Option<i64>)> = match c
         .exec_first("SELECT list, reg FROM txn WHERE id = ?", (key,))
         .await
-        .map_err(sql_error)?;
+    {
+        Err(mysql_async::Error::Server(s)) if s.code == ER_NO_SUCH_TABLE => None,
+        r => r.map_err(sql_error)?,
+    };
     Ok(row.unwrap_or((None, None)))
 }
 

@@ -68,6 +68,11 @@ pub trait Generator: Send {
     /// What became of an op it generated (kafka polls on from where
     /// earlier polls got to).
     fn observe(&mut self, _inv: &Invocation, _completion: &Completion) {}
+    /// The final reads of what it generated, when the workload's own
+    /// (`Workload::final_reads`, by key count) would miss some.
+    fn final_reads(&self) -> Option<Vec<Invocation>> {
+        None
+    }
 }
 
 /// A workload: what clients ask and how the answers are judged.

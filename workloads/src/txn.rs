@@ -33,6 +33,11 @@ const MAX_TXN_LEN: usize = 4;
 /// do: reads stay short (a list-append read returns the whole list), so
 /// histories stay small and version orders well observed.
 const MAX_WRITES_PER_KEY: u64 = 32;
+/// Keys the final reads cover, the most recent first: every key of a run
+/// at ordinary rates (a key takes 32 writes), bounded for long ones.
+const MAX_FINAL_KEYS: u64 = 4096;
+/// Keys one final read transaction reads.
+const FINAL_KEYS_PER_TXN: u64 = 8;
 
 impl Workload for TxnWorkload {
     fn name(&self) -> &'static str {
@@ -96,6 +101,22 @@ impl Generator for TxnGen {
         }
         Invocation::new("txn", Value::Null, json!(ops))
     }
+
+    /// Every key it used (they retire as the run goes, and a write just
+    /// before a power loss is often to a key no later op reads), a few
+    /// keys a transaction.
+    fn final_reads(&self) -> Option<Vec<Invocation>> {
+        let first = self.next_key.saturating_sub(MAX_FINAL_KEYS);
+        let keys: Vec<u64> = (first..self.next_key).collect();
+        Some(
+            keys.chunks(FINAL_KEYS_PER_TXN as usize)
+                .map(|ks| {
+                    let reads: Vec<Value> = ks.iter().map(|k| json!(["r", k, null])).collect();
+                    Invocation::new("txn", Value::Null, json!(reads))
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +148,28 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted, vs, "key {k}: values unique and increasing");
         }
+    }
+
+    #[test]
+    fn final_reads_cover_every_key_the_load_used() {
+        let mut g = LIST_APPEND.generator(5, 5);
+        let mut used = std::collections::BTreeSet::new();
+        for _ in 0..2_000 {
+            for m in g.next_op().value.as_array().unwrap() {
+                used.insert(m[1].as_u64().unwrap());
+            }
+        }
+        let reads = g.final_reads().expect("the generator knows its keys");
+        let mut read = std::collections::BTreeSet::new();
+        for inv in &reads {
+            let ops = inv.value.as_array().unwrap();
+            assert!(ops.len() as u64 <= FINAL_KEYS_PER_TXN);
+            for m in ops {
+                assert_eq!(m[0], "r");
+                read.insert(m[1].as_u64().unwrap());
+            }
+        }
+        assert!(used.len() > 50, "keys rotated: {}", used.len());
+        assert!(used.is_subset(&read), "unread: {:?}", used.difference(&read));
     }
 }

@@ -65,6 +65,9 @@ pub struct Txn {
     /// `None` for `info`: it may take effect any time later.
     pub complete_time: Option<u64>,
     pub mops: Vec<Mop>,
+    /// One of the final reads after healing (`"final":true`): what the
+    /// system kept.
+    pub final_read: bool,
 }
 
 /// One micro-op from its JSON form; `f` may be spelled `append` or
@@ -167,6 +170,7 @@ pub fn from_ops(ops: &[Op]) -> Result<Vec<Txn>, String> {
                 invoke_time: o.invoke_time,
                 complete_time: o.complete_time,
                 mops: m,
+                final_read: o.final_read,
             })
         })
         .collect()
@@ -249,6 +253,7 @@ pub fn from_edn(file: &str, text: &str) -> Result<Vec<Txn>, CheckError> {
                     complete_time: time
                         .filter(|_| outcome != TxnOutcome::Info && invoke_time.is_some()),
                     mops: m,
+                    final_read: false,
                 });
             }
         }
@@ -263,6 +268,7 @@ pub fn from_edn(file: &str, text: &str) -> Result<Vec<Txn>, CheckError> {
             invoke_time: time.unwrap_or(0),
             complete_time: None,
             mops: Vec::new(),
+            final_read: false,
         });
     }
     txns.sort_by_key(|t| t.index);

@@ -58,6 +58,7 @@ pub fn list_append(txns: &[Txn]) -> Inferred {
     for ((k, v), w) in &writers {
         appends.entry(k).or_default().push((*v, w.txn));
     }
+    lost_writes(txns, &appends, &mut anomalies);
     let mut keys: Vec<&str> = reads.keys().copied().collect();
     keys.sort_unstable();
     // Transactions that took part: committed ones, and unfinished ones
@@ -88,6 +89,74 @@ pub fn list_append(txns: &[Txn]) -> Inferred {
     let nodes: Vec<usize> = (0..txns.len()).filter(|&i| node[i]).collect();
     graph.add_order(txns, &nodes);
     Inferred { graph, anomalies }
+}
+
+/// Most lost appends named per final read of a key.
+const MAX_LOST_NAMED: usize = 8;
+
+/// Committed appends missing from a final read of their key. Final reads
+/// follow healing and the recovery wait, after every op of the load has
+/// completed: what they return is what the system kept, so a committed
+/// append absent from one was lost (a power loss took an acknowledged
+/// commit, or a failover dropped it), whatever the isolation level.
+fn lost_writes(
+    txns: &[Txn],
+    appends: &HashMap<&str, Vec<(i64, usize)>>,
+    anomalies: &mut Vec<Anomaly>,
+) {
+    for t in txns
+        .iter()
+        .filter(|t| t.final_read && t.outcome == TxnOutcome::Ok)
+    {
+        for m in &t.mops {
+            let Mop::Read {
+                key,
+                value: Some(kept),
+            } = m
+            else {
+                continue;
+            };
+            let mut lost: Vec<(i64, &Txn)> = appends
+                .get(key.as_str())
+                .into_iter()
+                .flatten()
+                .map(|&(v, w)| (v, &txns[w]))
+                .filter(|(v, w)| {
+                    w.outcome == TxnOutcome::Ok
+                        && w.complete_time.is_some_and(|c| c <= t.invoke_time)
+                        && !kept.contains(v)
+                })
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            lost.sort_by_key(|(v, _)| *v);
+            let named: Vec<String> = lost
+                .iter()
+                .take(MAX_LOST_NAMED)
+                .map(|(v, w)| format!("T{}'s append of {v}", w.index))
+                .collect();
+            let more = lost.len().saturating_sub(MAX_LOST_NAMED);
+            let mut ids: Vec<u64> = lost.iter().map(|(_, w)| w.index).collect();
+            ids.dedup();
+            ids.push(t.index);
+            anomalies.push(Anomaly::plain(
+                "lost-write",
+                ids,
+                format!(
+                    "final read T{} of key {key} = {kept:?} lacks {} committed append(s): {}{}",
+                    t.index,
+                    lost.len(),
+                    named.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+    }
 }
 
 /// Every append, by (key, value); an element appended twice is flagged,

@@ -36,12 +36,19 @@ pub const MODELS: [ConsistencyModel; 9] = [
 /// Anomalies outside Elle's lattice that no history from a database can
 /// show, whatever its isolation: a read of a value nobody wrote, one
 /// append applied twice, and a transaction's own appends read back out of
-/// the order it made them. Elle has no names for these; every model
-/// forbids them.
-const FAULTLINE_ALWAYS: [&str; 3] = ["out-of-order-appends", "garbage-read", "duplicate-appends"];
+/// the order it made them; and a committed append missing from the final
+/// read after healing (`lost-write`: what the system kept lacks it). Elle
+/// has no names for these; every model forbids them.
+const FAULTLINE_ALWAYS: [&str; 4] = [
+    "out-of-order-appends",
+    "garbage-read",
+    "duplicate-appends",
+    "lost-write",
+];
 
 /// The most serious first: how anomalies are listed.
-const ORDER: [&str; 26] = [
+const ORDER: [&str; 27] = [
+    "lost-write",
     "out-of-order-appends",
     "garbage-read",
     "duplicate-elements",

@@ -620,3 +620,38 @@ fn a_history_past_the_memory_budget_is_unknown_with_the_reason() {
     );
     assert_eq!(r.verdict, Verdict::Valid);
 }
+
+#[test]
+fn a_committed_append_missing_from_a_final_read_is_lost_under_every_model() {
+    let rows = serial(&[
+        (0, "[[:append :x 1]]", "[[:append :x 1]]"),
+        (0, "[[:append :x 2]]", "[[:append :x 2]]"),
+        (1, "[[:append :x 3]]", "[[:append :x 3]]"),
+        (2, "[[:r :x nil]]", "[[:r :x [1 2]]]"),
+    ]);
+    let rows: Vec<(u64, &str, &str)> = rows.iter().map(|(p, t, v)| (*p, *t, v.as_str())).collect();
+    let mut txns = history::from_edn("h.edn", &edn(&rows)).unwrap();
+    let model = ConsistencyModel::parse("read-uncommitted").unwrap();
+    // Read by an ordinary transaction, a stale read is allowed here.
+    let r = txn::check_list_append(&txns, model, None);
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.summary());
+    // Read after healing, it is what the system kept: the append is lost.
+    txns.last_mut().unwrap().final_read = true;
+    let r = txn::check_list_append(&txns, model, None);
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary());
+    // Real time orders the final read after the append too; that cycle
+    // is allowed here, the loss is not.
+    assert_eq!(r.anomaly_types[0], "lost-write", "{}", r.summary());
+    let a = &r.anomalies[0];
+    assert_eq!(
+        a.txns,
+        vec![4, 6],
+        "the lost append's txn, then the final read"
+    );
+    assert!(
+        a.explanation
+            .contains("lacks 1 committed append(s): T4's append of 3"),
+        "{}",
+        a.explanation
+    );
+}

@@ -105,6 +105,7 @@ impl Sim {
                         invoke_time: sim.time,
                         complete_time: None,
                         mops: mops.clone(),
+                        final_read: false,
                     });
                     open[p] = Some((out.len() - 1, mops));
                     started += 1;

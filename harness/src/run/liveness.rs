@@ -57,11 +57,12 @@ impl Work {
 pub async fn run(
     cfg: &TestConfig,
     clients: Vec<Client>,
+    reads: Option<Vec<Invocation>>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<CheckerResult> {
     let workload = cfg.workload();
-    let reads: Vec<Invocation> = workload
-        .final_reads(cfg.key_count, cfg.node_count)
+    let reads: Vec<Invocation> = reads
+        .unwrap_or_else(|| workload.final_reads(cfg.key_count, cfg.node_count))
         .into_iter()
         .map(Invocation::finally)
         .collect();

@@ -29,6 +29,9 @@ pub struct Loaded {
     pub executor: Executor<Cluster>,
     /// Whether every scheduled fault applied.
     pub nemesis: anyhow::Result<()>,
+    /// The final reads of what the load touched, when its generator knows
+    /// (the transaction workloads retire keys as they go).
+    pub final_reads: Option<Vec<faultline_workloads::Invocation>>,
 }
 
 /// Runs clients and nemesis side by side until the time limit.
@@ -87,10 +90,12 @@ pub async fn run(
     ticker.abort();
     let (executor, nemesis) = nemesis.await.context("the nemesis task panicked")?;
     mark(rec, "load-end", cfg)?;
+    let final_reads = gen.lock().unwrap_or_else(|e| e.into_inner()).final_reads();
     Ok(Loaded {
         clients,
         executor,
         nemesis,
+        final_reads,
     })
 }
 

@@ -229,7 +229,7 @@ async fn exercise(
     let mut liveness = None;
     if healed.is_ok() && !cancel.is_cancelled() {
         tokio::time::sleep(Duration::from_secs_f64(recovery_s(cfg))).await;
-        liveness = Some(liveness::run(cfg, loaded.clients, cancel).await?);
+        liveness = Some(liveness::run(cfg, loaded.clients, loaded.final_reads, cancel).await?);
     }
     // Teardown: every node killed and reaped; its data goes with the cluster.
     let exits = executor.into_processes().stop_all().await;
