@@ -51,19 +51,21 @@ struct LinkCounters {
 
 use faultline_rundir::stats::LinkStats;
 
-/// The address a proxied connection arrives from, as its receiver sees it.
+/// Where a proxied connection arrives from, as its receiver sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PeerSource {
     /// The dialing node's own address, as a direct connection would: for
     /// servers that filter on it (access lists) or report it.
     #[default]
     Node,
-    /// The address on which the receiver reaches the dialer back: the
-    /// proxy of the reverse link. For servers that redial the address a
-    /// peer connected from, or pass it on to others (Galera): with the
-    /// dialer's own address they would reach it directly, around every
-    /// fault. A node that dials such a proxy address it learnt from
-    /// another still gets its own link (see `serve`).
+    /// Node i's proxy address (`proxy_addr(i, i)`), the one address by
+    /// which every node can reach i through its proxies: connections to it
+    /// are told apart by who dialed. For servers that bind their outgoing
+    /// connections to their own address and name a peer by the address it
+    /// came from, passing that name on to others who dial it (Galera).
+    /// With the dialer's own address such a name leads around every
+    /// fault; with per-link names a peer has several, and Galera evicts a
+    /// peer it knows by two names as a duplicate.
     Proxy,
 }
 
@@ -97,9 +99,9 @@ impl TcpLinks {
         journal: Option<(Arc<Recorder>, Clock)>,
     ) -> anyhow::Result<Arc<TcpLinks>> {
         let n = ids.len();
-        let source = |i: usize, j: usize| match peer_source {
+        let source = |i: usize, _j: usize| match peer_source {
             PeerSource::Node => node_addr(i).parse().ok(),
-            PeerSource::Proxy => proxy_addr(j, i).parse().ok(),
+            PeerSource::Proxy => proxy_addr(i, i).parse().ok(),
         };
         let links = Arc::new(TcpLinks {
             node_ips: (0..n).filter_map(|k| node_addr(k).parse().ok()).collect(),
@@ -115,25 +117,37 @@ impl TcpLinks {
             ids,
             seed,
         });
-        for i in 0..n {
-            for j in (0..n).filter(|&j| j != i) {
-                for &port in peer_ports {
-                    let at = format!("{}:{port}", proxy_addr(i, j));
-                    let listener = TcpListener::bind(&at).await.map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot listen on {at} for the proxy of link {} -> {}: {e}",
-                            links.ids[i],
-                            links.ids[j]
-                        )
-                    })?;
-                    let target = format!("{}:{port}", node_addr(j));
-                    let task = tokio::spawn(links.clone().serve(listener, i, j, target));
-                    links
-                        .tasks
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(task);
-                }
+        // Where each proxy listens, and the link it carries when the
+        // dialer's address does not say (a program that does not bind its
+        // outgoing connections dials from 127.0.0.1).
+        let mut listeners: Vec<(String, Option<usize>, usize)> = Vec::new();
+        for j in 0..n {
+            listeners.extend(
+                (0..n)
+                    .filter(|&i| i != j)
+                    .map(|i| (proxy_addr(i, j), Some(i), j)),
+            );
+            if peer_source == PeerSource::Proxy {
+                listeners.push((proxy_addr(j, j), None, j));
+            }
+        }
+        for (addr, dialer, j) in listeners {
+            for &port in peer_ports {
+                let at = format!("{addr}:{port}");
+                let listener = TcpListener::bind(&at).await.map_err(|e| {
+                    let whose = match dialer {
+                        Some(i) => format!("link {} -> {}", links.ids[i], links.ids[j]),
+                        None => format!("every link to {}", links.ids[j]),
+                    };
+                    anyhow::anyhow!("cannot listen on {at} for the proxy of {whose}: {e}")
+                })?;
+                let target = format!("{}:{port}", node_addr(j));
+                let task = tokio::spawn(links.clone().serve(listener, dialer, j, target));
+                links
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(task);
             }
         }
         Ok(links)
@@ -197,7 +211,7 @@ impl TcpLinks {
     async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        listener_i: usize,
+        listener_dialer: Option<usize>,
         j: usize,
         target: String,
     ) {
@@ -206,12 +220,17 @@ impl TcpLinks {
                 continue;
             };
             // A node that binds its outgoing connections to its own
-            // address and dials a proxy address it learnt from another
-            // node (Galera passes on the addresses its peers came from)
-            // is still node i dialing j: its own link carries it.
+            // address says which link it dials on, whichever proxy
+            // address it learnt (Galera passes on the addresses its peers
+            // came from).
             let i = match self.node_ips.iter().position(|ip| *ip == from.ip()) {
                 Some(k) if k != j => k,
-                _ => listener_i,
+                _ => match listener_dialer {
+                    Some(i) => i,
+                    // A node's own proxy, dialed by no node: no link to
+                    // carry it, so the dialer sees its connection close.
+                    None => continue,
+                },
             };
             let source = self.sources[i][j];
             let upstream =
@@ -403,11 +422,13 @@ mod tests {
         );
     }
 
-    /// Galera's case: n2 learns of n1 from a connection through the proxy
-    /// n2 -> n1 (its source, in `Proxy` mode) and tells n3, who dials that
-    /// address from its own. n3's link to n1 carries it, not n2's.
+    /// Galera's case: every node reaches n1 at n1's own proxy address and
+    /// binds its connections to its own address; n1 sees each peer at that
+    /// peer's proxy address, which is also where anyone reaches it. The
+    /// dialer's address picks the link; a dialer that says nothing (from
+    /// 127.0.0.1) has no link there and is hung up on.
     #[tokio::test]
-    async fn a_learnt_proxy_address_dialed_by_another_node_takes_its_own_link() {
+    async fn one_proxy_address_per_node_tells_links_apart_by_the_dialer() {
         let probe = std::net::TcpListener::bind("127.0.2.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
@@ -432,17 +453,16 @@ mod tests {
                 .unwrap()
                 .0
         };
-        // n2 dials n1 through its own proxy: n1 sees the proxy of n1 -> n2.
-        let from_n2 = dial(&format!("127.151.1.2:{port}"), "127.0.2.2").await;
+        let n1_proxy = format!("127.150.1.2:{port}");
+        let from_n2 = dial(&n1_proxy, "127.0.2.2").await;
         let at_n1 = accept().await;
-        assert_eq!(at_n1.peer_addr().unwrap().ip().to_string(), "127.150.2.2");
-        // n3, bound to its own address, dials the proxy n2 -> n1 it heard of.
-        let from_n3 = dial(&format!("127.151.1.2:{port}"), "127.0.2.3").await;
+        assert_eq!(at_n1.peer_addr().unwrap().ip().to_string(), "127.151.2.2");
+        let from_n3 = dial(&n1_proxy, "127.0.2.3").await;
         let at_n1_again = accept().await;
         assert_eq!(
             at_n1_again.peer_addr().unwrap().ip().to_string(),
-            "127.150.3.2",
-            "n1 sees where it reaches n3 back"
+            "127.152.3.2",
+            "n1 sees n3 at the address anyone reaches n3 at"
         );
         let connections = |from: &str| {
             links
@@ -460,6 +480,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!((connections("n2"), connections("n3")), (1, 1));
+        let mut anonymous = dial(&n1_proxy, "127.0.0.1").await;
+        let mut buf = [0u8; 16];
+        let ended = tokio::time::timeout(Duration::from_secs(2), anonymous.read(&mut buf)).await;
+        assert!(
+            matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+            "hung up on without a byte: {ended:?}"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), n1.accept())
+                .await
+                .is_err(),
+            "n1 never sees it"
+        );
         drop((from_n2, from_n3, at_n1, at_n1_again));
         links.stop();
     }

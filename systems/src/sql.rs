@@ -300,4 +300,127 @@ mod tests {
             .unwrap_err()
             .contains("without a txn array"));
     }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const SOON: Duration = Duration::from_secs(5);
+
+    /// A listener on a free loopback port, and its address.
+    async fn listener() -> (TcpListener, String) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = l.local_addr().unwrap().to_string();
+        (l, at)
+    }
+
+    /// Where a fake PostgreSQL server hangs up.
+    #[derive(Clone, Copy)]
+    enum HangUp {
+        /// At the first statement after BEGIN (a read's prepare).
+        AfterBegin,
+        /// When COMMIT arrives.
+        AtCommit,
+    }
+
+    /// Reads one frontend message (type byte, then a length that counts
+    /// itself); the startup message has no type byte.
+    async fn message(s: &mut TcpStream, typed: bool) -> Option<(u8, Vec<u8>)> {
+        let ty = if typed { s.read_u8().await.ok()? } else { 0 };
+        let len = s.read_i32().await.ok()? as usize;
+        let mut body = vec![0; len.checked_sub(4)?];
+        s.read_exact(&mut body).await.ok()?;
+        Some((ty, body))
+    }
+
+    /// Just enough of PostgreSQL's protocol to start a session and a
+    /// transaction, then hang up where `hang_up` says.
+    async fn fake_postgres(l: TcpListener, hang_up: HangUp) {
+        let (mut s, _) = l.accept().await.unwrap();
+        message(&mut s, false).await.unwrap(); // startup
+                                               // AuthenticationOk, ReadyForQuery (idle).
+        s.write_all(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I")
+            .await
+            .unwrap();
+        while let Some((ty, body)) = message(&mut s, true).await {
+            let query = String::from_utf8_lossy(&body).to_string();
+            match (ty, hang_up) {
+                (b'Q', _) if query.starts_with("BEGIN") => {
+                    // CommandComplete "BEGIN", ReadyForQuery (in a transaction).
+                    s.write_all(b"C\0\0\0\x0aBEGIN\0Z\0\0\0\x05T")
+                        .await
+                        .unwrap();
+                }
+                (b'Q', HangUp::AtCommit) if query.starts_with("COMMIT") => return,
+                (_, HangUp::AfterBegin) => return,
+                _ => {}
+            }
+        }
+    }
+
+    async fn call(client: &mut SqlClient, txn: Value) -> Answer {
+        tokio::time::timeout(SOON, client.call(&json!({"type": "txn", "txn": txn}), SOON))
+            .await
+            .expect("the client answers within its own timeout")
+    }
+
+    fn code(a: &Answer) -> Option<i64> {
+        match a {
+            Answer::Reply(r) => r["code"].as_i64(),
+            Answer::NotSent(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_before_commit_is_a_definite_failure() {
+        let (l, at) = listener().await;
+        let server = tokio::spawn(fake_postgres(l, HangUp::AfterBegin));
+        let mut c = SqlClient::new(Dialect::Postgres, at, "serializable".into());
+        let a = call(&mut c, json!([["r", 1, null]])).await;
+        assert_eq!(code(&a), Some(TEMPORARILY_UNAVAILABLE), "{a:?}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_during_commit_is_indefinite() {
+        let (l, at) = listener().await;
+        let server = tokio::spawn(fake_postgres(l, HangUp::AtCommit));
+        let mut c = SqlClient::new(Dialect::Postgres, at, "serializable".into());
+        let a = call(&mut c, json!([])).await;
+        assert_eq!(code(&a), Some(INDEFINITE), "{a:?}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_garbage_or_is_down_took_nothing() {
+        for dialect in [Dialect::Postgres, Dialect::Mysql] {
+            let (l, at) = listener().await;
+            let server = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let _ = s.write_all(b"HTTP/1.1 400 garbage\r\n\r\n\xff\xfe").await;
+                let mut sink = [0u8; 1024];
+                // Hold the connection until the client gives up on it.
+                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+            let mut c = SqlClient::new(dialect, at, "serializable".into());
+            // Refused at the handshake, or (PostgreSQL, which waits for
+            // the rest of what looks like a long message) timed out before
+            // BEGIN: either way the append did not happen.
+            let a = call(&mut c, json!([["append", 1, 2]])).await;
+            let definite = match &a {
+                Answer::NotSent(_) => true,
+                Answer::Reply(r) => r["code"] == TEMPORARILY_UNAVAILABLE,
+            };
+            assert!(definite, "{dialect:?}: {a:?}");
+            server.abort();
+            // Nothing listens there now.
+            let (l, at) = listener().await;
+            drop(l);
+            let mut c = SqlClient::new(dialect, at, "serializable".into());
+            let a = call(&mut c, json!([["r", 1, null]])).await;
+            assert!(
+                matches!(&a, Answer::NotSent(e) if e.contains("cannot connect")),
+                "{dialect:?}: {a:?}"
+            );
+        }
+    }
 }

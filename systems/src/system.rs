@@ -336,6 +336,7 @@ const PLACEHOLDERS: &[&str] = &[
     "scratch_dir",
     "ip",
     "host",
+    "proxy",
     "node_count",
     "nodes",
     "join",
@@ -431,6 +432,18 @@ impl System {
                     return Err((
                         Some(t.span().start),
                         format!("unknown placeholder {{{p}}} in {:?}", t.get_ref()),
+                    ));
+                }
+                let proxied = f
+                    .peer_source
+                    .as_ref()
+                    .is_some_and(|s| s.get_ref() == "proxy");
+                if p == "proxy" && !proxied {
+                    return Err((
+                        Some(t.span().start),
+                        "{proxy} is the one address peers reach a node at with \
+                         peer_source = \"proxy\", which this file does not set"
+                            .into(),
                     ));
                 }
             }
@@ -709,7 +722,9 @@ impl System {
         format!("127.0.{slot}.{k}")
     }
 
-    /// The address of the proxy carrying link i -> j (1-based).
+    /// The address of the proxy carrying link i -> j (1-based); with i = j,
+    /// the one address every peer reaches node j at when the system sets
+    /// `peer_source = "proxy"`.
     pub fn proxy_ip(slot: u8, i: usize, j: usize) -> String {
         format!("127.{}.{j}.{slot}", 100 + i)
     }
@@ -745,6 +760,7 @@ impl System {
             );
             v.insert("ip".into(), System::node_ip(slot, k));
             v.insert("host".into(), format!("fl-{id}"));
+            v.insert("proxy".into(), System::proxy_ip(slot, k, k));
             v.insert("node_count".into(), n.to_string());
             v.insert("system_dir".into(), self.dir.display().to_string());
             v.insert("node_id".into(), id);
@@ -1021,7 +1037,9 @@ mod tests {
             .unwrap();
         let args = plan[1].args.join(" ");
         assert!(
-            args.contains("--wsrep-cluster-address=gcomm://fl-n1:4567,fl-n2:4567,fl-n3:4567"),
+            args.contains(
+                "--wsrep-cluster-address=gcomm://127.101.1.1:4567,127.102.2.1:4567,127.103.3.1:4567"
+            ),
             "{args}"
         );
         assert!(
@@ -1078,6 +1096,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.message.contains("neither \"node\" nor \"proxy\""), "{e}");
+        let e = System::parse("f.toml", &base.replace("{ip}:", "{proxy}:")).unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.message.contains("peer_source = \"proxy\""), "{e}");
     }
 
     #[test]

@@ -170,6 +170,10 @@ mod tests {
             }
         }
         assert!(used.len() > 50, "keys rotated: {}", used.len());
-        assert!(used.is_subset(&read), "unread: {:?}", used.difference(&read));
+        assert!(
+            used.is_subset(&read),
+            "unread: {:?}",
+            used.difference(&read)
+        );
     }
 }
