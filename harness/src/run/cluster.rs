@@ -246,6 +246,9 @@ pub struct Cluster {
     recorder: Arc<Recorder>,
     clock: Clock,
     init_timeout: Duration,
+    /// How long a restart waits for a server to listen before the schedule
+    /// goes on (see `restart`).
+    restart_wait: Duration,
     throttle: Arc<Mutex<Throttle>>,
     /// Exits of replaced incarnations that the harness did not cause.
     crashes: Vec<ExitInfo>,
@@ -266,6 +269,7 @@ impl Cluster {
         recorder: Arc<Recorder>,
         clock: Clock,
         init_timeout: Duration,
+        restart_wait: Duration,
     ) -> anyhow::Result<Cluster> {
         let inboxes = (0..layout.specs.len())
             .map(|i| net.take_controller_inbox(i))
@@ -290,6 +294,7 @@ impl Cluster {
             recorder,
             clock,
             init_timeout,
+            restart_wait,
         };
         if let Err(e) = cluster.start_all().await {
             cluster.stop_all().await;
@@ -582,6 +587,11 @@ impl Processes for Cluster {
         // Servers all at once, each waited for only until it listens: a
         // member may only be healthy (etcd's /health wants a leader) once
         // enough of the others are back and the other faults have healed.
+        // Some listen only then (a Galera node opens its SQL port once it
+        // has joined a primary component), so the wait is bounded by one
+        // nemesis interval too: the schedule goes on, and its next step
+        // may heal what keeps the node from coming up.
+        let wait = server.ready_timeout.min(self.restart_wait);
         // A server a fault left running (it aimed at a sidecar) stays.
         let respawned: Vec<usize> = nodes
             .iter()
@@ -598,12 +608,7 @@ impl Processes for Cluster {
             .filter(|(i, _)| respawned.contains(i))
             .map(|(i, n)| {
                 let listening = server.ready[i].listening();
-                async move {
-                    (
-                        i,
-                        server::wait_ready(n, &listening, server.ready_timeout).await,
-                    )
-                }
+                async move { (i, server::wait_ready(n, &listening, wait).await) }
             });
         for (i, r) in futures::future::join_all(waits).await {
             // Not ready in time is the system's business, which the

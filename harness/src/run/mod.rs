@@ -147,12 +147,14 @@ pub async fn run(
         .and_then(|m| Some((m.leader.clone()?, m.ips.clone())));
     let rec = Recording::create(cfg, dir, layout.server.as_ref()).await?;
     let init_timeout = Duration::from_millis(cfg.init_timeout_ms);
+    let restart_wait = Duration::from_secs_f64(cfg.nemesis_interval_s.max(1.0));
     let started = Cluster::start(
         layout,
         rec.net.clone(),
         rec.recorder.clone(),
         rec.clock,
         init_timeout,
+        restart_wait,
     )
     .await;
     let cluster = match started {
