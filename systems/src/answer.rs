@@ -22,3 +22,14 @@ pub enum Answer {
 pub fn error(code: i64, text: impl Into<String>) -> Answer {
     Answer::Reply(json!({"type": "error", "code": code, "text": text.into()}))
 }
+
+/// What a SQL server said when a statement failed (the SQL client's
+/// dialects fill it in; the driver maps it to an answer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlError {
+    /// The server aborted the transaction for a conflict: it did not
+    /// happen, and a retry may succeed.
+    pub conflict: bool,
+    /// The server's code and message, for the history.
+    pub said: String,
+}

@@ -7,7 +7,7 @@
 //! changed since this transaction's snapshot) and anything else with
 //! SQLSTATE 40001.
 
-use crate::sql::SqlError;
+use crate::answer::SqlError;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 

@@ -3,7 +3,7 @@
 //! statements, and which errors are conflicts (SQLSTATE 40001
 //! serialization failure, 40P01 deadlock).
 
-use crate::sql::SqlError;
+use crate::answer::SqlError;
 use tokio_postgres::Client;
 
 pub async fn connect(host: &str, port: u16) -> Result<Client, String> {

@@ -17,7 +17,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::answer::{error, Answer, INDEFINITE, TEMPORARILY_UNAVAILABLE};
+use crate::answer::{error, Answer, SqlError, INDEFINITE, TEMPORARILY_UNAVAILABLE};
 use crate::{mysql, postgres};
 
 /// Maelstrom's txn-conflict: a definite abort.
@@ -30,16 +30,6 @@ const MALFORMED_REQUEST: i64 = 12;
 pub enum Dialect {
     Postgres,
     Mysql,
-}
-
-/// What a server said when a statement failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SqlError {
-    /// The server aborted the transaction for a conflict: it did not
-    /// happen, and a retry may succeed.
-    pub conflict: bool,
-    /// The server's code and message, for the history.
-    pub said: String,
 }
 
 /// One open session.

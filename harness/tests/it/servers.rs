@@ -755,3 +755,51 @@ fn postgres_gives_each_isolation_level_its_documented_verdict() {
     let init = std::fs::read_to_string(dir.join("nodes/n1.init.log")).unwrap();
     assert!(init.contains("initialised n1"), "{init}");
 }
+
+/// A three-node MariaDB Galera cluster formed through faultline's network
+/// (state transfer to the joiners included), under kills: valid under
+/// read committed (its repeatable read is weaker than snapshot isolation),
+/// with group traffic on every directed link.
+#[test]
+fn galera_forms_through_the_proxies_and_keeps_read_committed_under_kills() {
+    let found = std::path::Path::new("/usr/sbin/mariadbd").is_file()
+        && std::path::Path::new("/usr/lib/galera/libgalera_smm.so").is_file();
+    if !available_or_skip(
+        "galera",
+        found,
+        "mariadb-server and galera-4 (apt-get install mariadb-server galera-4 rsync)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline_test(tmp.path())
+            .env("TMPDIR", tmp.path())
+            .args(["--system", "galera", "--seed", "1", "--time-limit", "12"])
+            .args(["--nemesis", "kill", "--consistency-model", "read-committed"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let results = read_json(&dir.join("results.json"));
+    assert!(results["ops"]["ok"].as_u64().unwrap() > 50, "{results}");
+    let links = results["links"].as_array().unwrap();
+    assert_eq!(links.len(), 6, "{results}");
+    for l in links {
+        assert!(l["bytes"].as_u64().unwrap() > 0, "a silent link: {l}");
+    }
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"f\":\"kill\""), "a node was killed");
+    let init = std::fs::read_to_string(dir.join("nodes/n1.init.log")).unwrap();
+    assert!(init.contains("initialised n1"), "{init}");
+    assert!(
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .all(|e| !e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("faultline-data")),
+        "the nodes' data directories are gone"
+    );
+}
