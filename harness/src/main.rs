@@ -60,12 +60,31 @@ enum Cmd {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct SuiteArgs {
+    #[command(subcommand)]
+    merge: Option<SuiteCmd>,
     /// The suite file.
-    file: PathBuf,
+    #[arg(required = true)]
+    file: Option<PathBuf>,
     /// Runs at a time.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Run only shard K of N (`K/N`, 1-based), balanced by expected run
+    /// time; `auto` reads FAULTLINE_SHARD=K/N or the CI system's variables
+    /// (GitLab CI_NODE_INDEX/CI_NODE_TOTAL, Buildkite
+    /// BUILDKITE_PARALLEL_JOB/_COUNT, CircleCI CIRCLE_NODE_INDEX/_TOTAL,
+    /// a Kubernetes Indexed Job's JOB_COMPLETION_INDEX with
+    /// FAULTLINE_SHARD_COUNT).
+    #[arg(long)]
+    shard: Option<String>,
+    #[command(flatten)]
+    out: SuiteOutput,
+}
+
+/// Where a suite's summaries go.
+#[derive(Args)]
+struct SuiteOutput {
     /// Write JUnit XML here (one testcase per run).
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -76,27 +95,74 @@ struct SuiteArgs {
     results_dir: PathBuf,
 }
 
+#[derive(Subcommand)]
+enum SuiteCmd {
+    /// Merge the JSON summaries of every shard of one suite into one
+    /// summary, JUnit file and table; exits 1 when an expectation failed.
+    Merge {
+        #[arg(required = true)]
+        summaries: Vec<PathBuf>,
+        #[command(flatten)]
+        out: SuiteOutput,
+    },
+}
+
 fn suite(a: SuiteArgs) -> ExitCode {
-    if !(1..=64).contains(&a.jobs) {
-        return usage(format!("--jobs must be between 1 and 64, got {}", a.jobs));
-    }
-    let suite = match faultline::suite::load(&a.file) {
-        Ok(s) => s,
-        Err(e) => return usage(format!("{e:#}")),
+    let outcome = match (a.merge, a.file) {
+        (Some(SuiteCmd::Merge { summaries, out }), _) => {
+            let opts = suite_options(1, None, out);
+            match faultline::suite::merge(&summaries, &opts) {
+                Ok(Err(e)) => return usage(format!("suite merge: {e}")),
+                Ok(Ok(passed)) => Ok(passed),
+                Err(e) => Err(e),
+            }
+        }
+        (None, Some(file)) => {
+            if !(1..=64).contains(&a.jobs) {
+                return usage(format!("--jobs must be between 1 and 64, got {}", a.jobs));
+            }
+            let shard = match a.shard.as_deref() {
+                None => None,
+                Some("auto") => {
+                    match faultline::suite::shard::Shard::from_env(|k| std::env::var(k).ok()) {
+                        Ok(s) => Some(s),
+                        Err(e) => return usage(e),
+                    }
+                }
+                Some(s) => match faultline::suite::shard::Shard::parse(s) {
+                    Ok(s) => Some(s),
+                    Err(e) => return usage(e),
+                },
+            };
+            let suite = match faultline::suite::load(&file) {
+                Ok(s) => s,
+                Err(e) => return usage(format!("{e:#}")),
+            };
+            faultline::suite::run(&suite, &suite_options(a.jobs, shard, a.out))
+        }
+        (None, None) => return usage("suite: a suite file, or `merge SUMMARY.json...`".into()),
     };
-    let opts = faultline::suite::Options {
-        jobs: a.jobs,
-        junit: a.junit,
-        json: a.json,
-        results_dir: a.results_dir,
-    };
-    match faultline::suite::run(&suite, &opts) {
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("faultline: error: {e:#}");
             ExitCode::from(EXIT_HARNESS)
         }
+    }
+}
+
+fn suite_options(
+    jobs: usize,
+    shard: Option<faultline::suite::shard::Shard>,
+    out: SuiteOutput,
+) -> faultline::suite::Options {
+    faultline::suite::Options {
+        jobs,
+        junit: out.junit,
+        json: out.json,
+        results_dir: out.results_dir,
+        shard,
     }
 }
 

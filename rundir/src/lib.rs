@@ -288,7 +288,7 @@ impl OpCounts {
 
 /// The figures people compare runs by (Gossip Glomers' targets are in
 /// these terms), and that a suite entry may bound.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// Node-to-node messages per client op.
     pub msgs_per_op: f64,

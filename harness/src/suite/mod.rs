@@ -7,11 +7,12 @@
 //! one run cannot take the suite down), and its result is read back from
 //! that directory's results.json.
 
+pub mod shard;
 mod summary;
 
 use anyhow::{bail, Context};
 use faultline_checker::Verdict;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -269,7 +270,7 @@ pub fn load(path: &Path) -> anyhow::Result<Suite> {
 }
 
 /// The outcome of one (entry, seed) run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub entry: String,
     pub seed: u64,
@@ -452,19 +453,56 @@ pub struct Options {
     pub junit: Option<PathBuf>,
     pub json: Option<PathBuf>,
     pub results_dir: PathBuf,
+    /// Run only this shard's part of the suite.
+    pub shard: Option<shard::Shard>,
 }
 
-/// Runs every (entry, seed) on `jobs` worker threads, in entry order.
-fn run_all(suite: &Suite, opts: &Options) -> anyhow::Result<Vec<RunResult>> {
-    let exe = std::env::current_exe().context("locating the faultline binary")?;
-    let queue: VecDeque<(Entry, u64)> = suite
+/// Every (entry, seed) of the suite, in order: what an unsharded run does.
+fn planned(suite: &Suite) -> Vec<(&Entry, u64)> {
+    suite
         .entries
         .iter()
-        .flat_map(|e| e.seeds.iter().map(move |&s| (e.clone(), s)))
-        .collect();
+        .flat_map(|e| e.seeds.iter().map(move |&s| (e, s)))
+        .collect()
+}
+
+/// A run's expected seconds, for balancing shards: its load, the recovery
+/// wait and final reads, and a few seconds to start and check.
+fn expected_s(e: &Entry, seed: u64) -> f64 {
+    const START_AND_CHECK_S: f64 = 5.0;
+    e.config(seed).map_or(RUN_OVERHEAD_S, |c| {
+        c.time_limit_s + c.recovery_s + START_AND_CHECK_S
+    })
+}
+
+/// The runs this invocation does: all, or its shard's.
+fn runs_of(suite: &Suite, shard: Option<shard::Shard>) -> Vec<(Entry, u64)> {
+    let all = planned(suite);
+    let costs: Vec<f64> = all.iter().map(|(e, s)| expected_s(e, *s)).collect();
+    let mine = shard.map(|s| (s.index - 1, shard::assign(&costs, s.count)));
+    all.into_iter()
+        .enumerate()
+        .filter(|(i, _)| mine.as_ref().is_none_or(|(k, of)| of[*i] == *k))
+        .map(|(_, (e, s))| (e.clone(), s))
+        .collect()
+}
+
+/// Runs every (entry, seed) of the run's part on `jobs` worker threads,
+/// in entry order.
+fn run_all(suite: &Suite, opts: &Options) -> anyhow::Result<Vec<RunResult>> {
+    let exe = std::env::current_exe().context("locating the faultline binary")?;
+    let queue: VecDeque<(Entry, u64)> = runs_of(suite, opts.shard).into();
     let total = queue.len();
+    let part = opts.shard.map_or(String::new(), |s| {
+        format!(
+            " (shard {}/{} of {} runs)",
+            s.index,
+            s.count,
+            planned(suite).len()
+        )
+    });
     println!(
-        "suite {}: {} runs of {} entries, {} at a time",
+        "suite {}: {} runs of {} entries{part}, {} at a time",
         suite.name,
         total,
         suite.entries.len(),
@@ -502,20 +540,65 @@ fn run_all(suite: &Suite, opts: &Options) -> anyhow::Result<Vec<RunResult>> {
     Ok(results)
 }
 
-/// Runs the suite; Ok(true) when every expectation held.
+/// Runs the suite (or its shard); Ok(true) when every expectation held.
 pub fn run(suite: &Suite, opts: &Options) -> anyhow::Result<bool> {
     let results = run_all(suite, opts)?;
-    summary::print(&results);
+    let mut extra = serde_json::Map::new();
+    if let Some(s) = opts.shard {
+        let plan: Vec<(String, u64)> = planned(suite)
+            .into_iter()
+            .map(|(e, seed)| (e.name.clone(), seed))
+            .collect();
+        extra.insert(
+            "shard".into(),
+            serde_json::json!({"index": s.index, "count": s.count}),
+        );
+        extra.insert("planned".into(), serde_json::json!(plan));
+    }
+    report(&suite.name, &results, opts, extra)
+}
+
+/// Merges shards' JSON summaries (`faultline suite merge`) and reports
+/// them as one run of the whole suite; Ok(true) when every expectation
+/// held.
+pub fn merge(files: &[PathBuf], opts: &Options) -> anyhow::Result<Result<bool, String>> {
+    let mut docs = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        match serde_json::from_str(&text) {
+            Ok(v) => docs.push((f.display().to_string(), v)),
+            Err(e) => return Ok(Err(format!("{}: not JSON: {e}", f.display()))),
+        }
+    }
+    let (name, results) = match shard::merge(&docs) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert("merged_from".into(), serde_json::json!(docs.len()));
+    report(&name, &results, opts, extra).map(Ok)
+}
+
+/// Prints the table and writes the JUnit and JSON summaries.
+fn report(
+    name: &str,
+    results: &[RunResult],
+    opts: &Options,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<bool> {
+    summary::print(results);
     let passed = results.iter().all(|r| r.passed);
     if let Some(p) = &opts.junit {
-        std::fs::write(p, junit(&suite.name, &results))
+        std::fs::write(p, junit(name, results))
             .with_context(|| format!("writing {}", p.display()))?;
     }
-    let doc = serde_json::json!({"suite": suite.name, "passed": passed, "runs": results, "detection": detection(&results)});
+    let mut doc = serde_json::json!({"suite": name, "passed": passed, "runs": results, "detection": detection(results)});
+    doc.as_object_mut().expect("an object").extend(extra);
     let json_path = opts
         .json
         .clone()
-        .unwrap_or_else(|| opts.results_dir.join(format!("suite-{}.json", suite.name)));
+        .unwrap_or_else(|| opts.results_dir.join(format!("suite-{name}.json")));
     std::fs::create_dir_all(&opts.results_dir)
         .with_context(|| format!("creating {}", opts.results_dir.display()))?;
     std::fs::write(&json_path, serde_json::to_vec_pretty(&doc)?)

@@ -289,3 +289,114 @@ max_latency_ms = 0.000001
         "{slow}"
     );
 }
+
+/// A suite split three ways and merged gives the unsharded run's runs,
+/// verdicts and detection table; merge refuses a missing, duplicated or
+/// foreign shard.
+#[test]
+fn a_suite_sharded_three_ways_and_merged_is_the_whole_suite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("split.toml");
+    std::fs::write(
+        &suite,
+        "name = \"split\"\n[defaults]\ntime_limit = 2\nrate = 200\nnemesis_interval = 0.5\nseeds = [1, 2]\n\
+         [[run]]\nname = \"correct\"\nexpect = \"valid\"\n\
+         [[run]]\nname = \"correct-kill\"\nnemesis = \"kill\"\ntime_limit = 3\nexpect = \"valid\"\n\
+         [[run]]\nname = \"bug-volatile-vote\"\nnemesis = \"kill:all\"\nargs = [\"--bug\", \"volatile-vote\"]\ntime_limit = 4\nexpect = \"invalid\"\n",
+    )
+    .unwrap();
+    let suite_run = |dir: &str, extra: &[&str]| {
+        let out = tmp.path().join(dir);
+        let f = run(
+            faultline()
+                .arg("suite")
+                .arg(&suite)
+                .args(extra)
+                .arg("--results-dir")
+                .arg(&out),
+            Duration::from_secs(600),
+        );
+        assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+        out.join("suite-split.json")
+    };
+    let whole = read_json(&suite_run("whole", &[]));
+    let shards: Vec<PathBuf> = (1..=3)
+        .map(|k| suite_run(&format!("shard{k}"), &["--shard", &format!("{k}/3")]))
+        .collect();
+    let sizes: Vec<usize> = shards
+        .iter()
+        .map(|p| read_json(p)["runs"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 6, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n >= 1), "balanced: {sizes:?}");
+    let merged_json = tmp.path().join("merged.json");
+    let junit = tmp.path().join("merged.xml");
+    let f = run(
+        faultline()
+            .args(["suite", "merge"])
+            .args(&shards)
+            .arg("--json")
+            .arg(&merged_json)
+            .arg("--junit")
+            .arg(&junit)
+            .arg("--results-dir")
+            .arg(tmp.path()),
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("6 passed, 0 failed"), "{}", f.stdout);
+    let merged = read_json(&merged_json);
+    let verdicts = |d: &serde_json::Value| -> Vec<(String, u64, String, bool)> {
+        d["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["entry"].as_str().unwrap().to_string(),
+                    r["seed"].as_u64().unwrap(),
+                    r["got"].as_str().unwrap().to_string(),
+                    r["passed"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(verdicts(&merged), verdicts(&whole));
+    let caught = |d: &serde_json::Value| {
+        d["detection"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["entry"].clone(), e["caught"].clone(), e["seeds"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(caught(&merged), caught(&whole));
+    assert!(!caught(&merged).is_empty(), "the bug entry is in the table");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase").count(), 6, "{xml}");
+    // Refusals: a missing shard, one given twice, another suite's.
+    let refused = |files: &[&PathBuf], says: &str| {
+        let f = run(
+            faultline()
+                .args(["suite", "merge"])
+                .args(files)
+                .arg("--results-dir")
+                .arg(tmp.path().join("refused")),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.status.code(), Some(254), "{}{}", f.stdout, f.stderr);
+        assert!(f.stderr.contains(says), "{says}: {}", f.stderr);
+    };
+    refused(&[&shards[0], &shards[1]], "missing shard(s) 3/3");
+    refused(&[&shards[0], &shards[0], &shards[1]], "given twice");
+    let other = tmp.path().join("other.json");
+    let mut doc = read_json(&shards[2]);
+    doc["suite"] = "another".into();
+    std::fs::write(&other, doc.to_string()).unwrap();
+    refused(&[&shards[0], &shards[1], &other], "does not belong");
+    refused(&[&whole_path(&tmp)], "not run as a shard");
+}
+
+fn whole_path(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("whole").join("suite-split.json")
+}
