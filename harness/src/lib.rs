@@ -20,6 +20,7 @@
 pub mod check;
 pub mod client;
 pub mod detect;
+pub mod doctor;
 pub mod nemesis;
 pub mod options;
 pub mod progress;

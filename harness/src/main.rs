@@ -37,6 +37,10 @@ enum Cmd {
     Suite(SuiteArgs),
     /// (Re)generate RUN_DIR/report.html.
     Report { run_dir: PathBuf },
+    /// Check what this host offers (libfaketime, FUSE, unshare, loopback
+    /// addresses, each bundled system, a browser) and say what each missing
+    /// thing leaves out and how to get it.
+    Doctor,
     /// From a failing run, find a smaller configuration that fails the
     /// same way (fewer faults, shorter, fewer clients, keys and nodes).
     Shrink(ShrinkArgs),
@@ -408,6 +412,13 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_HARNESS)
                 }
             }
+        }
+        Cmd::Doctor => {
+            print!(
+                "{}",
+                faultline::doctor::render(&faultline::doctor::checks())
+            );
+            ExitCode::SUCCESS
         }
         Cmd::Report { run_dir } => match faultline_report::write(&RunDir::open(&run_dir)) {
             Ok(()) => {

@@ -71,6 +71,11 @@ struct File {
     /// How to install the binary, said when it is missing.
     #[serde(default)]
     install: Option<String>,
+    /// Further programs (looked up on PATH) or files (paths) the system
+    /// needs, checked with the binary: a server started through a shell
+    /// wrapper, its plugins.
+    #[serde(default)]
+    requires: Vec<Spanned<String>>,
     #[serde(default)]
     args: Vec<Spanned<String>>,
     #[serde(default)]
@@ -665,7 +670,28 @@ impl System {
                 return Err(self.missing(name, b.span().start));
             }
         }
+        for r in &self.file.requires {
+            let name = r.get_ref();
+            let found = if name.contains('/') {
+                Path::new(name).exists()
+            } else {
+                faultline_process::clock::which(name).is_some()
+            };
+            if !found {
+                return Err(self.missing(name, r.span().start));
+            }
+        }
         Ok(())
+    }
+
+    /// How to install what the system needs, as its file says.
+    pub fn install_hint(&self) -> Option<&str> {
+        self.file.install.as_deref()
+    }
+
+    /// The names of the bundled systems.
+    pub fn bundled() -> Vec<&'static str> {
+        BUNDLED.iter().map(|(n, _)| *n).collect()
     }
 
     fn missing(&self, program: &str, at: usize) -> SystemError {
@@ -676,7 +702,11 @@ impl System {
         SystemError {
             source_name: self.source.clone(),
             line: Some(line_of(&self.text, at)),
-            message: format!("binary {program:?} not found on PATH{hint}"),
+            message: if program.contains('/') {
+                format!("{program:?} does not exist{hint}")
+            } else {
+                format!("binary {program:?} not found on PATH{hint}")
+            },
         }
     }
 
@@ -1064,6 +1094,23 @@ mod tests {
             "{e}"
         );
         assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn what_a_system_requires_is_checked_with_its_binary() {
+        let base = "name = \"x\"\nbinary = \"true\"\ninstall = \"apt-get install x\"\nrequires = [\"sh\", \"/nonexistent/plugin.so\"]\n[ports]\np = 1\n[ready]\ntcp = \"{ip}:{port.p}\"\n[client]\ncommand = [\"a\"]\n";
+        let sys = System::parse("f.toml", base).unwrap();
+        let e = sys.check_binary().unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(
+            e.message.contains(
+                "\"/nonexistent/plugin.so\" does not exist; install it: apt-get install x"
+            ),
+            "{e}"
+        );
+        let ok =
+            System::parse("f.toml", &base.replace(", \"/nonexistent/plugin.so\"", "")).unwrap();
+        assert!(ok.check_binary().is_ok());
     }
 
     #[test]

@@ -83,3 +83,40 @@ fn a_panic_in_the_harness_leaves_no_node_alive() {
     reap(&left);
     assert!(left.is_empty(), "nodes {left:?} survived a panic");
 }
+
+/// `faultline doctor` says what this host offers; pointed at a missing
+/// libfaketime and an empty PATH, it names what each missing thing leaves
+/// out and how to get it (nothing is uninstalled to test it).
+#[test]
+fn doctor_names_what_a_missing_prerequisite_leaves_out() {
+    let f = run(faultline().arg("doctor"), Duration::from_secs(60));
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    for line in [
+        "libfaketime",
+        "FUSE mount",
+        "unshare",
+        "loopback addresses",
+        "--system etcd",
+        "--system galera",
+    ] {
+        assert!(f.stdout.contains(line), "{line}: {}", f.stdout);
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let f = run(
+        faultline().arg("doctor").env("PATH", empty.path()).env(
+            "FAULTLINE_LIBFAKETIME",
+            empty.path().join("libfaketimeMT.so.1"),
+        ),
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let out = &f.stdout;
+    assert!(out.contains("MISSING  libfaketime"), "{out}");
+    assert!(out.contains("leaves out: the clock nemesis"), "{out}");
+    assert!(out.contains("get it: apt-get install faketime"), "{out}");
+    assert!(out.contains("MISSING  unshare"), "{out}");
+    assert!(out.contains("get it: apt-get install util-linux"), "{out}");
+    assert!(out.contains("MISSING  --system nats"), "{out}");
+    assert!(out.contains("get it: apt-get install nats-server"), "{out}");
+    assert!(out.contains("ok       loopback addresses"), "{out}");
+}
