@@ -218,11 +218,44 @@ impl Entry {
     }
 }
 
+/// The suites carried in the binary, by name, so an installed faultline
+/// runs them from any directory (those that need only the bundled node
+/// and systems; `maelstrom.toml` runs fixture programs of the checkout).
+const BUNDLED: &[(&str, &str)] = &[
+    ("smoke", include_str!("../../../suites/smoke.toml")),
+    ("bugs", include_str!("../../../suites/bugs.toml")),
+    (
+        "nemesis-all",
+        include_str!("../../../suites/nemesis-all.toml"),
+    ),
+    ("systems", include_str!("../../../suites/systems.toml")),
+];
+
+/// A suite file, or a bundled suite by name (`smoke`, `bugs`,
+/// `nemesis-all`, `systems`) when no such file exists.
 pub fn load(path: &Path) -> anyhow::Result<Suite> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: Table = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid suite", path.display()))?;
+    let bundled = BUNDLED
+        .iter()
+        .find(|(n, _)| !path.exists() && path.as_os_str() == *n);
+    if let Some((name, text)) = bundled {
+        return parse(Path::new(&format!("bundled:{name}")), text, Path::new("."));
+    }
+    let text = std::fs::read_to_string(path).with_context(|| {
+        let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+        format!(
+            "reading {} (not a file, nor a bundled suite: {})",
+            path.display(),
+            names.join(", ")
+        )
+    })?;
+    parse(path, &text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// A suite's text, `path` naming it in messages, relative paths in it
+/// resolved against `base`.
+fn parse(path: &Path, text: &str, base: &Path) -> anyhow::Result<Suite> {
+    let mut doc: Table =
+        toml::from_str(text).with_context(|| format!("{} is not a valid suite", path.display()))?;
     let at = path.display();
     let name = match take_str(&mut doc, "name")
         .transpose()
@@ -248,7 +281,6 @@ pub fn load(path: &Path) -> anyhow::Result<Suite> {
     if let Some(k) = defaults.keys().find(|k| *k == "name") {
         bail!("{at}: [defaults] cannot set {k:?}: each run names itself");
     }
-    let base = path.parent().unwrap_or(Path::new("."));
     let mut entries: Vec<Entry> = Vec::new();
     for (i, run) in runs.into_iter().enumerate() {
         let Value::Table(t) = run else {

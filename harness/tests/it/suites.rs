@@ -400,3 +400,49 @@ fn a_suite_sharded_three_ways_and_merged_is_the_whole_suite() {
 fn whole_path(tmp: &tempfile::TempDir) -> PathBuf {
     tmp.path().join("whole").join("suite-split.json")
 }
+
+/// The binary alone, copied out of the build (where `cargo install`
+/// puts it) and run from an empty directory: the target node, systems and
+/// suites it needs are in it, not in a checkout.
+#[test]
+fn the_binary_alone_runs_a_test_and_a_bundled_suite_from_an_empty_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin").join("faultline");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_faultline"), &bin).unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let installed = || {
+        let mut c = std::process::Command::new(&bin);
+        c.current_dir(&empty);
+        c
+    };
+    let f = run(
+        installed().args(["test", "--time-limit", "2"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(
+        empty.join("results").is_dir(),
+        "results in the working directory"
+    );
+    // One run of the bundled smoke suite (a twelfth of it).
+    let f = run(
+        installed().args(["suite", "smoke", "--shard", "1/12"]),
+        Duration::from_secs(300),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("1 passed, 0 failed"), "{}", f.stdout);
+    assert!(empty.join("results/suite-smoke.json").is_file());
+    let f = run(
+        installed().args(["suite", "no-such-suite"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.status.code(), Some(254), "{}{}", f.stdout, f.stderr);
+    assert!(
+        f.stderr
+            .contains("nor a bundled suite: smoke, bugs, nemesis-all, systems"),
+        "{}",
+        f.stderr
+    );
+}
