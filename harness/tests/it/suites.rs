@@ -446,3 +446,57 @@ fn the_binary_alone_runs_a_test_and_a_bundled_suite_from_an_empty_directory() {
         f.stderr
     );
 }
+
+/// The CI examples in docs/ci pass real validators (check-jsonschema's
+/// vendored GitHub workflow schema, kubernetes-validate's Kubernetes
+/// schemas), which also refuse a broken copy of each.
+#[test]
+fn the_ci_examples_pass_their_validators() {
+    let dir = std::env::var_os("FAULTLINE_VALIDATORS").map(PathBuf::from);
+    let found = dir.as_ref().is_some_and(|d| {
+        d.join("check-jsonschema").is_file() && d.join("kubernetes-validate").is_file()
+    });
+    if !available_or_skip(
+        "ci examples",
+        found,
+        "check-jsonschema and kubernetes-validate in FAULTLINE_VALIDATORS (.ci/run installs them)",
+    ) {
+        return;
+    }
+    let dir = dir.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let workflow = repo().join("docs/ci/github-actions.yml");
+    let job = repo().join("docs/ci/kubernetes-job.yaml");
+    let check = |file: &std::path::Path| {
+        let mut c = std::process::Command::new(dir.join("check-jsonschema"));
+        c.args(["--builtin-schema", "vendor.github-workflows"])
+            .arg(file);
+        run(&mut c, Duration::from_secs(120))
+    };
+    let validate = |file: &std::path::Path| {
+        let mut c = std::process::Command::new(dir.join("kubernetes-validate"));
+        c.arg(file);
+        run(&mut c, Duration::from_secs(120))
+    };
+    let f = check(&workflow);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let f = validate(&job);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    // Broken copies: a job without runs-on, a Job whose completions is text.
+    let bad_workflow = tmp.path().join("bad.yml");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    std::fs::write(
+        &bad_workflow,
+        text.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"),
+    )
+    .unwrap();
+    assert_ne!(check(&bad_workflow).status.code(), Some(0));
+    let bad_job = tmp.path().join("bad.yaml");
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &bad_job,
+        text.replace("completions: 4", "completions: four"),
+    )
+    .unwrap();
+    assert_ne!(validate(&bad_job).status.code(), Some(0));
+}
