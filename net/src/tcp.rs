@@ -71,10 +71,12 @@ pub enum PeerSource {
 
 pub struct TcpLinks {
     ids: Vec<String>,
-    /// Node k's address, to tell which node dialed a proxy.
-    node_ips: Vec<std::net::IpAddr>,
-    /// `sources[i][j]`: the address link i -> j's connections arrive from.
-    sources: Vec<Vec<Option<std::net::IpAddr>>>,
+    /// Node k's address, to tell which node dialed a proxy (`None` if it
+    /// is not an IP address).
+    node_ips: Vec<Option<std::net::IpAddr>>,
+    /// `sources[i]`: the address node i's proxied connections arrive from,
+    /// whichever node they reach (see `PeerSource`).
+    sources: Vec<Option<std::net::IpAddr>>,
     /// Where connection events are journaled, with the run's clock.
     journal: Option<(Arc<Recorder>, Clock)>,
     faults: RwLock<Vec<LinkFaults>>,
@@ -99,15 +101,13 @@ impl TcpLinks {
         journal: Option<(Arc<Recorder>, Clock)>,
     ) -> anyhow::Result<Arc<TcpLinks>> {
         let n = ids.len();
-        let source = |i: usize, _j: usize| match peer_source {
+        let source = |i: usize| match peer_source {
             PeerSource::Node => node_addr(i).parse().ok(),
             PeerSource::Proxy => proxy_addr(i, i).parse().ok(),
         };
         let links = Arc::new(TcpLinks {
-            node_ips: (0..n).filter_map(|k| node_addr(k).parse().ok()).collect(),
-            sources: (0..n)
-                .map(|i| (0..n).map(|j| source(i, j)).collect())
-                .collect(),
+            node_ips: (0..n).map(|k| node_addr(k).parse().ok()).collect(),
+            sources: (0..n).map(source).collect(),
             journal,
             faults: RwLock::new(vec![LinkFaults::HEALED; n * n]),
             changed: watch::channel(0).0,
@@ -223,7 +223,7 @@ impl TcpLinks {
             // address says which link it dials on, whichever proxy
             // address it learnt (Galera passes on the addresses its peers
             // came from).
-            let i = match self.node_ips.iter().position(|ip| *ip == from.ip()) {
+            let i = match self.node_ips.iter().position(|ip| *ip == Some(from.ip())) {
                 Some(k) if k != j => k,
                 _ => match listener_dialer {
                     Some(i) => i,
@@ -232,7 +232,7 @@ impl TcpLinks {
                     None => continue,
                 },
             };
-            let source = self.sources[i][j];
+            let source = self.sources[i];
             let upstream =
                 match tokio::time::timeout(CONNECT_TIMEOUT, dial_from(source, &target)).await {
                     Ok(Ok(s)) => s,
