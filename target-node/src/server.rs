@@ -17,6 +17,9 @@ use crate::raft::{
 };
 use crate::storage::Storage;
 
+mod members;
+use members::ChangeWaiter;
+
 /// Longest input line accepted.
 const MAX_LINE_BYTES: usize = 4 << 20;
 /// Most stdin lines handled before the core's output is processed.
@@ -41,7 +44,7 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
 }
 
-pub const BUG_NAMES: [&str; 10] = [
+pub const BUG_NAMES: [&str; 11] = [
     "vote-any",
     "volatile-vote",
     "commit-prior-term",
@@ -52,6 +55,7 @@ pub const BUG_NAMES: [&str; 10] = [
     "readindex-no-noop",
     "no-fsync",
     "txn-leader-read",
+    "direct-config",
 ];
 
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -89,6 +93,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     "readindex-no-noop" => o.bugs.readindex_no_noop = true,
                     "no-fsync" => o.bugs.no_fsync = true,
                     "txn-leader-read" => o.bugs.txn_leader_read = true,
+                    "direct-config" => o.bugs.direct_config = true,
                     other => {
                         return Err(format!(
                             "unknown --bug {other:?} (known: {})",
@@ -266,6 +271,8 @@ struct Cluster {
     /// at once instead: a held write whose client gave up would still
     /// take effect later.
     held_reads: VecDeque<(String, u64, Value, u64, u64)>,
+    /// Membership requests waiting for their configuration to commit.
+    changes: Vec<ChangeWaiter>,
     ticks: u64,
 }
 
@@ -429,6 +436,10 @@ impl<W: Write> Server<W> {
                     json!({"type": "clock_ok", "wall_ms": wall_ms, "monotonic_ms": mono_ms}),
                 );
             }
+            "member_add" | "member_remove" | "member_replace" => {
+                self.change_members(&src, msg_id, &ty, &body)
+            }
+            "members" => self.members(&src, msg_id),
             "transfer_leader" => {
                 let c = self.cluster.as_mut().expect("initialised");
                 let target = body
@@ -510,6 +521,13 @@ impl<W: Write> Server<W> {
             self.opts.read_mode
         );
         let mut cfg = Config::new(ix, ids.len());
+        match members::bootstrap(body, &ids, ix) {
+            Ok(m) => cfg.members = m,
+            Err(e) => {
+                self.reply(src, msg_id, error_body(12, &e));
+                return Ok(());
+            }
+        }
         cfg.bugs = self.opts.bugs;
         cfg.read_mode = self.opts.read_mode;
         cfg.tick_ms = self.opts.tick_ms;
@@ -525,6 +543,7 @@ impl<W: Write> Server<W> {
             waiting: Vec::new(),
             next_read: 1,
             held_reads: VecDeque::new(),
+            changes: Vec::new(),
             ticks: 0,
         });
         self.reply(src, msg_id, json!({"type": "init_ok"}));
@@ -765,11 +784,27 @@ impl<W: Write> Server<W> {
                         index,
                         term,
                         leader_term,
+                        quorum,
                     } => {
                         let mut e = json!({"event": "commit", "index": index, "term": term});
                         if let Some(lt) = leader_term {
                             e["leader_term"] = json!(lt);
                         }
+                        if let Some((acks, conf)) = quorum {
+                            e["acks"] = members::names(&ids, acks.iter().copied());
+                            members::put_conf(&mut e, "", &ids, &conf);
+                        }
+                        e
+                    }
+                    Trace::Config {
+                        index,
+                        term,
+                        conf,
+                        from,
+                    } => {
+                        let mut e = json!({"event": "config", "index": index, "term": term});
+                        members::put_conf(&mut e, "", &ids, &conf);
+                        members::put_conf(&mut e, "from_", &ids, &from);
                         e
                     }
                     Trace::Truncate { from, term } => {
@@ -797,6 +832,7 @@ impl<W: Write> Server<W> {
                 }
             }
             self.serve_reads();
+            self.answer_changes();
             self.maybe_snapshot()?;
         }
         self.out.flush().map_err(|e| format!("writing stdout: {e}"))
@@ -818,6 +854,7 @@ impl<W: Write> Server<W> {
             index: c.applied,
             term,
             data,
+            conf: Some(c.raft.conf_at(c.applied)),
         };
         if let Some(st) = c.storage.as_mut() {
             let entries = c.raft.log.entries.clone();
@@ -838,6 +875,7 @@ impl<W: Write> Server<W> {
             c.ticks += 1;
             c.raft.tick();
         }
+        self.expire_changes();
     }
 
     /// Gives the core the clocks (inputs like ticks), before every tick

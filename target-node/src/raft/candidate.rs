@@ -84,7 +84,8 @@ impl Raft {
 
     pub(super) fn start_pre_vote(&mut self) {
         self.reset_election_timer();
-        if self.cfg.nodes == 1 {
+        let me = self.cfg.id;
+        if self.has_quorum(|i| i == me) {
             self.start_election(false);
             return;
         }
@@ -93,17 +94,15 @@ impl Raft {
         self.votes = vec![None; self.cfg.nodes];
         self.votes[self.cfg.id] = Some(true);
         let (term, li, lt) = (self.term + 1, self.log.last_index(), self.log.last_term());
-        for to in 0..self.cfg.nodes {
-            if to != self.cfg.id {
-                self.send(
-                    to,
-                    Msg::PreVote {
-                        term,
-                        last_index: li,
-                        last_term: lt,
-                    },
-                );
-            }
+        for to in self.peers() {
+            self.send(
+                to,
+                Msg::PreVote {
+                    term,
+                    last_index: li,
+                    last_term: lt,
+                },
+            );
         }
     }
 
@@ -116,23 +115,22 @@ impl Raft {
         self.persist_hard_state();
         self.votes = vec![None; self.cfg.nodes];
         self.votes[self.cfg.id] = Some(true);
-        if self.quorum() <= 1 {
+        let me = self.cfg.id;
+        if self.has_quorum(|i| i == me) {
             self.become_leader();
             return;
         }
         let (term, li, lt) = (self.term, self.log.last_index(), self.log.last_term());
-        for to in 0..self.cfg.nodes {
-            if to != self.cfg.id {
-                self.send(
-                    to,
-                    Msg::Vote {
-                        term,
-                        last_index: li,
-                        last_term: lt,
-                        transfer,
-                    },
-                );
-            }
+        for to in self.peers() {
+            self.send(
+                to,
+                Msg::Vote {
+                    term,
+                    last_index: li,
+                    last_term: lt,
+                    transfer,
+                },
+            );
         }
     }
 
@@ -140,17 +138,15 @@ impl Raft {
     /// Some(false) once a quorum refused, None while undecided.
     fn tally(&mut self, from: NodeIx, granted: bool) -> Option<bool> {
         self.votes[from] = Some(granted);
-        if self.count_votes(true) >= self.quorum() {
+        let votes = &self.votes;
+        if self.has_quorum(|i| votes[i] == Some(true)) {
             Some(true)
-        } else if self.count_votes(false) >= self.quorum() {
+        } else if !self.has_quorum(|i| votes[i] != Some(false)) {
+            // No quorum can grant any more.
             Some(false)
         } else {
             None
         }
-    }
-
-    fn count_votes(&self, granted: bool) -> usize {
-        self.votes.iter().filter(|v| **v == Some(granted)).count()
     }
 
     fn up_to_date(&self, last_index: u64, last_term: u64) -> bool {

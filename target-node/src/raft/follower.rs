@@ -2,7 +2,7 @@
 //! does with a message from the leader of its term (appends, heartbeats,
 //! snapshots), which makes it a follower first.
 
-use super::{Bugs, Entry, Msg, NodeIx, Raft, Role, Trace};
+use super::{Bugs, Command, Entry, Msg, NodeIx, Raft, Role, Trace};
 
 impl Raft {
     /// A follower's step function.
@@ -42,6 +42,7 @@ impl Raft {
                     self.commit = idx;
                     self.snapshot = Some(snapshot.clone());
                     self.ready.install = Some(snapshot);
+                    self.refresh_conf();
                 }
                 let (t, m) = (self.term, self.commit.max(idx));
                 self.send(
@@ -107,7 +108,11 @@ impl Raft {
             }
         }
         let last_new = prev_index + entries.len() as u64;
+        // A configuration is in force once in the log, and no longer once
+        // truncated away.
+        let mut conf_changed = false;
         for e in entries {
+            conf_changed |= matches!(e.cmd, Command::Config(_));
             match self.log.term(e.index) {
                 Some(t) if t == e.term => continue,
                 Some(t) => {
@@ -129,6 +134,7 @@ impl Raft {
                         from: e.index,
                         term: t,
                     });
+                    conf_changed = true;
                     self.log.push(e.clone());
                     self.ready.append.push(e);
                 }
@@ -137,6 +143,9 @@ impl Raft {
                     self.ready.append.push(e);
                 }
             }
+        }
+        if conf_changed {
+            self.refresh_conf();
         }
         if commit > self.commit {
             self.advance_commit(commit.min(last_new), None);

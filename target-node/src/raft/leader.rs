@@ -54,10 +54,8 @@ impl Raft {
     }
 
     pub(super) fn broadcast_append(&mut self) {
-        for to in 0..self.cfg.nodes {
-            if to != self.cfg.id {
-                self.send_append(to);
-            }
+        for to in self.peers() {
+            self.send_append(to);
         }
     }
 
@@ -116,9 +114,9 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let mut matches: Vec<u64> = self.progress.iter().map(|p| p.match_index).collect();
-        matches.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matches[self.quorum() - 1];
+        let candidate = self
+            .conf
+            .quorum_index(self.cfg.bugs.even_quorum, |i| self.progress[i].match_index);
         if candidate <= self.commit {
             return;
         }

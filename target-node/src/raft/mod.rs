@@ -21,6 +21,7 @@ mod candidate;
 mod follower;
 mod leader;
 mod log;
+pub mod membership;
 mod progress;
 mod read_index;
 
@@ -29,6 +30,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use log::Log;
+pub use membership::{Change, ChangeError, Membership};
 use progress::Progress;
 use read_index::PendingRead;
 
@@ -46,6 +48,8 @@ pub enum Command {
         msg_id: u64,
         op: Value,
     },
+    /// A configuration (joint while `old` is set), in force once in the log.
+    Config(Membership),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +65,10 @@ pub struct Snapshot {
     pub term: u64,
     /// The state machine at `index`.
     pub data: Value,
+    /// The configuration at `index` (`None` in snapshots written before
+    /// configurations were kept: the bootstrap one applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<Membership>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +182,10 @@ pub struct Bugs {
     /// ReadIndex before the leader committed an entry of its term (the
     /// etcd/Raft-thesis §6.4 bug: a new leader's commit index may lag).
     pub readindex_no_noop: bool,
+    /// A membership change switches straight from C-old to C-new, with no
+    /// joint phase: when two servers move at once (a replace), a majority
+    /// of C-old and one of C-new need not overlap.
+    pub direct_config: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,7 +197,11 @@ pub enum ReadMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: NodeIx,
+    /// Every node that may ever be a member (indices 0..nodes).
     pub nodes: usize,
+    /// The voters before any configuration entry (the bootstrap
+    /// configuration); a node that is to be added later starts with none.
+    pub members: Vec<NodeIx>,
     /// Election timeout is drawn from [election_ticks, 2 * election_ticks).
     pub election_ticks: u64,
     pub heartbeat_ticks: u64,
@@ -208,6 +224,7 @@ impl Config {
         Config {
             id,
             nodes,
+            members: (0..nodes).collect(),
             election_ticks: 15,
             heartbeat_ticks: 3,
             max_batch: 256,
@@ -245,6 +262,16 @@ pub enum Trace {
         index: u64,
         term: u64,
         leader_term: Option<u64>,
+        /// A leader's commit: who had matched the index, and the
+        /// configuration the quorum was counted in.
+        quorum: Option<(Vec<NodeIx>, Membership)>,
+    },
+    /// A leader appended a configuration entry, changing from `from`.
+    Config {
+        index: u64,
+        term: u64,
+        conf: Membership,
+        from: Membership,
     },
     Truncate {
         from: u64,
@@ -310,6 +337,11 @@ pub struct Raft {
     pub commit: u64,
     pub role: Role,
     pub leader: Option<NodeIx>,
+    /// The configuration in force: the latest in the log.
+    pub conf: Membership,
+    /// The index of its entry (0: from the snapshot or the bootstrap).
+    pub conf_index: u64,
+    bootstrap: Membership,
     election_elapsed: u64,
     election_timeout: u64,
     heartbeat_elapsed: u64,
@@ -356,6 +388,9 @@ impl Raft {
             snapshot: durable.snapshot,
             role: Role::Follower,
             leader: None,
+            conf: Membership::default(),
+            conf_index: 0,
+            bootstrap: Membership::of(cfg.members.iter().copied()),
             election_elapsed: 0,
             election_timeout: 0,
             heartbeat_elapsed: 0,
@@ -377,6 +412,7 @@ impl Raft {
             ready: Ready::default(),
             cfg,
         };
+        r.refresh_conf();
         r.reset_election_timer();
         r
     }
@@ -393,14 +429,6 @@ impl Raft {
         self.election_elapsed = 0;
         let e = self.cfg.election_ticks;
         self.election_timeout = e + self.rand() % e;
-    }
-
-    pub fn quorum(&self) -> usize {
-        if self.cfg.bugs.even_quorum {
-            (self.cfg.nodes / 2).max(1)
-        } else {
-            self.cfg.nodes / 2 + 1
-        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -474,8 +502,14 @@ impl Raft {
             }
             _ => {
                 self.election_elapsed += 1;
+                // Only a voter campaigns: a node still to be added, or
+                // removed, waits to hear from a leader.
                 if self.election_elapsed >= self.election_timeout {
-                    self.start_pre_vote();
+                    if self.is_voter() {
+                        self.start_pre_vote();
+                    } else {
+                        self.reset_election_timer();
+                    }
                 }
             }
         }
@@ -483,9 +517,7 @@ impl Raft {
 
     fn check_quorum(&mut self) {
         let me = self.cfg.id;
-        let active = (0..self.cfg.nodes)
-            .filter(|&i| i == me || self.progress[i].active)
-            .count();
+        let active = self.has_quorum(|i| i == me || self.progress[i].active);
         for (i, p) in self.progress.iter_mut().enumerate() {
             if i != me {
                 p.active = false;
@@ -494,7 +526,7 @@ impl Raft {
         // lease-no-bound: a leader that believes its wall-clock lease also
         // believes it is still leader, whatever check-quorum says.
         let leased = self.cfg.bugs.lease_no_bound && self.wall_ms < self.lease_until_wall_ms;
-        if active < self.quorum() && !leased {
+        if !active && !leased {
             // Cannot reach a majority: step down rather than serve stale.
             let term = self.term;
             self.become_follower(term, None);
@@ -571,7 +603,8 @@ impl Raft {
 
     /// Starts a leadership transfer to `target` (TimeoutNow once caught up).
     pub fn transfer_leadership(&mut self, target: NodeIx) {
-        if self.role != Role::Leader || target == self.cfg.id || target >= self.cfg.nodes {
+        if self.role != Role::Leader || target == self.cfg.id || !self.conf.voters.contains(&target)
+        {
             return;
         }
         self.transfer_to = Some((target, self.ticks));
@@ -596,11 +629,19 @@ impl Raft {
             .extend(self.log.slice(from, to, usize::MAX));
         self.commit = to;
         let term = self.log.term(to).expect("committed entries are in the log");
+        let quorum = leader_term.map(|_| {
+            let acks = (0..self.cfg.nodes)
+                .filter(|&i| self.progress[i].match_index >= to && self.conf.contains(i))
+                .collect();
+            (acks, self.conf.clone())
+        });
         self.ready.traces.push(Trace::Commit {
             index: to,
             term,
             leader_term,
+            quorum,
         });
+        self.after_commit_conf();
     }
 
     /// The server persisted a snapshot of the state machine at `index`:
@@ -612,6 +653,7 @@ impl Raft {
         );
         self.log.compact(snapshot.index, snapshot.term);
         self.snapshot = Some(snapshot);
+        self.refresh_conf();
     }
 
     /// Steps one message from peer `from`: Raft's term rules first, then

@@ -45,7 +45,8 @@ impl Raft {
             self.ready.reads.push((id, self.commit));
             return;
         }
-        if self.quorum() <= 1 {
+        let me = self.cfg.id;
+        if self.has_quorum(|i| i == me) {
             self.ready.reads.push((id, self.commit));
             return;
         }
@@ -74,17 +75,14 @@ impl Raft {
         while self.ctx_sent_at.len() > 64 {
             self.ctx_sent_at.pop_first();
         }
-        for to in 0..self.cfg.nodes {
-            if to != self.cfg.id {
-                let commit = self.commit.min(self.progress[to].match_index);
-                let term = self.term;
-                self.send(to, Msg::Heartbeat { term, commit, ctx });
-            }
+        for to in self.peers() {
+            let commit = self.commit.min(self.progress[to].match_index);
+            let term = self.term;
+            self.send(to, Msg::Heartbeat { term, commit, ctx });
         }
     }
 
     pub(super) fn confirm_reads(&mut self, from: NodeIx, ctx: u64) {
-        let quorum = self.quorum();
         if self.cfg.read_mode == ReadMode::Lease {
             if let Some(&sent) = self.ctx_sent_at.get(&ctx) {
                 self.lease_acks(from, ctx, sent);
@@ -95,7 +93,8 @@ impl Raft {
                 break;
             }
             p.acks[from] = true;
-            if p.acks.iter().filter(|a| **a).count() < quorum {
+            let acks = &p.acks;
+            if !self.conf.has_quorum(self.cfg.bugs.even_quorum, |i| acks[i]) {
                 break;
             }
             let p = self.pending_reads.pop_front().expect("front exists");
@@ -117,7 +116,8 @@ impl Raft {
             .or_insert_with(|| vec![false; self.cfg.nodes]);
         acks[from] = true;
         acks[self.cfg.id] = true;
-        if acks.iter().filter(|a| **a).count() > self.cfg.nodes / 2 {
+        let acked = acks.clone();
+        if self.conf.has_quorum(false, |i| acked[i]) {
             if self.cfg.bugs.lease_no_bound {
                 // Trusts the wall clock fully, from when the ack arrived.
                 let until = self.wall_ms + self.cfg.election_ticks * self.cfg.tick_ms;

@@ -283,6 +283,7 @@ fn a_new_leader_commits_old_entries_only_with_one_of_its_own_term() {
                 index,
                 term,
                 leader_term,
+                ..
             } => Some((*index, *term, *leader_term)),
             _ => None,
         })
@@ -300,7 +301,7 @@ fn a_new_leader_commits_old_entries_only_with_one_of_its_own_term() {
     });
     assert!(
         traces.iter().any(|t| matches!(t,
-            Trace::Commit { index, term: 1, leader_term: Some(lt) } if *index == x && *lt > 1)),
+            Trace::Commit { index, term: 1, leader_term: Some(lt), .. } if *index == x && *lt > 1)),
         "the bug commits X (term 1) by counting: {traces:?}"
     );
 }

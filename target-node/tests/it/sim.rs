@@ -8,7 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use target_node::raft::{Bugs, Command, Config, Durable, Entry, Msg, Raft, Ready, Snapshot, Trace};
+use target_node::raft::{
+    Bugs, Change, Command, Config, Durable, Entry, Msg, Raft, Ready, Snapshot, Trace,
+};
 
 pub struct SimNode {
     pub raft: Raft,
@@ -25,6 +27,9 @@ pub struct Faults {
     pub partition_every: u64,
     pub crash_every: u64,
     pub snapshot_every: u64,
+    /// Every so many ticks the leader is asked for a membership change
+    /// (0: never): an add, a remove or a replace, keeping 3 to 5 voters.
+    pub reconfigure_every: u64,
 }
 
 pub struct Sim {
@@ -38,6 +43,8 @@ pub struct Sim {
     applied: BTreeMap<u64, (u64, Command)>,
     faults: Faults,
     next_msg: u64,
+    /// Membership changes asked for.
+    pub changes: u64,
 }
 
 #[derive(Debug)]
@@ -45,9 +52,20 @@ pub struct Violation(pub String);
 
 impl Sim {
     pub fn new(n: usize, seed: u64, bugs: Bugs, faults: Faults) -> Sim {
+        Sim::with_members(n, n, seed, bugs, faults)
+    }
+
+    /// `n` nodes of which the first `members` are the bootstrap voters;
+    /// the others wait to be added.
+    pub fn with_members(n: usize, members: usize, seed: u64, bugs: Bugs, faults: Faults) -> Sim {
         let nodes = (0..n)
             .map(|i| {
                 let mut cfg = Config::new(i, n);
+                cfg.members = if i < members {
+                    (0..members).collect()
+                } else {
+                    Vec::new()
+                };
                 cfg.seed = seed.wrapping_mul(31).wrapping_add(i as u64);
                 cfg.bugs = bugs;
                 cfg.max_batch = 4;
@@ -70,6 +88,7 @@ impl Sim {
             applied: BTreeMap::new(),
             faults,
             next_msg: 0,
+            changes: 0,
         }
     }
 
@@ -186,6 +205,7 @@ impl Sim {
                 index: node.applied,
                 term,
                 data: json!(node.state),
+                conf: Some(node.raft.conf_at(node.applied)),
             };
             node.durable.log.compact(snap.index, snap.term);
             node.durable.snapshot = Some(snap.clone());
@@ -263,6 +283,11 @@ impl Sim {
                 }
             }
         }
+        if self.faults.reconfigure_every > 0
+            && self.time.is_multiple_of(self.faults.reconfigure_every)
+        {
+            self.reconfigure();
+        }
         // Client load: propose at whoever believes it leads.
         for i in 0..n {
             if self.nodes[i].up && self.nodes[i].raft.is_leader() && self.rng.gen_bool(0.3) {
@@ -306,6 +331,29 @@ impl Sim {
         self.check_log_matching()
     }
 
+    /// Asks a leader that is up for an add, a remove or a replace, within
+    /// 3 to 5 voters (refusals, a change under way, are fine).
+    fn reconfigure(&mut self) {
+        let n = self.nodes.len();
+        let Some(l) = (0..n).find(|&i| self.nodes[i].up && self.nodes[i].raft.is_leader()) else {
+            return;
+        };
+        let voters: Vec<usize> = self.nodes[l].raft.conf.voters.iter().copied().collect();
+        let spare: Vec<usize> = (0..n).filter(|i| !voters.contains(i)).collect();
+        let pick = |rng: &mut ChaCha8Rng, v: &[usize]| v[rng.gen_range(0..v.len())];
+        let change = match self.rng.gen_range(0..3) {
+            0 if voters.len() < 5 && !spare.is_empty() => Change::Add(pick(&mut self.rng, &spare)),
+            1 if voters.len() > 3 => Change::Remove(pick(&mut self.rng, &voters)),
+            _ if !spare.is_empty() => Change::Replace {
+                remove: pick(&mut self.rng, &voters),
+                add: pick(&mut self.rng, &spare),
+            },
+            _ => return,
+        };
+        let _ = self.nodes[l].raft.propose_change(change);
+        self.changes += 1;
+    }
+
     pub fn run(&mut self, ticks: u64) -> Result<(), Violation> {
         for _ in 0..ticks {
             self.step()?;
@@ -326,6 +374,7 @@ pub fn harsh() -> Faults {
         partition_every: 60,
         crash_every: 45,
         snapshot_every: 25,
+        reconfigure_every: 0,
     }
 }
 
@@ -356,6 +405,7 @@ fn three_node_clusters_with_message_faults_only_make_steady_progress() {
             partition_every: 0,
             crash_every: 0,
             snapshot_every: 50,
+            reconfigure_every: 0,
         };
         let mut sim = Sim::new(3, seed, Bugs::default(), faults);
         sim.run(1_000)
@@ -392,6 +442,7 @@ fn volatile_votes_are_caught_by_restarts() {
         partition_every: 0,
         crash_every: 7,
         snapshot_every: 0,
+        reconfigure_every: 0,
     };
     let (seed, v) = caught(bugs, faults, 50).expect("volatile-vote was never caught");
     println!("volatile-vote caught at seed {seed}: {v}");
@@ -410,6 +461,7 @@ fn an_even_quorum_is_caught_by_partitions() {
         partition_every: 30,
         crash_every: 0,
         snapshot_every: 0,
+        reconfigure_every: 0,
     };
     let (seed, v) = caught(bugs, faults, 50).expect("even-quorum was never caught");
     println!("even-quorum caught at seed {seed}: {v}");
@@ -423,4 +475,48 @@ fn voting_without_the_log_check_is_caught() {
     };
     let (seed, v) = caught(bugs, harsh, 80).expect("vote-any was never caught");
     println!("vote-any caught at seed {seed}: {v}");
+}
+
+fn reconfiguring() -> Faults {
+    Faults {
+        reconfigure_every: 40,
+        ..harsh()
+    }
+}
+
+#[test]
+fn the_correct_core_keeps_every_invariant_while_membership_changes() {
+    let (mut commits, mut changes, mut sizes) = (0, 0, std::collections::BTreeSet::new());
+    for seed in 0..40 {
+        let mut sim = Sim::with_members(7, 3, seed, Bugs::default(), reconfiguring());
+        if let Err(v) = sim.run(3_000) {
+            panic!("seed {seed}: {} (at tick {})", v.0, sim.time);
+        }
+        commits += sim.max_commit();
+        changes += sim.changes;
+        let leader = sim.nodes.iter().find(|n| n.raft.is_leader());
+        sizes.extend(leader.map(|n| n.raft.conf.voters.len()));
+    }
+    assert!(commits > 40 * 50, "only {commits} commits over 40 seeds");
+    assert!(changes > 40 * 20, "only {changes} changes asked for");
+    // The configurations really moved: leaders ended at several sizes.
+    assert!(sizes.len() >= 2, "every run ended at sizes {sizes:?}");
+}
+
+#[test]
+fn switching_configurations_without_a_joint_phase_is_caught() {
+    let bugs = Bugs {
+        direct_config: true,
+        ..Default::default()
+    };
+    let mut found = None;
+    for seed in 0..200 {
+        let mut sim = Sim::with_members(7, 3, seed, bugs, reconfiguring());
+        if let Err(v) = sim.run(3_000) {
+            found = Some((seed, v.0));
+            break;
+        }
+    }
+    let (seed, v) = found.expect("direct-config was never caught");
+    println!("direct-config caught at seed {seed}: {v}");
 }

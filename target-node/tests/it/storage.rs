@@ -195,6 +195,7 @@ fn a_snapshot_compacts_the_wal() {
         index: 7,
         term: 1,
         data: json!({"1": 7}),
+        conf: None,
     };
     st.save_snapshot(&snap, 1, Some(1), &entries).unwrap();
     write_entries(&mut st, 11..=12, 1);
