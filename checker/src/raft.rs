@@ -8,6 +8,15 @@
 //! Beyond DESIGN §2, a `commit` event may carry `leader_term`: the node, as
 //! leader of that term, advanced its commit index by counting replicas.
 //! Such a commit must land on an entry of that term (Raft §5.4.2).
+//!
+//! Across membership changes: a leader's `commit` may also carry `acks`
+//! (who had matched the index) and `voters`/`old` (the configuration it
+//! counted in, joint while `old` is set); the acks must be a majority of
+//! each half. A `config` event (a leader appended a configuration, with
+//! `from_voters`/`from_old`, the one it replaced) must be a safe step: into
+//! a joint configuration of the old voters and the new, out of one to its
+//! new half, or a single server added or removed; any other switch lets a
+//! majority of the old configuration and one of the new decide apart.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,6 +63,8 @@ enum Ev {
         term: u64,
         /// Set when a leader advanced its commit index by counting replicas.
         leader_term: Option<u64>,
+        /// Who had matched the index, and the configuration counted in.
+        quorum: Option<(Vec<String>, Conf)>,
     },
     Apply {
         index: u64,
@@ -64,7 +75,79 @@ enum Ev {
         from: u64,
         term: Option<u64>,
     },
+    Config {
+        index: u64,
+        term: u64,
+        conf: Conf,
+        from: Conf,
+    },
     Other,
+}
+
+/// A configuration as traced: its voters, and the old half while joint.
+#[derive(Debug, Clone, PartialEq)]
+struct Conf {
+    voters: Vec<String>,
+    old: Option<Vec<String>>,
+}
+
+impl Conf {
+    fn parse(v: &Value, prefix: &str) -> Option<Conf> {
+        let list = |k: &str| -> Option<Vec<String>> {
+            let mut l: Vec<String> = v
+                .get(k)?
+                .as_array()?
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            l.sort();
+            Some(l)
+        };
+        Some(Conf {
+            voters: list(&format!("{prefix}voters"))?,
+            old: list(&format!("{prefix}old")),
+        })
+    }
+
+    fn halves(&self) -> impl Iterator<Item = &Vec<String>> {
+        std::iter::once(&self.voters).chain(self.old.as_ref())
+    }
+
+    /// Whether `acks` hold a majority of each half.
+    fn counts(&self, acks: &[String]) -> bool {
+        self.halves()
+            .all(|h| 2 * h.iter().filter(|v| acks.contains(v)).count() > h.len())
+    }
+
+    /// Whether every majority of `self` meets every majority of `next`
+    /// along the step (Raft §6: joint consensus, or one server at a time).
+    fn steps_safely_to(&self, next: &Conf) -> bool {
+        match (&self.old, &next.old) {
+            (None, Some(old)) => *old == self.voters,
+            (Some(_), None) => next.voters == self.voters,
+            (None, None) => {
+                let moved = self
+                    .voters
+                    .iter()
+                    .filter(|v| !next.voters.contains(v))
+                    .count()
+                    + next
+                        .voters
+                        .iter()
+                        .filter(|v| !self.voters.contains(v))
+                        .count();
+                moved <= 1
+            }
+            (Some(_), Some(_)) => self == next,
+        }
+    }
+
+    fn show(&self) -> String {
+        match &self.old {
+            Some(old) => format!("{{{}}} with {{{}}}", self.voters.join(","), old.join(",")),
+            None => format!("{{{}}}", self.voters.join(",")),
+        }
+    }
 }
 
 fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckError> {
@@ -105,6 +188,15 @@ fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckErr
                 None | Some(Value::Null) => None,
                 Some(_) => Some(num("leader_term")?),
             },
+            quorum: match (v.get("acks").and_then(Value::as_array), Conf::parse(&v, "")) {
+                (Some(acks), Some(conf)) => Some((
+                    acks.iter()
+                        .filter_map(|a| a.as_str().map(String::from))
+                        .collect(),
+                    conf,
+                )),
+                _ => None,
+            },
         },
         "apply" => Ev::Apply {
             index: num("index")?,
@@ -114,6 +206,13 @@ fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckErr
         "truncate" => Ev::Truncate {
             from: num("from")?,
             term: v.get("term").and_then(Value::as_u64),
+        },
+        "config" => Ev::Config {
+            index: num("index")?,
+            term: num("term")?,
+            conf: Conf::parse(&v, "").ok_or_else(|| err("config event lacks \"voters\"".into()))?,
+            from: Conf::parse(&v, "from_")
+                .ok_or_else(|| err("config event lacks \"from_voters\"".into()))?,
         },
         _ => Ev::Other,
     };
@@ -189,11 +288,49 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
                     votes.insert((node, term), (candidate, n));
                 }
             },
+            Ev::Config {
+                index,
+                term,
+                conf,
+                from,
+            } => {
+                if !from.steps_safely_to(&conf) {
+                    push(Violation {
+                        invariant: "config-change-unsafe".into(),
+                        summary: format!(
+                            "{node}, leader of term {term}, changed the configuration at index {index} from {} straight to {} (line {n}): a majority of each can decide without the other; Raft goes through a joint configuration, or moves one server at a time (§6)",
+                            from.show(),
+                            conf.show()
+                        ),
+                        nodes: vec![node.clone()],
+                        terms: vec![term],
+                        indices: vec![index],
+                        lines: vec![n],
+                    });
+                }
+            }
             Ev::Commit {
                 index,
                 term,
                 leader_term,
+                quorum,
             } => {
+                if let Some((acks, conf)) = quorum {
+                    if !conf.counts(&acks) {
+                        push(Violation {
+                            invariant: "commit-without-quorum".into(),
+                            summary: format!(
+                                "{node} committed index {index} (line {n}) with only {{{}}} holding it: not a majority of each half of the configuration {} in force",
+                                acks.join(","),
+                                conf.show()
+                            ),
+                            nodes: vec![node.clone()],
+                            terms: vec![term],
+                            indices: vec![index],
+                            lines: vec![n],
+                        });
+                    }
+                }
                 // The commit rule itself (the guard of AdvanceCommitIndex in
                 // the Raft TLA+ spec): an earlier term's entry counted onto a
                 // majority can still be overwritten (Figure 8), so checking

@@ -115,6 +115,9 @@ pub struct Client {
     history: Arc<History>,
     workload: &'static dyn Workload,
     timeout: Duration,
+    /// With membership changes: the members now. A client whose node left
+    /// asks a member instead.
+    pub members: Option<crate::nemesis::membership::MemberView>,
 }
 
 /// Who a client is and what it asks; how it connects is its `Conn`.
@@ -142,6 +145,7 @@ impl Client {
             history,
             workload: spec.workload,
             timeout: spec.timeout,
+            members: None,
         }
     }
 
@@ -185,6 +189,9 @@ impl Client {
         let (node, node_id) = match (&self.conn, inv.node) {
             (Conn::Stdio { net, .. }, Some(n)) if n < net.node_ids().len() => {
                 (n, net.node_ids()[n].clone())
+            }
+            (Conn::Stdio { net, .. }, _) if self.home() != self.node => {
+                (self.home(), net.node_ids()[self.home()].clone())
             }
             _ => (self.node, self.node_id.clone()),
         };
@@ -251,11 +258,25 @@ impl Client {
         (completion_type(c.kind), c.value)
     }
 
+    /// The node this client asks: its own, or while it is out of the
+    /// cluster a member (the same one for the same membership).
+    fn home(&self) -> usize {
+        let Some(view) = &self.members else {
+            return self.node;
+        };
+        let members = view.read().unwrap_or_else(|e| e.into_inner());
+        if members.contains(&self.node) || members.is_empty() {
+            self.node
+        } else {
+            members[(self.k - 1) % members.len()]
+        }
+    }
+
     /// Whether the node can be reached at all (a stdio node is attached; a
     /// server is assumed up until a connection to it is refused).
     fn node_up(&self) -> bool {
         match &self.conn {
-            Conn::Stdio { net, .. } => net.is_attached(self.node),
+            Conn::Stdio { net, .. } => net.is_attached(self.home()),
             Conn::Etcd(_) | Conn::Nats(_) | Conn::Sql(_) | Conn::Adapter(_) => {
                 !self.node_unreachable
             }

@@ -55,6 +55,11 @@ pub struct TestOptions {
     #[arg(long, default_value_t = defaults::NODE_COUNT)]
     #[serde(default = "node_count")]
     pub node_count: usize,
+    /// With the membership nemesis: the fewest and most members the
+    /// cluster keeps, `MIN..MAX` (default: the node count to two more).
+    #[arg(long)]
+    #[serde(default)]
+    pub cluster_size: Option<String>,
     #[arg(long, default_value = defaults::WORKLOAD)]
     #[serde(default = "workload")]
     pub workload: String,
@@ -225,6 +230,7 @@ impl ConfigExt for TestConfig {
             bin: self.bin.clone(),
             system: self.system.clone(),
             node_count: self.node_count,
+            cluster_size: self.cluster_size.map(|[a, b]| format!("{a}..{b}")),
             workload: self.workload.clone(),
             nemesis: if nemesis.is_empty() {
                 "none".into()
@@ -422,6 +428,7 @@ impl TestOptions {
         let (nemesis, mut nemesis_refused) = self.clock_that_acts(nemesis)?;
         nemesis_refused.extend(too_small);
         let nemesis = self.crash_that_acts(nemesis, &mut nemesis_refused)?;
+        let (nemesis, cluster_size) = self.membership_that_acts(nemesis, &mut nemesis_refused)?;
         faultline_workloads::find(&self.workload).map_err(|message| OptionError {
             key: "workload",
             message,
@@ -465,6 +472,7 @@ impl TestOptions {
             system: self.system.clone(),
             args: self.args.clone(),
             node_count: self.node_count,
+            cluster_size,
             workload: self.workload.clone(),
             nemesis,
             nemesis_refused,
@@ -608,6 +616,57 @@ impl TestOptions {
                     .collect())
             }
         }
+    }
+
+    /// Membership changes need a node that can make them: the bundled
+    /// target node (which answers `member_add` and the rest). Named
+    /// outright for another, the run is refused; brought in by `all`, it
+    /// is left out with the reason. Returns the size range it keeps.
+    fn membership_that_acts(
+        &self,
+        specs: Vec<Spec>,
+        refused: &mut Vec<String>,
+    ) -> Result<(Vec<Spec>, Option<[usize; 2]>), OptionError> {
+        use faultline_nemesis::Kind::Membership;
+        let wanted = specs.iter().any(|s| s.kind == Membership);
+        if !wanted {
+            check(self.cluster_size.is_none(), "cluster_size", || {
+                "a size range needs the membership nemesis (--nemesis membership or all)".into()
+            })?;
+            return Ok((specs, None));
+        }
+        let unsupported = match (&self.bin, &self.system) {
+            (Some(bin), _) => Some(format!(
+                "{} is not known to answer member_add/member_remove (the bundled target node does)",
+                bin.display()
+            )),
+            (_, Some(system)) => Some(format!(
+                "the system {system} has no way to change membership in faultline yet"
+            )),
+            (None, None) => None,
+        };
+        if let Some(why) = unsupported {
+            check(!self.names(Membership), "nemesis", || {
+                format!("membership refused: {why}")
+            })?;
+            refused.push(format!("membership: {why}"));
+            let kept = specs.into_iter().filter(|s| s.kind != Membership).collect();
+            return Ok((kept, None));
+        }
+        let n = self.node_count;
+        let [min, max] = match &self.cluster_size {
+            None => [n, n + 2],
+            Some(text) => parse_size_range(text).ok_or_else(|| OptionError {
+                key: "cluster_size",
+                message: format!("{text:?} is not MIN..MAX (e.g. 3..5)"),
+            })?,
+        };
+        check(
+            min >= 1 && min <= n && n <= max && max < 64,
+            "cluster_size",
+            || format!("{min}..{max} must hold the node count {n}, with 1 <= MIN and MAX < 64"),
+        )?;
+        Ok((specs, Some([min, max])))
     }
 
     /// A system is a whole description: no binary or arguments beside it.
@@ -962,4 +1021,10 @@ mod tests {
             "{e}"
         );
     }
+}
+
+/// `MIN..MAX`, as `--cluster-size` spells a size range.
+fn parse_size_range(text: &str) -> Option<[usize; 2]> {
+    let (a, b) = text.split_once("..")?;
+    Some([a.trim().parse().ok()?, b.trim().parse().ok()?])
 }

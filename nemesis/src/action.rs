@@ -203,6 +203,23 @@ pub enum Action {
     },
     /// The stranded node's links back and its clock to true time.
     Unstrand,
+    /// A server added (started fresh, then added through the system); the
+    /// executor picks which from `seed`, within the configured size range.
+    MemberAdd {
+        seed: u32,
+    },
+    /// A member removed through the system, then stopped (its data kept).
+    MemberRemove {
+        seed: u32,
+    },
+    /// A member replaced: under a new name in one change, or removed,
+    /// wiped and added back under its own (`seed` decides).
+    MemberReplace {
+        seed: u32,
+    },
+    /// The membership the system reports, recorded (and the harness's
+    /// view reconciled with it) an interval after a change.
+    MembershipSettled,
 }
 
 /// Declares a newtype that test.json spells as its `Named` name.
@@ -253,7 +270,7 @@ pub enum Phase {
 /// Every action's name in the history, its kind, and whether it starts or
 /// ends a fault: the one spelling of these names. A fault of a kind is
 /// ended by the next `End` action of the same kind.
-pub const ACTIONS: [(&str, Kind, Phase); 20] = [
+pub const ACTIONS: [(&str, Kind, Phase); 24] = [
     ("start-partition", Kind::Partition, Phase::Start),
     ("stop-partition", Kind::Partition, Phase::End),
     ("pause", Kind::Pause, Phase::Start),
@@ -274,6 +291,10 @@ pub const ACTIONS: [(&str, Kind, Phase); 20] = [
     ("restart-damaged", Kind::Disk, Phase::End),
     ("strand", Kind::Strand, Phase::Start),
     ("unstrand", Kind::Strand, Phase::End),
+    ("member-add", Kind::Membership, Phase::Start),
+    ("member-remove", Kind::Membership, Phase::Start),
+    ("member-replace", Kind::Membership, Phase::Start),
+    ("membership-settled", Kind::Membership, Phase::End),
 ];
 
 /// The kind and phase of a history `f` that names a nemesis action.
@@ -342,6 +363,10 @@ impl Action {
             Action::RestartDamaged { .. } => 17,
             Action::Strand { .. } => 18,
             Action::Unstrand => 19,
+            Action::MemberAdd { .. } => 20,
+            Action::MemberRemove { .. } => 21,
+            Action::MemberReplace { .. } => 22,
+            Action::MembershipSettled => 23,
         }
     }
 
@@ -419,6 +444,9 @@ impl Action {
                 nodes: Scope::Nodes(nodes.clone()),
             }),
             Action::Strand { .. } => Some(Action::Unstrand),
+            Action::MemberAdd { .. }
+            | Action::MemberRemove { .. }
+            | Action::MemberReplace { .. } => Some(Action::MembershipSettled),
             _ => None,
         }
     }
@@ -518,6 +546,9 @@ mod tests {
                 seed: 7,
             },
             Action::Strand { delta_ms: -2000 },
+            Action::MemberAdd { seed: 1 },
+            Action::MemberRemove { seed: 2 },
+            Action::MemberReplace { seed: 3 },
         ];
         for a in actions {
             let json = serde_json::to_value(&a).unwrap();

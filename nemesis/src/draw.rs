@@ -7,7 +7,8 @@ use rand::Rng;
 
 use crate::action::{Action, DiskFaultName, Link, LossKindName, MessageRates, Target, Trigger};
 use crate::spec::{
-    options, ClockFault, DiskFault, Kind, LossKind, MessageFault, Moment, Named, Shape, Spec, Who,
+    options, ClockFault, DiskFault, Kind, LossKind, MemberChange, MessageFault, Moment, Named,
+    Shape, Spec, Who,
 };
 
 /// Every directed link between different components.
@@ -250,6 +251,7 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
         Kind::Strand => Action::Strand {
             delta_ms: -one_of(rng, &[2_000, 30_000, 120_000]),
         },
+        Kind::Membership => draw_membership(spec, rng),
         // One node (or the leader) starved and slowed while clients burst.
         Kind::Overload => Action::StartOverload {
             target: draw_target(spec, n, rng),
@@ -258,6 +260,30 @@ pub fn draw(spec: &Spec, n: usize, rng: &mut impl Rng) -> Action {
             bandwidth_bytes_per_s: one_of(rng, &[64 * 1024, 1024 * 1024]),
             burst: one_of(rng, &[1.0, 3.0]),
         },
+    }
+}
+
+/// One membership change. Unnarrowed, half are replaces: swapping out a
+/// server is the change operators make most, and the one that moves two
+/// servers at once (only joint consensus keeps that safe); the other half
+/// grow or shrink the cluster.
+fn draw_membership(spec: &Spec, rng: &mut impl Rng) -> Action {
+    const DRAWN: [MemberChange; 4] = [
+        MemberChange::Add,
+        MemberChange::Remove,
+        MemberChange::Replace,
+        MemberChange::Replace,
+    ];
+    let change = if spec.changes.is_empty() {
+        *DRAWN.choose(rng).expect("not empty")
+    } else {
+        pick(MemberChange::ALL, &spec.changes, rng)
+    };
+    let seed = rng.gen();
+    match change {
+        MemberChange::Add => Action::MemberAdd { seed },
+        MemberChange::Remove => Action::MemberRemove { seed },
+        MemberChange::Replace => Action::MemberReplace { seed },
     }
 }
 

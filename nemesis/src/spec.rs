@@ -52,6 +52,20 @@ names!(
         /// back at the same instant (a clock fault composed with a
         /// partition, as Jepsen composes them).
         Strand = "strand",
+        /// The cluster's membership changes through the system's own
+        /// means: a server added, removed, or replaced (under a new name,
+        /// or wiped and added back under its own).
+        Membership = "membership",
+    }
+);
+
+names!(
+    /// One membership change. A replace moves two servers in one change
+    /// (remove one, add a new one), where only joint consensus is safe.
+    MemberChange {
+        Add = "add",
+        Remove = "remove",
+        Replace = "replace",
     }
 );
 
@@ -274,6 +288,7 @@ impl Kind {
         Kind::Overload,
         Kind::Crash,
         Kind::Strand,
+        Kind::Membership,
     ];
 
     /// Whom faults of this kind may hit (empty: they hit links, not nodes).
@@ -287,7 +302,8 @@ impl Kind {
             // damaged disk, so damage to a majority ends the cluster.
             Kind::Disk => &[Who::One, Who::Minority],
             // Always the leader: its lease is what a stranding exposes.
-            Kind::Partition | Kind::Messages | Kind::Strand => &[],
+            // A membership change picks its servers when it applies.
+            Kind::Partition | Kind::Messages | Kind::Strand | Kind::Membership => &[],
         }
     }
 
@@ -326,7 +342,7 @@ impl Kind {
             Kind::Pause => &[Moment::Elect, Moment::Commit, Moment::Time],
             Kind::Clock | Kind::Overload => &[Moment::Elect, Moment::Time],
             Kind::Messages => &[Moment::Vote, Moment::Time],
-            Kind::Disk => &[Moment::Time],
+            Kind::Disk | Kind::Membership => &[Moment::Time],
             // Always a leader settled in its term: one just elected has no
             // lease yet (its first commits, an election's no-op, come
             // before a quorum answered its heartbeats).
@@ -366,6 +382,7 @@ impl Kind {
             Kind::Clock => ClockFault::ALL.iter().map(|c| c.name()).collect(),
             Kind::Crash => LossKind::ALL.iter().map(|c| c.name()).collect(),
             Kind::Disk => DiskFault::ALL.iter().map(|c| c.name()).collect(),
+            Kind::Membership => MemberChange::ALL.iter().map(|c| c.name()).collect(),
             _ => Vec::new(),
         };
         // A kind that can only be timed has no moment to narrow to.
@@ -398,6 +415,7 @@ pub struct Spec {
     pub clocks: Vec<ClockFault>,
     pub losses: Vec<LossKind>,
     pub disks: Vec<DiskFault>,
+    pub changes: Vec<MemberChange>,
     pub whom: Vec<Who>,
     pub moments: Vec<Moment>,
     /// A pause or kill aimed at one named process of each node
@@ -464,6 +482,7 @@ impl Spec {
             clocks: Vec::new(),
             losses: Vec::new(),
             disks: Vec::new(),
+            changes: Vec::new(),
             whom: Vec::new(),
             moments: Vec::new(),
             process: None,
@@ -501,6 +520,10 @@ impl Spec {
                     &mut self.disks,
                     DiskFault::from_name(name).expect("checked"),
                 ),
+                _ if kind == Kind::Membership && MemberChange::from_name(name).is_some() => add(
+                    &mut self.changes,
+                    MemberChange::from_name(name).expect("checked"),
+                ),
                 (_, Some(w)) if kind.whom().contains(&w) => add(&mut self.whom, w),
                 _ if Moment::from_name(name)
                     .is_some_and(|m| kind.moments().len() > 1 && kind.moments().contains(&m)) =>
@@ -526,6 +549,7 @@ impl Spec {
             .chain(named(&self.clocks))
             .chain(named(&self.losses))
             .chain(named(&self.disks))
+            .chain(named(&self.changes))
             .chain(named(&self.whom))
             .chain(named(&self.moments))
             .collect()

@@ -47,6 +47,11 @@ pub struct NodeSpec {
     /// `None` for the node's own process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
+    /// The bootstrap members `init` names (membership changes only); a
+    /// node not among them starts with no configuration and waits to be
+    /// added. `None`: init is Maelstrom's, without `members`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
 }
 
 impl NodeSpec {
@@ -414,7 +419,10 @@ pub async fn init(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let id = node.spec.id.clone();
-    let body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
+    let mut body = json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": net.node_ids()});
+    if let Some(m) = &node.spec.members {
+        body["members"] = json!(m);
+    }
     ask(net, inbox, node, &body, timeout).await?;
     net.initialised(node.spec.index);
     if let Some(setup) = node.spec.setup.clone() {
@@ -423,6 +431,35 @@ pub async fn init(
         ask(net, inbox, node, &body, timeout).await?;
     }
     Ok(())
+}
+
+/// Sends `body` (with its `msg_id`) from the controller and waits up to
+/// `timeout` for the node's answer to it, whatever its type; `None` when
+/// the node cannot be reached or says nothing in time.
+pub async fn request(
+    net: &Network,
+    inbox: &mut tokio::sync::mpsc::Receiver<Value>,
+    node: &NodeHandle,
+    body: &Value,
+    timeout: Duration,
+) -> Option<Value> {
+    let id = body.get("msg_id").and_then(Value::as_u64)?;
+    if !node.is_running() {
+        return None;
+    }
+    net.send_from_controller(node.spec.index, body).ok()?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        tokio::select! {
+            m = inbox.recv() => {
+                let reply = m?;
+                if reply.get("in_reply_to").and_then(Value::as_u64) == Some(id) {
+                    return Some(reply);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return None,
+        }
+    }
 }
 
 /// Sends `body` from the controller and waits for its `{type}_ok`; an

@@ -53,7 +53,13 @@ pub struct TestConfig {
     #[serde(default)]
     pub system: Option<String>,
     pub args: Vec<String>,
+    /// Nodes at the start (the members, when membership changes).
     pub node_count: usize,
+    /// With the membership nemesis: the fewest and most members the
+    /// cluster keeps. One node id more than the most is laid out, so a
+    /// replace can always bring in a new name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_size: Option<[usize; 2]>,
     /// A name from `faultline_workloads::WORKLOADS`.
     pub workload: String,
     pub nemesis: Vec<Spec>,
@@ -101,9 +107,16 @@ pub struct TestConfig {
 }
 
 impl TestConfig {
-    /// The node ids of this run.
+    /// The node ids of this run: every node that may ever be a member.
     pub fn node_ids(&self) -> Vec<String> {
-        node_ids(&self.node_names, self.node_count)
+        node_ids(&self.node_names, self.universe())
+    }
+
+    /// How many nodes are laid out: the starting members, and with
+    /// membership changes one more than the most members.
+    pub fn universe(&self) -> usize {
+        self.cluster_size
+            .map_or(self.node_count, |[_, max]| (max + 1).max(self.node_count))
     }
 
     /// The consistency model transactions are held to; `check` made sure

@@ -227,6 +227,7 @@ pub fn layout(
             env: plan.env.clone(),
             routed: false,
             process: None,
+            members: None,
         };
         let init_log = run_dir.process_log(&plan.id, "init");
         init.push(
@@ -377,6 +378,7 @@ fn sidecar(
             env: p.env.clone(),
             log_path: run_dir.process_log(&server.id, &p.name),
             process: Some(p.name.clone()),
+            members: None,
             ..server.clone()
         },
         ready,

@@ -172,3 +172,62 @@ fn malformed_traces_are_errors_with_lines() {
     let err = raft::check("t.jsonl", "{}\n[\n").unwrap_err().to_string();
     assert!(err.starts_with("t.jsonl:1:"), "{err}");
 }
+
+#[test]
+fn a_configuration_change_must_be_joint_or_one_server() {
+    let v = violated(
+        &[
+            r#"{"node":"n1","event":"config","index":9,"term":3,"voters":["n1","n2","n4"],"old":null,"from_voters":["n1","n2","n3"],"from_old":null}"#,
+        ],
+        "config-change-unsafe",
+    );
+    assert!(
+        v.summary.contains("{n1,n2,n3} straight to {n1,n2,n4}"),
+        "{}",
+        v.summary
+    );
+    let safe = run(&[
+        // Into the joint configuration, out to its new half.
+        r#"{"node":"n1","event":"config","index":9,"term":3,"voters":["n1","n2","n4"],"old":["n1","n2","n3"],"from_voters":["n1","n2","n3"],"from_old":null}"#,
+        r#"{"node":"n1","event":"config","index":11,"term":3,"voters":["n1","n2","n4"],"old":null,"from_voters":["n1","n2","n4"],"from_old":["n1","n2","n3"]}"#,
+        // One server at a time needs no joint phase.
+        r#"{"node":"n2","event":"config","index":14,"term":4,"voters":["n1","n2","n4","n5"],"old":null,"from_voters":["n1","n2","n4"],"from_old":null}"#,
+    ]);
+    assert_eq!(safe.verdict, Verdict::Valid, "{:?}", safe.violations);
+    // Leaving a joint configuration for anything but its new half.
+    violated(
+        &[
+            r#"{"node":"n1","event":"config","index":11,"term":3,"voters":["n1","n2","n3"],"old":null,"from_voters":["n1","n2","n4"],"from_old":["n1","n2","n3"]}"#,
+        ],
+        "config-change-unsafe",
+    );
+}
+
+#[test]
+fn a_commit_needs_a_majority_of_each_half_of_the_configuration() {
+    // {n1, n4} is a majority of C-new {n1,n4,n5}, but of C-old only n1.
+    let v = violated(
+        &[
+            r#"{"node":"n4","event":"commit","index":12,"term":5,"leader_term":5,"acks":["n4","n1"],"voters":["n1","n4","n5"],"old":["n1","n2","n3"]}"#,
+        ],
+        "commit-without-quorum",
+    );
+    assert!(
+        v.summary.contains("{n1,n4,n5} with {n1,n2,n3}"),
+        "{}",
+        v.summary
+    );
+    // Two of four is no majority (the even-quorum mistake).
+    violated(
+        &[
+            r#"{"node":"n1","event":"commit","index":3,"term":1,"leader_term":1,"acks":["n1","n2"],"voters":["n1","n2","n3","n4"],"old":null}"#,
+        ],
+        "commit-without-quorum",
+    );
+    let fine = run(&[
+        r#"{"node":"n1","event":"commit","index":12,"term":5,"leader_term":5,"acks":["n1","n2","n4"],"voters":["n1","n2","n4"],"old":["n1","n2","n3"]}"#,
+        // A leader outside C-new manages the joint configuration without counting itself there.
+        r#"{"node":"n3","event":"commit","index":13,"term":6,"leader_term":6,"acks":["n3","n1","n4"],"voters":["n1","n4","n5"],"old":["n1","n2","n3"]}"#,
+    ]);
+    assert_eq!(fine.verdict, Verdict::Valid, "{:?}", fine.violations);
+}

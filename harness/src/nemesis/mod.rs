@@ -7,6 +7,7 @@
 //! targets, and `heal` undoes whatever is still active.
 
 pub mod clocks;
+pub mod membership;
 pub mod triggers;
 
 use anyhow::Context;
@@ -73,6 +74,14 @@ pub trait Processes {
         fault: faultline_durable::DiskFault,
         rng: &mut ChaCha8Rng,
     ) -> anyhow::Result<Option<faultline_durable::Damage>>;
+    /// Starts node `i` afresh, its data wiped, as a node waiting to be
+    /// added (membership changes).
+    async fn join(&mut self, i: usize) -> anyhow::Result<()>;
+    /// Stops node `i`, which left the cluster; its data stays.
+    async fn leave(&mut self, i: usize);
+    /// Sends node `i` one request (its `msg_id` is set here) and waits up
+    /// to `timeout` for the answer; `None` without one.
+    async fn ask(&mut self, i: usize, body: Value, timeout: std::time::Duration) -> Option<Value>;
     /// Give `nodes` `cpu_percent` of the CPU until `unthrottle`.
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32);
     /// Full speed for everyone; returns whom that released.
@@ -90,6 +99,8 @@ pub struct ExecutorOptions {
     pub history: Arc<History>,
     /// Each node's libfaketime file, when the clock nemesis is on.
     pub clock_files: Option<Vec<PathBuf>>,
+    /// Set when the membership nemesis changes who is in the cluster.
+    pub membership: Option<membership::MembershipOptions>,
 }
 
 /// The link faults active now, from which every link's faults are rebuilt
@@ -126,6 +137,7 @@ pub struct Executor<P: Processes> {
     /// The action being applied was aimed at the leader, and none was
     /// known: it hit a node drawn at random, which the history says.
     leader_unknown: bool,
+    membership: Option<membership::MemberState>,
 }
 
 impl<P: Processes> Executor<P> {
@@ -145,6 +157,7 @@ impl<P: Processes> Executor<P> {
             refused: BTreeSet::new(),
             active: ActiveLinkFaults::default(),
             moment: None,
+            membership: opts.membership.map(membership::MemberState::new),
         }
     }
 
@@ -277,6 +290,10 @@ impl<P: Processes> Executor<P> {
             Action::RestartDamaged { nodes } => self.restart(nodes).await?,
             Action::Strand { delta_ms } => self.strand(*delta_ms)?,
             Action::Unstrand => self.unstrand()?,
+            Action::MemberAdd { .. }
+            | Action::MemberRemove { .. }
+            | Action::MemberReplace { .. } => self.change_membership(action).await?,
+            Action::MembershipSettled => self.membership_settled().await?,
             Action::StopOverload => {
                 let nodes = self.processes.unthrottle();
                 self.active.overload = None;
@@ -338,16 +355,16 @@ impl<P: Processes> Executor<P> {
     /// seeded random node.
     fn resolve(&mut self, target: &Target) -> Vec<usize> {
         match target {
-            Target::Nodes(nodes) => nodes.clone(),
+            Target::Nodes(nodes) => self.place(nodes),
             Target::Moment => match self.moment {
                 Some((_, node)) => vec![node],
-                None => vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())],
+                None => vec![self.random_node()],
             },
             Target::Leader => match self.current_leader() {
                 Some(l) => vec![l],
                 None => {
                     self.leader_unknown = true;
-                    vec![rand::Rng::gen_range(&mut self.rng, 0..self.node_ids.len())]
+                    vec![self.random_node()]
                 }
             },
         }
@@ -359,7 +376,7 @@ impl<P: Processes> Executor<P> {
             self.leader_unknown = leader.is_none();
             partition_cut(shape, self.node_ids.len(), &mut self.rng, leader)
         } else {
-            cut.to_vec()
+            self.place_links(cut)
         };
         let cut_ids: Vec<[String; 2]> = cut
             .iter()
@@ -384,15 +401,18 @@ impl<P: Processes> Executor<P> {
     }
 
     /// The nodes an undo reaches: those named, or every affected one.
-    fn scope(nodes: &Scope, affected: &BTreeSet<usize>) -> Vec<usize> {
+    /// While membership changes, the nodes a schedule names are places in
+    /// the cluster, not who holds them now: an undo reaches whom its fault
+    /// affected.
+    fn scope(&self, nodes: &Scope, affected: &BTreeSet<usize>) -> Vec<usize> {
         match nodes {
-            Scope::Affected => affected.iter().copied().collect(),
-            Scope::Nodes(n) => n.clone(),
+            Scope::Nodes(n) if self.membership.is_none() => n.clone(),
+            _ => affected.iter().copied().collect(),
         }
     }
 
     fn resume(&mut self, nodes: &Scope) -> Value {
-        let nodes = Self::scope(nodes, &self.paused);
+        let nodes = self.scope(nodes, &self.paused);
         for &i in &nodes {
             if self.paused.remove(&i) {
                 self.processes.resume(i);
@@ -457,7 +477,7 @@ impl<P: Processes> Executor<P> {
             DiskFault::Zero => faultline_durable::DiskFault::Zero,
         };
         let mut effects = Vec::new();
-        for &i in nodes {
+        for i in self.place(nodes) {
             if self.refused.contains(&i) {
                 // Its disk is known bad: damaging it again could destroy
                 // the evidence it refused on (a checksum, a length) and
@@ -484,7 +504,8 @@ impl<P: Processes> Executor<P> {
     }
 
     async fn restart(&mut self, nodes: &Scope) -> anyhow::Result<Value> {
-        let restarted: Vec<usize> = Self::scope(nodes, &self.down)
+        let restarted: Vec<usize> = self
+            .scope(nodes, &self.down)
             .into_iter()
             .filter(|i| self.down.remove(i))
             .collect();

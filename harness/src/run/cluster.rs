@@ -40,6 +40,8 @@ pub struct Layout {
     /// Each node's durability layer (mounted on its data directory), when
     /// a crash can drop what it never synced.
     pub layers: Vec<Option<Layer>>,
+    /// How many nodes start (the first); the rest wait to be added.
+    pub initial: usize,
     data_root: tempfile::TempDir,
 }
 
@@ -63,7 +65,7 @@ fn node_program(cfg: &TestConfig) -> anyhow::Result<(PathBuf, Vec<String>)> {
 impl Layout {
     /// The node ids of a run: n1..nN, or n0..nN-1 as Maelstrom names them.
     pub fn node_ids(cfg: &TestConfig) -> Vec<String> {
-        crate::options::node_ids(&cfg.node_names, cfg.node_count)
+        cfg.node_ids()
     }
 
     /// Lays out every node; `faketime` is libfaketime when the clock
@@ -134,6 +136,7 @@ impl Layout {
             clock_files,
             server,
             layers,
+            initial: cfg.node_count,
             data_root,
         })
     }
@@ -164,6 +167,9 @@ impl Layout {
                 routed: true,
                 process: None,
                 setup: cfg.workload().setup(&id, &ids, &cfg.topology),
+                // With membership changes, init names the starting members:
+                // the other nodes wait to be added.
+                members: cfg.cluster_size.map(|_| ids[..cfg.node_count].to_vec()),
                 index,
                 id,
             });
@@ -237,7 +243,13 @@ impl Throttle {
 /// The running nodes of one run.
 pub struct Cluster {
     specs: Vec<NodeSpec>,
-    nodes: Vec<NodeHandle>,
+    /// Each node's current incarnation; `None` for a node never started
+    /// (out of the cluster since the start, with membership changes).
+    nodes: Vec<Option<NodeHandle>>,
+    /// How many nodes start (the first ones); the rest wait to be added.
+    initial: usize,
+    /// The last msg_id of a request the harness sent a node itself.
+    next_ask: u64,
     /// Each node's sidecars, as `server.sidecars` lists them (started once
     /// the servers are up).
     sidecars: Vec<Vec<NodeHandle>>,
@@ -276,6 +288,8 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster {
             nodes: Vec::new(),
+            initial: layout.initial,
+            next_ask: 1_000,
             sidecars: layout.specs.iter().map(|_| Vec::new()).collect(),
             throttle: Arc::new(Mutex::new(Throttle {
                 targets: BTreeSet::new(),
@@ -305,25 +319,33 @@ impl Cluster {
 
     async fn start_all(&mut self) -> anyhow::Result<()> {
         self.run_init().await?;
-        for s in &self.specs {
-            self.nodes
-                .push(node::spawn(s, &self.net, &self.recorder, self.clock)?);
+        for (i, s) in self.specs.iter().enumerate() {
+            self.nodes.push(if i < self.initial {
+                Some(node::spawn(s, &self.net, &self.recorder, self.clock)?)
+            } else {
+                None
+            });
         }
         self.throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pgids = self.nodes.iter().map(|h| vec![h.pid]).collect();
+            .pgids = self
+            .nodes
+            .iter()
+            .map(|h| h.iter().map(|h| h.pid).collect())
+            .collect();
         let (net, server, timeout) = (&self.net, self.server.as_ref(), self.init_timeout);
         let ups = self
             .nodes
             .iter_mut()
             .zip(self.inboxes.iter_mut())
             .enumerate()
-            .map(|(i, (n, inbox))| up(n, inbox, net, server, i, timeout));
+            .filter_map(|(i, (n, inbox))| Some((i, n.as_mut()?, inbox)))
+            .map(|(i, n, inbox)| up(n, inbox, net, server, i, timeout));
         for r in futures::future::join_all(ups).await {
             r?;
         }
-        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        let all: Vec<usize> = (0..self.initial).collect();
         for r in self.start_sidecars(&all, false).await {
             r?;
         }
@@ -416,7 +438,7 @@ impl Cluster {
         let server = self.server.as_ref().map(|m| m.process_name.as_str());
         let mut out = Vec::new();
         if process.is_none() || process == server {
-            out.push(&mut self.nodes[i]);
+            out.extend(self.nodes[i].as_mut());
         }
         for h in &mut self.sidecars[i] {
             if process.is_none() || process == h.spec.process.as_deref() {
@@ -424,6 +446,11 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// Whether node `i`'s server runs (a node never started does not).
+    fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].as_ref().is_some_and(NodeHandle::is_running)
     }
 
     pub fn len(&self) -> usize {
@@ -452,7 +479,7 @@ impl Cluster {
         let handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
         // A stale init_ok from an earlier incarnation must not count.
         while self.inboxes[i].try_recv().is_ok() {}
-        self.nodes[i] = handle;
+        self.nodes[i] = Some(handle);
         Ok(())
     }
 
@@ -460,12 +487,13 @@ impl Cluster {
     /// end it: refusing to start, or a crash.
     fn unexpected_exit(&mut self, i: usize) -> Option<ExitInfo> {
         let refused = self.refused.remove(&i);
-        unexpected(&self.nodes[i], refused)
+        unexpected(self.nodes[i].as_ref()?, refused)
     }
 
     /// Node `i`'s new incarnation takes its place in overload's duty cycle.
     fn rejoin(&mut self, i: usize) {
-        let pgids = std::iter::once(&self.nodes[i])
+        let pgids = self.nodes[i]
+            .iter()
             .chain(&self.sidecars[i])
             .map(|h| h.pid)
             .collect();
@@ -488,7 +516,9 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             crashed.extend(self.stop_sidecars(i).await);
             crashed.extend(self.unexpected_exit(i));
-            let n = &mut self.nodes[i];
+            let Some(n) = self.nodes[i].as_mut() else {
+                continue;
+            };
             match &self.server {
                 // A server stops as it says it does, then is killed.
                 Some(m) => n.stop(m.stop_signal, m.stop_grace).await,
@@ -568,10 +598,11 @@ impl Processes for Cluster {
             // exited refusing to start.
             for &i in nodes {
                 self.respawn(i)?;
-                let (node, inbox) = (&mut self.nodes[i], &mut self.inboxes[i]);
+                let node = self.nodes[i].as_mut().expect("respawned");
+                let inbox = &mut self.inboxes[i];
                 match node::init(&self.net, inbox, node, self.init_timeout).await {
                     Ok(()) => self.rejoin(i),
-                    Err(e) if !self.nodes[i].is_running() => {
+                    Err(e) if !self.is_running(i) => {
                         eprintln!(
                             "faultline: {} refused to start (fail-stop): {e:#}",
                             self.specs[i].id
@@ -596,7 +627,7 @@ impl Processes for Cluster {
         let respawned: Vec<usize> = nodes
             .iter()
             .copied()
-            .filter(|&i| !self.nodes[i].is_running())
+            .filter(|&i| !self.is_running(i))
             .collect();
         for &i in &respawned {
             self.respawn(i)?;
@@ -606,6 +637,7 @@ impl Processes for Cluster {
             .iter_mut()
             .enumerate()
             .filter(|(i, _)| respawned.contains(i))
+            .filter_map(|(i, n)| Some((i, n.as_mut()?)))
             .map(|(i, n)| {
                 let listening = server.ready[i].listening();
                 async move { (i, server::wait_ready(n, &listening, wait).await) }
@@ -615,7 +647,7 @@ impl Processes for Cluster {
             // liveness check judges, not a failure of the harness.
             if let Err(e) = r {
                 eprintln!("faultline: warning: after a restart, {e:#}");
-                if !self.nodes[i].is_running() {
+                if !self.is_running(i) {
                     refused.push(i);
                 }
             }
@@ -670,6 +702,41 @@ impl Processes for Cluster {
         })
     }
 
+    async fn join(&mut self, i: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.server.is_none(),
+            "membership changes on a real server are not supported yet"
+        );
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.kill().await;
+        }
+        wipe(&self.specs[i].data_dir)?;
+        // However it began, it now waits to be added.
+        self.specs[i].members = Some(Vec::new());
+        self.respawn(i)?;
+        let node = self.nodes[i].as_mut().expect("respawned");
+        if let Err(e) = node::init(&self.net, &mut self.inboxes[i], node, self.init_timeout).await {
+            node.kill().await;
+            return Err(e);
+        }
+        self.rejoin(i);
+        Ok(())
+    }
+
+    async fn leave(&mut self, i: usize) {
+        self.hold(i, true);
+        for h in self.aimed(i, None) {
+            h.kill().await;
+        }
+    }
+
+    async fn ask(&mut self, i: usize, mut body: Value, timeout: Duration) -> Option<Value> {
+        self.next_ask += 1;
+        body["msg_id"] = serde_json::json!(self.next_ask);
+        let node = self.nodes[i].as_ref()?;
+        node::request(&self.net, &mut self.inboxes[i], node, &body, timeout).await
+    }
+
     fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) {
         // The duty cycle runs only in runs that overload something.
         if Arc::weak_count(&self.throttle) == 0 {
@@ -685,6 +752,24 @@ impl Processes for Cluster {
         t.signal_targets(Signal::SIGCONT);
         std::mem::take(&mut t.targets)
     }
+}
+
+/// Empties a node's data directory (a server replaced under its own name
+/// comes back with nothing).
+fn wipe(dir: &Path) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for e in entries {
+        let path = e
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("wiping {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Brings a just-started node up: `init` for a stdio node, its readiness

@@ -40,6 +40,7 @@ pub async fn run(
     rec: &Recording,
     executor: Executor<Cluster>,
     pacer: Arc<Pacer>,
+    members: Option<crate::nemesis::membership::MemberView>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Loaded> {
     let started_at = Instant::now();
@@ -75,6 +76,7 @@ pub async fn run(
             timeout,
         };
         let mut c = Client::new(spec, conn(rec, k, node, &ids[node]), rec.history.clone());
+        c.members = members.clone();
         let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             let r = c.run(&gen, &pacer, deadline, &cancel).await;

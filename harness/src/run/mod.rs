@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Pacer;
+use crate::nemesis::membership::{MemberView, MembershipOptions};
 use crate::nemesis::{Executor, ExecutorOptions};
 use cluster::{Cluster, Layout};
 use faultline_net::links::Links;
@@ -205,6 +206,22 @@ async fn exercise(
     cancel: &CancellationToken,
 ) -> anyhow::Result<(Option<CheckerResult>, Vec<ExitInfo>, anyhow::Result<()>)> {
     let pacer = Arc::new(Pacer::new(cfg.rate));
+    // With membership changes: who is in the cluster now, for the nemesis
+    // to change and the clients to follow.
+    let view: Option<MemberView> = cfg
+        .cluster_size
+        .map(|_| Arc::new(std::sync::RwLock::new((0..cfg.node_count).collect())));
+    let membership = cfg.cluster_size.zip(view.clone()).map(|(range, view)| {
+        MembershipOptions {
+            view,
+            range,
+            places: cfg.node_count,
+            // A change waits out an election or two, and a new server's
+            // catch-up; never past one nemesis interval and a client timeout.
+            timeout: Duration::from_secs_f64(cfg.nemesis_interval_s.max(1.0))
+                + Duration::from_millis(cfg.timeout_ms),
+        }
+    });
     let executor = Executor::new(
         ExecutorOptions {
             node_ids: Layout::node_ids(cfg),
@@ -214,10 +231,11 @@ async fn exercise(
             leader: rec.recorder.leader(),
             history: rec.history.clone(),
             clock_files,
+            membership,
         },
         cluster,
     );
-    let loaded = load::run(cfg, rec, executor, pacer, cancel).await?;
+    let loaded = load::run(cfg, rec, executor, pacer, view, cancel).await?;
     let mut executor = loaded.executor;
     // Heal everything, let the system recover, then demand that the
     // workload's final reads succeed within a bound.

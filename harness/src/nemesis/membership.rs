@@ -1,0 +1,380 @@
+//! The membership nemesis: servers added, removed and replaced through the
+//! system's own requests (`member_add`, `member_remove`, `member_replace`,
+//! `members`; README, "Membership"), the cluster kept within its size
+//! range. Each change is recorded with what the system answered and the
+//! membership it reports afterwards.
+//!
+//! While membership changes, the nodes a schedule names are places in the
+//! cluster: place `p` is the member of rank `p` (by node index), and a
+//! member past the last place stands in for place `rank % places`, so a
+//! partition drawn for the starting size still splits a grown cluster.
+//! Nodes out of the cluster get no faults and no client traffic (clients
+//! read the shared `MemberView`).
+
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::{fault_rng, Executor, Processes};
+use faultline_nemesis::{Action, Link};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// The members now, by node index, shared with the clients.
+pub type MemberView = Arc<RwLock<Vec<usize>>>;
+
+/// Most requests one change sends before it gives up (each to the leader
+/// named by the last answer, else the next member).
+const MAX_ASKS: usize = 8;
+
+pub struct MembershipOptions {
+    pub view: MemberView,
+    /// The fewest and most members.
+    pub range: [usize; 2],
+    /// How many places the schedule was drawn for (the starting size).
+    pub places: usize,
+    /// How long one change may take, all its requests together.
+    pub timeout: Duration,
+}
+
+pub struct MemberState {
+    opts: MembershipOptions,
+    members: BTreeSet<usize>,
+}
+
+impl MemberState {
+    pub fn new(opts: MembershipOptions) -> MemberState {
+        let members = opts
+            .view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        MemberState { opts, members }
+    }
+
+    fn publish(&self) {
+        *self.opts.view.write().unwrap_or_else(|e| e.into_inner()) =
+            self.members.iter().copied().collect();
+    }
+}
+
+/// How a system answered one change.
+enum Answer {
+    Ok,
+    /// A definite refusal: the change did not happen.
+    Refused(Value),
+    /// No answer, or one that leaves the outcome open.
+    Indefinite(String),
+}
+
+impl Answer {
+    fn record(&self) -> Value {
+        match self {
+            Answer::Ok => json!("ok"),
+            Answer::Refused(e) => json!({"refused": [e["code"], e["text"]]}),
+            Answer::Indefinite(why) => json!({"indefinite": why}),
+        }
+    }
+}
+
+impl<P: Processes> Executor<P> {
+    /// The members by rank, or every node without membership changes.
+    fn ranked(&self) -> Vec<usize> {
+        match &self.membership {
+            Some(m) => m.members.iter().copied().collect(),
+            None => (0..self.node_ids.len()).collect(),
+        }
+    }
+
+    /// The nodes holding the places `nodes` name (themselves without
+    /// membership changes).
+    pub(super) fn place(&self, nodes: &[usize]) -> Vec<usize> {
+        if self.membership.is_none() {
+            return nodes.to_vec();
+        }
+        let members = self.ranked();
+        let mut out: Vec<usize> = nodes
+            .iter()
+            .filter(|_| !members.is_empty())
+            .map(|&p| members[p % members.len()])
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The links between the members holding the places a cut names.
+    pub(super) fn place_links(&self, cut: &[Link]) -> Vec<Link> {
+        let Some(m) = &self.membership else {
+            return cut.to_vec();
+        };
+        let places = m.opts.places.max(1);
+        let members = self.ranked();
+        let holders = |p: usize| {
+            members
+                .iter()
+                .enumerate()
+                .filter(move |(rank, _)| rank % places == p)
+                .map(|(_, &i)| i)
+        };
+        let mut out: Vec<Link> = cut
+            .iter()
+            .flat_map(|&(a, b)| holders(a).flat_map(move |x| holders(b).map(move |y| (x, y))))
+            .filter(|(x, y)| x != y)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// A node drawn at random: a member, while membership changes.
+    pub(super) fn random_node(&mut self) -> usize {
+        let members = self.ranked();
+        *members.choose(&mut self.rng).unwrap_or(&0)
+    }
+
+    /// Applies a drawn change: an add past the most members, or a remove
+    /// below the fewest, becomes a replace.
+    pub(super) async fn change_membership(&mut self, action: &Action) -> anyhow::Result<Value> {
+        let Some(m) = &self.membership else {
+            anyhow::bail!("a membership change was scheduled but the run has no size range (the membership nemesis is not enabled)");
+        };
+        let seed = match action {
+            Action::MemberAdd { seed }
+            | Action::MemberRemove { seed }
+            | Action::MemberReplace { seed } => *seed,
+            _ => 0,
+        };
+        let [min, max] = m.opts.range;
+        let members: Vec<usize> = m.members.iter().copied().collect();
+        let spare: Vec<usize> = (0..self.node_ids.len())
+            .filter(|i| !m.members.contains(i))
+            .collect();
+        let mut rng = fault_rng(seed, 0);
+        let one = |rng: &mut rand_chacha::ChaCha8Rng, v: &[usize]| v.choose(rng).copied();
+        let value = match action {
+            Action::MemberAdd { .. } if members.len() < max => match one(&mut rng, &spare) {
+                Some(node) => self.add(node).await?,
+                None => json!({"change": "add", "skipped": "no node is out of the cluster"}),
+            },
+            Action::MemberRemove { .. } if members.len() > min => {
+                let node = one(&mut rng, &members).expect("more members than the fewest");
+                self.remove(node).await
+            }
+            _ => {
+                let old = one(&mut rng, &members).expect("a cluster has a member");
+                match one(&mut rng, &spare) {
+                    // A third of replaces bring the server back under its
+                    // own name, wiped: two changes, one server each.
+                    Some(new) if !rng.gen_bool(1.0 / 3.0) => self.replace(old, new).await?,
+                    _ => {
+                        let removed = self.remove(old).await;
+                        let added = match removed["answer"] == json!("ok") {
+                            true => self.add(old).await?,
+                            false => json!({"skipped": "the remove did not happen"}),
+                        };
+                        json!({"change": "replace", "same_name": true, "remove": removed, "add": added})
+                    }
+                }
+            }
+        };
+        Ok(self.with_reported(value).await)
+    }
+
+    /// Starts `node` afresh and asks the cluster to add it.
+    async fn add(&mut self, node: usize) -> anyhow::Result<Value> {
+        let id = self.node_ids[node].clone();
+        if let Err(e) = self.processes.join(node).await {
+            return Ok(
+                json!({"change": "add", "node": id, "answer": {"not_started": format!("{e:#}")}}),
+            );
+        }
+        let answer = self
+            .ask_change(json!({"type": "member_add", "node": id}))
+            .await;
+        let joined = match &answer {
+            Answer::Ok => true,
+            Answer::Refused(_) => false,
+            Answer::Indefinite(_) => self.reported_voters().await.contains(&node),
+        };
+        if joined {
+            self.enter(node);
+        } else {
+            self.processes.leave(node).await;
+        }
+        Ok(json!({"change": "add", "node": id, "answer": answer.record()}))
+    }
+
+    /// Asks the cluster to remove `node`, and stops it once out.
+    async fn remove(&mut self, node: usize) -> Value {
+        let id = self.node_ids[node].clone();
+        let answer = self
+            .ask_change(json!({"type": "member_remove", "node": id}))
+            .await;
+        let left = match &answer {
+            Answer::Ok => true,
+            Answer::Refused(_) => false,
+            Answer::Indefinite(_) => !self.reported_voters().await.contains(&node),
+        };
+        if left {
+            self.exit(node).await;
+        }
+        json!({"change": "remove", "node": id, "answer": answer.record()})
+    }
+
+    /// One change that removes `old` and adds `new` (started afresh).
+    async fn replace(&mut self, old: usize, new: usize) -> anyhow::Result<Value> {
+        let (old_id, new_id) = (self.node_ids[old].clone(), self.node_ids[new].clone());
+        let mut value = json!({"change": "replace", "remove": old_id, "add": new_id});
+        if let Err(e) = self.processes.join(new).await {
+            value["answer"] = json!({"not_started": format!("{e:#}")});
+            return Ok(value);
+        }
+        let body = json!({"type": "member_replace", "remove": old_id, "add": new_id});
+        let answer = self.ask_change(body).await;
+        let voters = match &answer {
+            Answer::Ok => [new].into(),
+            Answer::Refused(_) => [old].into(),
+            Answer::Indefinite(_) => self.reported_voters().await,
+        };
+        if voters.contains(&new) {
+            self.enter(new);
+        } else {
+            self.processes.leave(new).await;
+        }
+        if !voters.contains(&old) {
+            self.exit(old).await;
+        }
+        value["answer"] = answer.record();
+        Ok(value)
+    }
+
+    fn enter(&mut self, node: usize) {
+        if let Some(m) = &mut self.membership {
+            m.members.insert(node);
+            m.publish();
+        }
+    }
+
+    /// `node` left the cluster: out of the view first (no client picks
+    /// it), then stopped, and no fault holds it any more.
+    async fn exit(&mut self, node: usize) {
+        if let Some(m) = &mut self.membership {
+            m.members.remove(&node);
+            m.publish();
+        }
+        self.paused.remove(&node);
+        self.down.remove(&node);
+        self.refused.remove(&node);
+        self.processes.leave(node).await;
+    }
+
+    /// Sends a change to the leader (as the last answer names it, else the
+    /// newest traced, else each member in turn) until one answers it.
+    async fn ask_change(&mut self, body: Value) -> Answer {
+        let Some(m) = &self.membership else {
+            return Answer::Indefinite("membership changes are off".into());
+        };
+        let timeout = m.opts.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut order: Vec<usize> = self.current_leader().into_iter().collect();
+        order.extend(m.members.iter().copied().filter(|i| !self.down.contains(i)));
+        let mut last = Answer::Indefinite("no member could be asked".into());
+        for k in 0..MAX_ASKS {
+            let Some(&via) = order.get(k % order.len().max(1)) else {
+                break;
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let Some(reply) = self.processes.ask(via, body.clone(), left).await else {
+                last = Answer::Indefinite(format!("no answer from {}", self.node_ids[via]));
+                continue;
+            };
+            match reply["type"].as_str() {
+                Some(t) if t.ends_with("_ok") => return Answer::Ok,
+                _ => {}
+            }
+            match reply["code"].as_u64() {
+                // Not the leader (it may name it), or a change under way.
+                Some(11) => {
+                    let hint = reply["leader"].as_str();
+                    if let Some(l) = hint.and_then(|l| self.node_ids.iter().position(|n| n == l)) {
+                        order.insert(k + 1, l);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    last = Answer::Refused(reply);
+                }
+                Some(0) | None => return Answer::Indefinite(reply["text"].to_string()),
+                Some(_) => return Answer::Refused(reply),
+            }
+        }
+        last
+    }
+
+    /// The voters the system reports (the new half while joint), asked of
+    /// the leader or else any member; empty when none answers.
+    async fn reported(&mut self) -> Option<Value> {
+        let members: Vec<usize> = self.ranked();
+        let mut order: Vec<usize> = self.current_leader().into_iter().collect();
+        order.extend(members.iter().copied().filter(|i| !self.down.contains(i)));
+        for via in order.into_iter().take(MAX_ASKS) {
+            let timeout = Duration::from_millis(500);
+            if let Some(r) = self
+                .processes
+                .ask(via, json!({"type": "members"}), timeout)
+                .await
+            {
+                if r["type"] == "members_ok" {
+                    let mut r = r;
+                    r["from"] = json!(self.node_ids[via]);
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    async fn reported_voters(&mut self) -> BTreeSet<usize> {
+        let r = self.reported().await.unwrap_or_default();
+        r["voters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                self.node_ids
+                    .iter()
+                    .position(|n| Some(n.as_str()) == v.as_str())
+            })
+            .collect()
+    }
+
+    /// `value` with the harness's members and what the system reports.
+    async fn with_reported(&mut self, mut value: Value) -> Value {
+        let reported = self.reported().await;
+        value["members"] = json!(self.ids(self.ranked()));
+        value["reported"] = match reported {
+            Some(r) => {
+                json!({"voters": r["voters"], "old": r["old"], "leader": r["leader"], "from": r["from"]})
+            }
+            None => json!(null),
+        };
+        value
+    }
+
+    /// An interval after a change: the membership the system reports,
+    /// beside the harness's (they should agree once the change settled).
+    pub(super) async fn membership_settled(&mut self) -> anyhow::Result<Value> {
+        let value = self.with_reported(json!({})).await;
+        let agree =
+            value["reported"]["voters"] == value["members"] && value["reported"]["old"].is_null();
+        let mut value = value;
+        value["agree"] = json!(agree);
+        Ok(value)
+    }
+}
