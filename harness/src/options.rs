@@ -64,8 +64,9 @@ pub struct TestOptions {
     #[serde(default = "workload")]
     pub workload: String,
     /// Comma list of faults (partition, pause, kill, messages, clock,
-    /// overload, crash, disk, strand), `all` (every kind but disk; crash
-    /// only where FUSE mounts) or `none`. A fault can be narrowed to variants
+    /// overload, crash, disk, strand, membership), `all` (every kind but
+    /// disk; crash only where FUSE mounts, membership only for the bundled
+    /// target node) or `none`. A fault can be narrowed to variants
     /// joined by `+`: `partition:isolate-leader`, `kill:all`,
     /// `clock:strobe+leader`, `messages:corrupt`.
     #[arg(long, default_value = defaults::NEMESIS)]
@@ -880,6 +881,12 @@ fn streams_uncorrupted(schedule: &mut [Step], specs: &[Spec]) {
     }
 }
 
+/// `MIN..MAX`, as `--cluster-size` spells a size range.
+fn parse_size_range(text: &str) -> Option<[usize; 2]> {
+    let (a, b) = text.split_once("..")?;
+    Some([a.trim().parse().ok()?, b.trim().parse().ok()?])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1021,10 +1028,4 @@ mod tests {
             "{e}"
         );
     }
-}
-
-/// `MIN..MAX`, as `--cluster-size` spells a size range.
-fn parse_size_range(text: &str) -> Option<[usize; 2]> {
-    let (a, b) = text.split_once("..")?;
-    Some([a.trim().parse().ok()?, b.trim().parse().ok()?])
 }

@@ -46,6 +46,7 @@ pub fn write(dir: &RunDir) -> anyhow::Result<()> {
         sections::raft(&d),
         sections::timeline(&d),
         sections::faults(&d.bands),
+        sections::membership(&d),
         sections::coverage(&d),
         sections::network(&d),
         sections::configuration(&d),

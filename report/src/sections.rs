@@ -1,6 +1,7 @@
 //! The report's sections, one function each, in page order.
 
 use faultline_checker::{Op, Outcome};
+use serde_json::Value;
 use std::fmt::Write as _;
 
 use super::data::{Band, ReportData};
@@ -275,6 +276,59 @@ fn join_effect(label: &str, effect: &str) -> String {
 /// JSON text of a value, for the chart data.
 fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Membership over time (the membership nemesis): each change, what the
+/// system answered, the members as the harness has them and as the system
+/// reports them.
+pub fn membership(d: &ReportData) -> String {
+    let changes: Vec<&faultline_checker::Event> = d
+        .events
+        .iter()
+        .filter(|e| {
+            e.process == faultline_checker::Process::Named("nemesis".into())
+                && faultline_nemesis::lookup(&e.f)
+                    .is_some_and(|(k, _)| k == faultline_nemesis::Kind::Membership)
+        })
+        .collect();
+    if changes.is_empty() {
+        return String::new();
+    }
+    let names = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| {
+                let n: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                n.join(" ")
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    let mut h = String::from("<h2>Membership</h2><table id=\"membership\"><tr><th>at (s)</th><th>change</th><th>answer</th><th>members (harness)</th><th>voters (reported)</th></tr>");
+    for e in changes {
+        let v = &e.value;
+        let mut change = v.clone();
+        for k in ["members", "reported", "agree"] {
+            if let Some(o) = change.as_object_mut() {
+                o.remove(k);
+            }
+        }
+        let answer = v.get("answer").map(|a| a.to_string()).unwrap_or_default();
+        let reported = &v["reported"];
+        let mut voters = names(&reported["voters"]);
+        if reported["old"].is_array() {
+            voters += &format!(" (joint with {})", names(&reported["old"]));
+        }
+        let _ = write!(
+            h,
+            "<tr><td>{:.2}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.time as f64 / 1e9,
+            esc(&e.f),
+            esc(&change.to_string()),
+            esc(&answer),
+            esc(&names(&v["members"])),
+            esc(&voters)
+        );
+    }
+    h + "</table>"
 }
 
 pub fn faults(bands: &[Band]) -> String {

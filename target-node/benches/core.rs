@@ -64,6 +64,7 @@ fn main() {
                         index: c,
                         term,
                         data: json!({}),
+                        conf: None,
                     });
                 }
             }

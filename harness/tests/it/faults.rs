@@ -361,3 +361,69 @@ fn faultline_check_names_a_transaction_cycle_edge_by_edge() {
     let steps = report["anomalies"][0]["steps"].as_array().unwrap();
     assert!(steps.iter().any(|s| s["kind"] == "rw") && steps.iter().any(|s| s["kind"] == "wr"));
 }
+
+/// The membership nemesis changes who is in the cluster through the
+/// node's own requests, records each change with the system's answer and
+/// the membership it reports, stops removed nodes, and keeps the correct
+/// node valid; switching configurations with no joint phase is caught.
+#[test]
+fn membership_changes_are_recorded_and_a_direct_switch_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = nemesis_run(dir.path(), "membership", "3");
+    assert!(r.status.success(), "{}\n{}", r.stdout, r.stderr);
+    let run_dir = latest(dir.path());
+    let history = lines(&run_dir.join("history.jsonl"));
+    let changes: Vec<&Value> = nemesis_ops(&history)
+        .into_iter()
+        .filter(|e| e["f"].as_str().unwrap().starts_with("member-"))
+        .collect();
+    assert!(changes.len() >= 2, "{changes:?}");
+    for c in &changes {
+        let v = &c["value"];
+        assert!(
+            v["members"].is_array() && v.get("reported").is_some(),
+            "{c}"
+        );
+    }
+    assert!(
+        changes.iter().any(|c| c["value"]["answer"] == "ok"),
+        "no change was made: {changes:?}"
+    );
+    let settled: Vec<&Value> = history
+        .iter()
+        .filter(|e| e["f"] == "membership-settled")
+        .collect();
+    assert!(
+        settled.iter().any(|e| e["value"]["agree"] == true),
+        "{settled:?}"
+    );
+    let test = read_json(&run_dir.join("test.json"));
+    assert_eq!(test["cluster_size"], serde_json::json!([5, 7]));
+    let traces = std::fs::read_to_string(run_dir.join("traces.jsonl")).unwrap();
+    assert!(traces.contains(r#""event":"config""#));
+    let report = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(report.contains("<h2>Membership</h2>"));
+
+    // The planted bug: a replace switches straight to the new configuration.
+    let mut c = faultline_test(dir.path());
+    c.args([
+        "--time-limit",
+        "8",
+        "--nemesis",
+        "membership:replace",
+        "--seed",
+        "1",
+    ]);
+    c.args(["--nemesis-interval", "1.5", "--", "--bug", "direct-config"]);
+    let r = run(&mut c, LIMIT);
+    assert_eq!(r.status.code(), Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("straight to"), "{}", r.stdout);
+
+    // A node not known to change membership is refused when it is named.
+    let mut c = faultline_test(dir.path());
+    c.args(["--nemesis", "membership", "--bin"])
+        .arg(fixture("maelstrom_node.py"));
+    let r = run(&mut c, LIMIT);
+    assert_eq!(r.status.code(), Some(254), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("membership refused"), "{}", r.stderr);
+}

@@ -114,6 +114,7 @@ fn every_option_set(
         // rerun), so `system` and `bin` may both be given here.
         system: Some("etcd".into()),
         node_count: 3,
+        cluster_size: Some("2..4".into()),
         workload: "lin-kv".into(),
         nemesis: "kill:all,partition".into(),
         nemesis_interval: 0.5,

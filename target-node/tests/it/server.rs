@@ -275,3 +275,68 @@ fn reads_wait_out_an_election_and_writes_are_refused_at_once() {
     assert!(w.is_some() && r.is_some() && w < r, "{out:?}");
     assert_eq!(answer(&out, 2).unwrap()["code"], 11);
 }
+
+/// The reply to `msg_id` among what the server wrote.
+fn reply_to(out: &[Value], msg_id: u64) -> Value {
+    out.iter()
+        .find(|m| m["body"]["in_reply_to"] == json!(msg_id))
+        .unwrap_or_else(|| panic!("no reply to {msg_id} in {out:?}"))["body"]
+        .clone()
+}
+
+#[test]
+fn membership_requests_are_refused_with_reasons_and_answered_once_committed() {
+    // n1 alone is a member; n2 and n3 may be added later.
+    let mut s = server();
+    replies(
+        &mut s,
+        &[
+            json!({"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1","n2","n3"],"members":["n1"]}}),
+        ],
+    );
+    settle(&mut s, 100);
+    let ask = |s: &mut Server<Vec<u8>>, body: Value| {
+        replies(s, &[json!({"src":"faultline","dest":"n1","body":body})]);
+    };
+    ask(
+        &mut s,
+        json!({"type":"member_remove","msg_id":2,"node":"n1"}),
+    );
+    ask(&mut s, json!({"type":"member_add","msg_id":3,"node":"n9"}));
+    ask(&mut s, json!({"type":"member_add","msg_id":4,"node":"n1"}));
+    ask(&mut s, json!({"type":"member_add","msg_id":5}));
+    ask(&mut s, json!({"type":"members","msg_id":6}));
+    // A one-node cluster commits C-old,new only with n2 caught up: no
+    // peer answers here, so the change stays under way and a second waits.
+    ask(&mut s, json!({"type":"member_add","msg_id":7,"node":"n2"}));
+    ask(&mut s, json!({"type":"member_add","msg_id":8,"node":"n3"}));
+    ask(&mut s, json!({"type":"members","msg_id":9}));
+    settle(&mut s, 1_100);
+    let out = output(s);
+    let last = reply_to(&out, 2);
+    assert_eq!(
+        (last["code"].clone(), last["text"].clone()),
+        (json!(22), json!("the change would remove the last member"))
+    );
+    assert_eq!(reply_to(&out, 3)["code"], json!(22), "a node past node_ids");
+    assert_eq!(reply_to(&out, 4)["code"], json!(22), "already a member");
+    assert_eq!(reply_to(&out, 5)["code"], json!(12));
+    let m = reply_to(&out, 6);
+    assert_eq!(
+        (m["type"].clone(), m["voters"].clone(), m["old"].clone()),
+        (json!("members_ok"), json!(["n1"]), json!(null))
+    );
+    assert_eq!(reply_to(&out, 8)["code"], json!(11), "one change at a time");
+    let joint = reply_to(&out, 9);
+    assert_eq!(
+        (joint["voters"].clone(), joint["old"].clone()),
+        (json!(["n1", "n2"]), json!(["n1"]))
+    );
+    // n2 never answered: after the wait the add is indefinite, not failed.
+    assert_eq!(reply_to(&out, 7)["code"], json!(0));
+    let traced = out
+        .iter()
+        .find(|m| m["body"]["event"] == json!("config"))
+        .expect("the leader traces the configuration it appends");
+    assert_eq!(traced["body"]["from_voters"], json!(["n1"]));
+}
