@@ -118,6 +118,10 @@ pub struct Client {
     /// With membership changes: the members now. A client whose node left
     /// asks a member instead.
     pub members: Option<crate::nemesis::membership::MemberView>,
+    /// A real server's client of each node, for following a member when
+    /// this client's own node left; and the node `conn` talks to now.
+    pub server_clients: Option<Vec<faultline_systems::system::ClientKind>>,
+    conn_node: usize,
 }
 
 /// Who a client is and what it asks; how it connects is its `Conn`.
@@ -146,6 +150,8 @@ impl Client {
             workload: spec.workload,
             timeout: spec.timeout,
             members: None,
+            server_clients: None,
+            conn_node: spec.node,
         }
     }
 
@@ -175,6 +181,7 @@ impl Client {
 
     /// Invokes one op and records it; returns how it completed.
     pub async fn invoke_for(&mut self, inv: &Invocation) -> std::io::Result<Completion> {
+        self.follow_home();
         self.msg_id += 1;
         let msg_id = self.msg_id;
         let mut body = self.workload.request(inv);
@@ -192,6 +199,9 @@ impl Client {
             }
             (Conn::Stdio { net, .. }, _) if self.home() != self.node => {
                 (self.home(), net.node_ids()[self.home()].clone())
+            }
+            (Conn::Etcd(_), _) if self.conn_node != self.node => {
+                (self.conn_node, format!("n{}", self.conn_node + 1))
             }
             _ => (self.node, self.node_id.clone()),
         };
@@ -256,6 +266,27 @@ impl Client {
             extra.insert("error".into(), json!([code, text]));
         }
         (completion_type(c.kind), c.value)
+    }
+
+    /// An etcd client whose node left the cluster talks to the member
+    /// that stands in for it (and back to its own once it is in again).
+    fn follow_home(&mut self) {
+        let home = self.home();
+        if home == self.conn_node || !matches!(self.conn, Conn::Etcd(_)) {
+            return;
+        }
+        let kind = self.server_clients.as_ref().and_then(|k| k.get(home));
+        if let Some(faultline_systems::system::ClientKind::Etcd {
+            address,
+            serializable,
+        }) = kind
+        {
+            self.conn = Conn::Etcd(EtcdClient {
+                address: address.clone(),
+                serializable: *serializable,
+            });
+            self.conn_node = home;
+        }
     }
 
     /// The node this client asks: its own, or while it is out of the

@@ -641,9 +641,10 @@ impl TestOptions {
                 "{} is not known to answer member_add/member_remove (the bundled target node does)",
                 bin.display()
             )),
-            (_, Some(system)) => Some(format!(
-                "the system {system} has no way to change membership in faultline yet"
-            )),
+            (_, Some(system)) => faultline_systems::system::System::load(system)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.membership_missing().map_or(Ok(()), Err))
+                .err(),
             (None, None) => None,
         };
         if let Some(why) = unsupported {

@@ -24,6 +24,7 @@ pub mod answer;
 pub mod etcd;
 pub mod http;
 pub mod leader;
+pub mod members;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;

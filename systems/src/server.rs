@@ -59,6 +59,9 @@ pub struct ServerMode {
     pub ips: Vec<String>,
     /// The uid and gid its nodes run as, when not faultline's own.
     pub run_as: Option<RunAs>,
+    /// How membership changes, when the system file says
+    /// (`[membership]`).
+    pub membership: Option<crate::members::ServerMembers>,
 }
 
 /// Hands `path` to the system's user, when it runs as one.
@@ -113,6 +116,36 @@ fn hosts_file(slot: u8, i: usize, n: usize) -> String {
 /// The command that runs `program` with its own /etc/hosts: `unshare`
 /// makes a private mount namespace (and, for a non-root user, a user
 /// namespace), and a shell bind-mounts the file and execs it in place.
+/// Node `i`'s spec to join `members` (both 0-based; the membership
+/// nemesis adds it): `old` with the program and arguments of a joiner.
+pub fn joiner_spec(
+    mode: &ServerMode,
+    i: usize,
+    members: &[usize],
+    old: &NodeSpec,
+) -> anyhow::Result<NodeSpec> {
+    let Some(m) = &mode.membership else {
+        bail!("the system file has no [membership] section");
+    };
+    let (plan, hosts) = m.joiner_plan(mode.slot, i, members)?;
+    let (program, args) = wrapped(&plan.program, &plan.args, &hosts, mode.run_as);
+    // What the run added to the environment (libfaketime) stays.
+    let mut env = plan.env;
+    env.extend(
+        old.env
+            .iter()
+            .filter(|(k, _)| !env.iter().any(|(p, _)| p == k))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    Ok(NodeSpec {
+        program,
+        args,
+        env,
+        ..old.clone()
+    })
+}
+
 fn wrapped(
     program: &Path,
     plan_args: &[String],
@@ -278,6 +311,16 @@ pub fn layout(
         peer_source: sys.peer_source(),
         slot,
         sidecars,
+        membership: sys
+            .changes_membership()
+            .then(|| crate::members::ServerMembers {
+                system: sys.clone(),
+                nodes: n,
+                data_root: data_root.to_path_buf(),
+                hosts_dir: hosts_dir.clone(),
+                run: run.clone(),
+                log: run_dir.nodes_dir().join("membership.log"),
+            }),
     };
     Ok((specs, mode))
 }

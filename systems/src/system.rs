@@ -122,12 +122,43 @@ struct File {
     /// How to ask a node who leads, for a server without trace events.
     #[serde(default)]
     leader: Option<LeaderFile>,
+    /// How the cluster's membership changes (the membership nemesis).
+    #[serde(default)]
+    membership: Option<MembershipFile>,
     /// The user (and group) each node runs as, owning its data directory;
     /// faultline must be root to switch, else nodes run as its own user.
     #[serde(default)]
     user: Option<Spanned<String>>,
     #[serde(default)]
     group: Option<Spanned<String>>,
+}
+
+/// `[membership]`: commands run on faultline's host, with the placeholders
+/// of the member asked (`{ip}`, `{port.NAME}`, ...) and of the node
+/// changed (`{member.node_id}`, `{member.host}`, `{member.ip}`). Each
+/// exits 0 when done; `list` prints one line per member, naming its id or
+/// host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembershipFile {
+    add: Vec<Spanned<String>>,
+    remove: Vec<Spanned<String>>,
+    list: Vec<Spanned<String>>,
+    /// The new node starts once it was added (etcd), not before.
+    #[serde(default)]
+    start_after_add: bool,
+    #[serde(default = "step_timeout")]
+    timeout_ms: u64,
+}
+
+/// One membership change as commands to run, placeholders filled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberCommands {
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+    pub list: Vec<String>,
+    pub start_after_add: bool,
+    pub timeout_ms: u64,
 }
 
 /// Who a node runs as: uid and gid.
@@ -286,6 +317,9 @@ pub struct StepPlan {
 pub struct RunSettings {
     pub vars: BTreeMap<String, String>,
     pub timeout_ms: u64,
+    /// The starting members, when fewer than the nodes laid out (the
+    /// membership nemesis adds the others later): `{join}` names these.
+    pub members: Option<usize>,
 }
 
 /// One node of a system, every placeholder filled in.
@@ -347,7 +381,11 @@ const PLACEHOLDERS: &[&str] = &[
     "join",
     "system_dir",
     "timeout_ms",
+    "cluster_state",
 ];
+
+/// What `[membership]` commands may name of the node they change.
+const MEMBER_PLACEHOLDERS: &[&str] = &["member.node_id", "member.host", "member.ip"];
 
 impl System {
     /// A bundled system by name, or a TOML file.
@@ -416,6 +454,12 @@ impl System {
         if let Some(l) = &f.leader {
             templates.extend(l.http_get.iter().chain(&l.command));
         }
+        let member_templates: Vec<&Spanned<String>> = f
+            .membership
+            .iter()
+            .flat_map(|m| m.add.iter().chain(&m.remove).chain(&m.list))
+            .collect();
+        templates.extend(member_templates.iter().copied());
         for p in &f.processes {
             templates.push(&p.binary);
             templates.extend(&p.args);
@@ -428,7 +472,9 @@ impl System {
         self.check_steps_and_vars()?;
         for t in templates {
             for p in placeholders(t.get_ref()) {
+                let of_member = member_templates.iter().any(|m| std::ptr::eq(*m, t));
                 let known = PLACEHOLDERS.contains(&p)
+                    || (of_member && MEMBER_PLACEHOLDERS.contains(&p))
                     || p.strip_prefix("port.")
                         .is_some_and(|n| f.ports.contains_key(n))
                     || p.strip_prefix("var.")
@@ -653,6 +699,25 @@ impl System {
             .collect()
     }
 
+    /// Why this system cannot change membership, if it cannot: no
+    /// `[membership]` section, or a program its commands run is missing.
+    pub fn membership_missing(&self) -> Option<String> {
+        let Some(m) = &self.file.membership else {
+            return Some(format!("{} has no [membership] section", self.source));
+        };
+        for cmd in [&m.add, &m.remove, &m.list] {
+            let Some(first) = cmd.first().map(|c| c.get_ref()) else {
+                return Some("a [membership] command is empty".into());
+            };
+            if !first.contains('{') && faultline_process::clock::which(first).is_none() {
+                return Some(format!(
+                    "{first}, which its [membership] commands run, is not installed"
+                ));
+            }
+        }
+        None
+    }
+
     /// The server's executable, looked up as exec would.
     pub fn program(&self) -> Option<PathBuf> {
         faultline_process::clock::which(self.file.binary.get_ref())
@@ -775,11 +840,101 @@ impl System {
                 message: format!("{n} nodes: a system runs 1 to {MAX_NODES}"),
             });
         }
+        let first: Vec<usize> = (1..=run.members.unwrap_or(n).min(n)).collect();
+        let join = self.join_of(&first, n, slot, &data_dir, run);
+        (1..=n)
+            .map(|k| self.plan_node(self.node_vars(k, n, slot, &data_dir, run), &join, "new"))
+            .collect()
+    }
+
+    /// Node `k` planned to join the cluster of `members` (1-based; the
+    /// membership nemesis adds it): `{join}` names them and it, and
+    /// `{cluster_state}` is `existing`.
+    pub fn plan_joiner(
+        &self,
+        k: usize,
+        members: &[usize],
+        n: usize,
+        slot: u8,
+        data_dir: impl Fn(&str) -> PathBuf,
+        run: &RunSettings,
+    ) -> Result<NodePlan, SystemError> {
+        let mut with: Vec<usize> = members.iter().copied().chain([k]).collect();
+        with.sort_unstable();
+        with.dedup();
+        let join = self.join_of(&with, n, slot, &data_dir, run);
+        self.plan_node(
+            self.node_vars(k, n, slot, &data_dir, run),
+            &join,
+            "existing",
+        )
+    }
+
+    /// The `[membership]` commands for changing node `member` through node
+    /// `via` (both 1-based); `None` when the file has no such section.
+    pub fn member_commands(
+        &self,
+        via: usize,
+        member: usize,
+        n: usize,
+        slot: u8,
+        data_dir: impl Fn(&str) -> PathBuf,
+        run: &RunSettings,
+    ) -> Option<MemberCommands> {
+        let m = self.file.membership.as_ref()?;
+        let mut v = self.node_vars(via, n, slot, &data_dir, run);
+        let of = self.node_vars(member, n, slot, &data_dir, run);
+        for k in ["node_id", "host", "ip"] {
+            v.insert(format!("member.{k}"), of[k].clone());
+        }
+        let fill_all = |c: &[Spanned<String>]| c.iter().map(|t| fill(t.get_ref(), &v)).collect();
+        Some(MemberCommands {
+            add: fill_all(&m.add),
+            remove: fill_all(&m.remove),
+            list: fill_all(&m.list),
+            start_after_add: m.start_after_add,
+            timeout_ms: m.timeout_ms,
+        })
+    }
+
+    /// Whether the file says how to change membership.
+    pub fn changes_membership(&self) -> bool {
+        self.file.membership.is_some()
+    }
+
+    /// The `join` template filled for each of `ks`, joined.
+    fn join_of(
+        &self,
+        ks: &[usize],
+        n: usize,
+        slot: u8,
+        data_dir: &impl Fn(&str) -> PathBuf,
+        run: &RunSettings,
+    ) -> String {
+        let Some(t) = &self.file.join else {
+            return String::new();
+        };
+        let filled: Vec<String> = ks
+            .iter()
+            .map(|&k| fill(t.get_ref(), &self.node_vars(k, n, slot, data_dir, run)))
+            .collect();
+        filled.join(&self.file.join_separator)
+    }
+
+    /// Every placeholder's value for node `k` of `n`.
+    fn node_vars(
+        &self,
+        k: usize,
+        n: usize,
+        slot: u8,
+        data_dir: &impl Fn(&str) -> PathBuf,
+        run: &RunSettings,
+    ) -> BTreeMap<String, String> {
         let nodes: Vec<String> = (1..=n)
             .map(|k| format!("n{k}={}", System::node_ip(slot, k)))
             .collect();
         let nodes = nodes.join(",");
-        let vars = |k: usize| -> BTreeMap<String, String> {
+        {
             let id = format!("n{k}");
             let mut v = BTreeMap::new();
             v.insert("nodes".into(), nodes.clone());
@@ -802,25 +957,17 @@ impl System {
                 v.insert(format!("var.{name}"), value);
             }
             v
-        };
-        let join_of = |v: &BTreeMap<String, String>| {
-            self.file
-                .join
-                .as_ref()
-                .map(|t| fill(t.get_ref(), v))
-                .unwrap_or_default()
-        };
-        let join: Vec<String> = (1..=n).map(|k| join_of(&vars(k))).collect();
-        let join = join.join(&self.file.join_separator);
-        (1..=n).map(|k| self.plan_node(vars(k), &join)).collect()
+        }
     }
 
     fn plan_node(
         &self,
         mut v: BTreeMap<String, String>,
         join: &str,
+        cluster_state: &str,
     ) -> Result<NodePlan, SystemError> {
         v.insert("join".into(), join.to_string());
+        v.insert("cluster_state".into(), cluster_state.to_string());
         let f = &self.file;
         let program = self.resolve(&f.binary, &v)?;
         let sidecars = f
@@ -1050,6 +1197,70 @@ mod tests {
                 serializable: false
             }
         );
+    }
+
+    #[test]
+    fn the_bundled_etcd_plans_members_and_joiners_and_its_membership_commands() {
+        let sys = System::load("etcd").unwrap();
+        assert!(sys.changes_membership());
+        if faultline_process::clock::which("etcd").is_none() {
+            return; // planning resolves the binary
+        }
+        let dir = |id: &str| PathBuf::from(format!("/tmp/d/{id}"));
+        let run = RunSettings {
+            members: Some(3),
+            ..RunSettings::default()
+        };
+        let plan = sys.plan(6, 1, dir, &run).unwrap();
+        let args = plan[4].args.join(" ");
+        assert!(
+            args.contains("--initial-cluster n1=http://fl-n1:2380,n2=http://fl-n2:2380,n3=http://fl-n3:2380 --initial-cluster-state new"),
+            "{args}"
+        );
+        let joiner = sys.plan_joiner(5, &[1, 3, 4], 6, 1, dir, &run).unwrap();
+        let args = joiner.args.join(" ");
+        assert!(
+            args.contains("--initial-cluster n1=http://fl-n1:2380,n3=http://fl-n3:2380,n4=http://fl-n4:2380,n5=http://fl-n5:2380 --initial-cluster-state existing"),
+            "{args}"
+        );
+        let c = sys.member_commands(2, 5, 6, 1, dir, &run).unwrap();
+        assert!(c.start_after_add);
+        assert_eq!(
+            c.add.join(" "),
+            "etcdctl --endpoints=http://127.0.1.2:2379 --command-timeout=5s member add n5 --peer-urls=http://fl-n5:2380"
+        );
+        assert!(
+            c.remove[2].contains("grep -F ' http://fl-n5:2380,'"),
+            "{:?}",
+            c.remove
+        );
+    }
+
+    #[test]
+    fn member_placeholders_belong_to_the_membership_commands() {
+        let base = r#"name = "x"
+binary = "sh"
+ports = { p = 1 }
+ready = { tcp = "{ip}:{port.p}" }
+client = { command = ["true"] }
+"#;
+        let bad = format!("{base}args = [\"{{member.node_id}}\"]\n");
+        let e = System::parse("t.toml", &bad).unwrap_err();
+        assert!(
+            e.message.contains("unknown placeholder {member.node_id}"),
+            "{e}"
+        );
+        let ok = format!("{base}[membership]\nadd = [\"a\", \"{{member.host}}\"]\nremove = [\"r\"]\nlist = [\"l\"]\n");
+        let sys = System::parse("t.toml", &ok).unwrap();
+        assert!(sys
+            .membership_missing()
+            .is_some_and(|m| m.contains("a, which")));
+        let typo = format!("{base}[membership]\nadd = [\"a\", \"{{member.name}}\"]\nremove = [\"r\"]\nlist = [\"l\"]\n");
+        assert!(System::parse("t.toml", &typo).is_err());
+        let none = System::parse("t.toml", base).unwrap();
+        assert!(none
+            .membership_missing()
+            .is_some_and(|m| m.contains("no [membership]")));
     }
 
     #[test]

@@ -68,6 +68,8 @@ enum Answer {
     Refused(Value),
     /// No answer, or one that leaves the outcome open.
     Indefinite(String),
+    /// No member was up to ask: nothing happened.
+    NotAsked(String),
 }
 
 impl Answer {
@@ -76,6 +78,7 @@ impl Answer {
             Answer::Ok => json!("ok"),
             Answer::Refused(e) => json!({"refused": [e["code"], e["text"]]}),
             Answer::Indefinite(why) => json!({"indefinite": why}),
+            Answer::NotAsked(why) => json!({"not_asked": why}),
         }
     }
 }
@@ -132,6 +135,10 @@ impl<P: Processes> Executor<P> {
 
     /// A node drawn at random: a member, while membership changes.
     pub(super) fn random_node(&mut self) -> usize {
+        if self.membership.is_none() {
+            // The draw recorded seeds replay with.
+            return self.rng.gen_range(0..self.node_ids.len());
+        }
         let members = self.ranked();
         *members.choose(&mut self.rng).unwrap_or(&0)
     }
@@ -150,6 +157,10 @@ impl<P: Processes> Executor<P> {
         };
         let [min, max] = m.opts.range;
         let members: Vec<usize> = m.members.iter().copied().collect();
+        if members.is_empty() {
+            let skipped = json!({"skipped": "the harness knows no member to ask"});
+            return Ok(self.with_reported(skipped).await);
+        }
         let spare: Vec<usize> = (0..self.node_ids.len())
             .filter(|i| !m.members.contains(i))
             .collect();
@@ -184,28 +195,44 @@ impl<P: Processes> Executor<P> {
         Ok(self.with_reported(value).await)
     }
 
-    /// Starts `node` afresh and asks the cluster to add it.
+    /// Starts `node` afresh and asks the cluster to add it (or, for a
+    /// system that wants it so, asks first and starts it once added).
     async fn add(&mut self, node: usize) -> anyhow::Result<Value> {
         let id = self.node_ids[node].clone();
-        if let Err(e) = self.processes.join(node).await {
-            return Ok(
-                json!({"change": "add", "node": id, "answer": {"not_started": format!("{e:#}")}}),
-            );
+        let members = self.ranked();
+        let after = self.processes.starts_after_add();
+        if !after {
+            if let Err(e) = self.processes.join(node, &members, true).await {
+                let answer = json!({"not_started": format!("{e:#}")});
+                return Ok(json!({"change": "add", "node": id, "answer": answer}));
+            }
         }
         let answer = self
             .ask_change(json!({"type": "member_add", "node": id}))
             .await;
         let joined = match &answer {
             Answer::Ok => true,
-            Answer::Refused(_) => false,
-            Answer::Indefinite(_) => self.reported_voters().await.contains(&node),
+            Answer::Refused(_) | Answer::NotAsked(_) => false,
+            // Unknown stays unknown until the membership settles.
+            Answer::Indefinite(_) => self
+                .reported_voters()
+                .await
+                .is_some_and(|v| v.contains(&node)),
         };
+        let mut value = json!({"change": "add", "node": id, "answer": answer.record()});
+        if joined && after {
+            if let Err(e) = self.processes.join(node, &members, true).await {
+                // A member that never came up: the cluster has it, so the
+                // harness does too (the liveness check judges the rest).
+                value["not_started"] = json!(format!("{e:#}"));
+            }
+        }
         if joined {
             self.enter(node);
-        } else {
+        } else if !after {
             self.processes.leave(node).await;
         }
-        Ok(json!({"change": "add", "node": id, "answer": answer.record()}))
+        Ok(value)
     }
 
     /// Asks the cluster to remove `node`, and stops it once out.
@@ -216,8 +243,11 @@ impl<P: Processes> Executor<P> {
             .await;
         let left = match &answer {
             Answer::Ok => true,
-            Answer::Refused(_) => false,
-            Answer::Indefinite(_) => !self.reported_voters().await.contains(&node),
+            Answer::Refused(_) | Answer::NotAsked(_) => false,
+            Answer::Indefinite(_) => self
+                .reported_voters()
+                .await
+                .is_some_and(|v| !v.contains(&node)),
         };
         if left {
             self.exit(node).await;
@@ -228,8 +258,18 @@ impl<P: Processes> Executor<P> {
     /// One change that removes `old` and adds `new` (started afresh).
     async fn replace(&mut self, old: usize, new: usize) -> anyhow::Result<Value> {
         let (old_id, new_id) = (self.node_ids[old].clone(), self.node_ids[new].clone());
+        if self.processes.starts_after_add() {
+            // Such a system adds one server at a time: out, then in.
+            let removed = self.remove(old).await;
+            let added = match removed["answer"] == json!("ok") {
+                true => self.add(new).await?,
+                false => json!({"skipped": "the remove did not happen"}),
+            };
+            return Ok(json!({"change": "replace", "remove": removed, "add": added}));
+        }
         let mut value = json!({"change": "replace", "remove": old_id, "add": new_id});
-        if let Err(e) = self.processes.join(new).await {
+        let members = self.ranked();
+        if let Err(e) = self.processes.join(new, &members, true).await {
             value["answer"] = json!({"not_started": format!("{e:#}")});
             return Ok(value);
         }
@@ -237,8 +277,8 @@ impl<P: Processes> Executor<P> {
         let answer = self.ask_change(body).await;
         let voters = match &answer {
             Answer::Ok => [new].into(),
-            Answer::Refused(_) => [old].into(),
-            Answer::Indefinite(_) => self.reported_voters().await,
+            Answer::Refused(_) | Answer::NotAsked(_) => [old].into(),
+            Answer::Indefinite(_) => self.reported_voters().await.unwrap_or([old].into()),
         };
         if voters.contains(&new) {
             self.enter(new);
@@ -282,7 +322,7 @@ impl<P: Processes> Executor<P> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut order: Vec<usize> = self.current_leader().into_iter().collect();
         order.extend(m.members.iter().copied().filter(|i| !self.down.contains(i)));
-        let mut last = Answer::Indefinite("no member could be asked".into());
+        let mut last = Answer::NotAsked("no member was up to ask".into());
         for k in 0..MAX_ASKS {
             let Some(&via) = order.get(k % order.len().max(1)) else {
                 break;
@@ -340,9 +380,14 @@ impl<P: Processes> Executor<P> {
         None
     }
 
-    async fn reported_voters(&mut self) -> BTreeSet<usize> {
-        let r = self.reported().await.unwrap_or_default();
-        r["voters"]
+    /// The voters the system reports; `None` when no member answered.
+    async fn reported_voters(&mut self) -> Option<BTreeSet<usize>> {
+        let r = self.reported().await?;
+        Some(self.voters_of(&r))
+    }
+
+    fn voters_of(&self, reported: &Value) -> BTreeSet<usize> {
+        reported["voters"]
             .as_array()
             .into_iter()
             .flatten()
@@ -355,8 +400,12 @@ impl<P: Processes> Executor<P> {
     }
 
     /// `value` with the harness's members and what the system reports.
-    async fn with_reported(&mut self, mut value: Value) -> Value {
+    async fn with_reported(&mut self, value: Value) -> Value {
         let reported = self.reported().await;
+        self.describe(value, reported.as_ref())
+    }
+
+    fn describe(&self, mut value: Value, reported: Option<&Value>) -> Value {
         value["members"] = json!(self.ids(self.ranked()));
         value["reported"] = match reported {
             Some(r) => {
@@ -367,13 +416,41 @@ impl<P: Processes> Executor<P> {
         value
     }
 
-    /// An interval after a change: the membership the system reports,
-    /// beside the harness's (they should agree once the change settled).
+    /// An interval after a change: the membership the system reports.
+    /// Where a change's outcome was left open (no answer in time) the
+    /// harness follows the system: a node it reports but the harness left
+    /// out is started to join, one the harness has but it does not report
+    /// is stopped. Then whether the two agree.
     pub(super) async fn membership_settled(&mut self) -> anyhow::Result<Value> {
-        let value = self.with_reported(json!({})).await;
-        let agree =
-            value["reported"]["voters"] == value["members"] && value["reported"]["old"].is_null();
-        let mut value = value;
+        let reported = self.reported().await;
+        let mut value = json!({});
+        if let Some(r) = reported.as_ref().filter(|r| r["old"].is_null()) {
+            let voters = self.voters_of(r);
+            let members: BTreeSet<usize> = self.ranked().into_iter().collect();
+            if !voters.is_empty() && voters != members {
+                for &node in members.difference(&voters) {
+                    self.exit(node).await;
+                }
+                let staying: Vec<usize> = members.intersection(&voters).copied().collect();
+                let mut started = Vec::new();
+                for &node in voters.difference(&members) {
+                    match self.processes.join(node, &staying, false).await {
+                        Ok(()) => started.push(node),
+                        Err(e) => eprintln!("faultline: warning: a member the system reports could not start: {e:#}"),
+                    }
+                    self.enter(node);
+                }
+                value["followed"] = json!({
+                    "stopped": self.ids(members.difference(&voters).copied()),
+                    "started": self.ids(started),
+                });
+            }
+        }
+        let mut value = self.describe(value, reported.as_ref());
+        // Unknown when no member answered (all down or cut off).
+        let agree = reported.as_ref().map(|_| {
+            value["reported"]["voters"] == value["members"] && value["reported"]["old"].is_null()
+        });
         value["agree"] = json!(agree);
         Ok(value)
     }

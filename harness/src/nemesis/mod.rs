@@ -74,9 +74,14 @@ pub trait Processes {
         fault: faultline_durable::DiskFault,
         rng: &mut ChaCha8Rng,
     ) -> anyhow::Result<Option<faultline_durable::Damage>>;
-    /// Starts node `i` afresh, its data wiped, as a node waiting to be
-    /// added (membership changes).
-    async fn join(&mut self, i: usize) -> anyhow::Result<()>;
+    /// Starts node `i` as a node joining `members` (membership changes;
+    /// a server's `{join}` names them): afresh, its data wiped, or (`wipe`
+    /// false) on the data it has, for a member the system kept that the
+    /// harness had stopped.
+    async fn join(&mut self, i: usize, members: &[usize], wipe: bool) -> anyhow::Result<()>;
+    /// Whether a new node starts only once the cluster added it (etcd);
+    /// else it starts first and is then added.
+    fn starts_after_add(&self) -> bool;
     /// Stops node `i`, which left the cluster; its data stays.
     async fn leave(&mut self, i: usize);
     /// Sends node `i` one request (its `msg_id` is set here) and waits up

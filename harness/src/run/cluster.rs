@@ -93,10 +93,11 @@ impl Layout {
                 let settings = faultline_systems::system::RunSettings {
                     vars: cfg.vars.clone(),
                     timeout_ms: cfg.timeout_ms,
+                    members: cfg.cluster_size.map(|_| cfg.node_count),
                 };
                 let (specs, mode) = faultline_systems::server::layout(
                     &sys,
-                    cfg.node_count,
+                    cfg.universe(),
                     run_dir,
                     data_root.path(),
                     &settings,
@@ -250,6 +251,9 @@ pub struct Cluster {
     initial: usize,
     /// The last msg_id of a request the harness sent a node itself.
     next_ask: u64,
+    /// Nodes that left the cluster: however their process ended (etcd
+    /// stops a member once it learns it was removed), the harness meant it.
+    departed: BTreeSet<usize>,
     /// Each node's sidecars, as `server.sidecars` lists them (started once
     /// the servers are up).
     sidecars: Vec<Vec<NodeHandle>>,
@@ -290,6 +294,7 @@ impl Cluster {
             nodes: Vec::new(),
             initial: layout.initial,
             next_ask: 1_000,
+            departed: BTreeSet::new(),
             sidecars: layout.specs.iter().map(|_| Vec::new()).collect(),
             throttle: Arc::new(Mutex::new(Throttle {
                 targets: BTreeSet::new(),
@@ -487,6 +492,9 @@ impl Cluster {
     /// end it: refusing to start, or a crash.
     fn unexpected_exit(&mut self, i: usize) -> Option<ExitInfo> {
         let refused = self.refused.remove(&i);
+        if self.departed.remove(&i) {
+            return None;
+        }
         unexpected(self.nodes[i].as_ref()?, refused)
     }
 
@@ -544,6 +552,27 @@ impl Cluster {
             h.stop(plan.stop_signal, plan.stop_grace).await;
         }
         crashed
+    }
+
+    /// Starts server `i` afresh to join `members`, planned as a joiner
+    /// (`{join}` names them and it; `{cluster_state}` is `existing`), and
+    /// waits (bounded) until it listens.
+    async fn join_server(
+        &mut self,
+        m: &ServerMode,
+        i: usize,
+        members: &[usize],
+    ) -> anyhow::Result<()> {
+        self.specs[i] = server::joiner_spec(m, i, members, &self.specs[i])?;
+        self.respawn(i)?;
+        let listening = m.ready[i].listening();
+        let wait = m.ready_timeout.min(self.restart_wait);
+        let node = self.nodes[i].as_mut().expect("respawned");
+        if let Err(e) = server::wait_ready(node, &listening, wait).await {
+            eprintln!("faultline: warning: a joining server: {e:#}");
+        }
+        self.rejoin(i);
+        Ok(())
     }
 
     /// Kills every process of node `i` (a power loss, a damaged disk).
@@ -702,15 +731,25 @@ impl Processes for Cluster {
         })
     }
 
-    async fn join(&mut self, i: usize) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.server.is_none(),
-            "membership changes on a real server are not supported yet"
-        );
+    fn starts_after_add(&self) -> bool {
+        let server = self.server.as_ref();
+        server.is_some_and(|m| {
+            m.membership
+                .as_ref()
+                .is_some_and(|x| x.start_after_add(m.slot))
+        })
+    }
+
+    async fn join(&mut self, i: usize, members: &[usize], fresh: bool) -> anyhow::Result<()> {
         if let Some(n) = self.nodes[i].as_mut() {
             n.kill().await;
         }
-        wipe(&self.specs[i].data_dir)?;
+        if fresh {
+            wipe(&self.specs[i].data_dir)?;
+        }
+        if let Some(m) = self.server.clone() {
+            return self.join_server(&m, i, members).await;
+        }
         // However it began, it now waits to be added.
         self.specs[i].members = Some(Vec::new());
         self.respawn(i)?;
@@ -724,6 +763,7 @@ impl Processes for Cluster {
     }
 
     async fn leave(&mut self, i: usize) {
+        self.departed.insert(i);
         self.hold(i, true);
         for h in self.aimed(i, None) {
             h.kill().await;
@@ -731,6 +771,12 @@ impl Processes for Cluster {
     }
 
     async fn ask(&mut self, i: usize, mut body: Value, timeout: Duration) -> Option<Value> {
+        if let Some(m) = &self.server {
+            let members = m.membership.as_ref()?;
+            let ids: Vec<String> = self.specs.iter().map(|s| s.id.clone()).collect();
+            let answer = members.answer(m.slot, i, &body, &ids);
+            return tokio::time::timeout(timeout, answer).await.ok().flatten();
+        }
         self.next_ask += 1;
         body["msg_id"] = serde_json::json!(self.next_ask);
         let node = self.nodes[i].as_ref()?;

@@ -77,6 +77,7 @@ pub async fn run(
         };
         let mut c = Client::new(spec, conn(rec, k, node, &ids[node]), rec.history.clone());
         c.members = members.clone();
+        c.server_clients = rec.clients.clone();
         let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             let r = c.run(&gen, &pacer, deadline, &cancel).await;

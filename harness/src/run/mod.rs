@@ -167,9 +167,7 @@ pub async fn run(
     };
     eprintln!(
         "faultline: {} nodes up; running {} clients for {} s",
-        cluster.len(),
-        cfg.concurrency,
-        cfg.time_limit_s
+        cfg.node_count, cfg.concurrency, cfg.time_limit_s
     );
     // Lets the test suite prove that a panic of the harness kills the nodes.
     if std::env::var_os("FAULTLINE_PANIC_AFTER_INIT").is_some() {

@@ -89,6 +89,43 @@ fn etcd_stays_valid_under_partitions_and_kills_with_every_link_told_apart() {
     assert!(survivors(&node_pids(&dir), Duration::from_secs(5)).is_empty());
 }
 
+/// etcd's own `member add`/`member remove` (etcdctl), asked by the
+/// membership nemesis: each change and etcd's answer in the history, the
+/// reported membership agreeing with the harness's once settled, removed
+/// members stopped, and the history still linearizable.
+#[test]
+fn etcd_changes_membership_through_etcdctl_and_stays_valid() {
+    let found = faultline_process::clock::which("etcdctl").is_some();
+    if !etcd_or_skip("etcd_changes_membership")
+        || !available_or_skip("etcd_changes_membership", found, "etcdctl")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = etcd_under(tmp.path(), "membership,kill", "12");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let dir = latest(tmp.path());
+    let history = lines(&dir.join("history.jsonl"));
+    let changes: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| e["f"].as_str().is_some_and(|f| f.starts_with("member-")))
+        .collect();
+    assert!(changes.len() >= 2, "{changes:#?}");
+    let text = serde_json::to_string(&changes).unwrap();
+    assert!(text.contains(r#""answer":"ok""#), "no change made: {text}");
+    let settled: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| e["f"] == "membership-settled")
+        .collect();
+    assert!(
+        settled.iter().any(|e| e["value"]["agree"] == true),
+        "{settled:#?}"
+    );
+    let log = std::fs::read_to_string(dir.join("nodes/membership.log")).unwrap();
+    assert!(log.contains("member list"), "{log}");
+    assert!(survivors(&node_pids(&dir), Duration::from_secs(5)).is_empty());
+}
+
 #[test]
 fn five_etcd_members_stay_valid_under_every_partition_shape() {
     if !etcd_or_skip("five_etcd_members_stay_valid_under_every_partition_shape") {

@@ -116,7 +116,7 @@ fn every_option_set(
         node_count: 3,
         cluster_size: Some("2..4".into()),
         workload: "lin-kv".into(),
-        nemesis: "kill:all,partition".into(),
+        nemesis: "kill:all,partition,membership".into(),
         nemesis_interval: 0.5,
         recovery_time: 1.5,
         liveness_timeout: 7.0,
@@ -196,9 +196,11 @@ fn a_suite_entry_can_set_every_test_option() {
     );
     // The same options without replay validate into that configuration.
     let mut direct = options.clone();
-    (direct.replay, direct.system, direct.var) = (None, None, Vec::new());
+    // Only the bundled node changes membership: no binary beside it.
+    (direct.replay, direct.system, direct.var, direct.bin) = (None, None, Vec::new(), None);
     let cfg = direct.validate().unwrap();
     assert_eq!((cfg.node_count, cfg.concurrency, cfg.key_count), (3, 9, 3));
+    assert_eq!(cfg.cluster_size, Some([2, 4]));
 }
 
 #[test]
