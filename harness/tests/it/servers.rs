@@ -217,12 +217,11 @@ fn five_etcd_members_under_every_fault_but_the_clock_they_cannot_feel() {
     );
     let dir = latest(tmp.path());
     let config = read_json(&dir.join("test.json"));
-    // Crash joins `all` where FUSE mounts (etcd survives it: see below).
-    let kinds = if faultline_durable::probe().is_ok() {
-        6
-    } else {
-        5
-    };
+    // Crash joins `all` where FUSE mounts (etcd survives it: see below),
+    // membership where etcdctl is installed.
+    let crash = faultline_durable::probe().is_ok();
+    let membership = faultline_process::clock::which("etcdctl").is_some();
+    let kinds = 5 + usize::from(crash) + usize::from(membership);
     assert_eq!(
         config["nemesis"].as_array().unwrap().len(),
         kinds,
