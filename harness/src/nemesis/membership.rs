@@ -322,10 +322,18 @@ impl<P: Processes> Executor<P> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut order: Vec<usize> = self.current_leader().into_iter().collect();
         order.extend(m.members.iter().copied().filter(|i| !self.down.contains(i)));
+        order.dedup();
         let mut last = Answer::NotAsked("no member was up to ask".into());
-        for k in 0..MAX_ASKS {
-            let Some(&via) = order.get(k % order.len().max(1)) else {
-                break;
+        // The leader an answer named is asked next, then the turn goes on.
+        let (mut turn, mut named) = (0, None);
+        for _ in 0..MAX_ASKS {
+            let via = match named.take() {
+                Some(l) => l,
+                None if order.is_empty() => break,
+                None => {
+                    turn += 1;
+                    order[(turn - 1) % order.len()]
+                }
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
@@ -343,9 +351,8 @@ impl<P: Processes> Executor<P> {
                 // Not the leader (it may name it), or a change under way.
                 Some(11) => {
                     let hint = reply["leader"].as_str();
-                    if let Some(l) = hint.and_then(|l| self.node_ids.iter().position(|n| n == l)) {
-                        order.insert(k + 1, l);
-                    } else {
+                    named = hint.and_then(|l| self.node_ids.iter().position(|n| n == l));
+                    if named.is_none() {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     last = Answer::Refused(reply);
