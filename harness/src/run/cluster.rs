@@ -815,7 +815,11 @@ fn wipe(dir: &Path) -> anyhow::Result<()> {
         };
         removed.with_context(|| format!("wiping {}", path.display()))?;
     }
-    Ok(())
+    // Durable, as a replaced disk is: a power loss must not bring the old
+    // files back under the durability layer.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Brings a just-started node up: `init` for a stdio node, its readiness
