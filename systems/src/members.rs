@@ -31,8 +31,8 @@ pub struct ServerMembers {
 
 impl ServerMembers {
     /// Whether a new node starts only once it was added (etcd).
-    pub fn start_after_add(&self, slot: u8) -> bool {
-        self.commands(slot, 0, 0).is_some_and(|c| c.start_after_add)
+    pub fn start_after_add(&self) -> bool {
+        self.system.starts_after_add()
     }
 
     fn commands(

@@ -897,6 +897,14 @@ impl System {
         })
     }
 
+    /// Whether a new node starts only once it was added (etcd).
+    pub fn starts_after_add(&self) -> bool {
+        self.file
+            .membership
+            .as_ref()
+            .is_some_and(|m| m.start_after_add)
+    }
+
     /// Whether the file says how to change membership.
     pub fn changes_membership(&self) -> bool {
         self.file.membership.is_some()

@@ -733,11 +733,7 @@ impl Processes for Cluster {
 
     fn starts_after_add(&self) -> bool {
         let server = self.server.as_ref();
-        server.is_some_and(|m| {
-            m.membership
-                .as_ref()
-                .is_some_and(|x| x.start_after_add(m.slot))
-        })
+        server.is_some_and(|m| m.membership.as_ref().is_some_and(|x| x.start_after_add()))
     }
 
     async fn join(&mut self, i: usize, members: &[usize], fresh: bool) -> anyhow::Result<()> {
