@@ -110,6 +110,16 @@ impl Layer {
             .unsynced_bytes()
     }
 
+    /// Makes everything written so far durable, as sync(2) would: what a
+    /// node's init and setup steps wrote survives the first power loss.
+    pub fn sync_all(&self) -> Result<(), LayerError> {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        s.model.sync_all().map_err(|cause| LayerError::Io {
+            backing: self.backing.display().to_string(),
+            cause,
+        })
+    }
+
     /// A power loss, with the node already killed: unmounts (so the kernel
     /// forgets every cached page and entry), drops what was never synced as
     /// `loss` says, and mounts the layer again over what remains.

@@ -200,6 +200,16 @@ impl Model {
         self.commit_changes()
     }
 
+    /// sync(2): every file's data and every namespace change is durable
+    /// (what a node's init steps wrote, before the first fault).
+    pub fn sync_all(&mut self) -> io::Result<()> {
+        let files: Vec<PathBuf> = self.logs.keys().cloned().collect();
+        for f in files {
+            self.write_back(&f)?;
+        }
+        self.commit_changes()
+    }
+
     /// fsync of a directory: every namespace change so far is durable.
     pub fn sync_dir(&mut self) -> io::Result<()> {
         self.commit_changes()
@@ -426,6 +436,23 @@ mod tests {
         let r = m.crash(Loss::All, &mut rng).unwrap();
         assert_eq!(fs::read(m.real(&a)).unwrap(), b"durable");
         assert_eq!(r.lost, vec![(a, 9)]);
+    }
+
+    #[test]
+    fn sync_all_makes_every_file_and_name_survive_a_crash() {
+        let (_d, mut m) = model();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let conf = touch(&mut m, "server.conf");
+        m.write(&conf, 0, b"port = 7000").unwrap();
+        let other = touch(&mut m, "other");
+        m.write(&other, 0, b"x").unwrap();
+        m.sync_all().unwrap();
+        m.write(&conf, 11, b"\nlost").unwrap();
+        let r = m.crash(Loss::All, &mut rng).unwrap();
+        assert_eq!(fs::read(m.real(&conf)).unwrap(), b"port = 7000");
+        assert_eq!(fs::read(m.real(&other)).unwrap(), b"x");
+        assert!(r.undone.is_empty(), "the creates were committed: {r:?}");
+        assert_eq!(r.lost, vec![(conf, 5)]);
     }
 
     #[test]

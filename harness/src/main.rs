@@ -55,6 +55,13 @@ enum Cmd {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Ends and removes a run's control groups once stdin closes (the run
+    /// ended, however it ended). Started by `test`.
+    #[command(name = "__reaper", hide = true)]
+    Reaper {
+        path: PathBuf,
+        backend: String,
+    },
     /// Run the bundled target node on stdin/stdout (used by `test`).
     #[command(name = "__target-node", hide = true)]
     TargetNode {
@@ -331,6 +338,7 @@ fn test(args: TestArgs) -> ExitCode {
     for r in &cfg.nemesis_refused {
         eprintln!("faultline: left out of `all`: {r}");
     }
+    contain_nodes();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -342,6 +350,9 @@ fn test(args: TestArgs) -> ExitCode {
     });
     // Whatever happened, no node outlives the harness.
     hygiene::kill_all();
+    if let Some(s) = faultline_process::contain::Session::current() {
+        s.end();
+    }
     let results = match outcome {
         Ok(r) => r,
         Err(e) => return harness_error(e),
@@ -360,6 +371,29 @@ fn test(args: TestArgs) -> ExitCode {
         ),
     }
     ExitCode::from(results.exit_code())
+}
+
+/// Puts every process of every node in a control group of its own
+/// (`faultline_process::contain`), watched by a reaper that ends them if
+/// faultline dies; says so when that cannot be had.
+fn contain_nodes() {
+    use faultline_process::contain::Session;
+    match Session::start() {
+        Ok(s) => {
+            let spawned = std::env::current_exe().and_then(|exe| {
+                faultline_process::contain::spawn_reaper(&exe, &["__reaper"])
+            });
+            if let Err(e) = spawned {
+                eprintln!(
+                    "faultline: warning: no reaper for {} ({e}): if faultline is killed, the next run ends what it left",
+                    s.root.path.display()
+                );
+            }
+        }
+        Err(why) => eprintln!(
+            "faultline: note: node processes are contained by process group only ({why}); a process a node starts in a session of its own escapes kill, pause and crash"
+        ),
+    }
 }
 
 fn main() -> ExitCode {
@@ -390,6 +424,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Reaper { path, backend } => match backend.parse() {
+            Ok(b) => {
+                faultline_process::contain::reap_when_orphaned(&path, b);
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(e),
+        },
         Cmd::Test(a) => {
             hygiene::install_panic_hook();
             test(a)

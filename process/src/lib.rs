@@ -1,5 +1,6 @@
 //! The node processes of a run and what is done to them outside the
-//! network: starting one in its own process group with its log, watching
+//! network: containing every process a node starts in a control group of
+//! its own (`contain`); starting one with its log, watching
 //! it end, pausing and killing it (`node`); killing every group the
 //! harness started on any way out (`hygiene`); and skewing a node's wall
 //! clock through libfaketime (`clock`).
@@ -8,5 +9,6 @@
 //! happens to a node is recorded through `faultline_rundir::record`.
 
 pub mod clock;
+pub mod contain;
 pub mod hygiene;
 pub mod node;

@@ -19,6 +19,7 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+use crate::contain::Cell;
 use crate::hygiene;
 use faultline_net::router::Network;
 use faultline_rundir::record::{Clock, Recorder};
@@ -52,6 +53,10 @@ pub struct NodeSpec {
     /// added. `None`: init is Maelstrom's, without `members`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
+    /// The control group its processes live in (`contain`), set by the
+    /// cluster; `None`: its process group only.
+    #[serde(skip)]
+    pub cell: Option<Cell>,
 }
 
 impl NodeSpec {
@@ -172,6 +177,9 @@ fn command(spec: &NodeSpec) -> tokio::process::Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     supervise(&mut cmd);
+    if let Some(cell) = &spec.cell {
+        crate::contain::join_before_exec(&mut cmd, cell);
+    }
     cmd
 }
 
@@ -221,6 +229,7 @@ struct Watch {
     /// The router's attachment, for a routed node.
     generation: Option<u64>,
     preloaded: bool,
+    cell: Option<Cell>,
     expected: Arc<std::sync::atomic::AtomicBool>,
     net: Arc<Network>,
     recorder: Arc<Recorder>,
@@ -242,6 +251,14 @@ fn spawn_exit_watcher(
             nix::unistd::Pid::from_raw(w.pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+        // What it started in sessions of their own ends with it: the next
+        // incarnation must not find its predecessor's daemon running.
+        if let Some(cell) = w.cell.clone() {
+            let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
+            if let Ok(Err(e)) = killed {
+                w.recorder.failed(&w.log_name, std::io::Error::other(e.to_string()));
+            }
+        }
         hygiene::unregister(w.pid);
         if w.preloaded {
             crate::clock::remove_leftovers(w.pid as u32);
@@ -340,6 +357,7 @@ pub fn spawn(
         pid,
         generation,
         preloaded: crate::clock::is_preloaded(&spec.env),
+        cell: spec.cell.clone(),
         expected: expected.clone(),
         net: net.clone(),
         recorder: recorder.clone(),
@@ -359,7 +377,8 @@ impl NodeHandle {
         self.exit.borrow().is_none()
     }
 
-    /// SIGKILLs the node's group and waits (bounded) until it is reaped.
+    /// SIGKILLs every process of it (its control group, else its process
+    /// group) and waits (bounded) until it is reaped.
     pub async fn kill(&mut self) -> Option<ExitInfo> {
         self.expected
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -367,7 +386,25 @@ impl NodeHandle {
             nix::unistd::Pid::from_raw(self.pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+        if let Some(cell) = self.spec.cell.clone() {
+            let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
+            if let Ok(Err(e)) = killed {
+                eprintln!("faultline: warning: killing {}: {e}", self.spec.label());
+            }
+        }
         self.wait_exit(std::time::Duration::from_secs(10)).await
+    }
+
+    /// Every live process of this incarnation: its control group's
+    /// members, else its process group's.
+    pub fn processes(&self) -> Vec<u32> {
+        if !self.is_running() {
+            return Vec::new();
+        }
+        match &self.spec.cell {
+            Some(cell) => cell.pids(),
+            None => group_members(self.pid),
+        }
     }
 
     /// Asks the node to stop with `signal`, then SIGKILLs it if it has not
@@ -395,6 +432,29 @@ impl NodeHandle {
         let _ = tokio::time::timeout(limit, self.exit.wait_for(|e| e.is_some())).await;
         self.exit.borrow().clone()
     }
+}
+
+/// The processes of process group `pgid`, from /proc (bounded by what
+/// /proc lists).
+pub fn group_members(pgid: i32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command's closing ')': state ppid pgrp ...
+        let pgrp = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split(' ').nth(2)?.parse::<i32>().ok());
+        if pgrp == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// The last lines of a node's stderr, for an error message about it.

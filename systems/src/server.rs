@@ -261,6 +261,7 @@ pub fn layout(
             routed: false,
             process: None,
             members: None,
+            cell: None,
         };
         let init_log = run_dir.process_log(&plan.id, "init");
         init.push(
@@ -352,8 +353,14 @@ fn step(
 
 /// Runs one step to its end, its output appended to its log, within its
 /// bound; an error names the command, how it ended and the tail of what
-/// it printed.
-pub async fn run_step(s: &Step, env: &[(String, String)]) -> anyhow::Result<()> {
+/// it printed. In `cell` (its node's group) whatever it starts is ended
+/// with it: a step that leaves a daemon would hold the server's ports
+/// and files.
+pub async fn run_step(
+    s: &Step,
+    env: &[(String, String)],
+    cell: Option<&faultline_process::contain::Cell>,
+) -> anyhow::Result<()> {
     use std::os::unix::process::ExitStatusExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -367,6 +374,9 @@ pub async fn run_step(s: &Step, env: &[(String, String)]) -> anyhow::Result<()> 
         .stdout(log.try_clone()?)
         .stderr(log);
     faultline_process::node::supervise(&mut cmd);
+    if let Some(cell) = cell {
+        faultline_process::contain::join_before_exec(&mut cmd, cell);
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("setup step {:?} could not start", s.command))?;
@@ -382,6 +392,17 @@ pub async fn run_step(s: &Step, env: &[(String, String)]) -> anyhow::Result<()> 
         );
         let _ = child.wait().await;
         faultline_process::hygiene::unregister(pid);
+    }
+    if let Some(cell) = cell.cloned() {
+        let killed = tokio::task::spawn_blocking(move || cell.kill()).await?;
+        let left = killed.with_context(|| format!("ending what step {:?} left", s.command))?;
+        if !left.is_empty() {
+            eprintln!(
+                "faultline: step {:?} left {} processes running; ended them",
+                s.command,
+                left.len()
+            );
+        }
     }
     let how = match ended {
         Ok(Ok(status)) if status.success() => return Ok(()),

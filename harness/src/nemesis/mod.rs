@@ -39,6 +39,33 @@ fn with_process(mut v: Value, process: Option<&str>) -> Value {
     v
 }
 
+/// The processes a pause or kill reached, per node: the record names only
+/// the nodes it reached, and is `Null` when it reached none.
+#[derive(Default)]
+struct Reached {
+    nodes: Vec<String>,
+    pids: serde_json::Map<String, Value>,
+}
+
+impl Reached {
+    fn add(&mut self, node: &str, pids: Vec<u32>) {
+        if !pids.is_empty() {
+            self.nodes.push(node.to_string());
+            self.pids.insert(node.to_string(), json!(pids));
+        }
+    }
+
+    fn record(self, process: Option<&str>) -> Value {
+        if self.nodes.is_empty() {
+            return Value::Null;
+        }
+        with_process(
+            json!({"nodes": self.nodes, "reached": self.pids}),
+            process,
+        )
+    }
+}
+
 /// The random choices of one fault on one node, from the seed the
 /// schedule drew for it: a replay makes the same choices.
 fn fault_rng(seed: u32, node: usize) -> ChaCha8Rng {
@@ -48,24 +75,27 @@ fn fault_rng(seed: u32, node: usize) -> ChaCha8Rng {
 /// What the nemesis may do to node processes.
 #[allow(async_fn_in_trait)]
 pub trait Processes {
-    /// SIGSTOP a running node: every process of it, or the one named.
-    fn pause(&mut self, node: usize, process: Option<&str>);
-    /// SIGCONT whatever of a node was paused.
-    fn resume(&mut self, node: usize);
+    /// Freeze a running node: every process of it at once, or the one
+    /// named. Returns the processes frozen; an error when the freeze
+    /// could not be made.
+    fn pause(&mut self, node: usize, process: Option<&str>) -> anyhow::Result<Vec<u32>>;
+    /// Thaw whatever of a node was paused.
+    fn resume(&mut self, node: usize) -> anyhow::Result<()>;
     /// SIGKILL a node (every process of it, or the one named) and wait
-    /// until it is reaped.
-    async fn kill(&mut self, node: usize, process: Option<&str>);
+    /// until it is reaped. Returns the processes killed.
+    async fn kill(&mut self, node: usize, process: Option<&str>) -> Vec<u32>;
     /// Start killed nodes again on their data and wait until they are up.
     /// Returns those that refused to start (exited at once, as a node that
     /// finds its files corrupt must): a correct outcome, not a failure.
     async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<Vec<usize>>;
     /// A power loss: SIGKILL, then drop what the node never synced.
+    /// Returns what it dropped and the processes killed.
     async fn crash(
         &mut self,
         node: usize,
         loss: faultline_durable::Loss,
         rng: &mut ChaCha8Rng,
-    ) -> anyhow::Result<faultline_durable::CrashReport>;
+    ) -> anyhow::Result<(faultline_durable::CrashReport, Vec<u32>)>;
     /// SIGKILL a node (if it runs) and damage one file of its data
     /// directory; `None` when it keeps no files.
     async fn damage(
@@ -205,6 +235,14 @@ impl<P: Processes> Executor<P> {
         let value = self.act(action).await;
         self.moment = None;
         let mut value = value?;
+        if value.is_null() {
+            // It reached no process: a fault on nobody is not a fault.
+            eprintln!(
+                "faultline: {} reached no running process; not recorded ({action:?})",
+                action.name()
+            );
+            return Ok(());
+        }
         if let (Some(f), Some(v)) = (fired, value.as_object_mut()) {
             v.insert("moment".into(), f.to_json());
         }
@@ -228,8 +266,8 @@ impl<P: Processes> Executor<P> {
                 self.refresh_links();
                 json!({})
             }
-            Action::Pause { target, process } => self.pause(target, process.as_deref()),
-            Action::Resume { nodes } => self.resume(nodes),
+            Action::Pause { target, process } => self.pause(target, process.as_deref())?,
+            Action::Resume { nodes } => self.resume(nodes)?,
             Action::Kill { target, process } => self.kill(target, process.as_deref()).await,
             Action::Restart { nodes } => self.restart(nodes).await?,
             Action::StartMessages { rates } => {
@@ -392,17 +430,20 @@ impl<P: Processes> Executor<P> {
         json!({"shape": shape, "cut": cut_ids})
     }
 
-    fn pause(&mut self, target: &Target, process: Option<&str>) -> Value {
+    /// Pauses the live targets; `Null` when that froze no process.
+    fn pause(&mut self, target: &Target, process: Option<&str>) -> anyhow::Result<Value> {
         let live: Vec<usize> = self
             .resolve(target)
             .into_iter()
             .filter(|i| !self.down.contains(i))
             .collect();
+        let mut reached = Reached::default();
         for &i in &live {
-            self.processes.pause(i, process);
+            let pids = self.processes.pause(i, process)?;
             self.paused.insert(i);
+            reached.add(&self.node_ids[i], pids);
         }
-        with_process(json!({"nodes": self.ids(live)}), process)
+        Ok(reached.record(process))
     }
 
     /// The nodes an undo reaches: those named, or every affected one.
@@ -416,28 +457,31 @@ impl<P: Processes> Executor<P> {
         }
     }
 
-    fn resume(&mut self, nodes: &Scope) -> Value {
+    fn resume(&mut self, nodes: &Scope) -> anyhow::Result<Value> {
         let nodes = self.scope(nodes, &self.paused);
         for &i in &nodes {
             if self.paused.remove(&i) {
-                self.processes.resume(i);
+                self.processes.resume(i)?;
             }
         }
-        json!({"nodes": self.ids(nodes)})
+        Ok(json!({"nodes": self.ids(nodes)}))
     }
 
+    /// Kills the targets; `Null` when no process was running there.
     async fn kill(&mut self, target: &Target, process: Option<&str>) -> Value {
         let nodes = self.resolve(target);
+        let mut reached = Reached::default();
         for &i in &nodes {
             // A kill of one process leaves a pause of the others to its
             // resume; a kill of all ends the pause (SIGKILL needs no SIGCONT).
             if process.is_none() {
                 self.paused.remove(&i);
             }
-            self.processes.kill(i, process).await;
+            let pids = self.processes.kill(i, process).await;
+            reached.add(&self.node_ids[i], pids);
             self.down.insert(i);
         }
-        with_process(json!({"nodes": self.ids(nodes)}), process)
+        reached.record(process)
     }
 
     /// Crashes each target (killed, unsynced writes dropped) and records
@@ -450,12 +494,14 @@ impl<P: Processes> Executor<P> {
             LossKind::Torn => faultline_durable::Loss::TornPrefix,
         };
         let mut lost = Vec::new();
+        let mut reached = serde_json::Map::new();
         for &i in &nodes {
             self.paused.remove(&i);
-            let r = self
+            let (r, pids) = self
                 .processes
                 .crash(i, how, &mut fault_rng(seed, i))
                 .await?;
+            reached.insert(self.node_ids[i].clone(), json!(pids));
             self.down.insert(i);
             let files: Vec<Value> = r
                 .lost
@@ -464,7 +510,11 @@ impl<P: Processes> Executor<P> {
                 .collect();
             lost.push(json!({"node": self.node_ids[i], "lost": files, "torn": r.torn, "undone": r.undone, "not_undone": r.not_undone}));
         }
-        Ok(json!({"nodes": self.ids(nodes), "loss": loss.name(), "effects": lost}))
+        // A power loss of a node that was not running still drops what it
+        // never synced: recorded whatever it killed.
+        Ok(
+            json!({"nodes": self.ids(nodes), "loss": loss.name(), "effects": lost, "reached": reached}),
+        )
     }
 
     /// Takes each node down and damages one of its files, each drawn from

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::nemesis::Processes;
 use faultline_durable::{CrashReport, Damage, DiskFault, Layer, Loss};
 use faultline_net::router::Network;
+use faultline_process::contain::Cell;
 use faultline_process::node::{self, NodeHandle, NodeSpec};
 use faultline_rundir::record::{Clock, Recorder};
 use faultline_rundir::ExitInfo;
@@ -171,6 +172,7 @@ impl Layout {
                 // With membership changes, init names the starting members:
                 // the other nodes wait to be added.
                 members: cfg.cluster_size.map(|_| ids[..cfg.node_count].to_vec()),
+                cell: None,
                 index,
                 id,
             });
@@ -225,15 +227,24 @@ struct Throttle {
     targets: BTreeSet<usize>,
     cpu_percent: u32,
     /// Each node's process groups (its server and sidecars), refreshed on
-    /// restart.
+    /// restart; unused where each node has a control group.
     pgids: Vec<Vec<i32>>,
+    /// Each node's control group: frozen and thawed whole.
+    cells: Option<Vec<Cell>>,
     /// Paused or killed by another fault: the duty cycle leaves them be.
     held: BTreeSet<usize>,
 }
 
 impl Throttle {
-    fn signal_targets(&self, sig: Signal) {
+    /// Stops (`run` false) or continues the targets that no other fault
+    /// holds. A duty cycle does not wait for a freeze to settle.
+    fn set_running(&self, run: bool) {
         for &i in self.targets.difference(&self.held) {
+            if let Some(cells) = &self.cells {
+                let _ = cells[i].set_frozen(!run);
+                continue;
+            }
+            let sig = if run { Signal::SIGCONT } else { Signal::SIGSTOP };
             for &pgid in &self.pgids[i] {
                 let _ = killpg(Pid::from_raw(pgid), sig);
             }
@@ -272,6 +283,9 @@ pub struct Cluster {
     refused: BTreeSet<usize>,
     server: Option<ServerMode>,
     layers: Vec<Option<Layer>>,
+    /// The cluster's control group and each node's (`contain`); `None`
+    /// where processes are contained by process group only.
+    cells: Option<(Cell, Vec<Cell>)>,
     /// Removed (with every node's data) when the cluster is dropped.
     _data_root: tempfile::TempDir,
 }
@@ -300,12 +314,14 @@ impl Cluster {
                 targets: BTreeSet::new(),
                 cpu_percent: 100,
                 pgids: Vec::new(),
+                cells: None,
                 held: BTreeSet::new(),
             })),
             crashes: Vec::new(),
             refused: BTreeSet::new(),
             server: layout.server,
             layers: layout.layers,
+            cells: None,
             specs: layout.specs,
             _data_root: layout.data_root,
             inboxes,
@@ -315,6 +331,10 @@ impl Cluster {
             init_timeout,
             restart_wait,
         };
+        if let Err(e) = cluster.contain() {
+            cluster.stop_all().await;
+            return Err(e);
+        }
         if let Err(e) = cluster.start_all().await {
             cluster.stop_all().await;
             return Err(e);
@@ -322,7 +342,39 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Gives every node a control group and each of its processes a
+    /// group inside it, so a fault reaches whatever they start.
+    fn contain(&mut self) -> anyhow::Result<()> {
+        let Some(session) = faultline_process::contain::Session::current() else {
+            return Ok(());
+        };
+        let cluster = session.cluster().context("making the cluster's control group")?;
+        let mut cells = Vec::new();
+        for (i, spec) in self.specs.iter_mut().enumerate() {
+            let node = cluster.child(&spec.id)?;
+            let name = match &self.server {
+                Some(m) => m.process_name.clone(),
+                None => "node".to_string(),
+            };
+            spec.cell = Some(node.child(&name)?);
+            for car in self.server.iter_mut().flat_map(|m| m.sidecars[i].iter_mut()) {
+                let name = car.spec.process.clone().unwrap_or_default();
+                car.spec.cell = Some(node.child(&name)?);
+            }
+            cells.push(node);
+        }
+        self.cells = Some((cluster, cells));
+        Ok(())
+    }
+
+    /// Node `i`'s control group, if processes are contained by one.
+    fn cell(&self, i: usize) -> Option<&Cell> {
+        self.cells.as_ref().map(|(_, c)| &c[i])
+    }
+
     async fn start_all(&mut self) -> anyhow::Result<()> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner()).cells =
+            self.cells.as_ref().map(|(_, c)| c.clone());
         self.run_init().await?;
         for (i, s) in self.specs.iter().enumerate() {
             self.nodes.push(if i < self.initial {
@@ -358,8 +410,29 @@ impl Cluster {
             self.rejoin(i);
         }
         // Once, with every node ready: what the system needs before load.
+        let setup = match &self.cells {
+            Some((c, _)) if self.server.as_ref().is_some_and(|m| !m.setup.is_empty()) => {
+                Some(c.child("setup")?)
+            }
+            _ => None,
+        };
         for step in self.server.iter().flat_map(|m| &m.setup) {
-            server::run_step(step, &[]).await?;
+            server::run_step(step, &[], setup.as_ref()).await?;
+        }
+        if setup.is_some() {
+            self.sync_layers()?;
+        }
+        Ok(())
+    }
+
+    /// What init and setup steps wrote is durable before the first fault,
+    /// as files an operator wrote before starting a server would be.
+    fn sync_layers(&self) -> anyhow::Result<()> {
+        for (layer, spec) in self.layers.iter().zip(&self.specs) {
+            if let Some(l) = layer {
+                l.sync_all()
+                    .with_context(|| format!("syncing {}'s data directory", spec.id))?;
+            }
         }
         Ok(())
     }
@@ -370,13 +443,21 @@ impl Cluster {
         let Some(m) = &self.server else {
             return Ok(());
         };
+        let mut cells = Vec::new();
+        for i in 0..self.specs.len() {
+            cells.push(match self.cell(i) {
+                Some(c) if !m.init[i].is_empty() => Some(c.child("init")?),
+                _ => None,
+            });
+        }
         let nodes = m
             .init
             .iter()
             .zip(&self.specs)
-            .map(|(steps, spec)| async move {
+            .zip(&cells)
+            .map(|((steps, spec), cell)| async move {
                 for step in steps {
-                    server::run_step(step, &spec.env)
+                    server::run_step(step, &spec.env, cell.as_ref())
                         .await
                         .with_context(|| format!("initialising {}", spec.id))?;
                 }
@@ -385,7 +466,7 @@ impl Cluster {
         for r in futures::future::join_all(nodes).await {
             r?;
         }
-        Ok(())
+        self.sync_layers()
     }
 
     /// Starts the sidecars of `nodes` that are not running (all of them at
@@ -534,6 +615,19 @@ impl Cluster {
                 None => n.kill().await,
             };
         }
+        // Whatever a node left (a daemon in a session of its own) ends
+        // before its data is removed.
+        if let Some((cluster, _)) = self.cells.take() {
+            let left = cluster.pids().len();
+            let removed = tokio::task::spawn_blocking(move || cluster.remove()).await;
+            match removed {
+                Ok(Err(e)) => eprintln!("faultline: warning: ending the nodes' processes: {e}"),
+                _ if left > 0 => eprintln!(
+                    "faultline: ended {left} processes the nodes left running after they stopped"
+                ),
+                _ => {}
+            }
+        }
         crashed.dedup();
         crashed
     }
@@ -575,12 +669,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Kills every process of node `i` (a power loss, a damaged disk).
-    async fn kill_all(&mut self, i: usize) {
-        self.hold(i, true);
-        for h in self.aimed(i, None) {
-            h.kill().await;
-        }
+    /// Kills every process of node `i` (a power loss, a damaged disk);
+    /// returns who was killed.
+    async fn kill_all(&mut self, i: usize) -> Vec<u32> {
+        self.kill(i, None).await
     }
 }
 
@@ -592,32 +684,64 @@ fn unexpected(h: &NodeHandle, refused: bool) -> Option<ExitInfo> {
 }
 
 impl Processes for Cluster {
-    fn pause(&mut self, i: usize, process: Option<&str>) {
+    fn pause(&mut self, i: usize, process: Option<&str>) -> anyhow::Result<Vec<u32>> {
         self.hold(i, true);
         if process.is_none() {
             self.net.pause(i);
         }
-        for h in self.aimed(i, process) {
-            let _ = killpg(Pid::from_raw(h.pid), Signal::SIGSTOP);
+        // The whole node at once, as a frozen machine: its group, else
+        // each process group of it.
+        let whole = process.is_none().then(|| self.cell(i).cloned()).flatten();
+        if let Some(cell) = whole {
+            return cell
+                .freeze()
+                .with_context(|| format!("pausing {}", self.specs[i].id));
         }
+        let mut reached = Vec::new();
+        for h in self.aimed(i, process) {
+            match h.spec.cell.clone() {
+                Some(cell) => reached.extend(
+                    cell.freeze()
+                        .with_context(|| format!("pausing {}", h.spec.label()))?,
+                ),
+                None => {
+                    reached.extend(h.processes());
+                    killpg(Pid::from_raw(h.pid), Signal::SIGSTOP)
+                        .with_context(|| format!("pausing {} (SIGSTOP)", h.spec.label()))?;
+                }
+            }
+        }
+        Ok(reached)
     }
 
-    fn resume(&mut self, i: usize) {
+    fn resume(&mut self, i: usize) -> anyhow::Result<()> {
         self.hold(i, false);
         // Running first, then fed: what waited is read as soon as it runs.
-        // SIGCONT to a process that was not stopped does nothing, so the
-        // whole node is continued whatever the pause aimed at.
+        // Thawing (or SIGCONT to) what was not stopped does nothing, so
+        // the whole node is continued whatever the pause aimed at.
+        if let Some(cell) = self.cell(i).cloned() {
+            cell.thaw()
+                .with_context(|| format!("resuming {}", self.specs[i].id))?;
+        }
         for h in self.aimed(i, None) {
-            let _ = killpg(Pid::from_raw(h.pid), Signal::SIGCONT);
+            // A process that exited meanwhile has no group left to continue.
+            if h.is_running() && h.spec.cell.is_none() {
+                killpg(Pid::from_raw(h.pid), Signal::SIGCONT)
+                    .with_context(|| format!("resuming {} (SIGCONT)", h.spec.label()))?;
+            }
         }
         self.net.resume(i);
+        Ok(())
     }
 
-    async fn kill(&mut self, i: usize, process: Option<&str>) {
+    async fn kill(&mut self, i: usize, process: Option<&str>) -> Vec<u32> {
         self.hold(i, true);
+        let mut reached = Vec::new();
         for h in self.aimed(i, process) {
+            reached.extend(h.processes());
             h.kill().await;
         }
+        reached
     }
 
     async fn restart(&mut self, nodes: &[usize]) -> anyhow::Result<Vec<usize>> {
@@ -698,15 +822,15 @@ impl Processes for Cluster {
         i: usize,
         loss: Loss,
         rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> anyhow::Result<CrashReport> {
-        self.kill_all(i).await;
+    ) -> anyhow::Result<(CrashReport, Vec<u32>)> {
+        let reached = self.kill_all(i).await;
         let Some(layer) = self.layers[i].as_mut() else {
             anyhow::bail!(
                 "a crash was scheduled but {} has no durability layer",
                 self.specs[i].id
             );
         };
-        Ok(layer.crash(loss, rng)?)
+        Ok((layer.crash(loss, rng)?, reached))
     }
 
     async fn damage(
@@ -791,7 +915,7 @@ impl Processes for Cluster {
 
     fn unthrottle(&mut self) -> BTreeSet<usize> {
         let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        t.signal_targets(Signal::SIGCONT);
+        t.set_running(true);
         std::mem::take(&mut t.targets)
     }
 }
@@ -842,7 +966,7 @@ fn spawn_duty_cycle(throttle: Weak<Mutex<Throttle>>) {
             let on_ms = {
                 let Some(t) = throttle.upgrade() else { return };
                 let t = t.lock().unwrap_or_else(|e| e.into_inner());
-                t.signal_targets(Signal::SIGCONT);
+                t.set_running(true);
                 if t.targets.is_empty() {
                     DUTY_PERIOD_MS
                 } else {
@@ -857,7 +981,7 @@ fn spawn_duty_cycle(throttle: Weak<Mutex<Throttle>>) {
                 let Some(t) = throttle.upgrade() else { return };
                 t.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .signal_targets(Signal::SIGSTOP);
+                    .set_running(false);
             }
             tokio::time::sleep(Duration::from_millis(DUTY_PERIOD_MS - on_ms)).await;
         }

@@ -5,6 +5,7 @@
 mod support;
 
 mod clock;
+mod contain;
 mod faults;
 mod hygiene;
 mod layout;

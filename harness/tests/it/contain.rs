@@ -1,0 +1,216 @@
+//! A node is every process it starts: a supervisor's database in a session
+//! of its own, or a double-forked daemon, is frozen, killed and crashed with
+//! its node, and nothing of a run is alive after it, also after SIGKILL of
+//! faultline. What is tested is what /proc says of the processes, not what
+//! the history says.
+
+use crate::support::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether faultline can make control groups here (root, cgroups mounted):
+/// elsewhere nodes fall back to process groups, which a setsid child
+/// escapes by design, and these tests have nothing to show.
+fn cgroups_or_skip(test: &str) -> bool {
+    let writable = nix::unistd::Uid::effective().is_root()
+        && (Path::new("/sys/fs/cgroup/freezer").is_dir()
+            || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+            || Path::new("/sys/fs/cgroup/unified").is_dir());
+    available_or_skip(test, writable, "writable control groups (root)")
+}
+
+fn supervised(results: &Path, mode: &str, nemesis: &str, secs: u32) -> std::process::Command {
+    let mut c = faultline_test(results);
+    c.arg("--system")
+        .arg(fixture("pykv_supervised.toml"))
+        .args(["--node-count", "3", "--nemesis", nemesis])
+        .args(["--time-limit", &secs.to_string(), "--nemesis-interval", "1"])
+        .args(["--var", &format!("mode={mode}"), "--seed", "1"])
+        .arg("--var")
+        .arg(format!("pids={}", results.join("db").display()))
+        .env("TMPDIR", results);
+    c
+}
+
+/// Every database pid the supervisors started, from their pid files.
+fn database_pids(results: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for node in ["n1", "n2", "n3"] {
+        let text = std::fs::read_to_string(results.join(format!("db.{node}"))).unwrap_or_default();
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    pids
+}
+
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+fn nemesis_ops(run_dir: &Path, f: &str) -> Vec<serde_json::Value> {
+    lines(&run_dir.join("history.jsonl"))
+        .into_iter()
+        .filter(|l| l["process"] == "nemesis" && l["f"] == f)
+        .collect()
+}
+
+fn reached(op: &serde_json::Value) -> BTreeSet<i32> {
+    op["value"]["reached"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_i64().map(|p| p as i32))
+        .collect()
+}
+
+/// Samples /proc while a run pauses nodes: each time a supervisor is seen
+/// frozen (state D or T), its database must be frozen too. Returns how
+/// many samples saw a whole node frozen.
+fn watch_freezes(results: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u32, Vec<String>)> {
+    let results = results.to_path_buf();
+    std::thread::spawn(move || {
+        let (mut whole, mut split) = (0u32, Vec::new());
+        // Bounded: at most 60 s of 10 ms samples.
+        for _ in 0..6000 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let dirs = std::fs::read_dir(results.join("lin-kv")).into_iter().flatten().flatten();
+            for run in dirs {
+                for (node, sup) in node_pids_by_node(&run.path()) {
+                    let dbs = std::fs::read_to_string(results.join(format!("db.{node}")))
+                        .unwrap_or_default();
+                    let Some(db) = dbs.lines().last().and_then(|l| l.trim().parse().ok()) else {
+                        continue;
+                    };
+                    let frozen = |s: Option<char>| matches!(s, Some('D') | Some('T'));
+                    match (frozen(state(sup)), frozen(state(db)), alive(db)) {
+                        (true, true, _) => whole += 1,
+                        (true, false, true) => split.push(format!("{node}: supervisor {sup} frozen, database {db} {:?}", state(db))),
+                        _ => {}
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (whole, split)
+    })
+}
+
+/// Each node's newest server pid, from its log's header lines.
+fn node_pids_by_node(run_dir: &Path) -> Vec<(String, i32)> {
+    ["n1", "n2", "n3"]
+        .iter()
+        .filter_map(|n| {
+            let text = std::fs::read_to_string(run_dir.join(format!("nodes/{n}.log"))).ok()?;
+            let pid = text
+                .lines()
+                .filter_map(|l| l.split_once(" started as pid ")?.1.split_whitespace().next()?.parse().ok())
+                .last()?;
+            Some((n.to_string(), pid))
+        })
+        .collect()
+}
+
+fn assert_nothing_left(results: &Path, run_dir: &Path) {
+    let mut pids = database_pids(results);
+    pids.extend(node_pids(run_dir));
+    let left = survivors(&pids, Duration::from_secs(5));
+    reap(&left);
+    assert!(left.is_empty(), "processes {left:?} outlived the run");
+}
+
+#[test]
+fn a_database_in_its_own_session_is_paused_and_killed_with_its_node() {
+    if !cgroups_or_skip("a_database_in_its_own_session_is_paused_and_killed_with_its_node") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_freezes(tmp.path(), stop.clone());
+    let f = run(
+        &mut supervised(tmp.path(), "setsid", "pause,kill", 10),
+        Duration::from_secs(120),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let (whole, split) = watcher.join().unwrap();
+    let dir = latest(tmp.path());
+    assert_nothing_left(tmp.path(), &dir);
+    assert!(
+        matches!(f.status.code(), Some(0) | Some(1)),
+        "{}{}",
+        f.stdout,
+        f.stderr
+    );
+    assert!(split.is_empty(), "a supervisor froze without its database: {split:?}");
+    assert!(whole > 0, "no sample saw a paused node frozen whole\n{}", f.stderr);
+    let dbs: BTreeSet<i32> = database_pids(tmp.path()).into_iter().collect();
+    let pauses = nemesis_ops(&dir, "pause");
+    assert!(!pauses.is_empty(), "{}", f.stderr);
+    for p in &pauses {
+        assert!(reached(p).intersection(&dbs).next().is_some(), "a pause missed the database: {p}");
+    }
+    let kills = nemesis_ops(&dir, "kill");
+    assert!(!kills.is_empty(), "{}", f.stderr);
+    for k in &kills {
+        let hit = reached(k);
+        assert!(hit.intersection(&dbs).next().is_some(), "a kill missed the database: {k}");
+    }
+    // Each kill ended a database, and the supervisors started new ones.
+    assert!(dbs.len() > 3, "no database was ever restarted: {dbs:?}");
+}
+
+#[test]
+fn a_double_forked_daemon_is_crashed_with_its_node() {
+    if !cgroups_or_skip("a_double_forked_daemon_is_crashed_with_its_node")
+        || !fuse_or_skip("a_double_forked_daemon_is_crashed_with_its_node")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f = run(
+        &mut supervised(tmp.path(), "daemon", "crash", 8),
+        Duration::from_secs(120),
+    );
+    let dir = latest(tmp.path());
+    assert_nothing_left(tmp.path(), &dir);
+    assert!(
+        matches!(f.status.code(), Some(0) | Some(1)),
+        "{}{}",
+        f.stdout,
+        f.stderr
+    );
+    let dbs: BTreeSet<i32> = database_pids(tmp.path()).into_iter().collect();
+    let crashes = nemesis_ops(&dir, "crash");
+    assert!(!crashes.is_empty(), "{}", f.stderr);
+    for c in &crashes {
+        assert!(reached(c).intersection(&dbs).next().is_some(), "a crash missed the daemon: {c}");
+    }
+    assert!(dbs.len() > 3, "no daemon was restarted after a crash: {dbs:?}");
+}
+
+#[test]
+fn sigkill_of_faultline_leaves_no_database_alive() {
+    if !cgroups_or_skip("sigkill_of_faultline_leaves_no_database_alive") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = supervised(tmp.path(), "setsid", "none", 60);
+    let (mut child, _lines) = start_until_nodes_up(&mut cmd, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let dbs = database_pids(tmp.path());
+    assert_eq!(dbs.len(), 3, "three databases started");
+    assert!(dbs.iter().all(|&p| alive(p)));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The nodes die with their parent; the databases, in sessions of their
+    // own, are ended by the reaper.
+    let left = survivors(&dbs, Duration::from_secs(10));
+    reap(&left);
+    assert!(left.is_empty(), "databases {left:?} outlived a SIGKILLed faultline");
+    assert_nothing_left(tmp.path(), &latest(tmp.path()));
+}
