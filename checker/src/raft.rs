@@ -219,6 +219,33 @@ fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckErr
     Ok((node.to_string(), ev))
 }
 
+/// How many times leadership moved to another node at or after
+/// `since_ns` in a traces.jsonl text (the first leader seen then counts
+/// only if it differs from the one before `since_ns`); `None` when no
+/// node ever said it leads: a system with no leader, or one nobody asks.
+/// Lines that do not parse are passed over: the invariant check reports
+/// them.
+pub fn leader_changes(text: &str, since_ns: u64) -> Option<usize> {
+    let mut current: Option<String> = None;
+    let mut changes = 0;
+    for (n, line) in text.lines().enumerate() {
+        let Ok((node, Ev::Leader { .. })) = parse_line("traces", n + 1, line) else {
+            continue;
+        };
+        let time = serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("time")?.as_u64())
+            .unwrap_or(0);
+        if current.as_deref() != Some(node.as_str()) {
+            if time >= since_ns && current.is_some() {
+                changes += 1;
+            }
+            current = Some(node);
+        }
+    }
+    current.map(|_| changes)
+}
+
 #[derive(Default)]
 struct Life {
     commit: Option<(u64, usize)>,

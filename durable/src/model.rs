@@ -205,7 +205,12 @@ impl Model {
     pub fn sync_all(&mut self) -> io::Result<()> {
         let files: Vec<PathBuf> = self.logs.keys().cloned().collect();
         for f in files {
-            self.write_back(&f)?;
+            match self.write_back(&f) {
+                // Gone with its directory (a temporary tree removed): it
+                // has nothing left to make durable.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
         self.commit_changes()
     }

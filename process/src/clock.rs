@@ -81,7 +81,10 @@ pub fn find_library() -> Result<PathBuf, ClockError> {
 /// Looks a bare command name up in PATH, as exec would.
 pub fn which(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
-        return Some(PathBuf::from(name));
+        // A path is taken as given only when there is a file there: a
+        // missing one is refused when the file is read, not after a start.
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -269,6 +269,11 @@ pub struct OpCounts {
     pub ok_during_faults: Option<usize>,
     #[serde(default)]
     pub ok_after_faults: Option<usize>,
+    /// How many times leadership moved to another node once the first
+    /// fault began (traces or the leader probe); `None` without faults or
+    /// when nothing ever named a leader.
+    #[serde(default)]
+    pub leader_changes: Option<usize>,
 }
 
 /// Fewer acknowledged ops than this and a verdict rests on almost
@@ -282,9 +287,32 @@ impl OpCounts {
         if let (Some(during), Some(after)) = (self.ok_during_faults, self.ok_after_faults) {
             s += &format!(" ({during} while faults were on, {after} after the last healed)");
         }
+        if let Some(n) = self.leader_changes {
+            s += &format!("; {n} leader change(s) under faults");
+        }
         s
     }
+
+    /// What a run with faults did not exercise, said on its verdict line:
+    /// its faults moved no leader, or few ops were acknowledged while
+    /// they were on (a thin run). The verdict itself stands.
+    pub fn thin(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.leader_changes == Some(0) {
+            out.push("the faults caused no leader change".to_string());
+        }
+        if let Some(during) = self.ok_during_faults.filter(|&d| d < FEW_OK_OPS_DURING_FAULTS) {
+            out.push(format!(
+                "thin run: only {during} ops were acknowledged while faults were on"
+            ));
+        }
+        out
+    }
 }
+
+/// Fewer ops acknowledged while faults were on than this, and a run's
+/// faults met almost no load: its verdict line says "thin run".
+pub const FEW_OK_OPS_DURING_FAULTS: usize = 10;
 
 /// The figures people compare runs by (Gossip Glomers' targets are in
 /// these terms), and that a suite entry may bound.
@@ -298,6 +326,12 @@ pub struct Figures {
     pub availability: f64,
     /// Ops that succeeded.
     pub ok_ops: usize,
+    /// Ops that succeeded while faults were on (`None`: no faults).
+    #[serde(default)]
+    pub ok_during_faults: Option<usize>,
+    /// Leader changes once faults began (`None`: no leader known).
+    #[serde(default)]
+    pub leader_changes: Option<usize>,
     /// For sets (broadcast, g-set): how long after its acknowledgement
     /// each element was in every read, median and max (the propagation
     /// latency the Gossip Glomers challenges bound).
@@ -332,6 +366,26 @@ pub struct Results {
     pub duration_s: f64,
     #[serde(default)]
     pub interrupted: bool,
+    /// What the run did not exercise or could not see (no leader change
+    /// under faults, a thin run, a leader probe that never answered): on
+    /// the verdict line too; the verdict stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// How the system file's leader probe fared, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_probe: Option<ProbeStats>,
+}
+
+/// A leader probe's answers over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStats {
+    /// Rounds of asking every node.
+    pub rounds: u64,
+    /// Answers (a name, or "nobody leads now").
+    pub answers: u64,
+    /// The last error or unusable answer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Results {
@@ -343,6 +397,8 @@ impl Results {
             latency_ms_max: self.ops.latency_ms_max,
             availability: self.ops.ok as f64 / invoked,
             ok_ops: self.ops.ok,
+            ok_during_faults: self.ops.ok_during_faults,
+            leader_changes: self.ops.leader_changes,
             stable_latency_ms_median: self.set_detail("stable_latency_ms_median"),
             stable_latency_ms_max: self.set_detail("stable_latency_ms_max"),
         }

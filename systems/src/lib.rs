@@ -27,6 +27,7 @@ pub mod leader;
 pub mod members;
 pub mod mysql;
 pub mod nats;
+pub mod own_user;
 pub mod postgres;
 pub mod server;
 pub mod sql;

@@ -130,7 +130,7 @@ pub fn joiner_spec(
     let (plan, hosts) = m.joiner_plan(mode.slot, i, members)?;
     let (program, args) = wrapped(&plan.program, &plan.args, &hosts, mode.run_as);
     // What the run added to the environment (libfaketime) stays.
-    let mut env = plan.env;
+    let mut env = user_env(&plan.env, mode.run_as);
     env.extend(
         old.env
             .iter()
@@ -144,6 +144,19 @@ pub fn joiner_spec(
         env,
         ..old.clone()
     })
+}
+
+/// A process's environment as the system's user: with a PATH that user
+/// can search (`own_user`), unless the system file sets one.
+fn user_env(env: &[(String, String)], run_as: Option<RunAs>) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    if let Some((uid, gid)) = run_as {
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            let who = crate::own_user::Identity::of(uid, gid);
+            env.push(("PATH".into(), who.path()));
+        }
+    }
+    env
 }
 
 fn wrapped(
@@ -257,7 +270,7 @@ pub fn layout(
             args,
             data_dir,
             log_path: run_dir.node_log(&plan.id),
-            env: plan.env.clone(),
+            env: user_env(&plan.env, run_as),
             routed: false,
             process: None,
             members: None,
@@ -439,7 +452,7 @@ fn sidecar(
         spec: NodeSpec {
             program,
             args,
-            env: p.env.clone(),
+            env: user_env(&p.env, run_as),
             log_path: run_dir.process_log(&server.id, &p.name),
             process: Some(p.name.clone()),
             members: None,

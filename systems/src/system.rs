@@ -661,6 +661,13 @@ impl System {
         Ok(Some((u.uid.as_raw(), gid.as_raw())))
     }
 
+    /// Who its processes run as, when that is not faultline's own user.
+    pub fn identity(&self) -> Result<Option<crate::own_user::Identity>, SystemError> {
+        Ok(self
+            .run_as()?
+            .map(|(uid, gid)| crate::own_user::Identity::of(uid, gid)))
+    }
+
     /// The variables and their defaults.
     pub fn vars(&self) -> BTreeMap<String, String> {
         self.file
@@ -729,10 +736,21 @@ impl System {
     pub fn check_binary(&self) -> Result<(), SystemError> {
         let binaries =
             std::iter::once(&self.file.binary).chain(self.file.processes.iter().map(|p| &p.binary));
+        let who = self.identity()?;
         for b in binaries {
             let name = b.get_ref();
-            if !name.contains('{') && faultline_process::clock::which(name).is_none() {
+            if name.contains('{') {
+                continue;
+            }
+            if faultline_process::clock::which(name).is_none() {
                 return Err(self.missing(name, b.span().start));
+            }
+            if let Some(who) = &who {
+                who.resolve(name).map_err(|why| SystemError {
+                    source_name: self.source.clone(),
+                    line: Some(line_of(&self.text, b.span().start)),
+                    message: format!("binary {name:?} cannot run as user {}: {why}", who.name),
+                })?;
             }
         }
         for r in &self.file.requires {
@@ -1069,6 +1087,13 @@ impl System {
         v: &BTreeMap<String, String>,
     ) -> Result<PathBuf, SystemError> {
         let program = fill(binary.get_ref(), v);
+        if let Some(who) = self.identity()? {
+            return who.resolve(&program).map_err(|why| SystemError {
+                source_name: self.source.clone(),
+                line: Some(line_of(&self.text, binary.span().start)),
+                message: format!("binary {program:?} cannot run as user {}: {why}", who.name),
+            });
+        }
         faultline_process::clock::which(&program)
             .ok_or_else(|| self.missing(&program, binary.span().start))
     }

@@ -41,11 +41,18 @@ pub fn check(
     let mut results = compose::run(&checkers, &input)?;
     results.extend(liveness);
     let plain: Vec<faultline_checker::Event> = events.into_iter().map(|(_, e)| e).collect();
-    Ok((counts(&ops, &plain), results))
+    Ok((counts(&ops, &plain, &traces), results))
 }
 
-fn counts(ops: &[faultline_checker::Op], events: &[faultline_checker::Event]) -> OpCounts {
+fn counts(
+    ops: &[faultline_checker::Op],
+    events: &[faultline_checker::Event],
+    traces: &str,
+) -> OpCounts {
     let periods = faultline_nemesis::action::periods(events);
+    let first_fault = periods.iter().map(|p| p.start.time).min();
+    let leader_changes =
+        first_fault.and_then(|t| faultline_checker::raft::leader_changes(traces, t));
     let spans: Vec<(u64, u64)> = periods
         .iter()
         .map(|p| (p.start.time, p.end.map_or(u64::MAX, |e| e.time)))
@@ -82,6 +89,7 @@ fn counts(ops: &[faultline_checker::Op], events: &[faultline_checker::Event]) ->
         latency_ms_max: q(1.0),
         ok_during_faults: healed.map(|_| during),
         ok_after_faults: after,
+        leader_changes,
     }
 }
 

@@ -6,6 +6,8 @@
 //! would follow a cut-off node's stale view; the most-named one does not.
 
 use faultline_rundir::record::{Recorder, Sink};
+use faultline_rundir::ProbeStats;
+use std::sync::Mutex;
 use faultline_systems::leader::{node_of, LeaderProbe};
 use serde_json::json;
 use std::sync::Arc;
@@ -14,12 +16,14 @@ use std::time::Duration;
 /// The longest one node's answer is waited for.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Polls until aborted.
+/// Polls until aborted; `stats` counts rounds, answers naming a node,
+/// and the last error (a probe that never answers is a warning).
 pub fn spawn_poller(
     probes: Vec<LeaderProbe>,
     ids: Vec<String>,
     ips: Vec<String>,
     recorder: Arc<Recorder>,
+    stats: Arc<Mutex<ProbeStats>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = probes
@@ -36,6 +40,21 @@ pub fn spawn_poller(
                 .filter_map(|a| a.as_ref().ok())
                 .filter_map(|name| node_of(name, &ids, &ips))
                 .collect();
+            {
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.rounds += 1;
+                // An empty name is an answer: "nobody leads now".
+                s.answers += answers.iter().filter(|a| a.is_ok()).count() as u64;
+                for a in &answers {
+                    match a {
+                        Err(e) => s.last_error = Some(e.clone()),
+                        Ok(name) if !name.is_empty() && node_of(name, &ids, &ips).is_none() => {
+                            s.last_error = Some(format!("{name:?} names no node of the cluster"))
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
             if let Some(now) = most_named(&named, leader) {
                 if leader != Some(now) {
                     term += 1;

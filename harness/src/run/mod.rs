@@ -177,8 +177,11 @@ pub async fn run(
         );
     }
     let flusher = spawn_flusher(rec.recorder.clone());
-    let prober = leader_probes.map(|(probes, ips)| {
-        leader::spawn_poller(probes, Layout::node_ids(cfg), ips, rec.recorder.clone())
+    let probe_stats = leader_probes
+        .as_ref()
+        .map(|_| Arc::new(std::sync::Mutex::new(faultline_rundir::ProbeStats::default())));
+    let prober = leader_probes.zip(probe_stats.clone()).map(|((probes, ips), stats)| {
+        leader::spawn_poller(probes, Layout::node_ids(cfg), ips, rec.recorder.clone(), stats)
     });
     let outcome = exercise(cfg, &rec, cluster, clock_files, &cancel).await;
     flusher.abort();
@@ -192,7 +195,8 @@ pub async fn run(
     if let Err(e) = write_error {
         anyhow::bail!("the run directory could not be written: {e}");
     }
-    record(cfg, dir, &rec, liveness, exits, cancel.is_cancelled())
+    let probe = probe_stats.map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    record(cfg, dir, &rec, liveness, exits, probe, cancel.is_cancelled())
 }
 
 /// Load, heal, liveness, teardown: everything with the nodes up.
@@ -322,6 +326,7 @@ fn record(
     rec: &Recording,
     liveness: Option<CheckerResult>,
     exits: Vec<ExitInfo>,
+    probe: Option<faultline_rundir::ProbeStats>,
     interrupted: bool,
 ) -> anyhow::Result<Results> {
     let mut results = Results {
@@ -339,12 +344,16 @@ fn record(
         unexpected_exits: exits,
         duration_s: 0.0,
         interrupted,
+        warnings: Vec::new(),
+        leader_probe: probe.clone(),
     };
     if !interrupted {
         let (ops, checkers) = judge::check(dir, cfg, liveness)?;
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
-        results.summary = with_exercise(with_crashes(summary, &results.unexpected_exits), &ops);
+        results.warnings = warnings(&ops, probe.as_ref());
+        let summary = with_exercise(with_crashes(summary, &results.unexpected_exits), &ops);
+        results.summary = with_warnings(summary, &results.warnings);
         (results.ops, results.checkers) = (ops, checkers);
     }
     results.duration_s = rec.clock.now_ns() as f64 / 1e9;
@@ -357,6 +366,30 @@ fn record(
         }
     }
     Ok(results)
+}
+
+/// What a run did not exercise or could not see: no leader change under
+/// its faults, a thin run, a leader probe that never answered.
+fn warnings(
+    ops: &faultline_rundir::OpCounts,
+    probe: Option<&faultline_rundir::ProbeStats>,
+) -> Vec<String> {
+    let mut out = ops.thin();
+    if let Some(p) = probe.filter(|p| p.answers == 0) {
+        let why = p.last_error.as_deref().unwrap_or("no round finished");
+        out.push(format!(
+            "the leader probe never answered in {} rounds (last error: {why})",
+            p.rounds
+        ));
+    }
+    out
+}
+
+/// A summary with the run's warnings after it.
+pub fn with_warnings(summary: String, warnings: &[String]) -> String {
+    warnings
+        .iter()
+        .fold(summary, |s, w| format!("{s}; warning: {w}"))
 }
 
 /// A run's summary, saying plainly when it rests on a handful of

@@ -59,10 +59,15 @@ pub struct Bounds {
     /// Fewest acknowledged ops a run must have: a verdict on fewer says
     /// little.
     pub min_ok_ops: Option<f64>,
+    /// Fewest leader changes its faults must cause (a run where nothing
+    /// ever named a leader breaks it).
+    pub min_leader_changes: Option<f64>,
+    /// Fewest ops acknowledged while faults were on.
+    pub min_ok_during_faults: Option<f64>,
 }
 
 impl Bounds {
-    const KEYS: [&'static str; 7] = [
+    const KEYS: [&'static str; 9] = [
         "max_msgs_per_op",
         "max_latency_median_ms",
         "max_latency_ms",
@@ -70,6 +75,8 @@ impl Bounds {
         "max_stable_latency_median_ms",
         "max_stable_latency_ms",
         "min_ok_ops",
+        "min_leader_changes",
+        "min_ok_during_faults",
     ];
 
     /// Takes the bound keys out of an entry's table.
@@ -92,6 +99,8 @@ impl Bounds {
             max_stable_latency_median_ms: num(Self::KEYS[4])?,
             max_stable_latency_ms: num(Self::KEYS[5])?,
             min_ok_ops: num(Self::KEYS[6])?,
+            min_leader_changes: num(Self::KEYS[7])?,
+            min_ok_during_faults: num(Self::KEYS[8])?,
         })
     }
 
@@ -127,6 +136,19 @@ impl Bounds {
         }
         if let Some(b) = self.min_ok_ops.filter(|b| (f.ok_ops as f64) < *b) {
             out.push(format!("acknowledged ops {} < {b}", f.ok_ops));
+        }
+        if let Some(b) = self.min_leader_changes {
+            match f.leader_changes {
+                Some(n) if n as f64 >= b => {}
+                Some(n) => out.push(format!("leader changes under faults {n} < {b}")),
+                None => out.push(format!("leader changes: no leader was ever named (< {b})")),
+            }
+        }
+        if let Some(b) = self.min_ok_during_faults {
+            let got = f.ok_during_faults.unwrap_or(0);
+            if (got as f64) < b {
+                out.push(format!("ops acknowledged while faults were on {got} < {b}"));
+            }
         }
         out
     }

@@ -413,7 +413,7 @@ fn hand_written_schedules_name_nodes_as_the_history_does() {
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let history = std::fs::read_to_string(latest(tmp.path()).join("history.jsonl")).unwrap();
     assert!(
-        history.contains(r#""f":"kill","value":{"nodes":["n3"]}"#),
+        history.contains(r#""f":"kill","value":{"nodes":["n3"],"reached":{"n3":["#),
         "{history}"
     );
     // A name that is no node's says which there are.
