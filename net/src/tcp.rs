@@ -255,8 +255,15 @@ impl TcpLinks {
             let task = tokio::spawn(async move {
                 let a = me.clone().pipe(i, j, dr, uw, conn * 2);
                 let b = me.pipe(j, i, ur, dw, conn * 2 + 1);
-                // When either direction ends, so does the connection.
-                tokio::select! { _ = a => {}, _ = b => {} }
+                tokio::pin!(a, b);
+                // A direction that ended cleanly (its sender closed, every
+                // byte delivered, the close passed on) leaves the other
+                // running, as TCP's half-close does; one that failed (a
+                // reset, a write error) ends the connection.
+                tokio::select! {
+                    clean = &mut a => if clean { b.await; },
+                    clean = &mut b => if clean { a.await; },
+                }
             });
             let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
             // Finished connections leave the list, so it stays bounded.
@@ -265,7 +272,11 @@ impl TcpLinks {
         }
     }
 
-    /// One direction of one connection, over link `from -> to`.
+    /// One direction of one connection, over link `from -> to`. Returns
+    /// whether it ended cleanly: its sender closed and every byte it sent
+    /// was delivered before the close was passed on. (Ending at the
+    /// sender's close dropped what was still queued: a peer that sends and
+    /// closes at once, as rsync and one-shot RPCs do, lost its last bytes.)
     async fn pipe(
         self: Arc<Self>,
         from: usize,
@@ -273,16 +284,17 @@ impl TcpLinks {
         mut r: OwnedReadHalf,
         w: OwnedWriteHalf,
         stream: u64,
-    ) {
+    ) -> bool {
         let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>(QUEUE_CHUNKS);
         let reader = async move {
             let mut buf = vec![0u8; CHUNK_BYTES];
             loop {
                 match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) => return true,
+                    Err(_) => return false,
                     Ok(k) => {
                         if tx.send((Instant::now(), buf[..k].to_vec())).await.is_err() {
-                            return;
+                            return false;
                         }
                     }
                 }
@@ -290,18 +302,27 @@ impl TcpLinks {
         };
         let rng = ChaCha8Rng::seed_from_u64(derive(self.seed, Stream::TcpStream { stream }));
         let writer = self.forward(self.index(from, to), rx, w, rng);
-        tokio::select! { _ = reader => {}, _ = writer => {} }
+        tokio::pin!(writer);
+        // The writer ends first only when it failed: the channel is open
+        // while the reader runs.
+        let read_clean = tokio::select! {
+            clean = reader => clean,
+            _ = &mut writer => return false,
+        };
+        // The reader is done and its sender dropped: the writer drains.
+        writer.await && read_clean
     }
 
     /// Writes each chunk when its link lets it: after a stall, its delay
     /// and its turn on the wire; corrupts or resets as the faults say.
+    /// Returns true once every chunk was written and the close passed on.
     async fn forward(
         &self,
         link: usize,
         mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
         mut w: OwnedWriteHalf,
         mut rng: ChaCha8Rng,
-    ) {
+    ) -> bool {
         let mut changed = self.changed.subscribe();
         let mut last_due = Instant::now();
         while let Some((read_at, mut chunk)) = rx.recv().await {
@@ -311,7 +332,7 @@ impl TcpLinks {
                     break f;
                 }
                 if changed.changed().await.is_err() {
-                    return;
+                    return false;
                 }
             };
             let c = &self.counters[link];
@@ -324,7 +345,7 @@ impl TcpLinks {
                 // blocks on drop; zero does not.)
                 #[allow(deprecated)]
                 let _ = w.as_ref().set_linger(Some(Duration::ZERO));
-                return;
+                return false;
             }
             let mut due = read_at + sample_delay(&faults, &mut rng);
             if faults.bandwidth_bytes_per_s > 0.0 {
@@ -346,11 +367,13 @@ impl TcpLinks {
                 c.corrupted.fetch_add(1, Relaxed);
             }
             if w.write_all(&chunk).await.is_err() {
-                return;
+                return false;
             }
             c.bytes.fetch_add(chunk.len() as u64, Relaxed);
             c.chunks.fetch_add(1, Relaxed);
         }
+        // The sender closed: so does this side, after its last byte.
+        w.shutdown().await.is_ok()
     }
 }
 
@@ -541,6 +564,34 @@ mod tests {
             Ok(Ok(k)) => buf[..k].to_vec(),
             _ => Vec::new(),
         }
+    }
+
+    /// A sender that writes and closes at once (rsync, a one-shot RPC)
+    /// has every byte delivered, then the close; a half-closed request
+    /// still gets its answer back.
+    #[tokio::test]
+    async fn bytes_sent_just_before_a_close_arrive_and_a_half_close_is_passed_on() {
+        let (mut n1, mut at_n2, links) = pair().await;
+        let sent: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        n1.write_all(&sent).await.unwrap();
+        n1.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), at_n2.read_to_end(&mut got))
+            .await
+            .expect("the close arrives")
+            .unwrap();
+        assert_eq!(got.len(), sent.len(), "every byte before the close");
+        assert!(got == sent);
+        // The other direction still runs after the half-close.
+        at_n2.write_all(b"answer").await.unwrap();
+        at_n2.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), n1.read_to_end(&mut back))
+            .await
+            .expect("the answer and its close arrive")
+            .unwrap();
+        assert_eq!(back, b"answer");
+        links.stop();
     }
 
     #[tokio::test]

@@ -231,3 +231,24 @@ fn a_commit_needs_a_majority_of_each_half_of_the_configuration() {
     ]);
     assert_eq!(fine.verdict, Verdict::Valid, "{:?}", fine.violations);
 }
+
+#[test]
+fn leader_changes_count_moves_to_another_node_once_faults_began() {
+    let text = [
+        r#"{"time":10,"node":"n1","event":"leader","term":1}"#,
+        r#"{"time":20,"node":"n1","event":"commit","index":1,"term":1}"#,
+        // Re-elected in a later term: not a change of leader.
+        r#"{"time":30,"node":"n1","event":"leader","term":2}"#,
+        r#"{"time":40,"node":"n2","event":"leader","term":3}"#,
+        r#"{"time":50,"node":"n3","event":"leader","term":4}"#,
+        "not json",
+    ]
+    .join("\n");
+    assert_eq!(raft::leader_changes(&text, 0), Some(2));
+    // Only what happened from the first fault on counts.
+    assert_eq!(raft::leader_changes(&text, 45), Some(1));
+    assert_eq!(raft::leader_changes(&text, 100), Some(0));
+    // Nothing ever named a leader: unknown, not zero.
+    let leaderless = r#"{"time":10,"node":"n1","event":"start"}"#;
+    assert_eq!(raft::leader_changes(leaderless, 0), None);
+}

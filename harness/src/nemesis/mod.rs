@@ -136,6 +136,24 @@ pub struct ExecutorOptions {
     pub clock_files: Option<Vec<PathBuf>>,
     /// Set when the membership nemesis changes who is in the cluster.
     pub membership: Option<membership::MembershipOptions>,
+    /// With a leader probe: a fault that cuts the leader off or pauses it
+    /// holds (at most this long) until another node is named leader.
+    pub hold_for_failover: Option<std::time::Duration>,
+}
+
+/// A fault on the leader that holds until the system names another.
+#[derive(Default)]
+struct Holds {
+    bound: Option<std::time::Duration>,
+    /// The leader the active partition cut off from a majority.
+    partitioned: Option<usize>,
+    /// The leader the active pause froze.
+    paused: Option<usize>,
+    /// The schedule's end and cancellation: a hold never outlasts them.
+    deadline: Option<std::time::Instant>,
+    cancel: Option<tokio_util::sync::CancellationToken>,
+    /// `heal` undoes at once: the load is over.
+    healing: bool,
 }
 
 /// The link faults active now, from which every link's faults are rebuilt
@@ -173,6 +191,7 @@ pub struct Executor<P: Processes> {
     /// known: it hit a node drawn at random, which the history says.
     leader_unknown: bool,
     membership: Option<membership::MemberState>,
+    holds: Holds,
 }
 
 impl<P: Processes> Executor<P> {
@@ -193,7 +212,57 @@ impl<P: Processes> Executor<P> {
             active: ActiveLinkFaults::default(),
             moment: None,
             membership: opts.membership.map(membership::MemberState::new),
+            holds: Holds {
+                bound: opts.hold_for_failover,
+                ..Holds::default()
+            },
         }
+    }
+
+    /// The schedule's end and its cancellation, which bound every hold.
+    pub fn set_bounds(
+        &mut self,
+        deadline: std::time::Instant,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        self.holds.deadline = Some(deadline);
+        self.holds.cancel = Some(cancel);
+    }
+
+    /// Waits (bounded) until a node other than `old` is named leader, and
+    /// says how long that took and who it was.
+    async fn await_failover(&mut self, old: usize) -> Value {
+        let started = std::time::Instant::now();
+        let mut bound = self.holds.bound.unwrap_or_default();
+        if let Some(d) = self.holds.deadline {
+            bound = bound.min(d.saturating_duration_since(started));
+        }
+        let old_id = self.node_ids[old].clone();
+        let mut leader = self.leader.clone();
+        let cancel = self.holds.cancel.clone().unwrap_or_default();
+        let named = async {
+            let r = leader
+                .wait_for(|l| l.as_ref().is_some_and(|(_, id)| *id != old_id))
+                .await;
+            r.ok().and_then(|l| l.as_ref().map(|(_, id)| id.clone()))
+        };
+        let new_leader = tokio::select! {
+            r = tokio::time::timeout(bound, named) => r.ok().flatten(),
+            _ = cancel.cancelled() => None,
+        };
+        json!({"from": old_id, "new_leader": new_leader,
+            "waited_ms": started.elapsed().as_millis() as u64,
+            "bound_ms": bound.as_millis() as u64})
+    }
+
+    /// Whether `leader` can reach no majority with the links in `cut`.
+    fn cut_off(&self, leader: usize, cut: &[Link]) -> bool {
+        let n = self.node_ids.len();
+        let reached = (0..n)
+            .filter(|&j| j != leader)
+            .filter(|&j| !cut.contains(&(leader, j)) && !cut.contains(&(j, leader)))
+            .count();
+        (reached + 1) * 2 <= n
     }
 
     /// The processes back, once the nemesis is done.
@@ -262,12 +331,32 @@ impl<P: Processes> Executor<P> {
         Ok(match action {
             Action::StartPartition { shape, cut } => self.partition(*shape, cut),
             Action::StopPartition => {
+                let held = match self.holds.partitioned.take() {
+                    Some(l) if !self.holds.healing => Some(self.await_failover(l).await),
+                    _ => None,
+                };
                 self.active.cut = None;
                 self.refresh_links();
-                json!({})
+                match held {
+                    Some(h) => json!({"held_for_failover": h}),
+                    None => json!({}),
+                }
             }
             Action::Pause { target, process } => self.pause(target, process.as_deref())?,
-            Action::Resume { nodes } => self.resume(nodes)?,
+            Action::Resume { nodes } => {
+                let held = match self.holds.paused {
+                    Some(l) if !self.holds.healing && self.paused.contains(&l) => {
+                        self.holds.paused = None;
+                        Some(self.await_failover(l).await)
+                    }
+                    _ => None,
+                };
+                let mut v = self.resume(nodes)?;
+                if let (Some(h), Some(o)) = (held, v.as_object_mut()) {
+                    o.insert("held_for_failover".into(), h);
+                }
+                v
+            }
             Action::Kill { target, process } => self.kill(target, process.as_deref()).await,
             Action::Restart { nodes } => self.restart(nodes).await?,
             Action::StartMessages { rates } => {
@@ -425,6 +514,11 @@ impl<P: Processes> Executor<P> {
             .iter()
             .map(|&(a, b)| [self.node_ids[a].clone(), self.node_ids[b].clone()])
             .collect();
+        if self.holds.bound.is_some() {
+            self.holds.partitioned = self
+                .current_leader()
+                .filter(|&l| self.cut_off(l, &cut));
+        }
         self.active.cut = Some(cut);
         self.refresh_links();
         json!({"shape": shape, "cut": cut_ids})
@@ -437,6 +531,10 @@ impl<P: Processes> Executor<P> {
             .into_iter()
             .filter(|i| !self.down.contains(i))
             .collect();
+        if self.holds.bound.is_some() && process.is_none() {
+            let leader = self.current_leader();
+            self.holds.paused = leader.filter(|l| live.contains(l));
+        }
         let mut reached = Reached::default();
         for &i in &live {
             let pids = self.processes.pause(i, process)?;
@@ -646,6 +744,7 @@ impl<P: Processes> Executor<P> {
     /// Undoes every active fault: links healed, clocks reset, paused nodes
     /// resumed, killed nodes restarted.
     pub async fn heal(&mut self) -> anyhow::Result<()> {
+        self.holds.healing = true;
         let skewed = self
             .clocks
             .as_ref()

@@ -218,6 +218,7 @@ pub async fn run<P: Processes>(
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
+    executor.set_bounds(deadline, cancel.clone());
     let mut pending = Pending {
         armed: vec![None; schedule.len()],
         steps: schedule,

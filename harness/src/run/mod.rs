@@ -30,6 +30,11 @@ use faultline_rundir::{Results, RunDir};
 use faultline_systems::server::ServerMode;
 use faultline_systems::system::ClientKind;
 
+/// The longest a fault on the leader of a probed system holds, waiting
+/// for the system to name another (a failover takes seconds: a sentinel's
+/// down-after plus a vote, an HA manager's TTL).
+const FAILOVER_HOLD: Duration = Duration::from_secs(30);
+
 /// How often buffered traces and journal lines are flushed, so a killed
 /// harness loses at most this much of them.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -183,7 +188,8 @@ pub async fn run(
     let prober = leader_probes.zip(probe_stats.clone()).map(|((probes, ips), stats)| {
         leader::spawn_poller(probes, Layout::node_ids(cfg), ips, rec.recorder.clone(), stats)
     });
-    let outcome = exercise(cfg, &rec, cluster, clock_files, &cancel).await;
+    let probed = probe_stats.is_some();
+    let outcome = exercise(cfg, &rec, cluster, clock_files, probed, &cancel).await;
     flusher.abort();
     if let Some(p) = prober {
         p.abort();
@@ -205,6 +211,7 @@ async fn exercise(
     rec: &Recording,
     cluster: Cluster,
     clock_files: Option<Vec<PathBuf>>,
+    leader_probed: bool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(Option<CheckerResult>, Vec<ExitInfo>, anyhow::Result<()>)> {
     let pacer = Arc::new(Pacer::new(cfg.rate));
@@ -234,6 +241,7 @@ async fn exercise(
             history: rec.history.clone(),
             clock_files,
             membership,
+            hold_for_failover: leader_probed.then_some(FAILOVER_HOLD),
         },
         cluster,
     );
@@ -351,7 +359,7 @@ fn record(
         let (ops, checkers) = judge::check(dir, cfg, liveness)?;
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
-        results.warnings = warnings(&ops, probe.as_ref());
+        results.warnings = warnings(cfg, &ops, probe.as_ref());
         let summary = with_exercise(with_crashes(summary, &results.unexpected_exits), &ops);
         results.summary = with_warnings(summary, &results.warnings);
         (results.ops, results.checkers) = (ops, checkers);
@@ -371,10 +379,19 @@ fn record(
 /// What a run did not exercise or could not see: no leader change under
 /// its faults, a thin run, a leader probe that never answered.
 fn warnings(
+    cfg: &TestConfig,
     ops: &faultline_rundir::OpCounts,
     probe: Option<&faultline_rundir::ProbeStats>,
 ) -> Vec<String> {
     let mut out = ops.thin();
+    // A real server that names no leader: whether its faults moved one
+    // cannot be known, and a user who expected a failover should hear so.
+    if cfg.system.is_some() && ops.ok_during_faults.is_some() && ops.leader_changes.is_none() {
+        out.push(
+            "no leader change seen: nothing names a leader (no trace events, no [leader] probe in the system file)"
+                .into(),
+        );
+    }
     if let Some(p) = probe.filter(|p| p.answers == 0) {
         let why = p.last_error.as_deref().unwrap_or("no round finished");
         out.push(format!(

@@ -659,3 +659,41 @@ fn report(
         .with_context(|| format!("writing {}", json_path.display()))?;
     Ok(passed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(leader_changes: Option<usize>, during: Option<usize>) -> faultline_rundir::Figures {
+        faultline_rundir::Figures {
+            msgs_per_op: 0.0,
+            latency_ms_median: 0.0,
+            latency_ms_max: 0.0,
+            availability: 1.0,
+            ok_ops: 100,
+            ok_during_faults: during,
+            leader_changes,
+            stable_latency_ms_median: None,
+            stable_latency_ms_max: None,
+        }
+    }
+
+    #[test]
+    fn leader_changes_and_ops_under_faults_can_be_bounded() {
+        let mut t: Table = toml::from_str("min_leader_changes = 1\nmin_ok_during_faults = 20").unwrap();
+        let b = Bounds::take(&mut t).unwrap();
+        assert!(t.is_empty(), "both keys are bounds");
+        assert!(b.broken(&figures(Some(2), Some(50))).is_empty());
+        assert_eq!(
+            b.broken(&figures(Some(0), Some(5))),
+            vec![
+                "leader changes under faults 0 < 1".to_string(),
+                "ops acknowledged while faults were on 5 < 20".to_string()
+            ]
+        );
+        // A run where nothing named a leader cannot show a change.
+        let none = b.broken(&figures(None, None));
+        assert!(none[0].contains("no leader was ever named"), "{none:?}");
+        assert!(none[1].contains("0 < 20"), "{none:?}");
+    }
+}

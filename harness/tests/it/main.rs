@@ -6,6 +6,7 @@ mod support;
 
 mod clock;
 mod contain;
+mod failover;
 mod faults;
 mod hygiene;
 mod layout;

@@ -1,0 +1,97 @@
+//! Faults that last until the system reacts: a primary/replica server
+//! whose sentinel promotes a replica after 3 s of silence loses
+//! acknowledged writes only under a fault longer than that. With a leader
+//! probe, a partition that cuts the leader off holds until the probe names
+//! another leader, and the lost writes are found at default settings;
+//! without one the run is valid and its verdict line says no leader change
+//! was seen.
+
+use crate::support::*;
+use std::path::Path;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+/// failover.toml and its scripts in `dir`, the `[leader]` section replaced
+/// by `leader` (empty: none).
+fn system(dir: &Path, leader: &str) -> std::path::PathBuf {
+    for f in ["failover_server.py", "pykv_adapter.py"] {
+        std::fs::copy(fixture(f), dir.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(fixture("failover.toml")).unwrap();
+    let cut = text.find("# Who leads").expect("failover.toml has a leader probe");
+    let path = dir.join("failover.toml");
+    std::fs::write(&path, format!("{}{leader}", &text[..cut])).unwrap();
+    path
+}
+
+fn test(results: &Path, system: &Path) -> std::process::Command {
+    let mut c = faultline_test(results);
+    c.arg("--system")
+        .arg(system)
+        .args(["--nemesis", "partition", "--seed", "1"]);
+    c
+}
+
+#[test]
+fn a_partition_of_the_primary_holds_until_failover_and_finds_lost_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = std::fs::read_to_string(fixture("failover.toml")).unwrap();
+    let probe = &probe[probe.find("# Who leads").unwrap()..];
+    let results = tmp.path().join("probed");
+    let f = run(&mut test(&results, &system(tmp.path(), probe)), LIMIT);
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    let dir = latest(&results);
+    let held: Vec<serde_json::Value> = lines(&dir.join("history.jsonl"))
+        .into_iter()
+        .filter(|l| l["f"] == "stop-partition")
+        .filter_map(|l| l["value"].get("held_for_failover").cloned())
+        .collect();
+    assert!(
+        held.iter().any(|h| h["new_leader"].is_string()
+            && h["waited_ms"].as_u64().unwrap() >= 1000),
+        "a partition held past its interval until another leader was named: {held:?}"
+    );
+    let results_json = read_json(&dir.join("results.json"));
+    assert!(results_json["ops"]["leader_changes"].as_u64().unwrap() >= 1);
+    assert!(f.stdout.contains("leader change(s) under faults"), "{}", f.stdout);
+    // The sentinel promoted a replica, and the old primary's
+    // acknowledged writes were lost (what the checker found).
+    let logs = std::fs::read_to_string(dir.join("nodes/n2.log")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("nodes/n3.log")).unwrap_or_default();
+    assert!(logs.contains("promoting myself"), "{logs}");
+}
+
+#[test]
+fn without_a_probe_the_run_says_no_leader_change_was_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("unprobed");
+    let f = run(&mut test(&results, &system(tmp.path(), "")), LIMIT);
+    // 1 s partitions never outlast the sentinel's 3 s: nothing is lost.
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("no leader change seen"), "{}", f.stdout);
+    let warnings = read_json(&latest(&results).join("results.json"))["warnings"].clone();
+    assert!(warnings.to_string().contains("no leader change seen"), "{warnings}");
+}
+
+#[test]
+fn a_leader_probe_that_never_answers_is_a_warning_with_its_last_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = "[leader]\ncommand = [\"sh\", \"-c\", \"echo no admin endpoint >&2; exit 3\"]\nevery_ms = 200\n";
+    let results = tmp.path().join("broken");
+    let f = run(
+        faultline_test(&results)
+            .arg("--system")
+            .arg(system(tmp.path(), broken))
+            .args(["--nemesis", "none", "--time-limit", "2"]),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("warning: the leader probe never answered"), "{}", f.stdout);
+    let r = read_json(&latest(&results).join("results.json"));
+    assert_eq!(r["leader_probe"]["answers"], 0, "{r}");
+    assert!(
+        r["leader_probe"]["last_error"].as_str().unwrap().contains("failed"),
+        "{r}"
+    );
+}
