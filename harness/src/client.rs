@@ -216,7 +216,13 @@ impl Client {
                 .map_err(|e| e.to_string()),
             Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
             Conn::Nats(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
-            Conn::Sql(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
+            Conn::Sql(c) => {
+                let answer = c.call(&body, self.timeout).await;
+                if let Some(n) = served_by(&answer) {
+                    extra.insert("served_by".into(), json!(n));
+                }
+                answered(answer, self.workload, inv)
+            }
             Conn::Adapter(a) => {
                 let answer = a.call(&body, msg_id, self.timeout).await;
                 if let Some(n) = served_by(&answer) {

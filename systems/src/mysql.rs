@@ -31,6 +31,16 @@ pub async fn connect(host: &str, port: u16) -> Result<Conn, String> {
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))
 }
 
+/// Whether the server refuses writes: `read_only` (or MariaDB's and
+/// MySQL's `super_read_only`, where it exists) is on.
+pub async fn read_only(c: &mut Conn) -> Result<bool, SqlError> {
+    let flag: Option<i64> = c
+        .query_first("SELECT @@global.read_only")
+        .await
+        .map_err(sql_error)?;
+    Ok(flag.unwrap_or(0) != 0)
+}
+
 pub async fn begin(c: &mut Conn, level: &str) -> Result<(), SqlError> {
     c.query_drop(format!("SET TRANSACTION ISOLATION LEVEL {level}"))
         .await

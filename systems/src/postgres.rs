@@ -17,6 +17,19 @@ pub async fn connect(host: &str, port: u16) -> Result<Client, String> {
     Ok(client)
 }
 
+/// Whether the server refuses writes, as libpq's
+/// `target_session_attrs=read-write` asks: `SHOW transaction_read_only`
+/// is `on` on a hot standby and where `default_transaction_read_only` is
+/// set.
+pub async fn read_only(c: &Client) -> Result<bool, SqlError> {
+    let row = c
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .map_err(sql_error)?;
+    let value: String = row.get(0);
+    Ok(value == "on")
+}
+
 pub async fn begin(c: &Client, level: &str) -> Result<(), SqlError> {
     c.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}"))
         .await

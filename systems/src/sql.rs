@@ -49,6 +49,12 @@ pub struct SqlClient {
     /// Set while COMMIT is in flight: a timeout then leaves the outcome
     /// unknown.
     committing: bool,
+    /// Every node's (id, address), its own first, when it follows the
+    /// server that accepts writes (`target_session_attrs = "read-write"`);
+    /// empty: `address` alone.
+    candidates: Vec<(String, String)>,
+    /// The node whose server the open session reaches, when following.
+    serving: Option<String>,
 }
 
 impl std::fmt::Debug for SqlClient {
@@ -97,7 +103,18 @@ impl SqlClient {
             isolation,
             session: None,
             committing: false,
+            candidates: Vec::new(),
+            serving: None,
         }
+    }
+
+    /// Follows whichever of `candidates` (node id, address) accepts
+    /// writes, as libpq's `target_session_attrs=read-write` does: each
+    /// new session tries them in order, the last one that served first,
+    /// and each reply names the node in `served_by`.
+    pub fn following(mut self, candidates: Vec<(String, String)>) -> SqlClient {
+        self.candidates = candidates;
+        self
     }
 
     /// Performs one transaction within `timeout`.
@@ -115,6 +132,10 @@ impl SqlClient {
                 format!("no answer within {} ms, before COMMIT", timeout.as_millis()),
             ),
         };
+        let mut answer = answer;
+        if let (Some(node), Answer::Reply(r)) = (&self.serving, &mut answer) {
+            r["served_by"] = json!(node);
+        }
         if !matches!(&answer, Answer::Reply(r) if r["type"] == "txn_ok") {
             // Whatever the session was in the middle of ends with it.
             self.session = None;
@@ -124,18 +145,44 @@ impl SqlClient {
 
     async fn connect(&mut self) -> Result<&mut Session, String> {
         if self.session.is_none() {
-            let (host, port) = self
-                .address
-                .rsplit_once(':')
-                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-                .ok_or_else(|| format!("{:?} is not host:port", self.address))?;
-            let session = match self.dialect {
-                Dialect::Postgres => Session::Postgres(postgres::connect(host, port).await?),
-                Dialect::Mysql => Session::Mysql(mysql::connect(host, port).await?),
+            let session = if self.candidates.is_empty() {
+                open(self.dialect, &self.address).await?
+            } else {
+                self.open_writable().await?
             };
             self.session = Some(session);
         }
         Ok(self.session.as_mut().expect("connected"))
+    }
+
+    /// A session with the first candidate that accepts writes, the one
+    /// that served last tried first; an error names why each was passed
+    /// over.
+    async fn open_writable(&mut self) -> Result<Session, String> {
+        let mut order = self.candidates.clone();
+        if let Some(at) = self.serving.as_ref().and_then(|s| order.iter().position(|(id, _)| id == s)) {
+            order.rotate_left(at);
+        }
+        let mut why = Vec::new();
+        for (id, address) in order {
+            let mut session = match open(self.dialect, &address).await {
+                Ok(s) => s,
+                Err(e) => {
+                    why.push(format!("{id}: {e}"));
+                    continue;
+                }
+            };
+            match session.read_only().await {
+                Ok(false) => {
+                    self.serving = Some(id);
+                    return Ok(session);
+                }
+                Ok(true) => why.push(format!("{id}: read-only")),
+                Err(e) => why.push(format!("{id}: {}", e.said)),
+            }
+        }
+        self.serving = None;
+        Err(format!("no server accepts writes ({})", why.join("; ")))
     }
 
     async fn txn(&mut self, body: &Value) -> Answer {
@@ -203,7 +250,27 @@ fn parse_ops(body: &Value) -> Result<Vec<Op>, String> {
         .collect()
 }
 
+/// A session with the server at `address` (`host:port`).
+async fn open(dialect: Dialect, address: &str) -> Result<Session, String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("{address:?} is not host:port"))?;
+    Ok(match dialect {
+        Dialect::Postgres => Session::Postgres(postgres::connect(host, port).await?),
+        Dialect::Mysql => Session::Mysql(mysql::connect(host, port).await?),
+    })
+}
+
 impl Session {
+    /// Whether the server refuses writes (a standby, a read-only replica).
+    async fn read_only(&mut self) -> Result<bool, SqlError> {
+        match self {
+            Session::Postgres(c) => postgres::read_only(c).await,
+            Session::Mysql(c) => mysql::read_only(c).await,
+        }
+    }
+
     async fn begin(&mut self, level: &str) -> Result<(), SqlError> {
         match self {
             Session::Postgres(c) => postgres::begin(c, level).await,

@@ -257,6 +257,12 @@ struct ClientFile {
     /// The built-in SQL client's isolation level (`{var.isolation}`).
     #[serde(default)]
     isolation: Option<Spanned<String>>,
+    /// The built-in SQL client's choice of server, as libpq's
+    /// `target_session_attrs`: `any` (its node's `address`, the default)
+    /// or `read-write` (every node's `address`, its own first, and it
+    /// uses whichever accepts writes, again after each failure).
+    #[serde(default)]
+    target_session_attrs: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -285,6 +291,10 @@ pub enum ClientKind {
         dialect: crate::sql::Dialect,
         address: String,
         isolation: String,
+        /// With `target_session_attrs = "read-write"`: every node's id and
+        /// address, this node's first; the client uses the first that
+        /// accepts writes. Empty: `address` only.
+        candidates: Vec<(String, String)>,
     },
     /// A Maelstrom-protocol adapter: program and arguments.
     Command(Vec<String>),
@@ -603,6 +613,18 @@ impl System {
                 ));
             }
         }
+        if let Some(t) = &f.client.target_session_attrs {
+            let sql = matches!(f.client.adapter.as_deref(), Some("postgres" | "mysql"));
+            if !sql || !["any", "read-write"].contains(&t.get_ref().as_str()) {
+                return Err((
+                    Some(t.span().start),
+                    format!(
+                        "[client] target_session_attrs {:?}: \"any\" or \"read-write\", for adapter \"postgres\" or \"mysql\"",
+                        t.get_ref()
+                    ),
+                ));
+            }
+        }
         for (what, steps) in [("init", &f.init), ("setup", &f.setup)] {
             if let Some(i) = steps.iter().position(|s| s.command.is_empty()) {
                 return Err((None, format!("[[{what}]] step {} has no command", i + 1)));
@@ -860,9 +882,43 @@ impl System {
         }
         let first: Vec<usize> = (1..=run.members.unwrap_or(n).min(n)).collect();
         let join = self.join_of(&first, n, slot, &data_dir, run);
-        (1..=n)
+        let mut plans: Vec<NodePlan> = (1..=n)
             .map(|k| self.plan_node(self.node_vars(k, n, slot, &data_dir, run), &join, "new"))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        if self.follows_primary()? {
+            let all: Vec<(String, String)> = plans
+                .iter()
+                .filter_map(|p| match &p.client {
+                    ClientKind::Sql { address, .. } => Some((p.id.clone(), address.clone())),
+                    _ => None,
+                })
+                .collect();
+            for (k, p) in plans.iter_mut().enumerate() {
+                if let ClientKind::Sql { candidates, .. } = &mut p.client {
+                    *candidates = all[k..].iter().chain(&all[..k]).cloned().collect();
+                }
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Whether the SQL client looks for the server that accepts writes
+    /// (`target_session_attrs = "read-write"`).
+    fn follows_primary(&self) -> Result<bool, SystemError> {
+        let Some(t) = &self.file.client.target_session_attrs else {
+            return Ok(false);
+        };
+        match t.get_ref().as_str() {
+            "any" => Ok(false),
+            "read-write" => Ok(true),
+            other => Err(SystemError {
+                source_name: self.source.clone(),
+                line: Some(line_of(&self.text, t.span().start)),
+                message: format!(
+                    "[client] target_session_attrs {other:?} is neither \"any\" nor \"read-write\""
+                ),
+            }),
+        }
     }
 
     /// Node `k` planned to join the cluster of `members` (1-based; the
@@ -1039,6 +1095,7 @@ impl System {
                     },
                     address,
                     isolation,
+                    candidates: Vec::new(),
                 }
             }
             Some(_) => ClientKind::Etcd {
@@ -1326,6 +1383,7 @@ client = { command = ["true"] }
                 dialect: crate::sql::Dialect::Mysql,
                 address: "127.0.1.2:3306".into(),
                 isolation: "repeatable-read".into(),
+                candidates: Vec::new(),
             }
         );
         let mut run = RunSettings::default();

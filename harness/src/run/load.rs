@@ -133,11 +133,11 @@ fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
             dialect,
             address,
             isolation,
-        }) => Conn::Sql(faultline_systems::sql::SqlClient::new(
-            *dialect,
-            address.clone(),
-            isolation.clone(),
-        )),
+            candidates,
+        }) => Conn::Sql(
+            faultline_systems::sql::SqlClient::new(*dialect, address.clone(), isolation.clone())
+                .following(candidates.clone()),
+        ),
         Some(ClientKind::Nats { address, replicas }) => {
             Conn::Nats(NatsClient::new(address.clone(), *replicas))
         }

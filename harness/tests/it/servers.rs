@@ -807,6 +807,59 @@ fn nats_jetstream_keeps_every_acknowledged_message_under_partitions_and_kills() 
     );
 }
 
+/// With `target_session_attrs = "read-write"` the built-in SQL client
+/// uses whichever server accepts writes, whatever its home node, and says
+/// which in `served_by`; without it, the clients of the read-only server
+/// fail there.
+#[test]
+fn the_sql_client_follows_the_server_that_accepts_writes() {
+    let found = std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").is_file();
+    if !available_or_skip("postgres_pair", found, "postgresql 15 (apt-get install postgresql)") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pair = |dir: &str, text: &str| {
+        let file = tmp.path().join(format!("{dir}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let results = tmp.path().join(dir);
+        let f = run(
+            faultline_test(&results)
+                .env("TMPDIR", tmp.path())
+                .arg("--system")
+                .arg(&file)
+                .args(["--time-limit", "3"]),
+            LIMIT,
+        );
+        (f, lines(&latest(&results).join("history.jsonl")))
+    };
+    let text = std::fs::read_to_string(fixture("postgres_pair.toml")).unwrap();
+    let (f, history) = pair("follow", &text);
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let ok: Vec<&serde_json::Value> = history.iter().filter(|l| l["type"] == "ok").collect();
+    assert!(ok.len() > 20, "{}", f.stdout);
+    assert!(ok.iter().all(|l| l["served_by"] == "n2"), "every commit on n2");
+    assert!(
+        ok.iter().any(|l| l["node"] == "n1"),
+        "n1's clients were served by n2"
+    );
+    let (f, history) = pair("any", &text.replace("target_session_attrs = \"read-write\"\n", ""));
+    // Two separate databases seen through two homes: whatever the verdict
+    // (n1's final reads find its empty table), the run itself completes.
+    assert!(matches!(f.status.code(), Some(0..=2)), "{}{}", f.stdout, f.stderr);
+    let appends = |l: &&serde_json::Value| {
+        l["value"].as_array().is_some_and(|ops| ops.iter().any(|op| op[0] == "append"))
+    };
+    let on_n1 = |t: &str| {
+        history
+            .iter()
+            .filter(|l| l["type"] == t && l["node"] == "n1")
+            .filter(appends)
+            .count()
+    };
+    assert_eq!(on_n1("ok"), 0, "a read-only server commits no write");
+    assert!(on_n1("fail") > 0, "n1's writes were refused there");
+}
+
 #[test]
 fn postgres_gives_each_isolation_level_its_documented_verdict() {
     let found = std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").is_file();
