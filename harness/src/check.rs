@@ -78,6 +78,14 @@ fn check_txn_history(path: &Path, s: &Settings) -> Result<CheckerResult, String>
         .consistency_model
         .unwrap_or(ConsistencyModel::StrictSerializable);
     let r = faultline_checker::txn::check(&txns, model, s.time_limit);
+    if r.committed == 0 && r.anomalies.is_empty() {
+        return Ok(CheckerResult::new(
+            "transactions",
+            Verdict::Unknown,
+            format!("{name}: no transaction committed: nothing that could have failed, so nothing to judge"),
+            &r,
+        ));
+    }
     Ok(CheckerResult::new(
         "transactions",
         r.verdict,
@@ -162,7 +170,18 @@ fn check_run_dir(path: &Path, s: &Settings) -> Result<(Vec<CheckerResult>, Vec<S
         cfg.check_time_limit_s = t.as_secs_f64();
     }
     let liveness = stored.checker("liveness").cloned();
-    let (_, results) = judge::check(&dir, &cfg, liveness).map_err(|e| format!("{e:#}"))?;
+    let (_, mut results) = judge::check(&dir, &cfg, liveness).map_err(|e| format!("{e:#}"))?;
+    if stored.interrupted {
+        // What it recorded may still show a violation (they only grow),
+        // but a clean prefix proves nothing: no final reads, no liveness.
+        let at = stored.duration_s;
+        results.push(CheckerResult::new(
+            "interrupted",
+            Verdict::Unknown,
+            format!("interrupted at {at:.1} s: no final reads or liveness check were done"),
+            &json!({"interrupted_at_s": at}),
+        ));
+    }
     Ok((results, notes))
 }
 

@@ -24,6 +24,7 @@ pub mod doctor;
 pub mod nemesis;
 pub mod options;
 pub mod progress;
+pub mod output;
 pub mod run;
 pub mod serve;
 pub mod shrink;

@@ -304,6 +304,10 @@ fn watch_signals(cancel: CancellationToken) -> std::io::Result<()> {
                 );
             } else {
                 hygiene::kill_all();
+                if let Some(s) = faultline_process::contain::Session::current() {
+                    s.end();
+                }
+                faultline::output::finish();
                 std::process::exit(EXIT_HARNESS as i32);
             }
         }
@@ -330,6 +334,12 @@ fn test(args: TestArgs) -> ExitCode {
             m.display()
         );
     }
+    for d in faultline::run::cluster::remove_stale_data_roots() {
+        eprintln!(
+            "faultline: removed a dead run's data directory {}",
+            d.display()
+        );
+    }
     let (cfg, dir, faketime) = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
@@ -339,6 +349,9 @@ fn test(args: TestArgs) -> ExitCode {
         eprintln!("faultline: left out of `all`: {r}");
     }
     contain_nodes();
+    // After the reaper started (it keeps the real stderr): a closed pipe
+    // from here on loses only output.
+    faultline::output::guard();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -396,6 +409,14 @@ fn contain_nodes() {
     }
 }
 
+/// Runs a command whose output may go to a pipe that closes early.
+fn guarded(f: impl FnOnce() -> ExitCode) -> ExitCode {
+    faultline::output::guard();
+    let code = f();
+    faultline::output::finish();
+    code
+}
+
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let parsed = Cli::command()
@@ -433,11 +454,13 @@ fn main() -> ExitCode {
         },
         Cmd::Test(a) => {
             hygiene::install_panic_hook();
-            test(a)
+            let code = test(a);
+            faultline::output::finish();
+            code
         }
-        Cmd::Check(a) => check::run(a),
-        Cmd::Suite(a) => suite(a),
-        Cmd::Shrink(a) => shrink(a),
+        Cmd::Check(a) => guarded(|| check::run(a)),
+        Cmd::Suite(a) => guarded(|| suite(a)),
+        Cmd::Shrink(a) => guarded(|| shrink(a)),
         Cmd::Serve { dir, bind, port } => {
             if !dir.is_dir() {
                 return usage(format!("{} is not a directory", dir.display()));

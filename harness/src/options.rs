@@ -481,6 +481,7 @@ impl TestOptions {
             recovery_s: self.recovery_time,
             liveness_timeout_s: self.liveness_timeout,
             schedule,
+            schedule_given: self.schedule.is_some(),
             time_limit_s: self.time_limit,
             rate: self.rate,
             concurrency: self.concurrency(),
@@ -761,6 +762,10 @@ impl TestOptions {
             "nemesis_interval",
             || format!("must be in (0, 3600] seconds, got {}", s.nemesis_interval),
         )?;
+        check(within(s.time_limit, 1e-3, 86_400.0), "time_limit", || {
+            format!("must be in (0, 86400] seconds, got {}", s.time_limit)
+        })?;
+        // After the time limit: a warmup is judged against a valid one.
         check(s.warmup >= 0.0 && s.warmup < s.time_limit, "warmup", || {
             format!(
                 "must be at least 0 and under --time-limit ({} s), got {}",
@@ -782,9 +787,6 @@ impl TestOptions {
         })?;
         check((1..=1024).contains(&s.concurrency()), "concurrency", || {
             format!("must be between 1 and 1024, got {}", s.concurrency())
-        })?;
-        check(within(s.time_limit, 1e-3, 86_400.0), "time_limit", || {
-            format!("must be in (0, 86400] seconds, got {}", s.time_limit)
         })?;
         check(within(s.rate, 1e-3, 1e6), "rate", || {
             format!("must be in (0, 1000000] ops/s, got {}", s.rate)

@@ -632,6 +632,13 @@ impl std::fmt::Display for Spec {
 pub fn parse_specs(list: &str) -> Result<Vec<Spec>, String> {
     let mut specs: Vec<Spec> = Vec::new();
     let mut every = false;
+    // An empty shell variable must not turn a fault run into a fault-free
+    // VALID: no faults is said in words.
+    if list.split(',').all(|s| s.trim().is_empty()) {
+        return Err(format!(
+            "the fault list {list:?} names no fault; say `none` for no faults"
+        ));
+    }
     for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match part {
             "none" => {}

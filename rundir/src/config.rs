@@ -73,6 +73,11 @@ pub struct TestConfig {
     pub liveness_timeout_s: f64,
     /// The fault schedule, drawn from the seed (kept verbatim on replay).
     pub schedule: Vec<Step>,
+    /// The schedule came from a file the user wrote (`--schedule`): its
+    /// times are kept exactly, and faults on the leader do not hold until
+    /// a failover.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub schedule_given: bool,
     pub time_limit_s: f64,
     pub rate: f64,
     pub concurrency: usize,

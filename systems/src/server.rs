@@ -482,9 +482,13 @@ impl Readiness {
 }
 
 /// One probe: a TCP connect, or an HTTP GET that answers 2xx.
+/// Whether a node answers its probe: both of them when the file gives
+/// both (a port that accepts and a URL that answers 2xx).
 async fn probe(r: &Readiness) -> bool {
     if let Some(at) = &r.tcp {
-        return TcpStream::connect(at).await.is_ok();
+        if TcpStream::connect(at).await.is_err() {
+            return false;
+        }
     }
     let Some(url) = &r.http else { return true };
     let (host, path) = crate::http::split_url(url);

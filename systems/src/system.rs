@@ -541,6 +541,12 @@ impl System {
         if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
             return Err((None, "[ready] needs tcp or http_get".into()));
         }
+        let readies = std::iter::once(&f.ready).chain(f.processes.iter().filter_map(|p| p.ready.as_ref()));
+        for url in readies.filter_map(|r| r.http_get.as_ref()) {
+            if let Err(why) = check_http_url(url.get_ref()) {
+                return Err((Some(url.span().start), format!("[ready] http_get {:?}: {why}", url.get_ref())));
+            }
+        }
         let builtin = |a: &str| BUILTIN_CLIENTS.contains(&a);
         match (&f.client.adapter, f.client.command.is_empty()) {
             (Some(a), true) if builtin(a) && f.client.address.is_some() => Ok(()),
@@ -1250,6 +1256,19 @@ fn fill(t: &str, vars: &BTreeMap<String, String>) -> String {
         out = out.replace(&format!("{{{k}}}"), v);
     }
     out
+}
+
+/// A readiness URL as the probe reads it: `http://HOST:PORT[/PATH]`
+/// (placeholders stand for the host and port until a node is planned).
+fn check_http_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err("must start with http:// (https is not probed)".into());
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !port.is_empty() => Ok(()),
+        _ => Err("must name host:port after http://".into()),
+    }
 }
 
 #[cfg(test)]

@@ -61,6 +61,13 @@ impl MemberState {
     }
 }
 
+/// Whether an error code leaves an operation's outcome open: Maelstrom's
+/// timeout (0) and crash (13), and every code from 1000 on
+/// (docs/maelstrom.md); the others are definite.
+fn indefinite_code(code: u64) -> bool {
+    code == 0 || code == 13 || code >= 1000
+}
+
 /// How a system answered one change.
 enum Answer {
     Ok,
@@ -357,7 +364,12 @@ impl<P: Processes> Executor<P> {
                     }
                     last = Answer::Refused(reply);
                 }
-                Some(0) | None => return Answer::Indefinite(reply["text"].to_string()),
+                // Timeout (0), crash (13) and the codes from 1000 on leave
+                // the change open: whether it happened is asked afterwards.
+                Some(c) if indefinite_code(c) => {
+                    return Answer::Indefinite(format!("code {c}: {}", reply["text"]))
+                }
+                None => return Answer::Indefinite(reply["text"].to_string()),
                 Some(_) => return Answer::Refused(reply),
             }
         }
@@ -460,5 +472,18 @@ impl<P: Processes> Executor<P> {
         });
         value["agree"] = json!(agree);
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timeouts_crashes_and_codes_from_1000_leave_a_change_open() {
+        for c in [0, 13, 1000, 1001, 65535] {
+            assert!(super::indefinite_code(c), "{c}");
+        }
+        for c in [1, 10, 11, 12, 14, 20, 22, 30, 999] {
+            assert!(!super::indefinite_code(c), "{c}");
+        }
     }
 }

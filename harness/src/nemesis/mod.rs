@@ -118,9 +118,12 @@ pub trait Processes {
     /// to `timeout` for the answer; `None` without one.
     async fn ask(&mut self, i: usize, body: Value, timeout: std::time::Duration) -> Option<Value>;
     /// Give `nodes` `cpu_percent` of the CPU until `unthrottle`.
-    fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32);
+    /// Returns the processes of each node it throttles.
+    fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) -> Vec<(usize, Vec<u32>)>;
     /// Full speed for everyone; returns whom that released.
-    fn unthrottle(&mut self) -> BTreeSet<usize>;
+    /// Also says how often the duty cycle failed to stop or continue a
+    /// node, and the last failure.
+    fn unthrottle(&mut self) -> (BTreeSet<usize>, Option<(u64, String)>);
 }
 
 /// Everything an executor is built from.
@@ -410,7 +413,18 @@ impl<P: Processes> Executor<P> {
                 let detail = json!({"cpu_percent": cpu_percent, "latency_ms": latency_ms,
                     "bandwidth_bytes_per_s": bandwidth_bytes_per_s, "burst": burst});
                 let set: BTreeSet<usize> = nodes.iter().copied().collect();
-                self.processes.throttle(&set, (*cpu_percent).clamp(1, 100));
+                let reached = self.processes.throttle(&set, (*cpu_percent).clamp(1, 100));
+                let mut r = Reached::default();
+                for (i, pids) in reached {
+                    r.add(&self.node_ids[i], pids);
+                }
+                let detail = match (detail, r.record(None)) {
+                    (Value::Object(mut d), Value::Object(rec)) => {
+                        d.insert("reached".into(), rec["reached"].clone());
+                        Value::Object(d)
+                    }
+                    (d, _) => d,
+                };
                 self.active.overload = Some((set, *latency_ms, *bandwidth_bytes_per_s));
                 self.refresh_links();
                 self.load.set_burst(*burst);
@@ -427,11 +441,15 @@ impl<P: Processes> Executor<P> {
             | Action::MemberReplace { .. } => self.change_membership(action).await?,
             Action::MembershipSettled => self.membership_settled().await?,
             Action::StopOverload => {
-                let nodes = self.processes.unthrottle();
+                let (nodes, failed) = self.processes.unthrottle();
                 self.active.overload = None;
                 self.refresh_links();
                 self.load.set_burst(1.0);
-                json!({"nodes": self.ids(nodes)})
+                let mut v = json!({"nodes": self.ids(nodes)});
+                if let Some((n, last)) = failed {
+                    v["duty_cycle_failures"] = json!({"count": n, "last": last});
+                }
+                v
             }
         })
     }

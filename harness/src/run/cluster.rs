@@ -46,6 +46,48 @@ pub struct Layout {
     data_root: tempfile::TempDir,
 }
 
+/// What a run's data root is called: its faultline's pid and start time
+/// (so a later run can tell a dead run's directory from a live one's), or
+/// `faultline-kept-` for `--keep-data`, which nothing removes.
+fn data_prefix(keep: bool) -> String {
+    if keep {
+        return "faultline-kept-".into();
+    }
+    let me = std::process::id();
+    let ticks = faultline_process::contain::start_ticks(me).unwrap_or(0);
+    format!("{DATA_PREFIX}{me}-{ticks}-")
+}
+
+const DATA_PREFIX: &str = "faultline-data-";
+
+/// Removes the data roots of runs whose faultline is gone (SIGKILLed, or
+/// forced out by a second signal), as stale mounts are removed: call after
+/// `faultline_durable::remove_stale_mounts`. Returns what it removed.
+pub fn remove_stale_data_roots() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let tmp = std::env::temp_dir();
+    for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(DATA_PREFIX) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '-');
+        let (Some(Ok(pid)), Some(Ok(ticks))) = (
+            parts.next().map(str::parse::<u32>),
+            parts.next().map(str::parse::<u64>),
+        ) else {
+            continue; // not named by this scheme: not ours to judge
+        };
+        if faultline_process::contain::start_ticks(pid) == Some(ticks) {
+            continue; // its faultline still runs
+        }
+        if std::fs::remove_dir_all(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 fn substitute(arg: &str, node_id: &str, data_dir: &Path) -> String {
     arg.replace("{node_id}", node_id)
         .replace("{data_dir}", &data_dir.display().to_string())
@@ -78,7 +120,7 @@ impl Layout {
         faketime: Option<&Path>,
     ) -> anyhow::Result<Layout> {
         let data_root = tempfile::Builder::new()
-            .prefix("faultline-data-")
+            .prefix(&data_prefix(cfg.keep_data))
             .disable_cleanup(cfg.keep_data)
             .tempdir()
             .context("creating node data directories")?;
@@ -181,6 +223,11 @@ impl Layout {
     }
 }
 
+/// Start-up was cancelled by a signal.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted while the nodes were starting")]
+pub struct Interrupted;
+
 /// The most a node's layer holds unsynced before writing the oldest back.
 const MAX_UNSYNCED_BYTES: usize = 64 << 20;
 
@@ -231,6 +278,8 @@ struct Throttle {
     pgids: Vec<Vec<i32>>,
     /// Each node's control group: frozen and thawed whole.
     cells: Option<Vec<Cell>>,
+    /// Stops or continues that failed, and the last failure.
+    failures: Option<(u64, String)>,
     /// Paused or killed by another fault: the duty cycle leaves them be.
     held: BTreeSet<usize>,
 }
@@ -238,15 +287,22 @@ struct Throttle {
 impl Throttle {
     /// Stops (`run` false) or continues the targets that no other fault
     /// holds. A duty cycle does not wait for a freeze to settle.
-    fn set_running(&self, run: bool) {
-        for &i in self.targets.difference(&self.held) {
-            if let Some(cells) = &self.cells {
-                let _ = cells[i].set_frozen(!run);
-                continue;
-            }
-            let sig = if run { Signal::SIGCONT } else { Signal::SIGSTOP };
-            for &pgid in &self.pgids[i] {
-                let _ = killpg(Pid::from_raw(pgid), sig);
+    fn set_running(&mut self, run: bool) {
+        let targets: Vec<usize> = self.targets.difference(&self.held).copied().collect();
+        for i in targets {
+            let done = match &self.cells {
+                Some(cells) => cells[i].set_frozen(!run).map_err(|e| e.to_string()),
+                None => {
+                    let sig = if run { Signal::SIGCONT } else { Signal::SIGSTOP };
+                    self.pgids[i]
+                        .iter()
+                        .try_for_each(|&pgid| killpg(Pid::from_raw(pgid), sig))
+                        .map_err(|e| format!("{sig} to node {}: {e}", i + 1))
+                }
+            };
+            if let Err(e) = done {
+                let n = self.failures.as_ref().map_or(0, |f| f.0);
+                self.failures = Some((n + 1, e));
             }
         }
     }
@@ -300,6 +356,7 @@ impl Cluster {
         clock: Clock,
         init_timeout: Duration,
         restart_wait: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Cluster> {
         let inboxes = (0..layout.specs.len())
             .map(|i| net.take_controller_inbox(i))
@@ -315,6 +372,7 @@ impl Cluster {
                 cpu_percent: 100,
                 pgids: Vec::new(),
                 cells: None,
+                failures: None,
                 held: BTreeSet::new(),
             })),
             crashes: Vec::new(),
@@ -335,7 +393,13 @@ impl Cluster {
             cluster.stop_all().await;
             return Err(e);
         }
-        if let Err(e) = cluster.start_all().await {
+        // A signal during start-up (a slow init, a server that never gets
+        // ready) stops at once rather than after the timeouts.
+        let started = tokio::select! {
+            r = cluster.start_all() => r,
+            _ = cancel.cancelled() => Err(anyhow::Error::new(Interrupted)),
+        };
+        if let Err(e) = started {
             cluster.stop_all().await;
             return Err(e);
         }
@@ -903,20 +967,33 @@ impl Processes for Cluster {
         node::request(&self.net, &mut self.inboxes[i], node, &body, timeout).await
     }
 
-    fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) {
+    fn throttle(&mut self, nodes: &BTreeSet<usize>, cpu_percent: u32) -> Vec<(usize, Vec<u32>)> {
         // The duty cycle runs only in runs that overload something.
         if Arc::weak_count(&self.throttle) == 0 {
             spawn_duty_cycle(Arc::downgrade(&self.throttle));
         }
-        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        t.cpu_percent = cpu_percent;
-        t.targets = nodes.clone();
+        {
+            let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            t.cpu_percent = cpu_percent;
+            t.targets = nodes.clone();
+            t.failures = None;
+        }
+        nodes
+            .iter()
+            .map(|&i| {
+                let pids = match self.cell(i) {
+                    Some(c) => c.pids(),
+                    None => self.aimed(i, None).iter().flat_map(|h| h.processes()).collect(),
+                };
+                (i, pids)
+            })
+            .collect()
     }
 
-    fn unthrottle(&mut self) -> BTreeSet<usize> {
+    fn unthrottle(&mut self) -> (BTreeSet<usize>, Option<(u64, String)>) {
         let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
         t.set_running(true);
-        std::mem::take(&mut t.targets)
+        (std::mem::take(&mut t.targets), t.failures.take())
     }
 }
 
@@ -965,7 +1042,7 @@ fn spawn_duty_cycle(throttle: Weak<Mutex<Throttle>>) {
         loop {
             let on_ms = {
                 let Some(t) = throttle.upgrade() else { return };
-                let t = t.lock().unwrap_or_else(|e| e.into_inner());
+                let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
                 t.set_running(true);
                 if t.targets.is_empty() {
                     DUTY_PERIOD_MS

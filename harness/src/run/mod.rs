@@ -161,10 +161,17 @@ pub async fn run(
         rec.clock,
         init_timeout,
         restart_wait,
+        &cancel,
     )
     .await;
     let cluster = match started {
         Ok(c) => c,
+        Err(e) if e.is::<cluster::Interrupted>() => {
+            // Every node is stopped and its data gone: what there is of
+            // the run is kept, marked interrupted.
+            let _ = rec.recorder.finish();
+            return record(cfg, dir, &rec, None, Vec::new(), None, true);
+        }
         Err(e) => {
             rec.recorder.flush();
             return Err(e);
@@ -241,7 +248,8 @@ async fn exercise(
             history: rec.history.clone(),
             clock_files,
             membership,
-            hold_for_failover: leader_probed.then_some(FAILOVER_HOLD),
+            // A schedule the user wrote is kept to the millisecond.
+            hold_for_failover: (leader_probed && !cfg.schedule_given).then_some(FAILOVER_HOLD),
         },
         cluster,
     );
@@ -258,7 +266,12 @@ async fn exercise(
     }
     let mut liveness = None;
     if healed.is_ok() && !cancel.is_cancelled() {
-        tokio::time::sleep(Duration::from_secs_f64(recovery_s(cfg))).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(recovery_s(cfg))) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    if healed.is_ok() && !cancel.is_cancelled() {
         liveness = Some(liveness::run(cfg, loaded.clients, loaded.final_reads, cancel).await?);
     }
     // Teardown: every node killed and reaped; its data goes with the cluster.

@@ -87,10 +87,18 @@ fn watch_freezes(results: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHand
                     let Some(db) = dbs.lines().last().and_then(|l| l.trim().parse().ok()) else {
                         continue;
                     };
+                    if db == sup {
+                        continue; // a pid reused by a later incarnation
+                    }
                     let frozen = |s: Option<char>| matches!(s, Some('D') | Some('T'));
-                    match (frozen(state(sup)), frozen(state(db)), alive(db)) {
+                    // The database is read before and after the supervisor:
+                    // a freeze or thaw between two reads is not a split.
+                    let (before, s, after) = (state(db), state(sup), state(db));
+                    match (frozen(s), frozen(before) || frozen(after), alive(db)) {
                         (true, true, _) => whole += 1,
-                        (true, false, true) => split.push(format!("{node}: supervisor {sup} frozen, database {db} {:?}", state(db))),
+                        (true, false, true) => split.push(format!(
+                            "{node}: supervisor {sup} frozen, database {db} {before:?} then {after:?}"
+                        )),
                         _ => {}
                     }
                 }

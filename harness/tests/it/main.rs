@@ -12,6 +12,7 @@ mod hygiene;
 mod layout;
 mod maelstrom;
 mod report;
+mod robust;
 mod runs;
 mod serve;
 mod servers;

@@ -632,8 +632,8 @@ fn a_server_runs_as_its_own_user_and_survives_a_crash_as_it() {
     std::fs::write(
         &schedule,
         r#"[
-  {"at_ms": 800, "action": {"f": "crash", "nodes": ["n2"], "loss": "lose", "seed": 1}},
-  {"at_ms": 1800, "action": {"f": "recover", "nodes": ["n2"]}}
+  {"at_ms": 1500, "action": {"f": "crash", "nodes": ["n2"], "loss": "lose", "seed": 1}},
+  {"at_ms": 2300, "action": {"f": "recover", "nodes": ["n2"]}}
 ]"#,
     )
     .unwrap();
