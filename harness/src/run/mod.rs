@@ -373,6 +373,13 @@ fn record(
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
         results.warnings = warnings(cfg, &ops, probe.as_ref());
+        if results.network.oversize > 0 {
+            results.warnings.push(format!(
+                "nodes wrote {} line(s) over the {} byte line limit, which were dropped (docs/maelstrom.md)",
+                results.network.oversize,
+                faultline_net::router::MAX_LINE_BYTES
+            ));
+        }
         let summary = with_exercise(with_crashes(summary, &results.unexpected_exits), &ops);
         results.summary = with_warnings(summary, &results.warnings);
         (results.ops, results.checkers) = (ops, checkers);

@@ -123,6 +123,11 @@ fn a_node_printing_garbage_is_counted_not_fatal() {
         net["oversize"].as_u64().unwrap() >= 1,
         "2 MB lines are counted, not buffered"
     );
+    assert!(
+        f.stdout.contains("byte line limit, which were dropped"),
+        "the verdict line names the limit: {}",
+        f.stdout
+    );
     assert!(net["unknown_dest"].as_u64().unwrap() > 0);
     assert!(!net["samples"].as_array().unwrap().is_empty());
     assert!(results["ops"]["ok"].as_u64().unwrap() >= 200);
