@@ -35,6 +35,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_EVERY: Duration = Duration::from_millis(5);
 /// A kill's freeze/SIGKILL/thaw rounds before giving up (v1).
 const KILL_ROUNDS: usize = 50;
+/// How long a kill's round waits for its freeze (v1).
+const KILL_FREEZE_TIMEOUT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainError {
@@ -128,19 +130,13 @@ impl Cell {
     /// Freezes every process below at once and waits until the kernel says
     /// they are frozen. Returns who was frozen.
     pub fn freeze(&self) -> Result<Vec<u32>, ContainError> {
-        match self.backend {
-            Backend::V1Freezer => {
-                write(&self.path.join("freezer.state"), "FROZEN")?;
-                self.settle("freeze", || {
-                    read(&self.path.join("freezer.state")).trim() == "FROZEN"
-                })?;
-            }
-            Backend::V2 => {
-                write(&self.path.join("cgroup.freeze"), "1")?;
-                self.settle("freeze", || events(&self.path, "frozen") == Some(1))?;
-            }
-        }
+        self.freeze_within(SETTLE_TIMEOUT)?;
         Ok(self.pids())
+    }
+
+    fn freeze_within(&self, limit: Duration) -> Result<(), ContainError> {
+        self.set_frozen(true)?;
+        self.settle("freeze", limit, || self.is_frozen())
     }
 
     /// Freezes or thaws without waiting for the kernel (a CPU duty cycle).
@@ -185,7 +181,7 @@ impl Cell {
             }
             _ => self.kill_frozen()?,
         }
-        self.settle("kill", || self.pids().is_empty())?;
+        self.settle("kill", SETTLE_TIMEOUT, || self.pids().is_empty())?;
         Ok(victims)
     }
 
@@ -197,9 +193,10 @@ impl Cell {
             if pids.is_empty() {
                 return Ok(());
             }
-            // A freeze that does not settle (a task in uninterruptible
-            // sleep) must not stop the kill: signal anyway.
-            let _ = self.freeze();
+            // A freeze that does not settle soon (a task already exiting
+            // holds v1's freezer in FREEZING) must not hold up the kill:
+            // signal anyway, and the next round catches a fork.
+            let _ = self.freeze_within(KILL_FREEZE_TIMEOUT);
             for pid in self.pids() {
                 // SAFETY: kill(2) with a pid read from the group.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -229,10 +226,15 @@ impl Cell {
         Ok(())
     }
 
-    fn settle(&self, what: &'static str, done: impl Fn() -> bool) -> Result<(), ContainError> {
+    fn settle(
+        &self,
+        what: &'static str,
+        limit: Duration,
+        done: impl Fn() -> bool,
+    ) -> Result<(), ContainError> {
         let start = Instant::now();
         while !done() {
-            if start.elapsed() > SETTLE_TIMEOUT {
+            if start.elapsed() > limit {
                 let pids = self.pids();
                 return Err(ContainError::Stuck {
                     path: self.path.display().to_string(),

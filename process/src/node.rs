@@ -382,14 +382,20 @@ impl NodeHandle {
     pub async fn kill(&mut self) -> Option<ExitInfo> {
         self.expected
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        if let Some(cell) = self.spec.cell.clone() {
-            let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
-            if let Ok(Err(e)) = killed {
-                eprintln!("faultline: warning: killing {}: {e}", self.spec.label());
+        match self.spec.cell.clone() {
+            // The group at once: a process group killed first would leave
+            // exiting tasks that hold up the group's freeze.
+            Some(cell) => {
+                let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
+                if let Ok(Err(e)) = killed {
+                    eprintln!("faultline: warning: killing {}: {e}", self.spec.label());
+                }
+            }
+            None => {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(self.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         self.wait_exit(std::time::Duration::from_secs(10)).await

@@ -22,6 +22,16 @@ fn cgroups_or_skip(test: &str) -> bool {
     available_or_skip(test, writable, "writable control groups (root)")
 }
 
+/// A pause of n1 long enough to sample, then a kill of n2 and a restart.
+const PAUSE_THEN_KILL: &str = r#"[
+  {"at_ms": 1000, "action": {"f": "pause", "nodes": ["n1"]}},
+  {"at_ms": 3000, "action": {"f": "resume", "nodes": ["n1"]}},
+  {"at_ms": 3500, "action": {"f": "kill", "nodes": ["n2"]}},
+  {"at_ms": 4500, "action": {"f": "restart", "nodes": ["n2"]}},
+  {"at_ms": 5000, "action": {"f": "pause", "nodes": ["n3"]}},
+  {"at_ms": 6500, "action": {"f": "resume", "nodes": ["n3"]}}
+]"#;
+
 fn supervised(results: &Path, mode: &str, nemesis: &str, secs: u32) -> std::process::Command {
     let mut c = faultline_test(results);
     c.arg("--system")
@@ -90,11 +100,20 @@ fn watch_freezes(results: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHand
                     if db == sup {
                         continue; // a pid reused by a later incarnation
                     }
-                    let frozen = |s: Option<char>| matches!(s, Some('D') | Some('T'));
+                    // D or T in /proc (cgroup v1's freezer, SIGSTOP); under
+                    // cgroup2 a frozen task shows S, and its group says so.
+                    let frozen = |p: i32, s: Option<char>| {
+                        matches!(s, Some('D') | Some('T')) || group_settled_frozen(p)
+                    };
                     // The database is read before and after the supervisor:
                     // a freeze or thaw between two reads is not a split.
                     let (before, s, after) = (state(db), state(sup), state(db));
-                    match (frozen(s), frozen(before) || frozen(after), alive(db)) {
+                    // While a freeze is under way tasks stop one by one:
+                    // only a settled freeze must hold every process.
+                    if !group_settled_frozen(sup) {
+                        continue;
+                    }
+                    match (frozen(sup, s), frozen(db, before) || frozen(db, after), alive(db)) {
                         (true, true, _) => whole += 1,
                         (true, false, true) => split.push(format!(
                             "{node}: supervisor {sup} frozen, database {db} {before:?} then {after:?}"
@@ -109,6 +128,29 @@ fn watch_freezes(results: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHand
     })
 }
 
+/// Whether the kernel says `pid`'s control group has settled frozen (v1
+/// freezer `FROZEN`, or cgroup2 `frozen 1`); `false` while it is still
+/// freezing, when tasks are stopped one by one.
+fn group_settled_frozen(pid: i32) -> bool {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(c), Some(path)) = (controllers, path) else { continue };
+        if c.split(',').any(|c| c == "freezer") {
+            let state = format!("/sys/fs/cgroup/freezer{path}/freezer.state");
+            return std::fs::read_to_string(state).is_ok_and(|s| s.trim() == "FROZEN");
+        }
+        if c.is_empty() {
+            let events = format!("/sys/fs/cgroup/unified{path}/cgroup.events");
+            if std::fs::read_to_string(events).is_ok_and(|s| s.contains("frozen 1")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Each node's newest server pid, from its log's header lines.
 fn node_pids_by_node(run_dir: &Path) -> Vec<(String, i32)> {
     ["n1", "n2", "n3"]
@@ -117,6 +159,9 @@ fn node_pids_by_node(run_dir: &Path) -> Vec<(String, i32)> {
             let text = std::fs::read_to_string(run_dir.join(format!("nodes/{n}.log"))).ok()?;
             let pid = text
                 .lines()
+                // The harness's header lines only (the supervisor's own
+                // "database started as pid" lines are not the node).
+                .filter(|l| l.starts_with("=== faultline: "))
                 .filter_map(|l| l.split_once(" started as pid ")?.1.split_whitespace().next()?.parse().ok())
                 .last()?;
             Some((n.to_string(), pid))
@@ -140,8 +185,12 @@ fn a_database_in_its_own_session_is_paused_and_killed_with_its_node() {
     let tmp = tempfile::tempdir().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_freezes(tmp.path(), stop.clone());
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(&schedule, PAUSE_THEN_KILL).unwrap();
     let f = run(
-        &mut supervised(tmp.path(), "setsid", "pause,kill", 10),
+        supervised(tmp.path(), "setsid", "pause,kill", 7)
+            .arg("--schedule")
+            .arg(&schedule),
         Duration::from_secs(120),
     );
     stop.store(true, Ordering::SeqCst);
