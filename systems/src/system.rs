@@ -1150,7 +1150,9 @@ impl System {
         v: &BTreeMap<String, String>,
     ) -> Result<PathBuf, SystemError> {
         let program = fill(binary.get_ref(), v);
-        if let Some(who) = self.identity()? {
+        // A user that does not exist is refused when the file is checked
+        // (`check_binary`) and when nodes are laid out (`run_as`).
+        if let Some(who) = self.identity().ok().flatten() {
             return who.resolve(&program).map_err(|why| SystemError {
                 source_name: self.source.clone(),
                 line: Some(line_of(&self.text, binary.span().start)),

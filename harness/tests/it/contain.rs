@@ -177,6 +177,20 @@ fn assert_nothing_left(results: &Path, run_dir: &Path) {
     assert!(left.is_empty(), "processes {left:?} outlived the run");
 }
 
+/// A finished run: nothing of it alive, a verdict given; its directory
+/// and every database pid its supervisors started.
+fn finished(results: &Path, f: &Finished) -> (std::path::PathBuf, BTreeSet<i32>) {
+    let dir = latest(results);
+    assert_nothing_left(results, &dir);
+    assert!(
+        matches!(f.status.code(), Some(0) | Some(1)),
+        "{}{}",
+        f.stdout,
+        f.stderr
+    );
+    (dir, database_pids(results).into_iter().collect())
+}
+
 #[test]
 fn a_database_in_its_own_session_is_paused_and_killed_with_its_node() {
     if !cgroups_or_skip("a_database_in_its_own_session_is_paused_and_killed_with_its_node") {
@@ -195,17 +209,9 @@ fn a_database_in_its_own_session_is_paused_and_killed_with_its_node() {
     );
     stop.store(true, Ordering::SeqCst);
     let (whole, split) = watcher.join().unwrap();
-    let dir = latest(tmp.path());
-    assert_nothing_left(tmp.path(), &dir);
-    assert!(
-        matches!(f.status.code(), Some(0) | Some(1)),
-        "{}{}",
-        f.stdout,
-        f.stderr
-    );
+    let (dir, dbs) = finished(tmp.path(), &f);
     assert!(split.is_empty(), "a supervisor froze without its database: {split:?}");
     assert!(whole > 0, "no sample saw a paused node frozen whole\n{}", f.stderr);
-    let dbs: BTreeSet<i32> = database_pids(tmp.path()).into_iter().collect();
     let pauses = nemesis_ops(&dir, "pause");
     assert!(!pauses.is_empty(), "{}", f.stderr);
     for p in &pauses {
@@ -233,15 +239,7 @@ fn a_double_forked_daemon_is_crashed_with_its_node() {
         &mut supervised(tmp.path(), "daemon", "crash", 8),
         Duration::from_secs(120),
     );
-    let dir = latest(tmp.path());
-    assert_nothing_left(tmp.path(), &dir);
-    assert!(
-        matches!(f.status.code(), Some(0) | Some(1)),
-        "{}{}",
-        f.stdout,
-        f.stderr
-    );
-    let dbs: BTreeSet<i32> = database_pids(tmp.path()).into_iter().collect();
+    let (dir, dbs) = finished(tmp.path(), &f);
     let crashes = nemesis_ops(&dir, "crash");
     assert!(!crashes.is_empty(), "{}", f.stderr);
     for c in &crashes {
