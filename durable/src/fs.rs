@@ -67,6 +67,10 @@ impl Inodes {
 pub struct Shared {
     pub model: Model,
     inodes: Inodes,
+    /// Open file handles per inode: an inode unlinked or replaced while
+    /// open keeps its data (in its grave) until the last close, as POSIX
+    /// has it; without this a write to it answered ENOENT.
+    open: HashMap<u64, u32>,
 }
 
 pub struct LazyFs {
@@ -82,7 +86,11 @@ impl LazyFs {
         let mut inodes = Inodes::default();
         inodes.number(Path::new(""));
         LazyFs {
-            shared: Arc::new(Mutex::new(Shared { model, inodes })),
+            shared: Arc::new(Mutex::new(Shared {
+                model,
+                inodes,
+                open: HashMap::new(),
+            })),
         }
     }
 }
@@ -94,6 +102,22 @@ impl Shared {
             .get(&u64::from(ino))
             .cloned()
             .ok_or(Errno::ENOENT)
+    }
+
+    /// `path` left its name for `grave`: an open inode follows it there
+    /// (and its grave is kept until the last close); one nobody has open
+    /// is forgotten.
+    fn entombed(&mut self, path: &Path, grave: &Path) {
+        let Some(&n) = self.inodes.numbers.get(path) else {
+            return;
+        };
+        if self.open.get(&n).is_some_and(|&c| c > 0) {
+            self.inodes.moved(path, grave);
+            self.model.pin(grave);
+        } else {
+            self.inodes.numbers.remove(path);
+            self.inodes.paths.remove(&n);
+        }
     }
 
     fn child(&self, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
@@ -239,7 +263,9 @@ impl Filesystem for LazyFs {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let done = (|| {
             let (from, to) = (s.child(parent, name)?, s.child(newparent, newname)?);
-            s.model.rename(&from, &to).map_err(errno)?;
+            if let Some(grave) = s.model.rename(&from, &to).map_err(errno)? {
+                s.entombed(&to, &grave);
+            }
             s.inodes.moved(&from, &to);
             Ok(())
         })();
@@ -249,8 +275,42 @@ impl Filesystem for LazyFs {
         }
     }
 
-    fn open(&self, _r: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _r: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        *s.open.entry(u64::from(ino)).or_insert(0) += 1;
         reply.opened(FileHandle(0), FopenFlags::empty());
+    }
+
+    fn release(
+        &self,
+        _r: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let n = u64::from(ino);
+        let left = s.open.get_mut(&n).map(|c| {
+            *c = c.saturating_sub(1);
+            *c
+        });
+        if left == Some(0) {
+            s.open.remove(&n);
+            // The last close of an unlinked file: its grave may go.
+            if let Some(p) = s.inodes.paths.get(&n).cloned() {
+                if p.starts_with(GRAVEYARD) {
+                    s.inodes.paths.remove(&n);
+                    s.inodes.numbers.remove(&p);
+                    if let Err(e) = s.model.unpin(&p) {
+                        return reply.error(errno(e));
+                    }
+                }
+            }
+        }
+        reply.ok();
     }
 
     fn read(
@@ -423,7 +483,9 @@ impl Filesystem for LazyFs {
             let _ = std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode & 0o7777));
             own(&real, r);
             s.model.created(&p);
-            s.attr(&p)
+            let a = s.attr(&p)?;
+            *s.open.entry(u64::from(a.ino)).or_insert(0) += 1;
+            Ok(a)
         })();
         match done {
             Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::empty()),
@@ -460,11 +522,8 @@ impl LazyFs {
             if real.is_dir() && std::fs::read_dir(&real).map_err(errno)?.next().is_some() {
                 return Err(Errno::ENOTEMPTY);
             }
-            s.model.remove(&p).map_err(errno)?;
-            let n = s.inodes.numbers.remove(&p);
-            if let Some(n) = n {
-                s.inodes.paths.remove(&n);
-            }
+            let grave = s.model.remove(&p).map_err(errno)?;
+            s.entombed(&p, &grave);
             Ok(())
         })();
         match done {

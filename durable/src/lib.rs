@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use damage::{damage, damage_matching, glob, Damage, DiskFault};
-pub use model::{CrashReport, Loss};
+pub use model::{CrashReport, Loss, GRAVEYARD};
 
 /// The mount's name in /proc/mounts: `faultline-durable-<pid>`, so mounts
 /// left by a harness that was killed can be found and removed.

@@ -85,6 +85,11 @@ pub struct Model {
     /// (as the kernel's flusher would): memory stays bounded.
     max_log_bytes: usize,
     graves: u64,
+    /// Graves of files a process still holds open: a committed removal
+    /// of one waits for its last close, as an unlinked inode lives on.
+    pinned: std::collections::HashSet<PathBuf>,
+    /// Pinned graves whose removal was committed.
+    deferred: std::collections::HashSet<PathBuf>,
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
@@ -101,6 +106,8 @@ impl Model {
             log_bytes: 0,
             max_log_bytes,
             graves: 0,
+            pinned: Default::default(),
+            deferred: Default::default(),
         })
     }
 
@@ -229,9 +236,42 @@ impl Model {
                 Change::Renamed { displaced, .. } => displaced,
                 Change::Created { .. } => None,
             };
-            if let Some(g) = grave {
-                remove_any(&self.real(&g))?;
+            match grave {
+                Some(g) if self.pinned.contains(&g) => {
+                    self.deferred.insert(g);
+                }
+                Some(g) => self.bury(&g)?,
+                None => {}
             }
+        }
+        Ok(())
+    }
+
+    /// A grave is gone for good: its file, and what was never synced of it.
+    fn bury(&mut self, grave: &Path) -> io::Result<()> {
+        let logs: Vec<PathBuf> = self
+            .logs
+            .keys()
+            .filter(|k| k.starts_with(grave))
+            .cloned()
+            .collect();
+        for k in logs {
+            let log = self.logs.remove(&k).expect("listed");
+            self.log_bytes -= log.iter().map(Write::len).sum::<usize>();
+        }
+        remove_any(&self.real(grave))
+    }
+
+    /// A file in `grave` is still open: its grave stays until `unpin`.
+    pub fn pin(&mut self, grave: &Path) {
+        self.pinned.insert(grave.to_path_buf());
+    }
+
+    /// Its last close: a grave whose removal was committed goes now.
+    pub fn unpin(&mut self, grave: &Path) -> io::Result<()> {
+        self.pinned.remove(grave);
+        if self.deferred.remove(grave) {
+            self.bury(grave)?;
         }
         Ok(())
     }
@@ -245,19 +285,21 @@ impl Model {
         self.changes.push(Change::Created { path: path.into() });
     }
 
-    /// Removes `path` (a file or an empty directory), keeping it for undo.
-    pub fn remove(&mut self, path: &Path) -> io::Result<()> {
+    /// Removes `path` (a file or an empty directory), keeping it for undo;
+    /// returns where it now lies (an open file is written there).
+    pub fn remove(&mut self, path: &Path) -> io::Result<PathBuf> {
         let grave = self.grave();
         fs::rename(self.real(path), self.real(&grave))?;
         self.move_log(path, &grave);
         self.changes.push(Change::Removed {
             path: path.into(),
-            grave,
+            grave: grave.clone(),
         });
-        Ok(())
+        Ok(grave)
     }
 
-    pub fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+    /// Returns where the file it replaced now lies, if it replaced one.
+    pub fn rename(&mut self, from: &Path, to: &Path) -> io::Result<Option<PathBuf>> {
         let displaced = if self.real(to).symlink_metadata().is_ok() {
             let g = self.grave();
             fs::rename(self.real(to), self.real(&g))?;
@@ -271,9 +313,9 @@ impl Model {
         self.changes.push(Change::Renamed {
             from: from.into(),
             to: to.into(),
-            displaced,
+            displaced: displaced.clone(),
         });
-        Ok(())
+        Ok(displaced)
     }
 
     /// A file's unsynced writes follow it to its new name (and the logs of
@@ -296,6 +338,12 @@ impl Model {
     /// first. The backing directory is then what a restarted node sees.
     pub fn crash(&mut self, loss: Loss, rng: &mut impl Rng) -> io::Result<CrashReport> {
         let mut report = CrashReport::default();
+        // The node is dead: nothing is open, and removals it committed
+        // while a file was open are final.
+        self.pinned.clear();
+        for g in std::mem::take(&mut self.deferred) {
+            self.bury(&g)?;
+        }
         for (rel, log) in std::mem::take(&mut self.logs) {
             let (kept, torn) = surviving(&log, loss, rng);
             let lost = log.iter().map(Write::len).sum::<usize>()

@@ -297,3 +297,60 @@ fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// POSIX keeps an unlinked or replaced file alive while it is open: a
+/// process may write and read it through its descriptor (bbolt and etcd
+/// do, across a snapshot's rename over their database). The layer once
+/// answered such a write ENOENT, or sent it to the file that took the
+/// name.
+#[test]
+fn an_open_file_outlives_its_name_until_the_last_close() {
+    use std::os::unix::fs::FileExt;
+    let (_t, backing, mnt) = dirs();
+    let Some(layer) = layer_or_skip("an_open_file_outlives_its_name", &backing, &mnt) else {
+        return;
+    };
+    // Unlinked while open: writes and reads through the descriptor work,
+    // also after the removal is committed by a directory fsync.
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(mnt.join("db"))
+        .unwrap();
+    f.write_all_at(b"before", 0).unwrap();
+    std::fs::remove_file(mnt.join("db")).unwrap();
+    f.write_all_at(b"after!", 0).unwrap();
+    fsync_dir(&mnt);
+    f.write_all_at(b"synced", 6).unwrap();
+    let mut buf = [0u8; 12];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"after!synced");
+    assert!(!mnt.join("db").exists());
+    drop(f);
+    let graves = |b: &Path| {
+        std::fs::read_dir(b.join(faultline_durable::GRAVEYARD))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(graves(&backing), 0, "the last close buries it");
+
+    // Replaced by a rename while open: the old descriptor keeps the old
+    // file, and the new name's bytes are untouched by it.
+    let old = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(mnt.join("db"))
+        .unwrap();
+    old.write_all_at(b"old", 0).unwrap();
+    std::fs::write(mnt.join("db.tmp"), b"new").unwrap();
+    std::fs::rename(mnt.join("db.tmp"), mnt.join("db")).unwrap();
+    old.write_all_at(b"OLD", 0).unwrap();
+    assert_eq!(std::fs::read(mnt.join("db")).unwrap(), b"new");
+    let mut buf = [0u8; 3];
+    old.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"OLD");
+    drop(old);
+    drop(layer);
+}
