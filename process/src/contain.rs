@@ -448,16 +448,43 @@ fn sweep_stale(base: &Path, backend: Backend) {
     }
 }
 
-/// The reaper's whole life: waits until its stdin closes (the harness
-/// ended, however it ended), then empties and removes the session group
-/// at `path`. Run as `faultline __reaper PATH BACKEND`.
+/// How often the reaper looks whether its harness still lives.
+const REAPER_POLL: Duration = Duration::from_secs(1);
+
+/// The reaper's whole life: waits until its stdin closes or the harness
+/// that owns the session (named by the group's `<pid>-<ticks>`) is gone,
+/// however it ended, then empties and removes the session group at
+/// `path`. (A child forked but not yet executed holds a copy of the pipe,
+/// so the pipe alone could keep the reaper waiting.) Run as
+/// `faultline __reaper PATH BACKEND`.
 pub fn reap_when_orphaned(path: &Path, backend: Backend) {
-    let mut buf = [0u8; 64];
-    let mut stdin = std::io::stdin();
+    let owner = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once('-'))
+        .and_then(|(p, t)| Some((p.parse::<u32>().ok()?, t.parse::<u64>().ok()?)));
+    let mut pfd = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
-        match std::io::Read::read(&mut stdin, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => continue,
+        // SAFETY: poll on our own stdin with a bounded timeout.
+        let ready = unsafe { libc::poll(&mut pfd, 1, REAPER_POLL.as_millis() as i32) };
+        if ready > 0 {
+            let mut buf = [0u8; 64];
+            // SAFETY: read into a buffer we own.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+        } else if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+        if let Some((pid, ticks)) = owner {
+            if start_ticks(pid) != Some(ticks) {
+                break;
+            }
         }
     }
     let cell = Cell {

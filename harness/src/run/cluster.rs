@@ -546,6 +546,9 @@ impl Cluster {
                 if self.sidecars[i].get(k).is_some_and(NodeHandle::is_running) {
                     continue;
                 }
+                if let Err(e) = self.thaw_for_start(i) {
+                    return vec![Err(e)];
+                }
                 let h = match node::spawn(&plan.spec, &self.net, &self.recorder, self.clock) {
                     Ok(h) => h,
                     Err(e) => return vec![Err(e.into())],
@@ -620,12 +623,25 @@ impl Cluster {
         }
     }
 
+    /// Thaws node `i`'s group before a process of it starts: a process
+    /// joins its group before it executes, and one joining a frozen group
+    /// (a pause or an overload's duty cycle left it so when the node was
+    /// killed) would freeze before exec, with the spawn waiting on it.
+    fn thaw_for_start(&self, i: usize) -> anyhow::Result<()> {
+        if let Some(cell) = self.cell(i) {
+            cell.thaw()
+                .with_context(|| format!("thawing {} to start it", self.specs[i].id))?;
+        }
+        Ok(())
+    }
+
     /// Starts node `i` again on its data directory (the new incarnation
     /// is not yet initialised or ready).
     fn respawn(&mut self, i: usize) -> anyhow::Result<()> {
         if let Some(e) = self.unexpected_exit(i) {
             self.crashes.push(e);
         }
+        self.thaw_for_start(i)?;
         let handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
         // A stale init_ok from an earlier incarnation must not count.
         while self.inboxes[i].try_recv().is_ok() {}
