@@ -247,15 +247,18 @@ impl Model {
         Ok(())
     }
 
+    /// The files with unsynced writes at or under `path`.
+    fn logs_under(&self, path: &Path) -> Vec<PathBuf> {
+        self.logs
+            .keys()
+            .filter(|k| k.starts_with(path))
+            .cloned()
+            .collect()
+    }
+
     /// A grave is gone for good: its file, and what was never synced of it.
     fn bury(&mut self, grave: &Path) -> io::Result<()> {
-        let logs: Vec<PathBuf> = self
-            .logs
-            .keys()
-            .filter(|k| k.starts_with(grave))
-            .cloned()
-            .collect();
-        for k in logs {
+        for k in self.logs_under(grave) {
             let log = self.logs.remove(&k).expect("listed");
             self.log_bytes -= log.iter().map(Write::len).sum::<usize>();
         }
@@ -321,13 +324,7 @@ impl Model {
     /// A file's unsynced writes follow it to its new name (and the logs of
     /// anything under a renamed directory follow it too).
     fn move_log(&mut self, from: &Path, to: &Path) {
-        let moved: Vec<PathBuf> = self
-            .logs
-            .keys()
-            .filter(|k| k.starts_with(from))
-            .cloned()
-            .collect();
-        for k in moved {
+        for k in self.logs_under(from) {
             let log = self.logs.remove(&k).expect("listed");
             self.logs.insert(rebase(&k, from, to), log);
         }

@@ -333,6 +333,11 @@ fn an_open_file_outlives_its_name_until_the_last_close() {
             .map(|d| d.count())
             .unwrap_or(0)
     };
+    // FUSE sends the release after close() returns: wait for it (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while graves(&backing) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(graves(&backing), 0, "the last close buries it");
 
     // Replaced by a rename while open: the old descriptor keeps the old
