@@ -274,5 +274,12 @@ fn check_survives_mutated_histories_in_every_format() {
         }
         cases += 1;
     }
-    eprintln!("check fuzz: {cases} cases, largest input {largest} bytes");
+    // The largest resident set of any child this test binary reaped: a
+    // bound on every `check` above (and on whatever else ran beside it).
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let max_rss_mb = usage.ru_maxrss / 1024;
+    assert!(max_rss_mb < 1024, "a child reached {max_rss_mb} MiB");
+    eprintln!("check fuzz: {cases} cases, largest input {largest} bytes, largest child {max_rss_mb} MiB");
 }
