@@ -58,10 +58,7 @@ enum Cmd {
     /// Ends and removes a run's control groups once stdin closes (the run
     /// ended, however it ended). Started by `test`.
     #[command(name = "__reaper", hide = true)]
-    Reaper {
-        path: PathBuf,
-        backend: String,
-    },
+    Reaper { path: PathBuf, backend: String },
     /// Run the bundled target node on stdin/stdout (used by `test`).
     #[command(name = "__target-node", hide = true)]
     TargetNode {

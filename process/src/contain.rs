@@ -24,8 +24,8 @@
 //! what dead sessions left.
 
 use std::ffi::CString;
-use std::os::unix::process::CommandExt;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -41,10 +41,7 @@ const KILL_FREEZE_TIMEOUT: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 pub enum ContainError {
     #[error("{path}: {cause}")]
-    Io {
-        path: String,
-        cause: std::io::Error,
-    },
+    Io { path: String, cause: std::io::Error },
     #[error("{path}: {what} did not settle within {ms} ms ({left} processes: {pids:?})", ms = SETTLE_TIMEOUT.as_millis())]
     Stuck {
         path: String,
@@ -478,7 +475,9 @@ pub fn reap_when_orphaned(path: &Path, backend: Backend) {
             if n <= 0 {
                 break;
             }
-        } else if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+        } else if ready < 0
+            && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
             break;
         }
         if let Some((pid, ticks)) = owner {

@@ -256,7 +256,8 @@ fn spawn_exit_watcher(
         if let Some(cell) = w.cell.clone() {
             let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
             if let Ok(Err(e)) = killed {
-                w.recorder.failed(&w.log_name, std::io::Error::other(e.to_string()));
+                w.recorder
+                    .failed(&w.log_name, std::io::Error::other(e.to_string()));
             }
         }
         hygiene::unregister(w.pid);

@@ -301,7 +301,10 @@ impl OpCounts {
         if self.leader_changes == Some(0) {
             out.push("the faults caused no leader change".to_string());
         }
-        if let Some(during) = self.ok_during_faults.filter(|&d| d < FEW_OK_OPS_DURING_FAULTS) {
+        if let Some(during) = self
+            .ok_during_faults
+            .filter(|&d| d < FEW_OK_OPS_DURING_FAULTS)
+        {
             out.push(format!(
                 "thin run: only {during} ops were acknowledged while faults were on"
             ));

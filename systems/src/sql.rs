@@ -160,7 +160,11 @@ impl SqlClient {
     /// over.
     async fn open_writable(&mut self) -> Result<Session, String> {
         let mut order = self.candidates.clone();
-        if let Some(at) = self.serving.as_ref().and_then(|s| order.iter().position(|(id, _)| id == s)) {
+        if let Some(at) = self
+            .serving
+            .as_ref()
+            .and_then(|s| order.iter().position(|(id, _)| id == s))
+        {
             order.rotate_left(at);
         }
         let mut why = Vec::new();

@@ -541,10 +541,14 @@ impl System {
         if f.ready.tcp.is_none() && f.ready.http_get.is_none() {
             return Err((None, "[ready] needs tcp or http_get".into()));
         }
-        let readies = std::iter::once(&f.ready).chain(f.processes.iter().filter_map(|p| p.ready.as_ref()));
+        let readies =
+            std::iter::once(&f.ready).chain(f.processes.iter().filter_map(|p| p.ready.as_ref()));
         for url in readies.filter_map(|r| r.http_get.as_ref()) {
             if let Err(why) = check_http_url(url.get_ref()) {
-                return Err((Some(url.span().start), format!("[ready] http_get {:?}: {why}", url.get_ref())));
+                return Err((
+                    Some(url.span().start),
+                    format!("[ready] http_get {:?}: {why}", url.get_ref()),
+                ));
             }
         }
         let builtin = |a: &str| BUILTIN_CLIENTS.contains(&a);

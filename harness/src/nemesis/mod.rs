@@ -59,10 +59,7 @@ impl Reached {
         if self.nodes.is_empty() {
             return Value::Null;
         }
-        with_process(
-            json!({"nodes": self.nodes, "reached": self.pids}),
-            process,
-        )
+        with_process(json!({"nodes": self.nodes, "reached": self.pids}), process)
     }
 }
 
@@ -533,9 +530,7 @@ impl<P: Processes> Executor<P> {
             .map(|&(a, b)| [self.node_ids[a].clone(), self.node_ids[b].clone()])
             .collect();
         if self.holds.bound.is_some() {
-            self.holds.partitioned = self
-                .current_leader()
-                .filter(|&l| self.cut_off(l, &cut));
+            self.holds.partitioned = self.current_leader().filter(|&l| self.cut_off(l, &cut));
         }
         self.active.cut = Some(cut);
         self.refresh_links();

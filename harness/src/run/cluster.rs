@@ -293,7 +293,11 @@ impl Throttle {
             let done = match &self.cells {
                 Some(cells) => cells[i].set_frozen(!run).map_err(|e| e.to_string()),
                 None => {
-                    let sig = if run { Signal::SIGCONT } else { Signal::SIGSTOP };
+                    let sig = if run {
+                        Signal::SIGCONT
+                    } else {
+                        Signal::SIGSTOP
+                    };
                     self.pgids[i]
                         .iter()
                         .try_for_each(|&pgid| killpg(Pid::from_raw(pgid), sig))
@@ -412,7 +416,9 @@ impl Cluster {
         let Some(session) = faultline_process::contain::Session::current() else {
             return Ok(());
         };
-        let cluster = session.cluster().context("making the cluster's control group")?;
+        let cluster = session
+            .cluster()
+            .context("making the cluster's control group")?;
         let mut cells = Vec::new();
         for (i, spec) in self.specs.iter_mut().enumerate() {
             let node = cluster.child(&spec.id)?;
@@ -421,7 +427,11 @@ impl Cluster {
                 None => "node".to_string(),
             };
             spec.cell = Some(node.child(&name)?);
-            for car in self.server.iter_mut().flat_map(|m| m.sidecars[i].iter_mut()) {
+            for car in self
+                .server
+                .iter_mut()
+                .flat_map(|m| m.sidecars[i].iter_mut())
+            {
                 let name = car.spec.process.clone().unwrap_or_default();
                 car.spec.cell = Some(node.child(&name)?);
             }
@@ -437,8 +447,10 @@ impl Cluster {
     }
 
     async fn start_all(&mut self) -> anyhow::Result<()> {
-        self.throttle.lock().unwrap_or_else(|e| e.into_inner()).cells =
-            self.cells.as_ref().map(|(_, c)| c.clone());
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cells = self.cells.as_ref().map(|(_, c)| c.clone());
         self.run_init().await?;
         for (i, s) in self.specs.iter().enumerate() {
             self.nodes.push(if i < self.initial {
@@ -514,19 +526,19 @@ impl Cluster {
                 _ => None,
             });
         }
-        let nodes = m
-            .init
-            .iter()
-            .zip(&self.specs)
-            .zip(&cells)
-            .map(|((steps, spec), cell)| async move {
-                for step in steps {
-                    server::run_step(step, &spec.env, cell.as_ref())
-                        .await
-                        .with_context(|| format!("initialising {}", spec.id))?;
-                }
-                anyhow::Ok(())
-            });
+        let nodes =
+            m.init
+                .iter()
+                .zip(&self.specs)
+                .zip(&cells)
+                .map(|((steps, spec), cell)| async move {
+                    for step in steps {
+                        server::run_step(step, &spec.env, cell.as_ref())
+                            .await
+                            .with_context(|| format!("initialising {}", spec.id))?;
+                    }
+                    anyhow::Ok(())
+                });
         for r in futures::future::join_all(nodes).await {
             r?;
         }
@@ -999,7 +1011,11 @@ impl Processes for Cluster {
             .map(|&i| {
                 let pids = match self.cell(i) {
                     Some(c) => c.pids(),
-                    None => self.aimed(i, None).iter().flat_map(|h| h.processes()).collect(),
+                    None => self
+                        .aimed(i, None)
+                        .iter()
+                        .flat_map(|h| h.processes())
+                        .collect(),
                 };
                 (i, pids)
             })

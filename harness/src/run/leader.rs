@@ -7,10 +7,10 @@
 
 use faultline_rundir::record::{Recorder, Sink};
 use faultline_rundir::ProbeStats;
-use std::sync::Mutex;
 use faultline_systems::leader::{node_of, LeaderProbe};
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The longest one node's answer is waited for.

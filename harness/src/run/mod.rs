@@ -189,12 +189,22 @@ pub async fn run(
         );
     }
     let flusher = spawn_flusher(rec.recorder.clone());
-    let probe_stats = leader_probes
-        .as_ref()
-        .map(|_| Arc::new(std::sync::Mutex::new(faultline_rundir::ProbeStats::default())));
-    let prober = leader_probes.zip(probe_stats.clone()).map(|((probes, ips), stats)| {
-        leader::spawn_poller(probes, Layout::node_ids(cfg), ips, rec.recorder.clone(), stats)
+    let probe_stats = leader_probes.as_ref().map(|_| {
+        Arc::new(std::sync::Mutex::new(
+            faultline_rundir::ProbeStats::default(),
+        ))
     });
+    let prober = leader_probes
+        .zip(probe_stats.clone())
+        .map(|((probes, ips), stats)| {
+            leader::spawn_poller(
+                probes,
+                Layout::node_ids(cfg),
+                ips,
+                rec.recorder.clone(),
+                stats,
+            )
+        });
     let probed = probe_stats.is_some();
     let outcome = exercise(cfg, &rec, cluster, clock_files, probed, &cancel).await;
     flusher.abort();
@@ -209,7 +219,15 @@ pub async fn run(
         anyhow::bail!("the run directory could not be written: {e}");
     }
     let probe = probe_stats.map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone());
-    record(cfg, dir, &rec, liveness, exits, probe, cancel.is_cancelled())
+    record(
+        cfg,
+        dir,
+        &rec,
+        liveness,
+        exits,
+        probe,
+        cancel.is_cancelled(),
+    )
 }
 
 /// Load, heal, liveness, teardown: everything with the nodes up.

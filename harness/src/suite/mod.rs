@@ -680,7 +680,8 @@ mod tests {
 
     #[test]
     fn leader_changes_and_ops_under_faults_can_be_bounded() {
-        let mut t: Table = toml::from_str("min_leader_changes = 1\nmin_ok_during_faults = 20").unwrap();
+        let mut t: Table =
+            toml::from_str("min_leader_changes = 1\nmin_ok_during_faults = 20").unwrap();
         let b = Bounds::take(&mut t).unwrap();
         assert!(t.is_empty(), "both keys are bounds");
         assert!(b.broken(&figures(Some(2), Some(50))).is_empty());

@@ -80,7 +80,10 @@ fn reached(op: &serde_json::Value) -> BTreeSet<i32> {
 /// Samples /proc while a run pauses nodes: each time a supervisor is seen
 /// frozen (state D or T), its database must be frozen too. Returns how
 /// many samples saw a whole node frozen.
-fn watch_freezes(results: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u32, Vec<String>)> {
+fn watch_freezes(
+    results: &Path,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u32, Vec<String>)> {
     let results = results.to_path_buf();
     std::thread::spawn(move || {
         let (mut whole, mut split) = (0u32, Vec::new());
@@ -89,7 +92,10 @@ fn watch_freezes(results: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHand
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let dirs = std::fs::read_dir(results.join("lin-kv")).into_iter().flatten().flatten();
+            let dirs = std::fs::read_dir(results.join("lin-kv"))
+                .into_iter()
+                .flatten()
+                .flatten();
             for run in dirs {
                 for (node, sup) in node_pids_by_node(&run.path()) {
                     let dbs = std::fs::read_to_string(results.join(format!("db.{node}")))
@@ -136,7 +142,9 @@ fn group_settled_frozen(pid: i32) -> bool {
     for line in groups.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(c), Some(path)) = (controllers, path) else { continue };
+        let (Some(c), Some(path)) = (controllers, path) else {
+            continue;
+        };
         if c.split(',').any(|c| c == "freezer") {
             let state = format!("/sys/fs/cgroup/freezer{path}/freezer.state");
             return std::fs::read_to_string(state).is_ok_and(|s| s.trim() == "FROZEN");
@@ -162,7 +170,14 @@ fn node_pids_by_node(run_dir: &Path) -> Vec<(String, i32)> {
                 // The harness's header lines only (the supervisor's own
                 // "database started as pid" lines are not the node).
                 .filter(|l| l.starts_with("=== faultline: "))
-                .filter_map(|l| l.split_once(" started as pid ")?.1.split_whitespace().next()?.parse().ok())
+                .filter_map(|l| {
+                    l.split_once(" started as pid ")?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
                 .last()?;
             Some((n.to_string(), pid))
         })
@@ -210,18 +225,31 @@ fn a_database_in_its_own_session_is_paused_and_killed_with_its_node() {
     stop.store(true, Ordering::SeqCst);
     let (whole, split) = watcher.join().unwrap();
     let (dir, dbs) = finished(tmp.path(), &f);
-    assert!(split.is_empty(), "a supervisor froze without its database: {split:?}");
-    assert!(whole > 0, "no sample saw a paused node frozen whole\n{}", f.stderr);
+    assert!(
+        split.is_empty(),
+        "a supervisor froze without its database: {split:?}"
+    );
+    assert!(
+        whole > 0,
+        "no sample saw a paused node frozen whole\n{}",
+        f.stderr
+    );
     let pauses = nemesis_ops(&dir, "pause");
     assert!(!pauses.is_empty(), "{}", f.stderr);
     for p in &pauses {
-        assert!(reached(p).intersection(&dbs).next().is_some(), "a pause missed the database: {p}");
+        assert!(
+            reached(p).intersection(&dbs).next().is_some(),
+            "a pause missed the database: {p}"
+        );
     }
     let kills = nemesis_ops(&dir, "kill");
     assert!(!kills.is_empty(), "{}", f.stderr);
     for k in &kills {
         let hit = reached(k);
-        assert!(hit.intersection(&dbs).next().is_some(), "a kill missed the database: {k}");
+        assert!(
+            hit.intersection(&dbs).next().is_some(),
+            "a kill missed the database: {k}"
+        );
     }
     // Each kill ended a database, and the supervisors started new ones.
     assert!(dbs.len() > 3, "no database was ever restarted: {dbs:?}");
@@ -243,9 +271,15 @@ fn a_double_forked_daemon_is_crashed_with_its_node() {
     let crashes = nemesis_ops(&dir, "crash");
     assert!(!crashes.is_empty(), "{}", f.stderr);
     for c in &crashes {
-        assert!(reached(c).intersection(&dbs).next().is_some(), "a crash missed the daemon: {c}");
+        assert!(
+            reached(c).intersection(&dbs).next().is_some(),
+            "a crash missed the daemon: {c}"
+        );
     }
-    assert!(dbs.len() > 3, "no daemon was restarted after a crash: {dbs:?}");
+    assert!(
+        dbs.len() > 3,
+        "no daemon was restarted after a crash: {dbs:?}"
+    );
 }
 
 #[test]
@@ -266,6 +300,9 @@ fn sigkill_of_faultline_leaves_no_database_alive() {
     // own, are ended by the reaper.
     let left = survivors(&dbs, Duration::from_secs(10));
     reap(&left);
-    assert!(left.is_empty(), "databases {left:?} outlived a SIGKILLed faultline");
+    assert!(
+        left.is_empty(),
+        "databases {left:?} outlived a SIGKILLed faultline"
+    );
     assert_nothing_left(tmp.path(), &latest(tmp.path()));
 }

@@ -19,7 +19,9 @@ fn system(dir: &Path, leader: &str) -> std::path::PathBuf {
         std::fs::copy(fixture(f), dir.join(f)).unwrap();
     }
     let text = std::fs::read_to_string(fixture("failover.toml")).unwrap();
-    let cut = text.find("# Who leads").expect("failover.toml has a leader probe");
+    let cut = text
+        .find("# Who leads")
+        .expect("failover.toml has a leader probe");
     let path = dir.join("failover.toml");
     std::fs::write(&path, format!("{}{leader}", &text[..cut])).unwrap();
     path
@@ -27,7 +29,9 @@ fn system(dir: &Path, leader: &str) -> std::path::PathBuf {
 
 fn test(results: &Path, system: &Path) -> std::process::Command {
     let mut c = faultline_test(results);
-    c.arg("--system").arg(system).args(["--nemesis", "partition"]);
+    c.arg("--system")
+        .arg(system)
+        .args(["--nemesis", "partition"]);
     c
 }
 
@@ -59,13 +63,17 @@ fn a_partition_of_the_primary_holds_until_failover_and_finds_lost_writes() {
         .filter_map(|l| l["value"].get("held_for_failover").cloned())
         .collect();
     assert!(
-        held.iter().any(|h| h["new_leader"].is_string()
-            && h["waited_ms"].as_u64().unwrap() >= 1000),
+        held.iter()
+            .any(|h| h["new_leader"].is_string() && h["waited_ms"].as_u64().unwrap() >= 1000),
         "a partition held past its interval until another leader was named: {held:?}"
     );
     let results_json = read_json(&dir.join("results.json"));
     assert!(results_json["ops"]["leader_changes"].as_u64().unwrap() >= 1);
-    assert!(f.stdout.contains("leader change(s) under faults"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("leader change(s) under faults"),
+        "{}",
+        f.stdout
+    );
     // The sentinel promoted a replica, and the old primary's
     // acknowledged writes were lost (what the checker found).
     let logs = std::fs::read_to_string(dir.join("nodes/n2.log")).unwrap_or_default()
@@ -77,12 +85,18 @@ fn a_partition_of_the_primary_holds_until_failover_and_finds_lost_writes() {
 fn without_a_probe_the_run_says_no_leader_change_was_seen() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("unprobed");
-    let f = run(test(&results, &system(tmp.path(), "")).args(["--seed", "1"]), LIMIT);
+    let f = run(
+        test(&results, &system(tmp.path(), "")).args(["--seed", "1"]),
+        LIMIT,
+    );
     // 1 s partitions never outlast the sentinel's 3 s: nothing is lost.
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     assert!(f.stdout.contains("no leader change seen"), "{}", f.stdout);
     let warnings = read_json(&latest(&results).join("results.json"))["warnings"].clone();
-    assert!(warnings.to_string().contains("no leader change seen"), "{warnings}");
+    assert!(
+        warnings.to_string().contains("no leader change seen"),
+        "{warnings}"
+    );
 }
 
 #[test]
@@ -98,11 +112,19 @@ fn a_leader_probe_that_never_answers_is_a_warning_with_its_last_error() {
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
-    assert!(f.stdout.contains("warning: the leader probe never answered"), "{}", f.stdout);
+    assert!(
+        f.stdout
+            .contains("warning: the leader probe never answered"),
+        "{}",
+        f.stdout
+    );
     let r = read_json(&latest(&results).join("results.json"));
     assert_eq!(r["leader_probe"]["answers"], 0, "{r}");
     assert!(
-        r["leader_probe"]["last_error"].as_str().unwrap().contains("failed"),
+        r["leader_probe"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
         "{r}"
     );
 }

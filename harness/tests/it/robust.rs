@@ -37,7 +37,11 @@ fn a_server_binary_path_that_does_not_exist_is_refused_before_a_run_directory() 
         );
         assert_eq!(f.status.code(), Some(254), "{binary}: {}", f.stderr);
         assert!(f.stderr.contains("does not exist"), "{}", f.stderr);
-        assert!(f.stderr.contains("srv.toml:2"), "names the line: {}", f.stderr);
+        assert!(
+            f.stderr.contains("srv.toml:2"),
+            "names the line: {}",
+            f.stderr
+        );
         assert!(!results.exists(), "{binary}: no run directory");
     }
 }
@@ -59,12 +63,19 @@ fn a_closed_stdout_loses_only_the_output() {
         .unwrap();
     assert!(first.starts_with("VALID"), "{first}");
     let status = wait_bounded(&mut child, LIMIT).expect("faultline ends");
-    assert_eq!(status.code(), Some(0), "the verdict's code, not a panic's 101");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the verdict's code, not a panic's 101"
+    );
     let dir = latest(tmp.path());
     let results = read_json(&dir.join("results.json"));
     assert_eq!(results["verdict"], "valid");
     let history = lines(&dir.join("history.jsonl"));
-    assert!(history.iter().any(|l| l["f"] == "load-end"), "the history is whole");
+    assert!(
+        history.iter().any(|l| l["f"] == "load-end"),
+        "the history is whole"
+    );
 }
 
 #[test]
@@ -72,7 +83,14 @@ fn a_signal_during_start_up_stops_within_a_second_and_leaves_no_data() {
     let tmp = tempfile::tempdir().unwrap();
     // A node that never answers init: start-up would wait 60 s.
     let mut child = faultline_test(tmp.path())
-        .args(["--bin", "/bin/sleep", "--init-timeout-ms", "60000", "--", "1000"])
+        .args([
+            "--bin",
+            "/bin/sleep",
+            "--init-timeout-ms",
+            "60000",
+            "--",
+            "1000",
+        ])
         .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -104,7 +122,11 @@ fn a_signal_during_start_up_stops_within_a_second_and_leaves_no_data() {
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("faultline-data-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("faultline-data-")
+        })
         .collect();
     assert!(left.is_empty(), "data directories left: {left:?}");
 }
@@ -113,12 +135,20 @@ fn a_signal_during_start_up_stops_within_a_second_and_leaves_no_data() {
 fn histories_with_nothing_to_judge_and_interrupted_runs_are_unknown() {
     let tmp = tempfile::tempdir().unwrap();
     let nemesis_only = r#"{"index":0,"time":1,"process":"nemesis","type":"info","f":"pause","value":{"nodes":["n1"]}}"#;
-    for (name, text) in [("empty", ""), ("blank", "\n\n  \n"), ("nemesis", nemesis_only)] {
+    for (name, text) in [
+        ("empty", ""),
+        ("blank", "\n\n  \n"),
+        ("nemesis", nemesis_only),
+    ] {
         let file = tmp.path().join(format!("{name}.jsonl"));
         std::fs::write(&file, text).unwrap();
         let f = run(faultline().arg("check").arg(&file), LIMIT);
         assert_eq!(f.status.code(), Some(2), "{name}: {}{}", f.stdout, f.stderr);
-        assert!(f.stdout.contains("overall: unknown"), "{name}: {}", f.stdout);
+        assert!(
+            f.stdout.contains("overall: unknown"),
+            "{name}: {}",
+            f.stdout
+        );
     }
     // A run interrupted before its final reads: its prefix is valid, and
     // that proves nothing.
@@ -143,7 +173,10 @@ fn histories_with_nothing_to_judge_and_interrupted_runs_are_unknown() {
     )
     .unwrap();
     std::thread::spawn(move || lines_seen.for_each(drop));
-    assert_eq!(wait_bounded(&mut child, LIMIT).and_then(|s| s.code()), Some(255));
+    assert_eq!(
+        wait_bounded(&mut child, LIMIT).and_then(|s| s.code()),
+        Some(255)
+    );
     let f = run(faultline().arg("check").arg(latest(&results)), LIMIT);
     assert_eq!(f.status.code(), Some(2), "{}{}", f.stdout, f.stderr);
     assert!(f.stdout.contains("interrupted at"), "{}", f.stdout);
@@ -167,7 +200,11 @@ fn a_dead_runs_data_directory_is_removed_by_the_next_run() {
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     assert!(!dead.exists(), "{}", f.stderr);
-    assert!(f.stderr.contains("removed a dead run's data directory"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("removed a dead run's data directory"),
+        "{}",
+        f.stderr
+    );
     assert!(kept.exists(), "--keep-data directories stay");
 }
 
@@ -176,7 +213,11 @@ fn empty_fault_lists_and_bad_values_are_refused_naming_the_flag() {
     for list in ["", ",,,", " , "] {
         let f = run(faultline().args(["test", "--nemesis", list]), LIMIT);
         assert_eq!(f.status.code(), Some(254), "{list:?}: {}", f.stderr);
-        assert!(f.stderr.contains("say `none` for no faults"), "{}", f.stderr);
+        assert!(
+            f.stderr.contains("say `none` for no faults"),
+            "{}",
+            f.stderr
+        );
     }
     let f = run(faultline().args(["test", "--time-limit", "0"]), LIMIT);
     assert_eq!(f.status.code(), Some(254));
@@ -261,11 +302,16 @@ fn check_survives_mutated_histories_in_every_format() {
             faultline().args(["check", "--time-limit", "5"]).arg(&file),
             Duration::from_secs(60),
         );
-        assert!(started.elapsed() < Duration::from_secs(30), "case {case} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "case {case} took {:?}",
+            started.elapsed()
+        );
         match f.status.code() {
             Some(0..=2) => {}
             Some(254) | Some(255) => assert!(
-                f.stderr.contains(&format!("case{case}")) || f.stdout.contains(&format!("case{case}")),
+                f.stderr.contains(&format!("case{case}"))
+                    || f.stdout.contains(&format!("case{case}")),
                 "case {case}: an error names the file: {}{}",
                 f.stdout,
                 f.stderr
@@ -281,5 +327,7 @@ fn check_survives_mutated_histories_in_every_format() {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     let max_rss_mb = usage.ru_maxrss / 1024;
     assert!(max_rss_mb < 1024, "a child reached {max_rss_mb} MiB");
-    eprintln!("check fuzz: {cases} cases, largest input {largest} bytes, largest child {max_rss_mb} MiB");
+    eprintln!(
+        "check fuzz: {cases} cases, largest input {largest} bytes, largest child {max_rss_mb} MiB"
+    );
 }

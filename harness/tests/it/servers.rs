@@ -673,9 +673,15 @@ fn a_server_runs_as_its_own_user_and_survives_a_crash_as_it() {
         .collect();
     // What the server wrote and never synced is lost; what its init step
     // wrote was made durable before the first fault.
-    assert!(lost.contains(&"writes.txt"), "its unsynced file was lost: {crash}");
+    assert!(
+        lost.contains(&"writes.txt"),
+        "its unsynced file was lost: {crash}"
+    );
     for init in ["init.txt", "data.blk", "meta.idx"] {
-        assert!(!lost.contains(&init), "{init} survived the power loss: {crash}");
+        assert!(
+            !lost.contains(&init),
+            "{init} survived the power loss: {crash}"
+        );
     }
     // Nothing left behind: no process, no mount.
     let pids = node_pids(&dir);
@@ -722,14 +728,24 @@ fn a_server_of_its_own_user_finds_binaries_it_can_execute() {
             .env("TMPDIR", tmp.path())
             .env("PATH", &path)
             .args(["--system", scripts.join("user.toml").to_str().unwrap()])
-            .args(["--node-count", "3", "--time-limit", "2", "--nemesis", "none"]),
+            .args([
+                "--node-count",
+                "3",
+                "--time-limit",
+                "2",
+                "--nemesis",
+                "none",
+            ]),
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let log = std::fs::read_to_string(latest(&results).join("nodes/n1.log")).unwrap();
     assert!(log.contains("pykv n1 runs as uid"), "{log}");
     // Named by its path, the shim is refused before anything starts.
-    let named = text.replace("binary = \"python3\"", &format!("binary = {:?}", shim.display().to_string()));
+    let named = text.replace(
+        "binary = \"python3\"",
+        &format!("binary = {:?}", shim.display().to_string()),
+    );
     std::fs::write(scripts.join("shim.toml"), named).unwrap();
     let results = tmp.path().join("refused");
     let f = run(
@@ -739,7 +755,11 @@ fn a_server_of_its_own_user_finds_binaries_it_can_execute() {
         LIMIT,
     );
     assert_eq!(f.status.code(), Some(254), "{}{}", f.stdout, f.stderr);
-    assert!(f.stderr.contains("cannot run as user nobody"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("cannot run as user nobody"),
+        "{}",
+        f.stderr
+    );
     assert!(f.stderr.contains("cannot enter"), "{}", f.stderr);
     assert!(!results.exists(), "no run directory for a refused file");
 }
@@ -814,7 +834,11 @@ fn nats_jetstream_keeps_every_acknowledged_message_under_partitions_and_kills() 
 #[test]
 fn the_sql_client_follows_the_server_that_accepts_writes() {
     let found = std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").is_file();
-    if !available_or_skip("postgres_pair", found, "postgresql 15 (apt-get install postgresql)") {
+    if !available_or_skip(
+        "postgres_pair",
+        found,
+        "postgresql 15 (apt-get install postgresql)",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -837,17 +861,30 @@ fn the_sql_client_follows_the_server_that_accepts_writes() {
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let ok: Vec<&serde_json::Value> = history.iter().filter(|l| l["type"] == "ok").collect();
     assert!(ok.len() > 20, "{}", f.stdout);
-    assert!(ok.iter().all(|l| l["served_by"] == "n2"), "every commit on n2");
+    assert!(
+        ok.iter().all(|l| l["served_by"] == "n2"),
+        "every commit on n2"
+    );
     assert!(
         ok.iter().any(|l| l["node"] == "n1"),
         "n1's clients were served by n2"
     );
-    let (f, history) = pair("any", &text.replace("target_session_attrs = \"read-write\"\n", ""));
+    let (f, history) = pair(
+        "any",
+        &text.replace("target_session_attrs = \"read-write\"\n", ""),
+    );
     // Two separate databases seen through two homes: whatever the verdict
     // (n1's final reads find its empty table), the run itself completes.
-    assert!(matches!(f.status.code(), Some(0..=2)), "{}{}", f.stdout, f.stderr);
+    assert!(
+        matches!(f.status.code(), Some(0..=2)),
+        "{}{}",
+        f.stdout,
+        f.stderr
+    );
     let appends = |l: &&serde_json::Value| {
-        l["value"].as_array().is_some_and(|ops| ops.iter().any(|op| op[0] == "append"))
+        l["value"]
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op[0] == "append"))
     };
     let on_n1 = |t: &str| {
         history
