@@ -337,6 +337,8 @@ fn test(args: TestArgs) -> ExitCode {
             d.display()
         );
     }
+    // libfaketime files of dead processes (#44 removes the preload).
+    faultline_process::clock::remove_stale_leftovers();
     let (cfg, dir, faketime) = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,

@@ -249,6 +249,32 @@ pub fn remove_leftovers(pid: u32) {
     let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
 }
 
+/// Removes the libfaketime files of processes that are gone (a process
+/// killed while frozen, or a step that died before its exit watcher ran
+/// them down); returns how many pids' files went.
+pub fn remove_stale_leftovers() -> usize {
+    let mut removed = 0;
+    for e in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("faketime_shm_")
+            .or_else(|| name.strip_prefix("sem.faketime_sem_"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            remove_leftovers(pid);
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// What one node's wall clock is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Skew {
@@ -373,5 +399,24 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "-1.500\n");
         write_offset(&f, 250.0).unwrap();
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "+0.250\n");
+    }
+}
+
+#[cfg(test)]
+mod leftovers {
+    #[test]
+    fn files_of_dead_processes_are_removed_and_live_ones_kept() {
+        if !std::path::Path::new("/dev/shm").is_dir() {
+            return;
+        }
+        // The highest pid Linux hands out: nothing runs there here.
+        let dead = "/dev/shm/faketime_shm_4194303";
+        let live = format!("/dev/shm/faketime_shm_{}", std::process::id());
+        std::fs::write(dead, b"").unwrap();
+        std::fs::write(&live, b"").unwrap();
+        super::remove_stale_leftovers();
+        assert!(!std::path::Path::new(dead).exists());
+        assert!(std::path::Path::new(&live).exists());
+        std::fs::remove_file(&live).unwrap();
     }
 }
