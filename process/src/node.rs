@@ -247,17 +247,22 @@ fn spawn_exit_watcher(
 ) {
     tokio::spawn(async move {
         let status = child.wait().await;
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(w.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        // What it started in sessions of their own ends with it: the next
-        // incarnation must not find its predecessor's daemon running.
-        if let Some(cell) = w.cell.clone() {
-            let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
-            if let Ok(Err(e)) = killed {
-                w.recorder
-                    .failed(&w.log_name, std::io::Error::other(e.to_string()));
+        // What it started ends with it (in sessions of their own too, with
+        // a group): the next incarnation must not find its predecessor's
+        // daemon running. The group alone, as in `kill`.
+        match w.cell.clone() {
+            Some(cell) => {
+                let killed = tokio::task::spawn_blocking(move || cell.kill()).await;
+                if let Ok(Err(e)) = killed {
+                    w.recorder
+                        .failed(&w.log_name, std::io::Error::other(e.to_string()));
+                }
+            }
+            None => {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(w.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         hygiene::unregister(w.pid);

@@ -410,18 +410,12 @@ impl<P: Processes> Executor<P> {
                 let detail = json!({"cpu_percent": cpu_percent, "latency_ms": latency_ms,
                     "bandwidth_bytes_per_s": bandwidth_bytes_per_s, "burst": burst});
                 let set: BTreeSet<usize> = nodes.iter().copied().collect();
-                let reached = self.processes.throttle(&set, (*cpu_percent).clamp(1, 100));
                 let mut r = Reached::default();
-                for (i, pids) in reached {
+                for (i, pids) in self.processes.throttle(&set, (*cpu_percent).clamp(1, 100)) {
                     r.add(&self.node_ids[i], pids);
                 }
-                let detail = match (detail, r.record(None)) {
-                    (Value::Object(mut d), Value::Object(rec)) => {
-                        d.insert("reached".into(), rec["reached"].clone());
-                        Value::Object(d)
-                    }
-                    (d, _) => d,
-                };
+                let mut detail = detail;
+                detail["reached"] = Value::Object(r.pids);
                 self.active.overload = Some((set, *latency_ms, *bandwidth_bytes_per_s));
                 self.refresh_links();
                 self.load.set_burst(*burst);
