@@ -18,12 +18,10 @@ pub struct Check {
 pub fn checks() -> Vec<Check> {
     let mut out = vec![
         Check {
-            name: "libfaketime".into(),
-            missing: faultline_process::clock::find_library()
-                .err()
-                .map(|e| e.to_string()),
+            name: "clock skew (ptrace, vDSO)".into(),
+            missing: faultline_process::clock::support().err(),
             disables: "the clock nemesis (clock skew, jumps, strobes)".into(),
-            package: "apt-get install faketime".into(),
+            package: "an x86-64 Linux that lets faultline ptrace its own children (kernel.yama.ptrace_scope <= 1; not under a debugger)".into(),
         },
         Check {
             name: "FUSE mount".into(),

@@ -59,6 +59,10 @@ enum Cmd {
     /// ended, however it ended). Started by `test`.
     #[command(name = "__reaper", hide = true)]
     Reaper { path: PathBuf, backend: String },
+    /// Patches every process of every node so its wall clock can be
+    /// skewed; commands on stdin. Started by `test` with a clock nemesis.
+    #[command(name = "__clock-agent", hide = true)]
+    ClockAgent,
     /// Run the bundled target node on stdin/stdout (used by `test`).
     #[command(name = "__target-node", hide = true)]
     TargetNode {
@@ -250,22 +254,22 @@ use faultline::usage;
 
 /// The run's configuration and directory: a prepared one, or one made
 /// from the options (after refusing what cannot work).
-fn prepare(a: TestArgs) -> Result<(TestConfig, RunDir, Option<PathBuf>), ExitCode> {
+fn prepare(a: TestArgs) -> Result<(TestConfig, RunDir, bool), ExitCode> {
     if let Some(dir) = a.prepared {
         let dir = RunDir::open(&dir);
         let cfg = faultline::options::load_config(&dir)
             .map_err(|e| usage(format!("--prepared: {e:#}")))?;
-        let faketime = run::preflight(&cfg).map_err(harness_error)?;
-        return Ok((cfg, dir, faketime));
+        let clocks = run::preflight(&cfg).map_err(harness_error)?;
+        return Ok((cfg, dir, clocks));
     }
     let cfg = a
         .options
         .validate_given(Some(&a.given))
         .map_err(|e| usage(e.as_flag()))?;
-    let faketime = run::preflight(&cfg).map_err(harness_error)?;
+    let clocks = run::preflight(&cfg).map_err(harness_error)?;
     let dir = RunDir::create(&a.results_dir, &cfg.name).map_err(harness_error)?;
     dir.store_config(&cfg).map_err(harness_error)?;
-    Ok((cfg, dir, faketime))
+    Ok((cfg, dir, clocks))
 }
 
 fn harness_error(e: anyhow::Error) -> ExitCode {
@@ -337,9 +341,7 @@ fn test(args: TestArgs) -> ExitCode {
             d.display()
         );
     }
-    // libfaketime files of dead processes (#44 removes the preload).
-    faultline_process::clock::remove_stale_leftovers();
-    let (cfg, dir, faketime) = match prepare(args) {
+    let (cfg, dir, clocks) = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -358,7 +360,7 @@ fn test(args: TestArgs) -> ExitCode {
     let outcome = rt.block_on(async {
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone())?;
-        run::run(&cfg, &dir, faketime, cancel).await
+        run::run(&cfg, &dir, clocks, cancel).await
     });
     // Whatever happened, no node outlives the harness.
     hygiene::kill_all();
@@ -444,6 +446,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::ClockAgent => faultline_process::clock_agent::run(),
         Cmd::Reaper { path, backend } => match backend.parse() {
             Ok(b) => {
                 faultline_process::contain::reap_when_orphaned(&path, b);

@@ -543,18 +543,6 @@ impl TestOptions {
         Ok(vars)
     }
 
-    /// The program whose clock a clock fault would skew.
-    fn clocked_program(&self) -> Result<PathBuf, String> {
-        match (&self.system, &self.bin) {
-            (Some(name), _) => faultline_systems::system::System::load(name)
-                .map_err(|e| e.to_string())?
-                .program()
-                .ok_or_else(|| format!("{name}: its binary is not installed")),
-            (None, Some(bin)) => Ok(bin.clone()),
-            (None, None) => std::env::current_exe().map_err(|e| e.to_string()),
-        }
-    }
-
     /// A clock fault must change what the nodes see. Named outright, one
     /// they cannot feel is refused; brought in by `all`, it is left out,
     /// with the reason kept in test.json and said at the start.
@@ -562,12 +550,7 @@ impl TestOptions {
         if !specs.iter().any(|s| s.kind.moves_clocks()) {
             return Ok((specs, Vec::new()));
         }
-        let why = faultline_process::clock::find_library()
-            .map_err(|e| e.to_string())
-            .and_then(|_| self.clocked_program())
-            .and_then(|p| {
-                faultline_process::clock::check_preloadable(&p).map_err(|e| e.to_string())
-            });
+        let why = faultline_process::clock::support();
         let Err(reason) = why else {
             return Ok((specs, Vec::new()));
         };

@@ -138,6 +138,9 @@ impl Cell {
 
     /// Freezes or thaws without waiting for the kernel (a CPU duty cycle).
     pub fn set_frozen(&self, frozen: bool) -> Result<(), ContainError> {
+        // Never while the clock agent has a process of ours stopped half
+        // patched (see `set_freeze_lock`).
+        let _held = frozen.then(freeze_lock);
         match (self.backend, frozen) {
             (Backend::V1Freezer, true) => write(&self.path.join("freezer.state"), "FROZEN"),
             (Backend::V2, true) => write(&self.path.join("cgroup.freeze"), "1"),
@@ -246,6 +249,76 @@ impl Cell {
     }
 }
 
+/// The file the clock agent holds (flock) while it attaches to a process:
+/// freezing that process then would leave it stopped with the agent's
+/// registers in it. Set once the agent runs.
+static FREEZE_LOCK: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// Makes every freeze wait for the clock agent's lock on `path`.
+pub fn set_freeze_lock(path: &Path) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    *FREEZE_LOCK.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    Ok(())
+}
+
+/// Holds the freeze lock (and, across threads, the mutex) until dropped.
+struct FreezeGuard(std::sync::MutexGuard<'static, Option<std::fs::File>>);
+
+fn freeze_lock() -> FreezeGuard {
+    use std::os::fd::AsRawFd;
+    let guard = FREEZE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = guard.as_ref() {
+        // SAFETY: flock on an fd the guard keeps open.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    }
+    FreezeGuard(guard)
+}
+
+impl Drop for FreezeGuard {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Some(f) = self.0.as_ref() {
+            // SAFETY: as above.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
+
+/// Whether `pid`'s group, or one above it, is frozen or freezing: the
+/// kernel will not let a ptrace stop through then.
+pub fn pid_frozen(pid: u32) -> bool {
+    let Ok(groups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    for backend in [Backend::V1Freezer, Backend::V2] {
+        let Some(root) = mount_point(backend) else {
+            continue;
+        };
+        let Some(rel) = groups.lines().find_map(|l| group_of(l, backend)) else {
+            continue;
+        };
+        let dir = root.join(rel);
+        let frozen = match backend {
+            Backend::V1Freezer => {
+                let state = read(&dir.join("freezer.state"));
+                !state.is_empty() && state.trim() != "THAWED"
+            }
+            Backend::V2 => dir
+                .ancestors()
+                .take_while(|d| d.starts_with(&root))
+                .any(|d| read(&d.join("cgroup.freeze")).trim() == "1"),
+        };
+        if frozen {
+            return true;
+        }
+    }
+    false
+}
+
 fn write(path: &Path, value: &str) -> Result<(), ContainError> {
     std::fs::OpenOptions::new()
         .write(true)
@@ -305,10 +378,10 @@ fn collect_pids(dir: &Path, out: &mut Vec<u32>, depth: usize) {
     }
 }
 
-/// Where a hierarchy is mounted, and the group this process is in there.
-fn own_group(backend: Backend) -> Option<PathBuf> {
+/// Where a hierarchy is mounted.
+fn mount_point(backend: Backend) -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mounts.lines().find_map(|l| {
+    mounts.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
         let mut post = post.split(' ');
         let (fstype, _src, opts) = (post.next()?, post.next()?, post.next().unwrap_or(""));
@@ -318,17 +391,26 @@ fn own_group(backend: Backend) -> Option<PathBuf> {
             Backend::V1Freezer => fstype == "cgroup" && opts.split(',').any(|o| o == "freezer"),
         };
         wanted.then(|| PathBuf::from(point))
-    })?;
+    })
+}
+
+/// The group a line of /proc/PID/cgroup names in `backend`'s hierarchy,
+/// relative to its mount point.
+fn group_of(line: &str, backend: Backend) -> Option<String> {
+    let mut parts = line.splitn(3, ':');
+    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+    let ours = match backend {
+        Backend::V2 => controllers.is_empty(),
+        Backend::V1Freezer => controllers.split(',').any(|c| c == "freezer"),
+    };
+    ours.then(|| path.trim_start_matches('/').to_string())
+}
+
+/// Where a hierarchy is mounted, and the group this process is in there.
+fn own_group(backend: Backend) -> Option<PathBuf> {
+    let mount = mount_point(backend)?;
     let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let own = groups.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let ours = match backend {
-            Backend::V2 => controllers.is_empty(),
-            Backend::V1Freezer => controllers.split(',').any(|c| c == "freezer"),
-        };
-        ours.then(|| path.trim_start_matches('/').to_string())
-    })?;
+    let own = groups.lines().find_map(|l| group_of(l, backend))?;
     Some(mount.join(own))
 }
 

@@ -228,7 +228,6 @@ struct Watch {
     pid: i32,
     /// The router's attachment, for a routed node.
     generation: Option<u64>,
-    preloaded: bool,
     cell: Option<Cell>,
     expected: Arc<std::sync::atomic::AtomicBool>,
     net: Arc<Network>,
@@ -266,9 +265,6 @@ fn spawn_exit_watcher(
             }
         }
         hygiene::unregister(w.pid);
-        if w.preloaded {
-            crate::clock::remove_leftovers(w.pid as u32);
-        }
         if let Some(generation) = w.generation {
             w.net.detach(w.index, generation);
         }
@@ -362,7 +358,6 @@ pub fn spawn(
         index: spec.index,
         pid,
         generation,
-        preloaded: crate::clock::is_preloaded(&spec.env),
         cell: spec.cell.clone(),
         expected: expected.clone(),
         net: net.clone(),

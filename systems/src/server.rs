@@ -52,6 +52,8 @@ pub struct ServerMode {
     pub setup: Vec<Step>,
     /// Where its data is: the files disk faults choose among.
     pub data_files: Vec<String>,
+    /// Processes whose clocks clock faults leave alone.
+    pub clock_exempt: Vec<String>,
     /// How to ask each node who leads (none: the nodes' traces say, or
     /// nothing does).
     pub leader: Option<Vec<crate::leader::LeaderProbe>>,
@@ -317,6 +319,7 @@ pub fn layout(
             .unwrap_or_default(),
         init,
         data_files: sys.data_files(),
+        clock_exempt: sys.clock_exempt(),
         leader: plans.iter().map(|p| p.leader.clone()).collect(),
         ips: plans.iter().map(|p| p.ip.clone()).collect(),
         run_as,

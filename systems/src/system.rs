@@ -102,6 +102,10 @@ struct File {
     /// proxy), each started once the server is ready, in this order.
     #[serde(default, rename = "process")]
     processes: Vec<ProcessFile>,
+    /// Processes (by name) whose clock stays true under clock faults (a
+    /// monitor that must judge the others by real time).
+    #[serde(default)]
+    clock_exempt: Vec<Spanned<String>>,
     /// Variables and their defaults (`{var.NAME}`), set with `--var`.
     #[serde(default)]
     vars: BTreeMap<String, Spanned<toml::Value>>,
@@ -606,7 +610,28 @@ impl System {
                 ));
             }
         }
+        for e in &f.clock_exempt {
+            if !seen.contains(&e.get_ref().as_str()) {
+                return Err((
+                    Some(e.span().start),
+                    format!(
+                        "clock_exempt names {:?}, which is not a process (processes: {})",
+                        e.get_ref(),
+                        seen.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Processes whose clock clock faults leave alone (`clock_exempt`).
+    pub fn clock_exempt(&self) -> Vec<String> {
+        self.file
+            .clock_exempt
+            .iter()
+            .map(|n| n.get_ref().clone())
+            .collect()
     }
 
     /// Steps have a command; variables are plain names with plain values.

@@ -1,32 +1,36 @@
-//! The skewed wall clocks of a run: each node's libfaketime file (see
-//! `faultline_process::clock`), the skew each should show, and a task that rewrites
-//! the files of moving clocks (strobe, drift) until the nemesis is gone.
+//! The skewed wall clocks of a run: the skew each node should show, set
+//! in every process of the node through the clock agent (see
+//! `faultline_process::clock_agent`), and a task that keeps moving clocks
+//! (strobe, drift) moving until the nemesis is gone.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use faultline_process::clock::{write_offset, Skew};
+use faultline_process::clock::Skew;
+use faultline_process::clock_agent::Agent;
 
-/// How often moving clocks have their files rewritten.
+/// How often moving clocks are set anew.
 const CLOCK_STEP: Duration = Duration::from_millis(5);
 
 pub struct Clocks {
-    files: Vec<PathBuf>,
+    agent: Arc<Agent>,
+    ids: Vec<String>,
     skews: Vec<Skew>,
-    /// Last offset written per node, in whole ms (writes only on change).
-    written_ms: Vec<i64>,
+    /// Last offset set per node, in ns (sets only on change).
+    written_ns: Vec<i64>,
     error: Option<String>,
 }
 
 impl Clocks {
     /// True time on every node, with a mover task for as long as the
     /// returned handle lives.
-    pub fn start(files: Vec<PathBuf>) -> Arc<Mutex<Clocks>> {
+    pub fn start(agent: Arc<Agent>, ids: Vec<String>) -> Arc<Mutex<Clocks>> {
         let clocks = Arc::new(Mutex::new(Clocks {
-            skews: vec![Skew::True; files.len()],
-            written_ms: vec![0; files.len()],
-            files,
+            agent,
+            skews: vec![Skew::True; ids.len()],
+            written_ns: vec![0; ids.len()],
+            ids,
             error: None,
         }));
         spawn_mover(Arc::downgrade(&clocks));
@@ -54,34 +58,49 @@ impl Clocks {
         self.skews.iter().any(|s| *s != Skew::True)
     }
 
-    /// Writes every file whose offset changed; the first failure, if any.
-    pub fn sync(&mut self) -> Result<(), String> {
+    /// Sets every node whose offset changed, in each of its processes;
+    /// returns the processes each such node's offset is now in force in,
+    /// or the first failure.
+    pub fn sync(&mut self) -> Result<BTreeMap<String, Vec<u32>>, String> {
         let now = Instant::now();
-        for i in 0..self.files.len() {
-            let ms = self.skews[i].offset_ms(now).round() as i64;
-            if ms != self.written_ms[i] {
-                match write_offset(&self.files[i], ms as f64) {
-                    Ok(()) => self.written_ms[i] = ms,
+        let mut reached = BTreeMap::new();
+        for i in 0..self.ids.len() {
+            let ns = self.skews[i].offset_ns(now);
+            if ns != self.written_ns[i] {
+                match self.agent.set(&self.ids[i], ns) {
+                    Ok(pids) => {
+                        self.written_ns[i] = ns;
+                        reached.insert(self.ids[i].clone(), pids);
+                    }
                     Err(e) => self.error = Some(e.to_string()),
                 }
             }
         }
-        self.error.take().map_or(Ok(()), Err)
+        self.error.take().map_or(Ok(reached), Err)
     }
 }
 
-/// Rewrites the files of moving clocks until the clocks are dropped; an
-/// error is kept for the next `sync` to report.
+/// Sets moving clocks anew until the clocks are dropped; an error is kept
+/// for the next `sync` to report.
 fn spawn_mover(clocks: Weak<Mutex<Clocks>>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(CLOCK_STEP).await;
             let Some(c) = clocks.upgrade() else { return };
-            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
-            if c.skews.iter().any(Skew::moves) {
-                if let Err(e) = c.sync() {
-                    c.error = Some(e);
-                }
+            let moving = {
+                let c = c.lock().unwrap_or_else(|e| e.into_inner());
+                c.skews.iter().any(Skew::moves)
+            };
+            if moving {
+                // The agent answers in microseconds; off the runtime's
+                // threads all the same.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = c.sync() {
+                        c.error = Some(e);
+                    }
+                })
+                .await;
             }
         }
     });

@@ -20,7 +20,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -132,8 +131,8 @@ pub struct ExecutorOptions {
     /// (term, node id) of the newest leader, from the nodes' traces.
     pub leader: watch::Receiver<Option<(u64, String)>>,
     pub history: Arc<History>,
-    /// Each node's libfaketime file, when the clock nemesis is on.
-    pub clock_files: Option<Vec<PathBuf>>,
+    /// The clock agent, when the clock nemesis is on.
+    pub clock_agent: Option<Arc<faultline_process::clock_agent::Agent>>,
     /// Set when the membership nemesis changes who is in the cluster.
     pub membership: Option<membership::MembershipOptions>,
     /// With a leader probe: a fault that cuts the leader off or pauses it
@@ -199,7 +198,9 @@ impl<P: Processes> Executor<P> {
         Executor {
             rng: ChaCha8Rng::seed_from_u64(derive(opts.seed, Stream::Executor)),
             leader_unknown: false,
-            clocks: opts.clock_files.map(Clocks::start),
+            clocks: opts
+                .clock_agent
+                .map(|a| Clocks::start(a, opts.node_ids.clone())),
             node_ids: opts.node_ids,
             links: opts.links,
             load: opts.load,
@@ -699,16 +700,18 @@ impl<P: Processes> Executor<P> {
     ) -> anyhow::Result<Value> {
         let nodes = self.resolve(target);
         let Some(clocks) = &self.clocks else {
-            anyhow::bail!("a clock fault was scheduled but the nodes were started without libfaketime (the clock nemesis is not enabled)");
+            anyhow::bail!("a clock fault was scheduled but the nodes were started without the clock agent (the clock nemesis is not enabled)");
         };
-        {
+        let reached = {
             let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
             for &i in &nodes {
                 c.set(i, &make);
             }
-            c.sync().map_err(anyhow::Error::msg)?;
-        }
-        Ok(self.with_nodes(nodes, detail))
+            c.sync().map_err(anyhow::Error::msg)?
+        };
+        let mut value = self.with_nodes(nodes, detail);
+        value["reached"] = json!(reached);
+        Ok(value)
     }
 
     /// Cuts the leader off and sets its clock back at one instant: its
@@ -735,7 +738,7 @@ impl<P: Processes> Executor<P> {
     /// Every clock the clock kind skewed back to true time; a stranded
     /// node keeps its offset until its own fault ends.
     fn reset_clocks(&mut self) -> anyhow::Result<Value> {
-        let mut reset = Vec::new();
+        let (mut reset, mut reached) = (Vec::new(), Default::default());
         if let Some(clocks) = &self.clocks {
             let mut c = clocks.lock().unwrap_or_else(|e| e.into_inner());
             reset = c.reset();
@@ -743,9 +746,9 @@ impl<P: Processes> Executor<P> {
                 c.set(node, |_, _| Skew::Offset { ms });
                 reset.retain(|&i| i != node);
             }
-            c.sync().map_err(anyhow::Error::msg)?;
+            reached = c.sync().map_err(anyhow::Error::msg)?;
         }
-        Ok(json!({"nodes": self.ids(reset)}))
+        Ok(json!({"nodes": self.ids(reset), "reached": reached}))
     }
 
     /// Undoes every active fault: links healed, clocks reset, paused nodes

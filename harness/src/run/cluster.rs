@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::nemesis::Processes;
 use faultline_durable::{CrashReport, Damage, DiskFault, Layer, Loss};
 use faultline_net::router::Network;
+use faultline_process::clock_agent::Agent as ClockAgent;
 use faultline_process::contain::Cell;
 use faultline_process::node::{self, NodeHandle, NodeSpec};
 use faultline_rundir::record::{Clock, Recorder};
@@ -33,8 +34,9 @@ const DUTY_PERIOD_MS: u64 = 100;
 /// cannot act is refused first.
 pub struct Layout {
     pub specs: Vec<NodeSpec>,
-    /// Each node's libfaketime file, when the clock nemesis is on.
-    pub clock_files: Option<Vec<PathBuf>>,
+    /// The clock agent, when the clock nemesis is on: every process of
+    /// every node is patched so its wall clock can be skewed.
+    pub clock_agent: Option<Arc<ClockAgent>>,
     /// A real server's readiness, stop and client details; `None` for
     /// stdio nodes.
     pub server: Option<ServerMode>,
@@ -111,14 +113,9 @@ impl Layout {
         cfg.node_ids()
     }
 
-    /// Lays out every node; `faketime` is libfaketime when the clock
-    /// nemesis is on (each node preloads it and reads its own offset file,
-    /// which starts at true time).
-    pub fn new(
-        cfg: &TestConfig,
-        run_dir: &RunDir,
-        faketime: Option<&Path>,
-    ) -> anyhow::Result<Layout> {
+    /// Lays out every node; with `clocks` (the clock nemesis is on) a
+    /// clock agent starts, to patch every process of every node.
+    pub fn new(cfg: &TestConfig, run_dir: &RunDir, clocks: bool) -> anyhow::Result<Layout> {
         let data_root = tempfile::Builder::new()
             .prefix(&data_prefix(cfg.keep_data))
             .disable_cleanup(cfg.keep_data)
@@ -149,21 +146,10 @@ impl Layout {
             }
             None => (Self::stdio_specs(cfg, run_dir, data_root.path())?, None),
         };
-        let (mut specs, mut server) = (specs, server);
-        let clock_files = match faketime {
-            Some(library) => {
-                let files = preload(&mut specs, library, &data_root.path().join("clocks"))?;
-                // A node's sidecars share its clock: they run on its machine.
-                for (plans, file) in server.iter_mut().flat_map(|m| &mut m.sidecars).zip(&files) {
-                    for p in plans {
-                        p.spec
-                            .env
-                            .extend(faultline_process::clock::preload_env(library, file));
-                    }
-                }
-                Some(files)
-            }
-            None => None,
+        let clock_agent = if clocks {
+            Some(Arc::new(start_clock_agent(data_root.path())?))
+        } else {
+            None
         };
         let crashes = cfg
             .nemesis
@@ -177,7 +163,7 @@ impl Layout {
         };
         Ok(Layout {
             specs,
-            clock_files,
+            clock_agent,
             server,
             layers,
             initial: cfg.node_count,
@@ -255,18 +241,14 @@ fn mount_layers(
     Ok(layers)
 }
 
-/// Gives every node libfaketime and its own offset file under `dir`.
-fn preload(specs: &mut [NodeSpec], library: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut files = Vec::new();
-    for s in specs.iter_mut() {
-        let file = dir.join(format!("{}.faketime", s.id));
-        faultline_process::clock::write_offset(&file, 0.0)?;
-        s.env
-            .extend(faultline_process::clock::preload_env(library, &file));
-        files.push(file);
-    }
-    Ok(files)
+/// Starts the clock agent, with the lock every freeze takes while it
+/// patches a process (under the run's data root).
+fn start_clock_agent(data_root: &Path) -> anyhow::Result<ClockAgent> {
+    let lock = data_root.join(".clock.lock");
+    faultline_process::contain::set_freeze_lock(&lock)
+        .with_context(|| format!("creating {}", lock.display()))?;
+    let exe = std::env::current_exe().context("locating the faultline binary")?;
+    Ok(ClockAgent::start(&exe, &lock)?)
 }
 
 /// The overloaded nodes, shared with the duty-cycle task.
@@ -347,6 +329,8 @@ pub struct Cluster {
     /// where processes are contained by process group only.
     cells: Option<(Cell, Vec<Cell>)>,
     /// Removed (with every node's data) when the cluster is dropped.
+    /// Patches every process of every node, when clocks are skewed.
+    clock_agent: Option<Arc<ClockAgent>>,
     _data_root: tempfile::TempDir,
 }
 
@@ -385,6 +369,7 @@ impl Cluster {
             layers: layout.layers,
             cells: None,
             specs: layout.specs,
+            clock_agent: layout.clock_agent,
             _data_root: layout.data_root,
             inboxes,
             net,
@@ -437,8 +422,35 @@ impl Cluster {
             }
             cells.push(node);
         }
+        if let Some(agent) = &self.clock_agent {
+            for (spec, cell) in self.specs.iter().zip(&cells) {
+                agent.cell(&spec.id, &cell.path)?;
+            }
+            for name in self.server.iter().flat_map(|m| &m.clock_exempt) {
+                for cell in &cells {
+                    agent.skip(&cell.path.join(name))?;
+                }
+            }
+        }
         self.cells = Some((cluster, cells));
         Ok(())
+    }
+
+    /// Starts a node's process (its server, a sidecar) and has its clock
+    /// patched at once (the agent also finds it by its group, later).
+    fn spawn(&self, spec: &NodeSpec) -> anyhow::Result<NodeHandle> {
+        let handle = node::spawn(spec, &self.net, &self.recorder, self.clock)?;
+        let exempt = |p: &String| {
+            self.server
+                .as_ref()
+                .is_some_and(|m| m.clock_exempt.contains(p))
+        };
+        if let Some(agent) = &self.clock_agent {
+            if !spec.process.as_ref().is_some_and(exempt) {
+                agent.started(&spec.id, handle.pid as u32)?;
+            }
+        }
+        Ok(handle)
     }
 
     /// Node `i`'s control group, if processes are contained by one.
@@ -454,7 +466,7 @@ impl Cluster {
         self.run_init().await?;
         for (i, s) in self.specs.iter().enumerate() {
             self.nodes.push(if i < self.initial {
-                Some(node::spawn(s, &self.net, &self.recorder, self.clock)?)
+                Some(self.spawn(s)?)
             } else {
                 None
             });
@@ -561,9 +573,9 @@ impl Cluster {
                 if let Err(e) = self.thaw_for_start(i) {
                     return vec![Err(e)];
                 }
-                let h = match node::spawn(&plan.spec, &self.net, &self.recorder, self.clock) {
+                let h = match self.spawn(&plan.spec) {
                     Ok(h) => h,
-                    Err(e) => return vec![Err(e.into())],
+                    Err(e) => return vec![Err(e)],
                 };
                 match self.sidecars[i].get_mut(k) {
                     Some(old) => {
@@ -654,7 +666,7 @@ impl Cluster {
             self.crashes.push(e);
         }
         self.thaw_for_start(i)?;
-        let handle = node::spawn(&self.specs[i], &self.net, &self.recorder, self.clock)?;
+        let handle = self.spawn(&self.specs[i])?;
         // A stale init_ok from an earlier incarnation must not count.
         while self.inboxes[i].try_recv().is_ok() {}
         self.nodes[i] = Some(handle);

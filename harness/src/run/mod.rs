@@ -23,6 +23,7 @@ use cluster::{Cluster, Layout};
 use faultline_net::links::Links;
 use faultline_net::router::{LinkPolicy, Network};
 use faultline_net::tcp::TcpLinks;
+use faultline_process::clock_agent::Agent as ClockAgent;
 use faultline_rundir::record::{Clock, History, Recorder};
 use faultline_rundir::ExitInfo;
 use faultline_rundir::TestConfig;
@@ -121,32 +122,28 @@ impl Recording {
 }
 
 /// Refuses what cannot work before anything starts: a clock nemesis needs
-/// libfaketime and a binary it can preload into. Returns the library.
-pub fn preflight(cfg: &TestConfig) -> anyhow::Result<Option<PathBuf>> {
+/// a host that lets faultline patch a process's clock (a prepared run's
+/// test.json was judged on another host, maybe). Returns whether clocks
+/// are skewed in this run.
+pub fn preflight(cfg: &TestConfig) -> anyhow::Result<bool> {
     if !cfg.nemesis.iter().any(|s| s.kind.moves_clocks()) {
-        return Ok(None);
+        return Ok(false);
     }
-    let library = faultline_process::clock::find_library()?;
-    if let Some(bin) = &cfg.bin {
-        faultline_process::clock::check_preloadable(bin)?;
-    } else {
-        faultline_process::clock::check_preloadable(
-            &std::env::current_exe().context("locating the faultline binary")?,
-        )?;
-    }
-    Ok(Some(library))
+    faultline_process::clock::support()
+        .map_err(|why| anyhow::anyhow!("the clock nemesis cannot act on this host: {why}"))?;
+    Ok(true)
 }
 
 /// Runs the test in `dir` (whose test.json is `cfg`) and writes
-/// results.json; `faketime` is what `preflight` found.
+/// results.json; `clocks` is what `preflight` found.
 pub async fn run(
     cfg: &TestConfig,
     dir: &RunDir,
-    faketime: Option<PathBuf>,
+    clocks: bool,
     cancel: CancellationToken,
 ) -> anyhow::Result<Results> {
-    let layout = Layout::new(cfg, dir, faketime.as_deref())?;
-    let clock_files = layout.clock_files.clone();
+    let layout = Layout::new(cfg, dir, clocks)?;
+    let clock_agent = layout.clock_agent.clone();
     let leader_probes = layout
         .server
         .as_ref()
@@ -170,7 +167,7 @@ pub async fn run(
             // Every node is stopped and its data gone: what there is of
             // the run is kept, marked interrupted.
             let _ = rec.recorder.finish();
-            return record(cfg, dir, &rec, None, Vec::new(), None, true);
+            return record(cfg, dir, &rec, None, Vec::new(), (None, Vec::new()), true);
         }
         Err(e) => {
             rec.recorder.flush();
@@ -206,7 +203,7 @@ pub async fn run(
             )
         });
     let probed = probe_stats.is_some();
-    let outcome = exercise(cfg, &rec, cluster, clock_files, probed, &cancel).await;
+    let outcome = exercise(cfg, &rec, cluster, clock_agent.clone(), probed, &cancel).await;
     flusher.abort();
     if let Some(p) = prober {
         p.abort();
@@ -219,15 +216,26 @@ pub async fn run(
         anyhow::bail!("the run directory could not be written: {e}");
     }
     let probe = probe_stats.map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    let unskewed = clock_agent.map(|a| clock_warnings(&a)).unwrap_or_default();
     record(
         cfg,
         dir,
         &rec,
         liveness,
         exits,
-        probe,
+        (probe, unskewed),
         cancel.is_cancelled(),
     )
+}
+
+/// What the clock agent could not skew, as warnings: a clock fault that
+/// missed a process did not land there.
+fn clock_warnings(agent: &ClockAgent) -> Vec<String> {
+    let failures = agent.failures.lock().unwrap_or_else(|e| e.into_inner());
+    failures
+        .iter()
+        .map(|f| format!("a clock fault could not reach a process: {f}"))
+        .collect()
 }
 
 /// Load, heal, liveness, teardown: everything with the nodes up.
@@ -235,7 +243,7 @@ async fn exercise(
     cfg: &TestConfig,
     rec: &Recording,
     cluster: Cluster,
-    clock_files: Option<Vec<PathBuf>>,
+    clock_agent: Option<Arc<ClockAgent>>,
     leader_probed: bool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(Option<CheckerResult>, Vec<ExitInfo>, anyhow::Result<()>)> {
@@ -264,7 +272,7 @@ async fn exercise(
             load: pacer.clone(),
             leader: rec.recorder.leader(),
             history: rec.history.clone(),
-            clock_files,
+            clock_agent,
             membership,
             // A schedule the user wrote is kept to the millisecond.
             hold_for_failover: (leader_probed && !cfg.schedule_given).then_some(FAILOVER_HOLD),
@@ -365,7 +373,7 @@ fn record(
     rec: &Recording,
     liveness: Option<CheckerResult>,
     exits: Vec<ExitInfo>,
-    probe: Option<faultline_rundir::ProbeStats>,
+    (probe, unskewed): (Option<faultline_rundir::ProbeStats>, Vec<String>),
     interrupted: bool,
 ) -> anyhow::Result<Results> {
     let mut results = Results {
@@ -391,6 +399,7 @@ fn record(
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
         results.warnings = warnings(cfg, &ops, probe.as_ref());
+        results.warnings.extend(unskewed);
         if results.network.oversize > 0 {
             results.warnings.push(format!(
                 "nodes wrote {} line(s) over the {} byte line limit, which were dropped (docs/maelstrom.md)",

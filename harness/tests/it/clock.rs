@@ -1,29 +1,17 @@
 //! Clock skew reaches a real tokio node (the bundled target node) through
-//! libfaketime, the clock nemesis records what it did, unskewable setups
-//! are refused plainly, and an overloaded node answers slowly.
+//! its patched vDSO, the clock nemesis records what it did and whom it
+//! reached, a host that cannot skew refuses plainly, and an overloaded
+//! node answers slowly.
 
 use crate::support::*;
-use faultline_process::clock;
+use faultline_process::vdso;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// libfaketime, or `None` with a loud note. In CI (`CI` set) its absence
-/// fails the test: `.ci/run` installs it.
-fn library_or_skip(test: &str) -> Option<std::path::PathBuf> {
-    match clock::find_library() {
-        Ok(p) => Some(p),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("{test}: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: {e}");
-            None
-        }
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -32,7 +20,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// One bundled node under libfaketime, driven over stdin/stdout.
+/// One bundled node, driven over stdin/stdout.
 struct Node {
     child: Child,
     stdin: ChildStdin,
@@ -41,11 +29,10 @@ struct Node {
 }
 
 impl Node {
-    fn start(env: Vec<(String, String)>, data_dir: &std::path::Path) -> Node {
+    fn start(data_dir: &std::path::Path) -> Node {
         let mut child = faultline()
             .args(["__target-node", "--data-dir"])
             .arg(data_dir)
-            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -107,32 +94,28 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        clock::remove_leftovers(self.child.id());
     }
 }
 
 #[test]
 fn a_tokio_node_reads_the_skewed_wall_clock_and_keeps_working() {
-    let Some(lib) = library_or_skip("a_tokio_node_reads_the_skewed_wall_clock") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("n1.faketime");
-    clock::write_offset(&file, 0.0).unwrap();
-    let mut node = Node::start(clock::preload_env(&lib, &file), tmp.path());
+    let mut node = Node::start(tmp.path());
     let r = node.call(json!({"type": "init", "node_id": "n1", "node_ids": ["n1"]}));
     assert_eq!(r["type"], "init_ok");
+    let pid = node.child.id();
+    let data = vdso::attach(pid, 0).unwrap().data;
 
     let (d0, m0) = node.skew_ms();
     assert!(d0.abs() < 500, "unskewed clock is {d0} ms off");
-    // A bump forward, then back: each read reflects the file at once.
-    clock::write_offset(&file, 120_000.0).unwrap();
+    // A bump forward, then back: each read reflects the offset at once.
+    vdso::set_offset(pid, data, 120_000_000_000).unwrap();
     let (d1, _) = node.skew_ms();
     assert!(
         (d1 - 120_000).abs() < 500,
         "bumped +120 s, node is {d1} ms off"
     );
-    clock::write_offset(&file, -30_000.0).unwrap();
+    vdso::set_offset(pid, data, -30_000_000_000).unwrap();
     let (d2, m2) = node.skew_ms();
     assert!(
         (d2 + 30_000).abs() < 500,
@@ -153,15 +136,12 @@ fn a_tokio_node_reads_the_skewed_wall_clock_and_keeps_working() {
     }
     let r = node.call(json!({"type": "read", "key": 1}));
     assert_eq!(r["value"], 7, "{r}");
-    clock::write_offset(&file, 0.0).unwrap();
+    vdso::set_offset(pid, data, 0).unwrap();
     assert!(node.skew_ms().0.abs() < 500);
 }
 
 #[test]
 fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
-    if library_or_skip("the_clock_nemesis_skews_named_nodes").is_none() {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let f = run(
         faultline_test(tmp.path()).args([
@@ -199,13 +179,18 @@ fn the_clock_nemesis_skews_named_nodes_and_the_correct_node_stays_valid() {
         }
     }
     assert_eq!(clock_ops.last().unwrap()["f"], "reset-clock");
-    // libfaketime's per-process shm files do not outlive the nodes.
+    // Each fault says which processes of its nodes it reached: every node
+    // runs one process, and each skewed node's was reached.
+    for op in clock_ops.iter().filter(|op| op["f"] != "reset-clock") {
+        for n in op["value"]["nodes"].as_array().unwrap() {
+            let pids = &op["value"]["reached"][n.as_str().unwrap()];
+            assert_eq!(pids.as_array().map(Vec::len), Some(1), "{op}");
+        }
+    }
+    // Nothing is left traced, stopped or running.
     let pids = node_pids(&latest(tmp.path()));
     assert!(!pids.is_empty());
-    for pid in pids {
-        let shm = std::path::PathBuf::from(format!("/dev/shm/faketime_shm_{pid}"));
-        assert!(!shm.exists(), "{} left behind", shm.display());
-    }
+    assert!(survivors(&pids, Duration::from_secs(5)).is_empty());
 }
 
 /// The nodes' trace events of a run, as (time ns, node, event, term).
@@ -231,9 +216,6 @@ fn leader_traces(dir: &std::path::Path) -> Vec<(u64, String, u64)> {
 /// lease on a monotonic clock, stays valid under the same faults.
 #[test]
 fn a_stranded_leader_is_a_settled_one_and_a_wall_clock_lease_is_caught() {
-    if library_or_skip("a_stranded_leader_is_a_settled_one").is_none() {
-        return;
-    }
     let strand = |bug_or_mode: [&str; 2], results: &std::path::Path| {
         let mut c = faultline_test(results);
         c.args(["--time-limit", "12", "--nemesis", "strand", "--seed", "2"])
@@ -285,60 +267,52 @@ fn a_stranded_leader_is_a_settled_one_and_a_wall_clock_lease_is_caught() {
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
 }
 
+/// Where ptrace is not allowed (here: faultline itself runs under
+/// `strace -f`, which traces every process it starts, so nobody else may)
+/// a named clock fault is refused before anything starts, and `all`
+/// leaves clock out and says why in test.json.
 #[test]
-fn faultline_itself_is_not_taken_for_a_go_program() {
-    // The check scans for Go's build-info magic; a faultline binary that
-    // carried it would refuse clock faults against the bundled node.
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_faultline"));
-    assert!(!clock::is_go_program(bin).unwrap());
-    clock::check_preloadable(bin).unwrap();
-}
-
-#[test]
-fn unskewable_setups_are_refused_plainly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let f = run(
-        faultline_test(tmp.path())
-            .args(["--time-limit", "2", "--nemesis", "clock"])
-            .env("FAULTLINE_LIBFAKETIME", tmp.path().join("no-such-lib.so")),
-        LIMIT,
-    );
-    assert_ne!(f.status.code(), Some(0));
-    assert!(
-        f.stderr.contains("FAULTLINE_LIBFAKETIME") && f.stderr.contains("does not exist"),
-        "{}",
-        f.stderr
-    );
-    assert!(!tmp.path().join("latest").exists(), "no run was started");
-    // A statically linked binary (our own header with PT_INTERP retyped).
-    if let Some(lib) = library_or_skip("unskewable_setups_are_refused_plainly") {
-        let me = std::fs::read(env!("CARGO_BIN_EXE_faultline")).unwrap();
-        let at = |o: usize, n: usize| {
-            let mut b = [0u8; 8];
-            b[..n].copy_from_slice(&me[o..o + n]);
-            u64::from_le_bytes(b) as usize
-        };
-        let (phoff, phentsize, phnum) = (at(0x20, 8), at(0x36, 2), at(0x38, 2));
-        let mut fake = me[..phoff + phnum * phentsize].to_vec();
-        for i in 0..phnum {
-            let o = phoff + i * phentsize;
-            if fake[o..o + 4] == 3u32.to_le_bytes() {
-                fake[o..o + 4].copy_from_slice(&1u32.to_le_bytes());
-            }
-        }
-        let bin = tmp.path().join("static-node");
-        std::fs::write(&bin, fake).unwrap();
-        let f = run(
-            faultline_test(tmp.path())
-                .arg("--bin")
-                .arg(&bin)
-                .args(["--time-limit", "2", "--nemesis", "clock"])
-                .env("FAULTLINE_LIBFAKETIME", lib),
-            LIMIT,
-        );
-        assert_ne!(f.status.code(), Some(0));
-        assert!(f.stderr.contains("statically linked"), "{}", f.stderr);
+fn a_host_that_cannot_skew_refuses_plainly() {
+    let strace = std::path::Path::new("/usr/bin/strace");
+    if !available_or_skip(
+        "a_host_that_cannot_skew_refuses_plainly",
+        strace.exists(),
+        "strace",
+    ) {
+        return;
     }
+    let under_strace = |results: &std::path::Path, nemesis: &str| {
+        let mut c = Command::new(strace);
+        c.args(["-f", "-qq", "-e", "trace=none", "-o", "/dev/null"])
+            .arg(env!("CARGO_BIN_EXE_faultline"))
+            .args(["test", "--results-dir"])
+            .arg(results)
+            .args([
+                "--time-limit",
+                "2",
+                "--nemesis",
+                nemesis,
+                "--node-count",
+                "3",
+            ]);
+        run(&mut c, LIMIT)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let f = under_strace(tmp.path(), "clock");
+    assert_eq!(f.status.code(), Some(254), "{}{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("clock refused"), "{}", f.stderr);
+    assert!(f.stderr.contains("PTRACE_SEIZE"), "{}", f.stderr);
+    assert!(!tmp.path().join("latest").exists(), "no run was started");
+    let f = under_strace(tmp.path(), "all");
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    let config = read_json(&latest(tmp.path()).join("test.json"));
+    let refused = config["nemesis_refused"].to_string();
+    assert!(
+        refused.contains("clock") && refused.contains("PTRACE_SEIZE"),
+        "{refused}"
+    );
+    let kinds = config["nemesis"].to_string();
+    assert!(!kinds.contains("\"clock\""), "{kinds}");
 }
 
 #[test]

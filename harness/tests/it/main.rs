@@ -5,6 +5,7 @@
 mod support;
 
 mod clock;
+mod clock_runtimes;
 mod contain;
 mod failover;
 mod faults;
