@@ -37,7 +37,7 @@ enum Cmd {
     Suite(SuiteArgs),
     /// (Re)generate RUN_DIR/report.html.
     Report { run_dir: PathBuf },
-    /// Check what this host offers (libfaketime, FUSE, unshare, loopback
+    /// Check what this host offers (clock skew, FUSE, unshare, loopback
     /// addresses, each bundled system, a browser) and say what each missing
     /// thing leaves out and how to get it.
     Doctor,

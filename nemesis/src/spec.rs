@@ -368,8 +368,8 @@ impl Kind {
         matches!(self, Kind::Pause | Kind::Kill)
     }
 
-    /// Whether faults of this kind move wall clocks (so the nodes must run
-    /// under libfaketime).
+    /// Whether faults of this kind move wall clocks (so the nodes' clocks
+    /// must be patched: see `faultline_process::vdso`).
     pub fn moves_clocks(self) -> bool {
         matches!(self, Kind::Clock | Kind::Strand)
     }

@@ -36,7 +36,7 @@ pub struct NodeSpec {
     pub args: Vec<String>,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
-    /// Extra environment (the clock nemesis's libfaketime preload).
+    /// Extra environment (the system file's `env`, a user's HOME).
     pub env: Vec<(String, String)>,
     /// Its stdio is the node protocol, through the router; otherwise (a
     /// real server) stdout goes to its log with stderr.
@@ -301,12 +301,14 @@ fn spawn_exit_watcher(
     });
 }
 
-/// Starts one incarnation of a node and attaches it to the network.
+/// Starts one incarnation of a node and attaches it to the network; with
+/// the clock agent, its program's clock is patched before it runs.
 pub fn spawn(
     spec: &NodeSpec,
     net: &Arc<Network>,
     recorder: &Arc<Recorder>,
     clock: Clock,
+    clock_agent: Option<&Arc<crate::clock_agent::Agent>>,
 ) -> Result<NodeHandle, NodeError> {
     let log_err = |cause| NodeError::Log {
         path: spec.log_path.display().to_string(),
@@ -317,11 +319,19 @@ pub fn spawn(
         .append(true)
         .open(&spec.log_path)
         .map_err(log_err)?;
-    let mut child = command(spec).spawn().map_err(|cause| NodeError::Spawn {
+    let spawn_err = |cause| NodeError::Spawn {
         node: spec.id.clone(),
         program: spec.program.display().to_string(),
         cause,
-    })?;
+    };
+    let mut cmd = command(spec);
+    let gate = clock_agent
+        .map(|a| a.gate(&mut cmd, &spec.id))
+        .transpose()
+        .map_err(spawn_err)?;
+    let spawned = cmd.spawn();
+    drop(gate);
+    let mut child = spawned.map_err(spawn_err)?;
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     hygiene::register(pid);
     let started_ms = clock.now_ns() / 1_000_000;

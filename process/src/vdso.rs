@@ -513,34 +513,69 @@ pub fn attach(pid: u32, offset_ns: i64) -> Result<Patched, AttachError> {
     if !cfg!(target_arch = "x86_64") {
         return Err(AttachError::Arch(std::env::consts::ARCH));
     }
-    let mem = std::fs::OpenOptions::new()
+    let mem = open_mem(pid)?;
+    let (vdso, _) = Vdso::find(pid, &mem)?;
+    if let Some(p) = already(pid, &mem, &vdso, offset_ns)? {
+        return Ok(p);
+    }
+    let mut stopped = ptrace::Stopped::seize(pid)?;
+    patch(pid, &mem, &mut stopped, offset_ns)
+}
+
+/// Patches a process this thread has seized and that is stopped at its
+/// `exec` (PTRACE_EVENT_EXEC): its new image, before its first
+/// instruction. It stays seized and stopped; returns with the patch a
+/// signal that arrived meanwhile (0: none), for the caller to deliver.
+pub fn patch_at_exec(pid: u32, offset_ns: i64) -> Result<(Patched, i32), AttachError> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(AttachError::Arch(std::env::consts::ARCH));
+    }
+    let mem = open_mem(pid)?;
+    let mut stopped = ptrace::Stopped::adopt(pid);
+    let patched = patch(pid, &mem, &mut stopped, offset_ns)?;
+    Ok((patched, stopped.take_signal()))
+}
+
+fn open_mem(pid: u32) -> Result<File, AttachError> {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(format!("/proc/{pid}/mem"))
-        .map_err(os(pid, "opening its memory"))?;
-    let (vdso, _) = Vdso::find(pid, &mem)?;
-    if let Some(data) = patched_in(pid, &mem, &vdso)? {
-        set_offset(pid, data, offset_ns).map_err(os(pid, "writing its clock offset"))?;
-        let fast = true;
-        return Ok(Patched {
-            data,
-            fast,
-            new: false,
-        });
-    }
-    let mut stopped = ptrace::Stopped::seize(pid)?;
+        .map_err(os(pid, "opening its memory"))
+}
+
+/// A process already patched gets the offset only.
+fn already(
+    pid: u32,
+    mem: &File,
+    vdso: &Vdso,
+    offset_ns: i64,
+) -> Result<Option<Patched>, AttachError> {
+    let Some(data) = patched_in(pid, mem, vdso)? else {
+        return Ok(None);
+    };
+    set_offset(pid, data, offset_ns).map_err(os(pid, "writing its clock offset"))?;
+    Ok(Some(Patched {
+        data,
+        fast: true,
+        new: false,
+    }))
+}
+
+/// Patches a stopped process: our pages mapped, code and offset written,
+/// the vDSO's entries made to jump there.
+fn patch(
+    pid: u32,
+    mem: &File,
+    stopped: &mut ptrace::Stopped,
+    offset_ns: i64,
+) -> Result<Patched, AttachError> {
     // Listed again with every thread stopped: nothing can change now.
-    let (vdso, all) = Vdso::find(pid, &mem)?;
-    if let Some(data) = patched_in(pid, &mem, &vdso)? {
-        drop(stopped);
-        set_offset(pid, data, offset_ns).map_err(os(pid, "writing its clock offset"))?;
-        return Ok(Patched {
-            data,
-            fast: true,
-            new: false,
-        });
+    let (vdso, all) = Vdso::find(pid, mem)?;
+    if let Some(p) = already(pid, mem, &vdso, offset_ns)? {
+        return Ok(p);
     }
-    let base = map_near(pid, &mut stopped, &vdso, &all)?;
+    let base = map_near(pid, stopped, &vdso, &all)?;
     let (data, code) = (base, base + PAGE);
     let mut head = [0u8; 32];
     mem.read_exact_at(&mut head, vdso.clock_gettime)
@@ -581,8 +616,6 @@ pub fn attach(pid: u32, offset_ns: i64) -> Result<Patched, AttachError> {
         mem.write_all_at(&jmp, entry)
             .map_err(os(pid, "patching its vDSO"))?;
     }
-    drop(stopped);
-    debug_assert!(vdso.start < vdso.end);
     Ok(Patched {
         data,
         fast: len.is_some(),
@@ -667,6 +700,8 @@ mod ptrace {
     pub struct Stopped {
         pid: u32,
         tids: Vec<i32>,
+        /// Whether we seized them (and so detach them when done).
+        owned: bool,
         /// Registers of the thread we ran system calls in, to restore.
         saved: Option<(i32, libc::user_regs_struct)>,
         /// Signals a thread stopped for while we held it: delivered at
@@ -720,6 +755,7 @@ mod ptrace {
             let mut s = Stopped {
                 pid,
                 tids: Vec::new(),
+                owned: true,
                 saved: None,
                 pending: Vec::new(),
             };
@@ -751,6 +787,23 @@ mod ptrace {
                 pid,
                 what: format!("its threads kept multiplying over {THREAD_ROUNDS} rounds"),
             })
+        }
+
+        /// A process the caller has seized and stopped (one thread, as
+        /// at an exec): registers are restored when done, nothing detached.
+        pub fn adopt(pid: u32) -> Stopped {
+            Stopped {
+                pid,
+                tids: vec![pid as i32],
+                owned: false,
+                saved: None,
+                pending: Vec::new(),
+            }
+        }
+
+        /// A signal a thread stopped for while we held it (0: none).
+        pub fn take_signal(&mut self) -> i32 {
+            self.pending.pop().map_or(0, |(_, sig)| sig)
         }
 
         fn regs(&self, tid: i32) -> Result<libc::user_regs_struct, AttachError> {
@@ -853,6 +906,9 @@ mod ptrace {
         fn drop(&mut self) {
             if let Some((tid, r)) = self.saved.take() {
                 let _ = self.set_regs(tid, &r);
+            }
+            if !self.owned {
+                return;
             }
             for &tid in &self.tids {
                 let sig = self

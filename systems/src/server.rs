@@ -131,7 +131,7 @@ pub fn joiner_spec(
     };
     let (plan, hosts) = m.joiner_plan(mode.slot, i, members)?;
     let (program, args) = wrapped(&plan.program, &plan.args, &hosts, mode.run_as);
-    // What the run added to the environment (libfaketime) stays.
+    // What the run added to the environment stays.
     let mut env = user_env(&plan.env, mode.run_as);
     env.extend(
         old.env

@@ -147,7 +147,8 @@ impl Layout {
             None => (Self::stdio_specs(cfg, run_dir, data_root.path())?, None),
         };
         let clock_agent = if clocks {
-            Some(Arc::new(start_clock_agent(data_root.path())?))
+            let log = run_dir.nodes_dir().join("clock-agent.log");
+            Some(Arc::new(start_clock_agent(data_root.path(), &log)?))
         } else {
             None
         };
@@ -243,12 +244,12 @@ fn mount_layers(
 
 /// Starts the clock agent, with the lock every freeze takes while it
 /// patches a process (under the run's data root).
-fn start_clock_agent(data_root: &Path) -> anyhow::Result<ClockAgent> {
+fn start_clock_agent(data_root: &Path, log: &Path) -> anyhow::Result<ClockAgent> {
     let lock = data_root.join(".clock.lock");
     faultline_process::contain::set_freeze_lock(&lock)
         .with_context(|| format!("creating {}", lock.display()))?;
     let exe = std::env::current_exe().context("locating the faultline binary")?;
-    Ok(ClockAgent::start(&exe, &lock)?)
+    Ok(ClockAgent::start(&exe, &lock, log)?)
 }
 
 /// The overloaded nodes, shared with the duty-cycle task.
@@ -436,21 +437,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts a node's process (its server, a sidecar) and has its clock
-    /// patched at once (the agent also finds it by its group, later).
+    /// Starts a node's process (its server, a sidecar); with clocks
+    /// skewed, the program it runs is patched before its first
+    /// instruction (what it starts later, the agent finds by its group).
     fn spawn(&self, spec: &NodeSpec) -> anyhow::Result<NodeHandle> {
-        let handle = node::spawn(spec, &self.net, &self.recorder, self.clock)?;
-        let exempt = |p: &String| {
+        let exempt = spec.process.as_ref().is_some_and(|p| {
             self.server
                 .as_ref()
                 .is_some_and(|m| m.clock_exempt.contains(p))
-        };
-        if let Some(agent) = &self.clock_agent {
-            if !spec.process.as_ref().is_some_and(exempt) {
-                agent.started(&spec.id, handle.pid as u32)?;
-            }
-        }
-        Ok(handle)
+        });
+        let agent = self.clock_agent.as_ref().filter(|_| !exempt);
+        Ok(node::spawn(
+            spec,
+            &self.net,
+            &self.recorder,
+            self.clock,
+            agent,
+        )?)
     }
 
     /// Node `i`'s control group, if processes are contained by one.

@@ -393,3 +393,65 @@ fn an_overloaded_node_answers_slowly() {
         "median latency overloaded {mi} ns vs normal {mo} ns"
     );
 }
+
+/// The pids whose command line has `word`, among the children of `parent`.
+fn children_running(parent: u32, word: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains(word) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Who traces `pid` (0: nobody), from /proc.
+fn tracer(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// While a clock run goes on, no node process is left traced (each is
+/// patched and let go); a SIGKILL of faultline ends the clock agent too
+/// (its stdin closes).
+#[test]
+fn nothing_stays_traced_and_the_agent_ends_with_faultline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = faultline_test(tmp.path());
+    cmd.args([
+        "--time-limit",
+        "60",
+        "--nemesis",
+        "clock",
+        "--nemesis-interval",
+        "0.5",
+    ]);
+    let (mut child, _lines) = start_until_nodes_up(&mut cmd, LIMIT);
+    std::thread::sleep(Duration::from_secs(2));
+    let agents = children_running(child.id(), "__clock-agent");
+    assert_eq!(agents.len(), 1, "one clock agent: {agents:?}");
+    let nodes = node_pids(&latest(tmp.path()));
+    assert_eq!(nodes.len(), 5);
+    for &pid in &nodes {
+        assert_eq!(tracer(pid), 0, "node process {pid} is still traced");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let left = survivors(&agents, Duration::from_secs(5));
+    reap(&left);
+    assert!(left.is_empty(), "the clock agent outlived faultline");
+    let left = survivors(&nodes, Duration::from_secs(5));
+    reap(&left);
+    assert!(left.is_empty(), "nodes {left:?} outlived faultline");
+}

@@ -336,3 +336,65 @@ fn a_jvm_server_is_skewed() {
 fn a_python_server_is_skewed() {
     runs_skewed("python", None);
 }
+
+/// A node restarted while its clock is skewed reads the skewed clock from
+/// its first read on: the program (behind faultline's `unshare` wrapper)
+/// is patched before its first instruction.
+#[test]
+fn a_restarted_server_is_skewed_from_its_first_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(cmd) = server("c-static", tmp.path()) else {
+        return;
+    };
+    let system = system_file(tmp.path(), "c-static", cmd, None);
+    let schedule = tmp.path().join("restart.json");
+    std::fs::write(
+        &schedule,
+        r#"[{"at_ms":1000,"action":{"f":"clock-bump","nodes":["n2"],"delta_ms":5000}},
+            {"at_ms":1500,"action":{"f":"kill","nodes":["n2"]}},
+            {"at_ms":2000,"action":{"f":"restart","nodes":["n2"]}},
+            {"at_ms":3500,"action":{"f":"reset-clock"}}]"#,
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let f = run(
+        faultline_test(&results)
+            .env("TMPDIR", tmp.path())
+            .arg("--system")
+            .arg(&system)
+            .args(["--node-count", "3", "--time-limit", "5", "--rate", "50"])
+            .args([
+                "--recovery-time",
+                "1",
+                "--nemesis",
+                "clock,kill",
+                "--schedule",
+            ])
+            .arg(&schedule),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    // The agent's log says so: each image patched at its exec.
+    let agent_log =
+        std::fs::read_to_string(latest(&results).join("nodes").join("clock-agent.log")).unwrap();
+    let at_exec = agent_log
+        .lines()
+        .filter(|l| l.starts_with("attached n2 ") && l.ends_with("kv-static at-exec"));
+    assert_eq!(at_exec.count(), 2, "{agent_log}");
+    let base = realtime_minus_monotonic_ns();
+    let log = std::fs::read_to_string(latest(&results).join("nodes").join("n2.log")).unwrap();
+    let second = log
+        .match_indices("=== faultline:")
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("n2 was restarted");
+    let path = tmp.path().join("second.log");
+    std::fs::write(&path, &log[second..]).unwrap();
+    let r = readings(&path, base);
+    assert!(r.len() >= 10, "{} readings after the restart", r.len());
+    let first = r[0].0;
+    assert!(
+        (first - 5_000_000_000).abs() <= WITHIN_NS,
+        "the restarted server's first wall clock read was {first} ns off, not the +5 s in force"
+    );
+}
