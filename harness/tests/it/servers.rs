@@ -263,38 +263,62 @@ fn etcd_stays_valid_under_crashes_that_lose_what_it_never_synced() {
     assert_eq!(layers_left_under(tmp.path()), Vec::<String>::new());
 }
 
-/// etcd is a Go program: it reads the clock through the vDSO, never libc,
-/// and clock faults reach it all the same.
-#[test]
-fn etcd_is_skewed_by_the_clock_nemesis() {
-    if !etcd_or_skip("etcd_is_skewed_by_the_clock_nemesis") {
-        return;
-    }
+/// etcd and NATS are Go programs: they read the clock through the vDSO,
+/// never libc, and clock faults reach them all the same; each stays valid.
+fn skewed_by_the_clock_nemesis(system: &str, time_limit: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let f = system_test(
         tmp.path(),
-        "etcd",
+        system,
         &[
             "--time-limit",
-            "6",
+            time_limit,
             "--nemesis",
             "clock",
             "--nemesis-interval",
             "1",
         ],
     );
-    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "{system}: {}{}",
+        f.stdout,
+        f.stderr
+    );
     let h = lines(&latest(tmp.path()).join("history.jsonl"));
     let skews: Vec<_> = h
         .iter()
         .filter(|e| e["process"] == "nemesis" && e["f"].as_str().unwrap().starts_with("clock-"))
         .collect();
-    assert!(!skews.is_empty(), "no clock fault applied");
+    assert!(!skews.is_empty(), "{system}: no clock fault applied");
     for e in skews {
         for n in e["value"]["nodes"].as_array().unwrap() {
             let pids = &e["value"]["reached"][n.as_str().unwrap()];
-            assert!(pids.as_array().is_some_and(|p| !p.is_empty()), "{e}");
+            assert!(
+                pids.as_array().is_some_and(|p| !p.is_empty()),
+                "{system}: {e}"
+            );
         }
+    }
+}
+
+#[test]
+fn etcd_is_skewed_by_the_clock_nemesis() {
+    if etcd_or_skip("etcd_is_skewed_by_the_clock_nemesis") {
+        skewed_by_the_clock_nemesis("etcd", "6");
+    }
+}
+
+#[test]
+fn nats_is_skewed_by_the_clock_nemesis() {
+    let found = faultline_process::clock::which("nats-server").is_some();
+    if available_or_skip(
+        "nats_is_skewed",
+        found,
+        "nats-server (apt-get install nats-server)",
+    ) {
+        skewed_by_the_clock_nemesis("nats", "10");
     }
 }
 
