@@ -610,14 +610,15 @@ impl System {
                 ));
             }
         }
+        let names = self.process_names();
         for e in &f.clock_exempt {
-            if !seen.contains(&e.get_ref().as_str()) {
+            if !names.contains(e.get_ref()) {
                 return Err((
                     Some(e.span().start),
                     format!(
                         "clock_exempt names {:?}, which is not a process (processes: {})",
                         e.get_ref(),
-                        seen.join(", ")
+                        names.join(", ")
                     ),
                 ));
             }
@@ -1557,6 +1558,14 @@ client = { command = ["true"] }
         let named = format!("process_name = \"db\"\n{base}{side}");
         let sys = System::parse("f.toml", &named).unwrap();
         assert_eq!(sys.process_names(), ["db", "monitor"]);
+        // A process kept on true time must be one of them.
+        let exempt = format!("clock_exempt = [\"monitor\"]\n{base}{side}");
+        let sys = System::parse("f.toml", &exempt).unwrap();
+        assert_eq!(sys.clock_exempt(), ["monitor"]);
+        let e =
+            System::parse("f.toml", &exempt.replace("[\"monitor\"]", "[\"monitr\"]")).unwrap_err();
+        assert!(e.message.contains("clock_exempt names \"monitr\", which is not a process (processes: server, monitor)"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
         let bad = |text: String, want: &str, line: Option<usize>| {
             let e = System::parse("f.toml", &text).unwrap_err();
             assert!(e.message.contains(want), "{e}");

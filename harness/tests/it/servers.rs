@@ -1051,3 +1051,41 @@ fn galera_forms_through_the_proxies_and_keeps_read_committed_under_kills() {
         "the nodes' data directories are gone"
     );
 }
+
+/// A clock fault reaches every process of a node, sidecars too, unless the
+/// system file keeps one on true time (`clock_exempt`).
+#[test]
+fn clock_faults_reach_sidecars_unless_exempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["pykv_server.py", "pykv_monitor.py", "pykv_adapter.py"] {
+        std::fs::copy(fixture(f), tmp.path().join(f)).unwrap();
+    }
+    let base = std::fs::read_to_string(fixture("pykv_monitored.toml")).unwrap();
+    let schedule = tmp.path().join("bump.json");
+    std::fs::write(
+        &schedule,
+        r#"[{"at_ms": 1000, "action": {"f": "clock-bump", "nodes": ["n1"], "delta_ms": 2000}},
+            {"at_ms": 2000, "action": {"f": "reset-clock"}}]"#,
+    )
+    .unwrap();
+    let reached = |text: String, name: &str| {
+        let system = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&system, text).unwrap();
+        let results = tmp.path().join(name);
+        let args = ["--time-limit", "3", "--nemesis", "clock", "--schedule"];
+        let mut args = args.to_vec();
+        args.push(schedule.to_str().unwrap());
+        let f = system_test(&results, system.to_str().unwrap(), &args);
+        assert_eq!(f.status.code(), Some(0), "{name}: {}{}", f.stdout, f.stderr);
+        let h = lines(&latest(&results).join("history.jsonl"));
+        let bump = h.iter().find(|e| e["f"] == "clock-bump").expect("a bump");
+        bump["value"]["reached"]["n1"].as_array().unwrap().len()
+    };
+    assert_eq!(
+        reached(base.clone(), "all"),
+        2,
+        "the server and its monitor"
+    );
+    let exempt = format!("clock_exempt = [\"monitor\"]\n{base}");
+    assert_eq!(reached(exempt, "exempt"), 1, "the server alone");
+}
