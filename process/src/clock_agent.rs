@@ -245,7 +245,7 @@ fn follow(state: &Mutex<State>, out: &Out, node: &str, pid: u32) {
                     execs += 1;
                     let sig = patch_exec(state, out, node, pid);
                     if execs >= MAX_EXECS || !is_wrapper(pid) {
-                        detach(pid, sig);
+                        let_go(pid, sig);
                         break;
                     }
                     resume(pid, sig);
@@ -255,7 +255,7 @@ fn follow(state: &Mutex<State>, out: &Out, node: &str, pid: u32) {
                 StopAt::Other => resume(pid, 0),
                 StopAt::Gone => break,
                 StopAt::Late => {
-                    interrupt_and_detach(pid);
+                    interrupt_and_let_go(pid);
                     break;
                 }
             }
@@ -380,21 +380,32 @@ mod ptrace_follow {
         let _ = call(libc::PTRACE_LISTEN, pid, 0);
     }
 
-    pub fn detach(pid: u32, sig: i32) {
-        let _ = call(libc::PTRACE_DETACH, pid, sig as u64);
+    /// How long a tracee that cannot be let go (frozen by a pause while
+    /// we held it: a frozen task takes no ptrace request) is retried.
+    const LET_GO_MS: u64 = 120_000;
+
+    /// Detaches a stopped tracee, retrying while it is frozen.
+    pub fn let_go(pid: u32, sig: i32) {
+        let end = Instant::now() + Duration::from_millis(LET_GO_MS);
+        while call(libc::PTRACE_DETACH, pid, sig as u64).is_err()
+            && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
-    /// Stops a running tracee and lets it go (a detach needs a stop).
-    pub fn interrupt_and_detach(pid: u32) {
+    /// Stops a running tracee and lets it go (a detach needs a stop); a
+    /// frozen one stops once thawed.
+    pub fn interrupt_and_let_go(pid: u32) {
         if call(libc::PTRACE_INTERRUPT, pid, 0).is_err() {
             return;
         }
-        match next_stop(pid, Instant::now() + Duration::from_secs(1)) {
-            StopAt::Signal(sig) => detach(pid, sig),
-            // Still traced if it never stops (frozen): the agent's exit
-            // lets it go.
+        match next_stop(pid, Instant::now() + Duration::from_millis(LET_GO_MS)) {
+            StopAt::Signal(sig) => let_go(pid, sig),
+            // Still traced if it never stops: the agent's exit lets it go.
             StopAt::Gone | StopAt::Late => {}
-            _ => detach(pid, 0),
+            _ => let_go(pid, 0),
         }
     }
 }
