@@ -245,18 +245,7 @@ impl Postgres {
     fn pids(&self) -> Vec<u32> {
         let root = self.server.id();
         let mut out = vec![root];
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
-            if ppid == Some(root) {
-                out.push(pid);
-            }
-        }
+        out.extend(faultline_process::contain::children(root));
         out
     }
 }

@@ -417,10 +417,27 @@ fn own_group(backend: Backend) -> Option<PathBuf> {
 /// The start time of a process, in clock ticks since boot (field 22 of
 /// /proc/PID/stat): with the pid, it names one process for good.
 pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_field(pid, 19)
+}
+
+/// The children of `parent` (field 4 of /proc/PID/stat), from a scan of
+/// /proc.
+pub fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 1) == Some(parent as u64))
+        .collect()
+}
+
+/// Field `k` after the command name of /proc/PID/stat (0: the state).
+fn stat_field(pid: u32, k: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    rest.split(' ').nth(k)?.parse().ok()
 }
 
 /// The groups of one faultline process: made at its start, removed at its

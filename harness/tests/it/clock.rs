@@ -396,21 +396,14 @@ fn an_overloaded_node_answers_slowly() {
 
 /// The pids whose command line has `word`, among the children of `parent`.
 fn children_running(parent: u32, word: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains(word) {
-            out.push(pid);
-        }
-    }
-    out
+    faultline_process::contain::children(parent)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(word)
+        })
+        .map(|pid| pid as i32)
+        .collect()
 }
 
 /// Who traces `pid` (0: nobody), from /proc.
