@@ -88,6 +88,43 @@ pub fn partition_cut(
     }
 }
 
+/// A partition's cut drawn anew over `m` members (ranks `0..m`), for a
+/// cluster whose size or members moved since the schedule was drawn for
+/// its starting places: the same shape where it cuts at `m`, else one
+/// member isolated (a ring of majorities needs 4, a bridge 3), so a
+/// partition never cuts nothing at any size the cluster passes through.
+/// Returns the shape the cut has.
+pub fn refit_cut(
+    shape: Shape,
+    m: usize,
+    rng: &mut impl Rng,
+    leader: Option<usize>,
+) -> (Shape, Vec<Link>) {
+    if shape.cuts_at(m) {
+        (shape, partition_cut(shape, m, rng, leader))
+    } else if m >= 2 {
+        (Shape::IsolateOne, isolate(rng.gen_range(0..m), m))
+    } else {
+        (shape, Vec::new())
+    }
+}
+
+/// How many of `m` members a target of `k` of `places` nodes names once
+/// the cluster moved: all stays all, a majority stays a majority, one
+/// stays one, a minority stays a minority (the schedule keeps the nodes,
+/// not the `Who` they were drawn for, so it is read back from the count).
+pub fn refit_count(places: usize, k: usize, m: usize) -> usize {
+    if k >= places {
+        m
+    } else if k <= 1 {
+        1
+    } else if k > places / 2 {
+        m / 2 + 1
+    } else {
+        ((m.saturating_sub(1)) / 2).max(1)
+    }
+}
+
 fn pick_nodes(rng: &mut impl Rng, n: usize, count: usize) -> Vec<usize> {
     let mut s: Vec<usize> = (0..n).collect();
     s.shuffle(rng);

@@ -37,7 +37,10 @@ pub use action::{
     lookup, Action, DiskFaultName, Link, LossKindName, MessageRates, Phase, Scope, Step, Target,
     Trigger, ACTIONS,
 };
-pub use draw::{aim, cut_between, disk_pool, draw, draw_disk, draw_moment, isolate, partition_cut};
+pub use draw::{
+    aim, cut_between, disk_pool, draw, draw_disk, draw_moment, isolate, partition_cut, refit_count,
+    refit_cut,
+};
 pub use spec::{
     fit_to_size, parse_specs, ClockFault, DiskFault, Kind, LossKind, MemberChange, MessageFault,
     Moment, Named, Shape, Spec, Who,

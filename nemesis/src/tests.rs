@@ -45,6 +45,43 @@ fn every_partition_at_every_size_cuts_something_or_is_not_drawn() {
     assert!(e.contains("one node has no links"), "{e}");
 }
 
+/// A cluster that grew or shrank under membership changes: every shape,
+/// re-drawn over the members at hand, still cuts something at every size
+/// it passes through, and a ring is still a ring of majorities.
+#[test]
+fn partitions_refit_to_a_moved_cluster_cut_something_at_every_size() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for m in 2..=9 {
+        for &shape in Shape::ALL {
+            for seed in 0..5 {
+                let leader = (seed % 2 == 0).then_some(seed as usize % m);
+                let (fitted, cut) = draw::refit_cut(shape, m, &mut rng, leader);
+                assert!(
+                    !cut.is_empty(),
+                    "{} refit to {m} cuts nothing",
+                    shape.name()
+                );
+                assert!(cut.iter().all(|&(a, b)| a < m && b < m && a != b));
+                assert_eq!(fitted == shape, shape.cuts_at(m), "{} on {m}", shape.name());
+                if fitted == Shape::MajoritiesRing {
+                    // Each member still hears a majority (itself included).
+                    for i in 0..m {
+                        let heard = (0..m).filter(|&j| j == i || !cut.contains(&(j, i))).count();
+                        assert!(heard > m / 2, "ring on {m}: {i} hears {heard}");
+                    }
+                }
+            }
+        }
+    }
+    // Targets keep their meaning: 5 places, 7 members.
+    assert_eq!(draw::refit_count(5, 5, 7), 7);
+    assert_eq!(draw::refit_count(5, 3, 7), 4);
+    assert_eq!(draw::refit_count(5, 2, 7), 3);
+    assert_eq!(draw::refit_count(5, 1, 7), 1);
+    assert_eq!(draw::refit_count(5, 3, 4), 3);
+    assert_eq!(draw::refit_count(5, 2, 4), 1);
+}
+
 #[test]
 fn schedules_are_reproducible_from_the_seed() {
     let all = parse_specs("all").unwrap();

@@ -99,20 +99,47 @@ impl<P: Processes> Executor<P> {
         }
     }
 
-    /// The nodes holding the places `nodes` name (themselves without
-    /// membership changes).
-    pub(super) fn place(&self, nodes: &[usize]) -> Vec<usize> {
-        if self.membership.is_none() {
-            return nodes.to_vec();
-        }
+    /// The members by rank once they moved from the starting places
+    /// (`None`: no membership changes, or none yet).
+    pub(super) fn moved_members(&self) -> Option<Vec<usize>> {
+        let m = self.membership.as_ref()?;
         let members = self.ranked();
-        let mut out: Vec<usize> = nodes
-            .iter()
-            .filter(|_| !members.is_empty())
-            .map(|&p| members[p % members.len()])
-            .collect();
+        (members != (0..m.opts.places).collect::<Vec<_>>()).then_some(members)
+    }
+
+    /// The nodes holding the places `nodes` name (themselves without
+    /// membership changes). Once the cluster moved, as many members as
+    /// the target means at its size now (a majority of 5 places is 4 of 7
+    /// members; see `refit_count`): the places' holders first, then the
+    /// next members by rank.
+    pub(super) fn place(&self, nodes: &[usize]) -> Vec<usize> {
+        let Some(members) = self.moved_members() else {
+            return nodes.to_vec();
+        };
+        if members.is_empty() {
+            return Vec::new();
+        }
+        let places = self.membership.as_ref().map_or(1, |m| m.opts.places.max(1));
+        let want = faultline_nemesis::refit_count(places, nodes.len(), members.len());
+        let mut out: Vec<usize> = Vec::new();
+        for &p in nodes {
+            let m = members[p % members.len()];
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        let start = nodes.last().map_or(0, |&p| p + 1);
+        for k in 0..members.len() {
+            if out.len() >= want {
+                break;
+            }
+            let m = members[(start + k) % members.len()];
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out.truncate(want);
         out.sort_unstable();
-        out.dedup();
         out
     }
 

@@ -513,6 +513,9 @@ impl<P: Processes> Executor<P> {
     }
 
     fn partition(&mut self, shape: Shape, cut: &[Link]) -> Value {
+        if let Some(members) = self.moved_members() {
+            return self.refit_partition(shape, &members);
+        }
         let cut = if shape == Shape::IsolateLeader {
             let leader = self.current_leader();
             self.leader_unknown = leader.is_none();
@@ -530,6 +533,34 @@ impl<P: Processes> Executor<P> {
         self.active.cut = Some(cut);
         self.refresh_links();
         json!({"shape": shape, "cut": cut_ids})
+    }
+
+    /// A partition drawn anew over the members at hand, once membership
+    /// changes moved them from the places the schedule was drawn for: a
+    /// ring of 5 places is no ring on 7 members. The record says so.
+    fn refit_partition(&mut self, shape: Shape, members: &[usize]) -> Value {
+        let leader = self.current_leader();
+        if shape == Shape::IsolateLeader {
+            self.leader_unknown = leader.is_none();
+        }
+        let rank = leader.and_then(|l| members.iter().position(|&m| m == l));
+        let (fitted, ranks) =
+            faultline_nemesis::refit_cut(shape, members.len(), &mut self.rng, rank);
+        let cut: Vec<Link> = ranks
+            .into_iter()
+            .map(|(a, b)| (members[a], members[b]))
+            .collect();
+        let cut_ids: Vec<[String; 2]> = cut
+            .iter()
+            .map(|&(a, b)| [self.node_ids[a].clone(), self.node_ids[b].clone()])
+            .collect();
+        if self.holds.bound.is_some() {
+            self.holds.partitioned = leader.filter(|&l| self.cut_off(l, &cut));
+        }
+        self.active.cut = Some(cut);
+        self.refresh_links();
+        json!({"shape": shape, "cut": cut_ids,
+            "refit": {"members": self.ids(members.to_vec()), "shape": fitted}})
     }
 
     /// Pauses the live targets; `Null` when that froze no process.

@@ -427,3 +427,62 @@ fn membership_changes_are_recorded_and_a_direct_switch_is_caught() {
     assert_eq!(r.status.code(), Some(254), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("membership refused"), "{}", r.stderr);
 }
+
+/// Once membership changes moved the cluster off the places the schedule
+/// was drawn for, each partition is drawn anew over the members at hand:
+/// it cuts something, only between members, and a ring of majorities is
+/// still one; the correct node stays valid.
+#[test]
+fn partitions_are_refit_to_a_cluster_that_grew_or_shrank() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut refits = 0;
+    for seed in ["2", "5"] {
+        let mut c = faultline_test(dir.path());
+        c.args(["--time-limit", "12", "--rate", "100", "--seed", seed])
+            .args([
+                "--nemesis",
+                "membership,partition",
+                "--nemesis-interval",
+                "1",
+            ])
+            .args(["--recovery-time", "1", "--timeout-ms", "1000"]);
+        let r = run(&mut c, LIMIT);
+        assert_eq!(r.status.code(), Some(0), "{}\n{}", r.stdout, r.stderr);
+        let history = lines(&latest(dir.path()).join("history.jsonl"));
+        for p in nemesis_ops(&history)
+            .into_iter()
+            .filter(|e| e["f"] == "start-partition" && e["value"]["refit"].is_object())
+        {
+            refits += 1;
+            let v = &p["value"];
+            let members: Vec<&str> = v["refit"]["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap())
+                .collect();
+            let cut: Vec<(&str, &str)> = v["cut"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l[0].as_str().unwrap(), l[1].as_str().unwrap()))
+                .collect();
+            assert!(!cut.is_empty(), "a refit partition cut nothing: {p}");
+            assert!(
+                cut.iter()
+                    .all(|(a, b)| members.contains(a) && members.contains(b)),
+                "{p}"
+            );
+            if v["refit"]["shape"] == "majorities-ring" {
+                for m in &members {
+                    let heard = members
+                        .iter()
+                        .filter(|j| *j == m || !cut.contains(&(**j, *m)))
+                        .count();
+                    assert!(heard > members.len() / 2, "{m} hears {heard}: {p}");
+                }
+            }
+        }
+    }
+    assert!(refits >= 2, "only {refits} partitions came after a change");
+}
