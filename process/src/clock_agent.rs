@@ -147,6 +147,7 @@ fn command(state: &Arc<Mutex<State>>, out: &Out, line: &str) -> Option<String> {
 /// Finds each node's new processes and patches them.
 fn poll(state: &Mutex<State>, out: &Out) {
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    vdso::release_stuck();
     let skip = s.skip.clone();
     let names: Vec<String> = s.nodes.keys().cloned().collect();
     for name in names {

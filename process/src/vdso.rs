@@ -481,6 +481,13 @@ pub fn offset(pid: u32, data: u64) -> io::Result<i64> {
     Ok(sec * 1_000_000_000 + nsec)
 }
 
+/// Lets go of threads whose attach gave up before they stopped, once
+/// they have (see `ptrace::release_stuck`); call from the attaching
+/// thread. Returns how many are still held.
+pub fn release_stuck() -> usize {
+    ptrace::release_stuck()
+}
+
 /// The offset page of a process whose vDSO already jumps to our code (a
 /// forked child of a patched process, or one attached before).
 pub fn patched(pid: u32) -> Result<Option<u64>, AttachError> {
@@ -702,6 +709,8 @@ mod ptrace {
         tids: Vec<i32>,
         /// Whether we seized them (and so detach them when done).
         owned: bool,
+        /// Threads seized that did not stop in time (see `STUCK`).
+        unstopped: Vec<i32>,
         /// Registers of the thread we ran system calls in, to restore.
         saved: Option<(i32, libc::user_regs_struct)>,
         /// Signals a thread stopped for while we held it: delivered at
@@ -756,6 +765,7 @@ mod ptrace {
                 pid,
                 tids: Vec::new(),
                 owned: true,
+                unstopped: Vec::new(),
                 saved: None,
                 pending: Vec::new(),
             };
@@ -775,11 +785,22 @@ mod ptrace {
                         Err(e) => return Err(os(pid, format!("PTRACE_SEIZE of thread {tid}"))(e)),
                     }
                     s.tids.push(tid);
-                    call(libc::PTRACE_INTERRUPT, tid, 0, 0).map_err(os(pid, "PTRACE_INTERRUPT"))?;
-                    match wait(pid, tid)? {
-                        Stop::Trap => {}
-                        Stop::Signal(sig) => s.pending.push((tid, sig)),
-                        Stop::Gone => s.tids.retain(|&t| t != tid),
+                    if let Err(e) = call(libc::PTRACE_INTERRUPT, tid, 0, 0) {
+                        s.tids.retain(|&t| t != tid);
+                        s.unstopped.push(tid);
+                        return Err(os(pid, "PTRACE_INTERRUPT")(e));
+                    }
+                    match wait(pid, tid) {
+                        Ok(Stop::Trap) => {}
+                        Ok(Stop::Signal(sig)) => s.pending.push((tid, sig)),
+                        Ok(Stop::Gone) => s.tids.retain(|&t| t != tid),
+                        Err(e) => {
+                            // In uninterruptible sleep, or frozen: it stops
+                            // when it can, and must be let go then.
+                            s.tids.retain(|&t| t != tid);
+                            s.unstopped.push(tid);
+                            return Err(e);
+                        }
                     }
                 }
             }
@@ -796,6 +817,7 @@ mod ptrace {
                 pid,
                 tids: vec![pid as i32],
                 owned: false,
+                unstopped: Vec::new(),
                 saved: None,
                 pending: Vec::new(),
             }
@@ -907,6 +929,10 @@ mod ptrace {
             if let Some((tid, r)) = self.saved.take() {
                 let _ = self.set_regs(tid, &r);
             }
+            STUCK
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(self.unstopped.drain(..));
             if !self.owned {
                 return;
             }
@@ -919,6 +945,34 @@ mod ptrace {
                 let _ = call(libc::PTRACE_DETACH, tid, 0, sig as u64);
             }
         }
+    }
+
+    /// Threads seized whose stop had not come when their attach gave up:
+    /// still traced by the thread that seized them, which lets each go
+    /// once it stops (`release_stuck`), or the tracer's exit does.
+    static STUCK: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+    /// Lets go of every stuck thread that has stopped since (call from
+    /// the thread that attaches); returns how many are still held.
+    pub fn release_stuck() -> usize {
+        let mut stuck = STUCK.lock().unwrap_or_else(|e| e.into_inner());
+        stuck.retain(|&tid| {
+            let mut status = 0;
+            // SAFETY: waitpid into a local.
+            let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
+            if r == 0 {
+                return true;
+            }
+            if r == tid && libc::WIFSTOPPED(status) {
+                let sig = match (libc::WSTOPSIG(status), status >> 16) {
+                    (sig, 0) if sig != libc::SIGTRAP => sig,
+                    _ => 0,
+                };
+                let _ = call(libc::PTRACE_DETACH, tid, 0, sig as u64);
+            }
+            false
+        });
+        stuck.len()
     }
 
     fn threads(pid: u32) -> Result<Vec<i32>, AttachError> {

@@ -208,3 +208,42 @@ fn a_gone_process_is_an_error_not_a_panic() {
     c.wait().unwrap();
     assert!(matches!(attach(pid, 0), Err(AttachError::Gone { .. })));
 }
+
+/// A process frozen (by a pause) while we attach does not stop for us:
+/// the attach gives up, and once it is thawed the thread it held is let
+/// go, untraced, running on.
+#[test]
+fn a_frozen_process_is_let_go_once_thawed() {
+    use crate::contain::{Backend, Cell};
+    let Some(cell) = [Backend::V1Freezer, Backend::V2]
+        .into_iter()
+        .find_map(Cell::own)
+        .and_then(|c| {
+            c.child(&format!("faultline-test-{}-vdso", std::process::id()))
+                .ok()
+        })
+    else {
+        eprintln!("SKIPPED a_frozen_process_is_let_go_once_thawed: no writable cgroup");
+        return;
+    };
+    let mut p = Probe::start(0);
+    let (_, _, _, _, pid) = p.read();
+    std::fs::write(cell.path.join("cgroup.procs"), pid.to_string()).unwrap();
+    cell.freeze().unwrap();
+    assert!(
+        attach(pid, 1_000_000_000).is_err(),
+        "a frozen process was patched"
+    );
+    cell.thaw().unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while release_stuck() > 0 {
+        assert!(std::time::Instant::now() < end, "still held");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "{status}");
+    let (w, _, _, _, _) = p.read();
+    assert!(near(w, 0, 200), "{w}");
+    drop(p);
+    let _ = cell.remove();
+}
