@@ -51,6 +51,13 @@ pub enum ContainError {
     },
 }
 
+impl ContainError {
+    /// Whether the group was gone already (removed at teardown).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ContainError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 fn io(path: &Path, cause: std::io::Error) -> ContainError {
     ContainError::Io {
         path: path.display().to_string(),

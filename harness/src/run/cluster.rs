@@ -843,10 +843,36 @@ impl Processes for Cluster {
 
     async fn kill(&mut self, i: usize, process: Option<&str>) -> Vec<u32> {
         self.hold(i, true);
+        // A frozen task cannot die under cgroup v1 until it is thawed, and
+        // a process's group cannot thaw while its node's is frozen (a
+        // pause): the kill waited out its 5 s bound and left the node
+        // behind. A kill of the whole node ends its pause; a kill of one
+        // process of a paused node thaws the node for the kill and freezes
+        // it again.
+        let cell = self.cell(i).cloned();
+        let refreeze = cell
+            .as_ref()
+            .is_some_and(|c| process.is_some() && c.is_frozen());
+        if let Some(c) = &cell {
+            if let Err(e) = c.thaw() {
+                eprintln!(
+                    "faultline: warning: thawing {} to kill it: {e}",
+                    self.specs[i].id
+                );
+            }
+        }
         let mut reached = Vec::new();
         for h in self.aimed(i, process) {
             reached.extend(h.processes());
             h.kill().await;
+        }
+        if let Some(c) = cell.filter(|_| refreeze) {
+            if let Err(e) = c.freeze() {
+                eprintln!(
+                    "faultline: warning: pausing {} again: {e}",
+                    self.specs[i].id
+                );
+            }
         }
         reached
     }

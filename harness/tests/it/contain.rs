@@ -306,3 +306,38 @@ fn sigkill_of_faultline_leaves_no_database_alive() {
     );
     assert_nothing_left(tmp.path(), &latest(tmp.path()));
 }
+
+/// A kill of a paused node (its group frozen) ends it at once: a frozen
+/// task cannot die under cgroup v1 until it is thawed, and a process's
+/// group cannot thaw while its node's is frozen, so such a kill used to
+/// wait out its 5 s bound and leave the node's processes behind. A kill of
+/// one process of a paused node leaves the rest of it paused.
+#[test]
+fn a_paused_node_is_killed_at_once() {
+    if !cgroups_or_skip("a_paused_node_is_killed_at_once") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"[{"at_ms":1000,"action":{"f":"pause","nodes":["n1"]}},
+            {"at_ms":1500,"action":{"f":"kill","nodes":["n1"]}},
+            {"at_ms":2400,"action":{"f":"resume","nodes":["n1"]}},
+            {"at_ms":2500,"action":{"f":"restart","nodes":["n1"]}}]"#,
+    )
+    .unwrap();
+    let f = run(
+        faultline_test(tmp.path())
+            .args(["--time-limit", "4", "--nemesis", "pause,kill", "--schedule"])
+            .arg(&schedule),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(!f.stderr.contains("did not settle"), "{}", f.stderr);
+    let kills = nemesis_ops(&latest(tmp.path()), "kill");
+    assert_eq!(kills.len(), 1, "{kills:?}");
+    let at_ms = kills[0]["time"].as_u64().unwrap() / 1_000_000;
+    assert!(at_ms < 2_000, "the kill took until {at_ms} ms");
+    assert_nothing_left(tmp.path(), &latest(tmp.path()));
+}
