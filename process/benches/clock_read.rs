@@ -196,6 +196,8 @@ impl Postgres {
                 "fsync=off",
                 "-c",
                 "max_connections=50",
+                "-c",
+                "dynamic_shared_memory_type=mmap",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -252,6 +254,15 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // A fast shutdown (SIGINT): a SIGKILLed postmaster leaves its
+        // shared memory segments behind (here in the data directory, with
+        // dynamic_shared_memory_type=mmap, but its System V one too).
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(self.server.id() as i32, libc::SIGINT) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while matches!(self.server.try_wait(), Ok(None)) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.server.kill();
         let _ = self.server.wait();
     }
