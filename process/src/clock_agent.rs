@@ -314,7 +314,7 @@ mod ptrace_follow {
             libc::ptrace(
                 req,
                 pid as i32,
-                0usize as *mut libc::c_void,
+                std::ptr::null_mut::<libc::c_void>(),
                 data as *mut libc::c_void,
             )
         };

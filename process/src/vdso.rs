@@ -111,9 +111,12 @@ struct Vdso {
     syscall: u64,
 }
 
+/// An address range, [start, end).
+type Range = (u64, u64);
+
 /// The start and end of the mapping named `[vdso]`, and every mapping's
 /// range (for finding room near it).
-fn maps(pid: u32) -> Result<(Option<(u64, u64)>, Vec<(u64, u64)>), AttachError> {
+fn maps(pid: u32) -> Result<(Option<Range>, Vec<Range>), AttachError> {
     let text =
         std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => AttachError::Gone { pid },

@@ -211,9 +211,11 @@ fn runs_skewed(kind: &str, user: Option<&str>) {
     };
     if user.is_some() {
         // The other user must reach the built server.
-        for p in [tmp.path()] {
-            let _ = Command::new("chmod").arg("-R").arg("a+rX").arg(p).status();
-        }
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("a+rX")
+            .arg(tmp.path())
+            .status();
     }
     let system = system_file(tmp.path(), kind, cmd, user);
     let results = tmp.path().join("results");

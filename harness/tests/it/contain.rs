@@ -178,7 +178,7 @@ fn node_pids_by_node(run_dir: &Path) -> Vec<(String, i32)> {
                         .parse()
                         .ok()
                 })
-                .last()?;
+                .next_back()?;
             Some((n.to_string(), pid))
         })
         .collect()
