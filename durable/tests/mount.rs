@@ -314,6 +314,7 @@ fn an_open_file_outlives_its_name_until_the_last_close() {
     // also after the removal is committed by a directory fsync.
     let f = std::fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(mnt.join("db"))
@@ -344,6 +345,7 @@ fn an_open_file_outlives_its_name_until_the_last_close() {
     // file, and the new name's bytes are untouched by it.
     let old = std::fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(mnt.join("db"))

@@ -472,6 +472,8 @@ pub enum AgentError {
         program: String,
         cause: std::io::Error,
     },
+    #[error("creating the clock agent's log {path}: {cause}")]
+    Log { path: String, cause: std::io::Error },
     #[error("the clock agent is gone ({0})")]
     Gone(String),
     #[error("the clock agent did not answer {0:?} within {ms} ms", ms = REPLY_TIMEOUT.as_millis())]
@@ -482,11 +484,10 @@ impl Agent {
     /// Starts `program __clock-agent`; `lock` is the freeze lock file;
     /// what it patched and what it could not goes to `log`, a line each.
     pub fn start(program: &Path, lock: &Path, log: &Path) -> Result<Agent, AgentError> {
-        let log_err = |cause| AgentError::Start {
-            program: log.display().to_string(),
+        let mut log = std::fs::File::create(log).map_err(|cause| AgentError::Log {
+            path: log.display().to_string(),
             cause,
-        };
-        let mut log = std::fs::File::create(log).map_err(log_err)?;
+        })?;
         use std::os::unix::process::CommandExt;
         use std::process::Stdio;
         let mut child = std::process::Command::new(program)

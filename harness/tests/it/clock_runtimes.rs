@@ -25,7 +25,7 @@ fn source(name: &str) -> PathBuf {
 
 /// Runs a build command; `None` (with a note) when its tool is missing.
 fn build(test: &str, tool: &str, cmd: &mut Command) -> Option<()> {
-    let found = which(tool);
+    let found = faultline_process::clock::which(tool).is_some();
     if !available_or_skip(test, found, tool) {
         return None;
     }
@@ -36,11 +36,6 @@ fn build(test: &str, tool: &str, cmd: &mut Command) -> Option<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(())
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// The server's command (program, leading args) built into `dir`.
