@@ -710,6 +710,11 @@ impl Cluster {
         }
         let mut crashed = std::mem::take(&mut self.crashes);
         for i in 0..self.nodes.len() {
+            // A frozen process hears no signal: a node still paused (a
+            // run cut short) is thawed to stop as its file says.
+            if let Some(Err(e)) = self.cell(i).map(|c| c.thaw()) {
+                eprintln!("faultline: warning: thawing {} to stop it: {e}", self.specs[i].id);
+            }
             crashed.extend(self.stop_sidecars(i).await);
             crashed.extend(self.unexpected_exit(i));
             let Some(n) = self.nodes[i].as_mut() else {
@@ -994,8 +999,12 @@ impl Processes for Cluster {
     }
 
     async fn join(&mut self, i: usize, members: &[usize], fresh: bool) -> anyhow::Result<()> {
-        if let Some(n) = self.nodes[i].as_mut() {
-            n.kill().await;
+        // Through `kill`, which thaws a paused node first: a frozen
+        // process killed directly waited out 15 s of bounds, and the
+        // nemesis with it.
+        if self.nodes[i].is_some() {
+            let server = self.server.as_ref().map(|m| m.process_name.clone());
+            self.kill(i, server.as_deref()).await;
         }
         if fresh {
             wipe(&self.specs[i].data_dir)?;
@@ -1017,10 +1026,10 @@ impl Processes for Cluster {
 
     async fn leave(&mut self, i: usize) {
         self.departed.insert(i);
-        self.hold(i, true);
-        for h in self.aimed(i, None) {
-            h.kill().await;
-        }
+        // A member removed while paused (or frozen by overload's duty
+        // cycle) must be thawed to die: killed frozen, each removal
+        // stalled the nemesis 15 s (62 of 104 runs of `all` met one).
+        self.kill(i, None).await;
     }
 
     async fn ask(&mut self, i: usize, mut body: Value, timeout: Duration) -> Option<Value> {
