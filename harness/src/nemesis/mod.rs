@@ -191,6 +191,25 @@ pub struct Executor<P: Processes> {
     leader_unknown: bool,
     membership: Option<membership::MemberState>,
     holds: Holds,
+    /// Steps that took longer than `SLOW_STEP` to apply.
+    slow: SlowSteps,
+}
+
+/// A step the nemesis spent this long on holds up every step due after
+/// it: faults land late, bunched together, or after the windows they were
+/// placed for. Membership changes and restarts of real servers may take
+/// seconds; 15 s stalls went unseen for a whole round (a member removed
+/// while paused), so a run says when its nemesis fell behind.
+pub const SLOW_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many steps were slow, and the slowest: (name, at ms, took ms).
+#[derive(Default)]
+struct SlowSteps {
+    count: usize,
+    total_ms: u64,
+    slowest: Option<(&'static str, u64, u64)>,
+    /// Time spent this step holding a fault for a failover, on purpose.
+    held_ms: u64,
 }
 
 impl<P: Processes> Executor<P> {
@@ -217,7 +236,38 @@ impl<P: Processes> Executor<P> {
                 bound: opts.hold_for_failover,
                 ..Holds::default()
             },
+            slow: SlowSteps::default(),
         }
+    }
+
+    /// Notes how long applying `action` (begun `at_ms` into the run)
+    /// took, less any deliberate hold for a failover.
+    pub fn timed(&mut self, action: &Action, at_ms: u64, took: std::time::Duration) {
+        let took_ms =
+            (took.as_millis() as u64).saturating_sub(std::mem::take(&mut self.slow.held_ms));
+        if took_ms < SLOW_STEP.as_millis() as u64 {
+            return;
+        }
+        let s = &mut self.slow;
+        s.count += 1;
+        s.total_ms += took_ms;
+        if s.slowest.is_none_or(|(_, _, ms)| took_ms > ms) {
+            s.slowest = Some((action.name(), at_ms, took_ms));
+        }
+    }
+
+    /// A warning when the nemesis fell behind its schedule.
+    pub fn slow_warning(&self) -> Option<String> {
+        let s = &self.slow;
+        let (name, at_ms, took_ms) = s.slowest?;
+        Some(format!(
+            "the nemesis fell {:.1} s behind its schedule: {} step(s) took over {} s each (the slowest, {name} at {:.1} s, took {:.1} s); faults due meanwhile applied late",
+            s.total_ms as f64 / 1e3,
+            s.count,
+            SLOW_STEP.as_secs(),
+            at_ms as f64 / 1e3,
+            took_ms as f64 / 1e3,
+        ))
     }
 
     /// The schedule's end and its cancellation, which bound every hold.
@@ -251,8 +301,10 @@ impl<P: Processes> Executor<P> {
             r = tokio::time::timeout(bound, named) => r.ok().flatten(),
             _ = cancel.cancelled() => None,
         };
+        let waited_ms = started.elapsed().as_millis() as u64;
+        self.slow.held_ms += waited_ms;
         json!({"from": old_id, "new_leader": new_leader,
-            "waited_ms": started.elapsed().as_millis() as u64,
+            "waited_ms": waited_ms,
             "bound_ms": bound.as_millis() as u64})
     }
 

@@ -233,7 +233,7 @@ pub async fn run<P: Processes>(
         pending.arm(now);
         if let Some((i, fired)) = pending.due(now, feed.traces_seen()) {
             let step = pending.remove(i);
-            executor.apply_fired(&step.action, fired.as_ref()).await?;
+            apply_timed(executor, &step, fired.as_ref(), started_at).await?;
             continue;
         }
         let heads = pending.heads();
@@ -258,11 +258,25 @@ pub async fn run<P: Processes>(
                     steps.push((pending.remove(i), f));
                 }
                 for (step, f) in steps.into_iter().rev() {
-                    executor.apply_fired(&step.action, Some(&f)).await?;
+                    apply_timed(executor, &step, Some(&f), started_at).await?;
                 }
             }
         }
     }
+}
+
+/// Applies one step and notes how long it held the nemesis up.
+async fn apply_timed<P: Processes>(
+    executor: &mut Executor<P>,
+    step: &Step,
+    fired: Option<&Fired>,
+    started_at: Instant,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    executor.apply_fired(&step.action, fired).await?;
+    let at_ms = began.duration_since(started_at).as_millis() as u64;
+    executor.timed(&step.action, at_ms, began.elapsed());
+    Ok(())
 }
 
 #[cfg(test)]

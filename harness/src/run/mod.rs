@@ -208,7 +208,7 @@ pub async fn run(
     if let Some(p) = prober {
         p.abort();
     }
-    let (liveness, exits, healed) = outcome?;
+    let (liveness, exits, healed, slow) = outcome?;
     let write_error = rec.recorder.finish();
     report_exits(dir, &exits, &rec.net);
     healed.context("the nemesis could not apply or heal a fault")?;
@@ -216,14 +216,15 @@ pub async fn run(
         anyhow::bail!("the run directory could not be written: {e}");
     }
     let probe = probe_stats.map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone());
-    let unskewed = clock_agent.map(|a| clock_warnings(&a)).unwrap_or_default();
+    let mut more_warnings = clock_agent.map(|a| clock_warnings(&a)).unwrap_or_default();
+    more_warnings.extend(slow);
     record(
         cfg,
         dir,
         &rec,
         liveness,
         exits,
-        (probe, unskewed),
+        (probe, more_warnings),
         cancel.is_cancelled(),
     )
 }
@@ -246,7 +247,12 @@ async fn exercise(
     clock_agent: Option<Arc<ClockAgent>>,
     leader_probed: bool,
     cancel: &CancellationToken,
-) -> anyhow::Result<(Option<CheckerResult>, Vec<ExitInfo>, anyhow::Result<()>)> {
+) -> anyhow::Result<(
+    Option<CheckerResult>,
+    Vec<ExitInfo>,
+    anyhow::Result<()>,
+    Option<String>,
+)> {
     let pacer = Arc::new(Pacer::new(cfg.rate));
     // With membership changes: who is in the cluster now, for the nemesis
     // to change and the clients to follow.
@@ -281,6 +287,7 @@ async fn exercise(
     );
     let loaded = load::run(cfg, rec, executor, pacer, view, cancel).await?;
     let mut executor = loaded.executor;
+    let slow = executor.slow_warning();
     // Heal everything, let the system recover, then demand that the
     // workload's final reads succeed within a bound.
     let healed = match loaded.nemesis {
@@ -302,7 +309,7 @@ async fn exercise(
     }
     // Teardown: every node killed and reaped; its data goes with the cluster.
     let exits = executor.into_processes().stop_all().await;
-    Ok((liveness, exits, healed))
+    Ok((liveness, exits, healed, slow))
 }
 
 /// How long the system gets after healing before its final reads:
@@ -373,7 +380,7 @@ fn record(
     rec: &Recording,
     liveness: Option<CheckerResult>,
     exits: Vec<ExitInfo>,
-    (probe, unskewed): (Option<faultline_rundir::ProbeStats>, Vec<String>),
+    (probe, more_warnings): (Option<faultline_rundir::ProbeStats>, Vec<String>),
     interrupted: bool,
 ) -> anyhow::Result<Results> {
     let mut results = Results {
@@ -399,7 +406,7 @@ fn record(
         let (verdict, summary) = judge::verdict(&checkers);
         results.verdict = Some(verdict);
         results.warnings = warnings(cfg, &ops, probe.as_ref());
-        results.warnings.extend(unskewed);
+        results.warnings.extend(more_warnings);
         if results.network.oversize > 0 {
             results.warnings.push(format!(
                 "nodes wrote {} line(s) over the {} byte line limit, which were dropped (docs/maelstrom.md)",

@@ -128,3 +128,62 @@ fn a_leader_probe_that_never_answers_is_a_warning_with_its_last_error() {
         "{r}"
     );
 }
+
+/// A step that holds the nemesis up is said: a node whose restart takes
+/// 6 s to answer init (it sleeps once its data directory says it ran
+/// before) delays every fault due after it, and the run's warnings name
+/// the step, when it began and how long it took.
+#[test]
+fn a_nemesis_that_falls_behind_its_schedule_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("slow_restart.sh");
+    let script = format!(
+        "#!/bin/sh\nif [ -e \"$FAULTLINE_DATA_DIR/ran\" ]; then sleep 6; fi\ntouch \"$FAULTLINE_DATA_DIR/ran\"\nexec python3 {}\n",
+        fixture("linkv_node.py").display()
+    );
+    std::fs::write(&node, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // n1 holds the data; n2 and n3 relay to it, so their kills lose nothing.
+    let schedule = tmp.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"[{"at_ms":1000,"action":{"f":"kill","nodes":["n2"]}},
+            {"at_ms":1500,"action":{"f":"restart","nodes":["n2"]}},
+            {"at_ms":2000,"action":{"f":"kill","nodes":["n3"]}},
+            {"at_ms":2500,"action":{"f":"restart","nodes":["n3"]}}]"#,
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let f = run(
+        faultline_test(&results)
+            .arg("--bin")
+            .arg(&node)
+            .args([
+                "--node-count",
+                "3",
+                "--nemesis",
+                "kill",
+                "--time-limit",
+                "16",
+            ])
+            .arg("--schedule")
+            .arg(&schedule),
+        LIMIT,
+    );
+    assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("behind its schedule"), "{}", f.stdout);
+    let warnings = read_json(&latest(&results).join("results.json"))["warnings"].to_string();
+    assert!(warnings.contains("the slowest, restart at "), "{warnings}");
+    // Both restarts were slow; the second kill waited for the first.
+    assert!(warnings.contains("2 step(s)"), "{warnings}");
+    let kills: Vec<u64> = lines(&latest(&results).join("history.jsonl"))
+        .into_iter()
+        .filter(|l| l["process"] == "nemesis" && l["f"] == "kill")
+        .map(|l| l["time"].as_u64().unwrap() / 1_000_000)
+        .collect();
+    assert!(
+        kills.len() == 2 && kills[1] >= 7_000,
+        "kills at {kills:?} ms"
+    );
+}
