@@ -713,7 +713,10 @@ impl Cluster {
             // A frozen process hears no signal: a node still paused (a
             // run cut short) is thawed to stop as its file says.
             if let Some(Err(e)) = self.cell(i).map(|c| c.thaw()) {
-                eprintln!("faultline: warning: thawing {} to stop it: {e}", self.specs[i].id);
+                eprintln!(
+                    "faultline: warning: thawing {} to stop it: {e}",
+                    self.specs[i].id
+                );
             }
             crashed.extend(self.stop_sidecars(i).await);
             crashed.extend(self.unexpected_exit(i));
