@@ -1,4 +1,4 @@
-//! History events (DESIGN §4) and their pairing into operations.
+//! History events (docs/protocol.md, "The history") and their pairing into operations.
 //!
 //! An `Event` is one line of history.jsonl. `pair` turns the event stream into
 //! `Op`s: one per invocation, with its completion (or none, when the history

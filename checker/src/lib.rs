@@ -30,7 +30,7 @@ pub use formats::Format;
 pub use history::{Event, EventType, Op, Outcome, Process};
 pub use models::ModelKind;
 
-/// DESIGN §6.
+/// A run's verdict; its exit code is in docs/protocol.md, "Exit codes".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {

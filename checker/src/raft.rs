@@ -1,11 +1,11 @@
-//! Raft invariants checked from trace events (traces.jsonl, DESIGN §2).
+//! Raft invariants checked from trace events (traces.jsonl, docs/protocol.md).
 //!
 //! Each line is `{"time":NS,"node":"n1","event":E,...}`. The harness adds
 //! `{"event":"start"}` each time it (re)starts a node, which begins a new
 //! "life" of that node: volatile state (commit and apply indices) may reset
 //! there, persistent state (votes) may not.
 //!
-//! Beyond DESIGN §2, a `commit` event may carry `leader_term`: the node, as
+//! A `commit` event may carry `leader_term`: the node, as
 //! leader of that term, advanced its commit index by counting replicas.
 //! Such a commit must land on an entry of that term (Raft §5.4.2).
 //!

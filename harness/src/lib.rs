@@ -14,7 +14,7 @@
 //! - `check`, `suite`, `serve`, `shrink`: the other commands; `detect`:
 //!   when a failing run first failed; `progress`: the live status line.
 //!
-//! Exit codes (DESIGN §6): 0 valid, 1 invalid, 2 unknown, 254 bad usage,
+//! Exit codes (docs/protocol.md): 0 valid, 1 invalid, 2 unknown, 254 bad usage,
 //! 255 the harness itself failed.
 
 pub mod check;

@@ -1,4 +1,4 @@
-//! A run directory (DESIGN §5), typed: results/<test-name>/<timestamp>/ and
+//! A run directory (docs/report.md, "What a run writes"), typed: results/<test-name>/<timestamp>/ and
 //! the results/latest link, and every file in it as a serde type with
 //! `load` and `store`. The run writes through it; `check`, `report`,
 //! `suite` and `serve` read through it. Facts derived from a run (its
@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use config::TestConfig;
 pub use stats::{ExitInfo, NetStats};
 
-/// Exit codes (DESIGN §6) beyond a verdict's 0, 1 and 2.
+/// Exit codes (docs/protocol.md) beyond a verdict's 0, 1 and 2.
 pub const EXIT_USAGE: u8 = 254;
 pub const EXIT_HARNESS: u8 = 255;
 
@@ -421,7 +421,7 @@ pub struct Detection {
 }
 
 impl Results {
-    /// The exit code (DESIGN §6); an interrupted run is a harness failure.
+    /// The exit code (docs/protocol.md); an interrupted run is a harness failure.
     pub fn exit_code(&self) -> u8 {
         self.verdict.map_or(EXIT_HARNESS, |v| v.exit_code() as u8)
     }

@@ -1,6 +1,6 @@
 //! The generic client adapter: a program the user writes, in any language,
-//! that speaks Maelstrom's client protocol on stdin/stdout (DESIGN §3's
-//! lin-kv messages, one JSON envelope a line) and talks to their server in
+//! that speaks Maelstrom's client protocol on stdin/stdout (docs/protocol.md:
+//! the lin-kv messages, one JSON envelope a line) and talks to their server in
 //! the server's own protocol. One adapter process per client, started on
 //! its first request with the node's address in its arguments, kept for
 //! the run and started again if it dies. Its stderr goes to the node's log

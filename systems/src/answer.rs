@@ -1,6 +1,7 @@
 //! What a built-in client's request came to, and the error replies they
-//! share: Maelstrom's codes, definite below 1000 and indefinite from it
-//! (DESIGN §2).
+//! share: Maelstrom's codes, definite or indefinite as docs/protocol.md
+//! ("Error codes") says: 0, 13, 1000 and up, and any unassigned code leave
+//! the outcome open.
 
 use serde_json::{json, Value};
 

@@ -208,7 +208,8 @@ pub fn on_every_node(f: &'static str, node_count: usize) -> Vec<Invocation> {
         .collect()
 }
 
-/// Error codes that mean the operation did not happen (DESIGN §2).
+/// Error codes that mean the operation did not happen (docs/protocol.md,
+/// "Error codes"); every other code leaves its outcome open.
 pub fn is_definite_error(code: i64) -> bool {
     matches!(code, 1 | 10 | 11 | 12 | 14 | 20 | 21 | 22 | 30)
 }

@@ -1,4 +1,4 @@
-//! `lin-kv` (DESIGN §3): independent keys, each a register; clients read,
+//! `lin-kv` (docs/maelstrom.md): independent keys, each a register; clients read,
 //! write and cas, and the linearizability checker judges them per key.
 
 use faultline_checker::compose::{Checker, Linearizability};
