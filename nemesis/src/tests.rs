@@ -807,19 +807,26 @@ fn many_kinds_keep_about_four_active_at_a_time() {
     }
 }
 
-/// Under `all`, no membership change overlaps a stale leader's window, a
-/// split or a ring (87% did when they were placed as drawn: 522 of 600
-/// over these seeds), and they still happen: at least 5 in every 60 s.
+/// Under `all`, no membership change overlaps a stale leader's window (a
+/// stranding or a leader pause); placed as drawn, 87% of them overlapped
+/// some window (a stale leader's, a split or a ring). Splits and rings are not kept clear of them:
+/// that halved the changes (to about 5 in 30 s) and a 30 s suite caught
+/// `direct-config` at 5 of 8 seeds. They still happen: at least 15 in
+/// every 60 s (16 to 21 over these seeds; 18 to 22 placed as drawn).
 #[test]
-fn membership_changes_keep_to_the_calms_between_windows() {
+fn membership_changes_wait_out_stale_leader_windows() {
     let all = parse_specs("all").unwrap();
     let mut total = 0;
     for seed in 0..30 {
         let steps = schedule(&all, 5, seed, 1000, 60_000);
         let changes = spans(&steps, |a| a.kind() == Kind::Membership);
-        assert!(changes.len() >= 5, "seed {seed}: {} changes", changes.len());
+        assert!(
+            changes.len() >= 15,
+            "seed {seed}: {} changes",
+            changes.len()
+        );
         total += changes.len();
-        let windows = [stale_windows(&steps), partition_windows(&steps)].concat();
+        let windows = stale_windows(&steps);
         for &(s, e) in &changes {
             let (from, to) = (steps[s].at_ms, steps[e].at_ms);
             let hit = windows.iter().find(|w| from < w.1 && to > w.0);
@@ -829,5 +836,5 @@ fn membership_changes_keep_to_the_calms_between_windows() {
             );
         }
     }
-    assert!(total >= 30 * 9, "{total} changes over 30 runs");
+    assert!(total >= 30 * 18, "{total} changes over 30 runs");
 }

@@ -130,13 +130,10 @@ pub(crate) fn takes(a: &Action, why: Exposes, n: usize) -> Option<Down> {
     match (a, why) {
         // A membership change moves who can lead and who makes a
         // majority: beside a stale leader it may remove the leader or
-        // its successor's quorum, beside a split or a ring it moves
-        // servers across the cut. It waits for a calm between windows.
-        (a, Exposes::Stranded | Exposes::Paused | Exposes::Split | Exposes::Lagging)
-            if a.kind() == Kind::Membership =>
-        {
-            None
-        }
+        // its successor's quorum. It waits until the window is over.
+        // (Kept out of splits and rings too, half the changes found no
+        // room, and `direct-config` went uncaught at 3 of 8 seeds.)
+        (a, Exposes::Stranded | Exposes::Paused) if a.kind() == Kind::Membership => None,
         // The window's own pause: one pause at a time.
         (Action::Pause { .. }, Exposes::Paused) => Some(Down::default()),
         (a, Exposes::Paused) if hits_the_leader(a) => None,
