@@ -687,9 +687,13 @@ mod tests {
             .unwrap();
         let child = rt.block_on(async { cmd.spawn().unwrap() });
         std::mem::forget(child);
+        // Settled once three sleeps are all there is: the shells in between
+        // exec or exit on their own time, and a set read while one of them
+        // lived was not the set a freeze found a moment later.
+        let comm = |p: &u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
         for _ in 0..500 {
             let pids = cell.pids();
-            if pids.len() >= 3 {
+            if pids.len() == 3 && pids.iter().all(|p| comm(p).trim() == "sleep") {
                 return pids;
             }
             std::thread::sleep(Duration::from_millis(10));

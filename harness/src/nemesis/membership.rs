@@ -359,9 +359,15 @@ impl<P: Processes> Executor<P> {
         // cut off used to spend all of it and leave the change undecided.
         let per_ask = timeout / 2;
         let up = |i: &usize| !self.down.contains(i) && !self.paused.contains(i);
-        let mut order: Vec<usize> = self.current_leader().into_iter().collect();
-        order.extend(m.members.iter().copied().filter(up));
-        order.dedup();
+        let leader = self.current_leader();
+        let mut order: Vec<usize> = leader.into_iter().collect();
+        order.extend(
+            m.members
+                .iter()
+                .copied()
+                .filter(up)
+                .filter(|&i| Some(i) != leader),
+        );
         let mut last = Answer::NotAsked("no member was up to ask".into());
         // The leader an answer named is asked next, then the turn goes on.
         let (mut turn, mut named) = (0, None);
