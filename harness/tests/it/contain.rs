@@ -318,15 +318,13 @@ fn a_paused_node_is_killed_at_once() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let schedule = tmp.path().join("schedule.json");
-    std::fs::write(
-        &schedule,
+    let schedule = schedule_file(
+        tmp.path(),
         r#"[{"at_ms":1000,"action":{"f":"pause","nodes":["n1"]}},
             {"at_ms":1500,"action":{"f":"kill","nodes":["n1"]}},
             {"at_ms":2400,"action":{"f":"resume","nodes":["n1"]}},
             {"at_ms":2500,"action":{"f":"restart","nodes":["n1"]}}]"#,
-    )
-    .unwrap();
+    );
     let f = run(
         faultline_test(tmp.path())
             .args(["--time-limit", "4", "--nemesis", "pause,kill", "--schedule"])
@@ -349,15 +347,13 @@ fn a_paused_node_is_killed_at_once() {
 #[test]
 fn a_paused_member_is_removed_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let schedule = tmp.path().join("schedule.json");
-    std::fs::write(
-        &schedule,
+    let schedule = schedule_file(
+        tmp.path(),
         r#"[{"at_ms":1000,"action":{"f":"pause","nodes":["n1","n2"]}},
             {"at_ms":1500,"action":{"f":"member-remove","seed":1}},
             {"at_ms":2500,"action":{"f":"membership-settled"}},
             {"at_ms":3000,"action":{"f":"resume","nodes":["n1","n2"]}}]"#,
-    )
-    .unwrap();
+    );
     let f = run(
         faultline_test(tmp.path())
             .args(["--time-limit", "4", "--nemesis", "pause,membership"])

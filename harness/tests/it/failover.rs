@@ -145,15 +145,13 @@ fn a_nemesis_that_falls_behind_its_schedule_says_so() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
     // n1 holds the data; n2 and n3 relay to it, so their kills lose nothing.
-    let schedule = tmp.path().join("schedule.json");
-    std::fs::write(
-        &schedule,
+    let schedule = schedule_file(
+        tmp.path(),
         r#"[{"at_ms":1000,"action":{"f":"kill","nodes":["n2"]}},
             {"at_ms":1500,"action":{"f":"restart","nodes":["n2"]}},
             {"at_ms":2000,"action":{"f":"kill","nodes":["n3"]}},
             {"at_ms":2500,"action":{"f":"restart","nodes":["n3"]}}]"#,
-    )
-    .unwrap();
+    );
     let results = tmp.path().join("results");
     let f = run(
         faultline_test(&results)

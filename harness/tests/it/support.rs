@@ -208,3 +208,10 @@ pub fn layers_left_under(dir: &Path) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// A hand-written schedule (`--schedule`) saved as `dir/schedule.json`.
+pub fn schedule_file(dir: &Path, steps_json: &str) -> PathBuf {
+    let file = dir.join("schedule.json");
+    std::fs::write(&file, steps_json).unwrap();
+    file
+}
