@@ -267,6 +267,69 @@ fn a_stranded_leader_is_a_settled_one_and_a_wall_clock_lease_is_caught() {
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
 }
 
+/// Once a member was replaced, the places a schedule names are held by
+/// other nodes, but a stranding's leader is a node: its own clock is set
+/// back, not the clock of whoever holds the place with its index. (Seed
+/// 17's replace puts n6 in n1's place, so every member's index names
+/// another member's place; the leader used to stay on true time, cut
+/// off, and its lease ran out before anyone read from it.)
+#[test]
+fn a_stranding_after_a_member_left_sets_back_the_leaders_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strand = |at_ms: u64| {
+        format!(
+            r#"{{"at_ms":{at_ms},"action":{{"f":"strand","delta_ms":-30000}},"on":{{"moment":"on-lease","within_ms":1000}}}},
+               {{"at_ms":{},"action":{{"f":"unstrand"}}}}"#,
+            at_ms + 2500
+        )
+    };
+    let schedule = schedule_file(
+        tmp.path(),
+        &format!(
+            r#"[{{"at_ms":1000,"action":{{"f":"member-replace","seed":17}}}},
+                {{"at_ms":2000,"action":{{"f":"membership-settled"}}}},
+                {},{},{}]"#,
+            strand(3000),
+            strand(6000),
+            strand(9000)
+        ),
+    );
+    let f = run(
+        faultline_test(tmp.path())
+            .args(["--time-limit", "12", "--nemesis", "strand,membership"])
+            .args(["--recovery-time", "1", "--schedule"])
+            .arg(&schedule)
+            .args(["--", "--bug", "lease-no-bound"]),
+        LIMIT,
+    );
+    let dir = latest(tmp.path());
+    let replaced = nemesis_ops(&dir, "member-replace");
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    let members = &replaced[0]["value"]["members"];
+    assert_eq!(
+        members,
+        &json!(["n2", "n3", "n4", "n5", "n6"]),
+        "{replaced:?}"
+    );
+    let strands = nemesis_ops(&dir, "strand");
+    let aimed: Vec<&Value> = strands
+        .iter()
+        .filter(|e| e["value"]["moment"]["fallback"].is_null())
+        .collect();
+    assert!(
+        !aimed.is_empty(),
+        "no stranding met its moment: {strands:?}"
+    );
+    for e in &aimed {
+        let (v, leader) = (&e["value"], &e["value"]["moment"]["node"]);
+        assert_eq!(v["nodes"], json!([leader]), "the moment's leader: {e}");
+        let pids = &v["reached"][leader.as_str().unwrap()];
+        assert!(pids.as_array().is_some_and(|p| !p.is_empty()), "{e}");
+    }
+    assert_eq!(f.status.code(), Some(1), "{}{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("stale-read"), "{}", f.stdout);
+}
+
 /// Where ptrace is not allowed (here: faultline itself runs under
 /// `strace -f`, which traces every process it starts, so nobody else may)
 /// a named clock fault is refused before anything starts, and `all`

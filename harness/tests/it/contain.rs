@@ -60,13 +60,6 @@ fn state(pid: i32) -> Option<char> {
     stat.rsplit_once(") ")?.1.chars().next()
 }
 
-fn nemesis_ops(run_dir: &Path, f: &str) -> Vec<serde_json::Value> {
-    lines(&run_dir.join("history.jsonl"))
-        .into_iter()
-        .filter(|l| l["process"] == "nemesis" && l["f"] == f)
-        .collect()
-}
-
 fn reached(op: &serde_json::Value) -> BTreeSet<i32> {
     op["value"]["reached"]
         .as_object()

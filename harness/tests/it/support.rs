@@ -215,3 +215,11 @@ pub fn schedule_file(dir: &Path, steps_json: &str) -> PathBuf {
     std::fs::write(&file, steps_json).unwrap();
     file
 }
+
+/// The nemesis records named `f` in a run's history.
+pub fn nemesis_ops(run_dir: &Path, f: &str) -> Vec<serde_json::Value> {
+    lines(&run_dir.join("history.jsonl"))
+        .into_iter()
+        .filter(|l| l["process"] == "nemesis" && l["f"] == f)
+        .collect()
+}
