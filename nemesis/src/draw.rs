@@ -177,8 +177,12 @@ fn draw_messages(spec: &Spec, rng: &mut impl Rng) -> MessageRates {
             drop_probability: one_of(rng, &[0.05, 0.2]),
             duplicate_probability: one_of(rng, &[0.0, 0.1]),
             // Always some: a node that trusts a corrupted message is a
-            // bug no other fault shows.
-            corrupt_probability: one_of(rng, &[0.05, 0.1]),
+            // bug no other fault shows. Only a changed digit gets past a
+            // parser, and it must land on a value a client reads back: at
+            // 5 or 10 % a one-second fault did so about one time in five
+            // (no-checksum caught at 7 of 8 seeds in 30 s); at 10 or 20 %
+            // a correct node just drops a few more messages.
+            corrupt_probability: one_of(rng, &[0.1, 0.2]),
             delay_ms: one_of(rng, &[0.0, 5.0, 20.0]),
         };
     }
