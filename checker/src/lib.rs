@@ -5,6 +5,7 @@
 //! Data comes in as text (a history, a trace file) and goes out as typed
 //! reports that serialize straight into results.json.
 
+pub mod codes;
 pub mod compose;
 pub mod counters;
 pub mod edn;
@@ -24,6 +25,7 @@ pub mod unique;
 
 use serde::{Deserialize, Serialize};
 
+pub use codes::ErrorCode;
 pub use compose::{Checker, CheckerResult};
 pub use error::CheckError;
 pub use formats::Format;

@@ -4,7 +4,7 @@
 //! behind the history's back: an unknown outcome is recorded as `info`, and
 //! the client continues under a new process number, as in Jepsen.
 
-use faultline_checker::{EventType, Process};
+use faultline_checker::{ErrorCode, EventType, Process};
 use faultline_workloads::{Completion, Generator, Invocation, Workload};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -235,7 +235,7 @@ impl Client {
         let (kind, value) = match reply {
             // Not delivered at all: it certainly did not happen.
             Err(e) => {
-                extra.insert("error".into(), json!([-1, e]));
+                extra.insert("error".into(), json!([ErrorCode::NO_CODE, e]));
                 (EventType::Fail, inv.value.clone())
             }
             Ok(Some(c)) => self.completed(c, &mut extra),
@@ -329,7 +329,10 @@ impl Client {
         node: usize,
     ) -> Result<Completion, Value> {
         let Conn::Stdio { net, inbox } = &mut self.conn else {
-            return Err(json!([-1, "no stdio connection to wait on"]));
+            return Err(json!([
+                ErrorCode::NO_CODE,
+                "no stdio connection to wait on"
+            ]));
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
@@ -337,7 +340,7 @@ impl Client {
             tokio::select! {
                 m = inbox.recv() => {
                     let Some(reply) = m else {
-                        return Err(json!([-1, "client inbox closed"]));
+                        return Err(json!([ErrorCode::NO_CODE, "client inbox closed"]));
                     };
                     // Late replies to earlier, timed-out requests are stale.
                     if reply.get("in_reply_to").and_then(Value::as_u64) == Some(msg_id) {
@@ -346,10 +349,10 @@ impl Client {
                 }
                 _ = wait => {
                     if !net.is_attached(node) {
-                        return Err(json!([13, "node crashed while the op was in flight"]));
+                        return Err(json!([ErrorCode::CRASH, "node crashed while the op was in flight"]));
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(json!([0, format!("client timeout after {} ms", self.timeout.as_millis())]));
+                        return Err(json!([ErrorCode::TIMEOUT, format!("client timeout after {} ms", self.timeout.as_millis())]));
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //! solutions are built on them. Each request is answered at once; the
 //! router delivers the reply like any message to the node.
 
+use faultline_checker::ErrorCode;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -32,8 +33,8 @@ pub struct Services {
     tso: Mutex<u64>,
 }
 
-fn error(code: i64, text: &str) -> Value {
-    json!({"type": "error", "code": code, "text": text})
+fn error(code: ErrorCode, text: &str) -> Value {
+    code.reply(text)
 }
 
 fn key_of(body: &Value) -> Option<String> {
@@ -44,12 +45,12 @@ fn key_of(body: &Value) -> Option<String> {
 /// `create_if_not_exists`).
 fn apply(map: &mut HashMap<String, Value>, body: &Value) -> Value {
     let Some(key) = key_of(body) else {
-        return error(12, "missing key");
+        return error(ErrorCode::MALFORMED_REQUEST, "missing key");
     };
     match body["type"].as_str() {
         Some("read") => match map.get(&key) {
             Some(v) => json!({"type": "read_ok", "value": v}),
-            None => error(20, "key does not exist"),
+            None => error(ErrorCode::KEY_DOES_NOT_EXIST, "key does not exist"),
         },
         Some("write") if map.len() < MAX_KEYS || map.contains_key(&key) => {
             map.insert(key, body.get("value").cloned().unwrap_or(Value::Null));
@@ -62,16 +63,19 @@ fn apply(map: &mut HashMap<String, Value>, body: &Value) -> Value {
                     map.insert(key, body["to"].clone());
                     json!({"type": "cas_ok"})
                 }
-                None => error(20, "key does not exist"),
+                None => error(ErrorCode::KEY_DOES_NOT_EXIST, "key does not exist"),
                 Some(v) if *v == body["from"] => {
                     map.insert(key, body["to"].clone());
                     json!({"type": "cas_ok"})
                 }
-                Some(v) => error(22, &format!("expected {}, but had {v}", body["from"])),
+                Some(v) => error(
+                    ErrorCode::PRECONDITION_FAILED,
+                    &format!("expected {}, but had {v}", body["from"]),
+                ),
             }
         }
-        Some("write") => error(11, "too many keys"),
-        _ => error(10, "not supported"),
+        Some("write") => error(ErrorCode::TEMPORARILY_UNAVAILABLE, "too many keys"),
+        _ => error(ErrorCode::NOT_SUPPORTED, "not supported"),
     }
 }
 
@@ -100,7 +104,7 @@ impl SeqKv {
                 self.seen.insert(caller.to_string(), floor.max(at));
                 return match value {
                     Some(v) => json!({"type": "read_ok", "value": v}),
-                    None => error(20, "key does not exist"),
+                    None => error(ErrorCode::KEY_DOES_NOT_EXIST, "key does not exist"),
                 };
             }
         }
@@ -228,7 +232,7 @@ impl Services {
                 *t += 1;
                 json!({"type": "ts_ok", "ts": *t})
             }
-            "lin-tso" => error(10, "not supported"),
+            "lin-tso" => error(ErrorCode::NOT_SUPPORTED, "not supported"),
             _ => return None,
         };
         Some(reply)

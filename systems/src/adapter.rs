@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use crate::answer::{error, Answer};
+use crate::answer::{error, Answer, ErrorCode};
 use faultline_process::hygiene;
 
 /// The longest line an adapter may write.
@@ -109,11 +109,14 @@ impl Adapter {
         }
         let answer = tokio::time::timeout(timeout, Self::reply(r, msg_id)).await;
         match answer {
-            Err(_) => error(0, format!("no answer within {} ms", timeout.as_millis())),
+            Err(_) => error(
+                ErrorCode::TIMEOUT,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ),
             Ok(Ok(reply)) => Answer::Reply(reply),
             Ok(Err(e)) => {
                 self.running = None;
-                error(13, e)
+                error(ErrorCode::CRASH, e)
             }
         }
     }

@@ -3,12 +3,8 @@
 //! ("Error codes") says: 0, 13, 1000 and up, and any unassigned code leave
 //! the outcome open.
 
-use serde_json::{json, Value};
-
-/// A definite failure: the request did not take effect.
-pub const TEMPORARILY_UNAVAILABLE: i64 = 11;
-/// An indefinite outcome: it may have taken effect.
-pub const INDEFINITE: i64 = 1000;
+pub use faultline_checker::ErrorCode;
+use serde_json::Value;
 
 /// What became of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +16,8 @@ pub enum Answer {
 }
 
 /// A Maelstrom error reply.
-pub fn error(code: i64, text: impl Into<String>) -> Answer {
-    Answer::Reply(json!({"type": "error", "code": code, "text": text.into()}))
+pub fn error(code: ErrorCode, text: impl Into<String>) -> Answer {
+    Answer::Reply(code.reply(text))
 }
 
 /// What a SQL server said when a statement failed (the SQL client's

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::http::{self, Unsent};
 
 pub use crate::answer::Answer;
-use crate::answer::{error, INDEFINITE};
+use crate::answer::{error, ErrorCode};
 
 #[derive(Debug, Clone)]
 pub struct EtcdClient {
@@ -62,7 +62,12 @@ impl EtcdClient {
                     "failure": [{"request_range": {"key": b64(&key)}}],
                 }),
             ),
-            other => return error(10, format!("the etcd client does not support {other:?}")),
+            other => {
+                return error(
+                    ErrorCode::NOT_SUPPORTED,
+                    format!("the etcd client does not support {other:?}"),
+                )
+            }
         };
         match tokio::time::timeout(
             timeout,
@@ -70,11 +75,14 @@ impl EtcdClient {
         )
         .await
         {
-            Err(_) => error(0, format!("no answer within {} ms", timeout.as_millis())),
+            Err(_) => error(
+                ErrorCode::TIMEOUT,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ),
             Ok(Err(Unsent(e))) => Answer::NotSent(e),
-            Ok(Ok(Err(e))) => error(INDEFINITE, e),
+            Ok(Ok(Err(e))) => error(ErrorCode::INDEFINITE, e),
             Ok(Ok(Ok((status, answer)))) if !(200..300).contains(&status) => {
-                error(INDEFINITE, format!("HTTP {status}: {answer}"))
+                error(ErrorCode::INDEFINITE, format!("HTTP {status}: {answer}"))
             }
             Ok(Ok(Ok((_, answer)))) => reply(body["type"].as_str().unwrap_or(""), &answer),
         }
@@ -85,9 +93,9 @@ impl EtcdClient {
 fn reply(ty: &str, answer: &Value) -> Answer {
     match ty {
         "read" => match first_value(answer) {
-            None => error(20, "key does not exist"),
+            None => error(ErrorCode::KEY_DOES_NOT_EXIST, "key does not exist"),
             Some(Ok(v)) => Answer::Reply(json!({"type": "read_ok", "value": v})),
-            Some(Err(e)) => error(INDEFINITE, e),
+            Some(Err(e)) => error(ErrorCode::INDEFINITE, e),
         },
         "write" => Answer::Reply(json!({"type": "write_ok"})),
         // proto3 JSON leaves out false: no `succeeded` means it failed,
@@ -98,8 +106,8 @@ fn reply(ty: &str, answer: &Value) -> Answer {
         _ => {
             let range = &answer["responses"][0]["response_range"];
             match first_value(range) {
-                None => error(20, "key does not exist"),
-                Some(_) => error(22, "value differs"),
+                None => error(ErrorCode::KEY_DOES_NOT_EXIST, "key does not exist"),
+                Some(_) => error(ErrorCode::PRECONDITION_FAILED, "value differs"),
             }
         }
     }
@@ -118,15 +126,19 @@ mod tests {
             Answer::Reply(json!({"type": "read_ok", "value": 7}))
         );
         assert!(
-            matches!(reply("read", &json!({"header": {}})), Answer::Reply(r) if r["code"] == 20)
+            matches!(reply("read", &json!({"header": {}})), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::KEY_DOES_NOT_EXIST))
         );
         assert_eq!(
             reply("cas", &json!({"succeeded": true})),
             Answer::Reply(json!({"type": "cas_ok"}))
         );
         let differs = json!({"responses": [{"response_range": range}]});
-        assert!(matches!(reply("cas", &differs), Answer::Reply(r) if r["code"] == 22));
+        assert!(
+            matches!(reply("cas", &differs), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::PRECONDITION_FAILED))
+        );
         let absent = json!({"responses": [{"response_range": {}}]});
-        assert!(matches!(reply("cas", &absent), Answer::Reply(r) if r["code"] == 20));
+        assert!(
+            matches!(reply("cas", &absent), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::KEY_DOES_NOT_EXIST))
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::answer::ErrorCode;
 use crate::system::{NodePlan, RunSettings, System};
 
 /// Most bytes of a command's output kept in an answer.
@@ -101,22 +102,25 @@ impl ServerMembers {
                 (c.list, c.timeout_ms)
             }
             _ => {
-                return Some(json!({"type": "error", "code": 10,
-                    "text": format!("{ty}: this system changes one server at a time")}))
+                let why = format!("{ty}: this system changes one server at a time");
+                return Some(ErrorCode::NOT_SUPPORTED.reply(why));
             }
         };
         let (ok, out, err) = self.run(&argv, Duration::from_millis(timeout_ms)).await?;
         if !ok {
             // etcdctl's own deadline: the request may still commit.
             let open = err.contains("deadline exceeded") || err.contains("timed out");
-            let code = if open { 0 } else { 22 };
+            let code = match open {
+                true => ErrorCode::TIMEOUT,
+                false => ErrorCode::PRECONDITION_FAILED,
+            };
             // The last line says why (etcdctl logs its retries before it).
             let why = err
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            return Some(json!({"type": "error", "code": code, "text": clip(why)}));
+            return Some(code.reply(clip(why)));
         }
         if ty != "members" {
             return Some(json!({"type": format!("{ty}_ok")}));

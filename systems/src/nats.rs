@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::answer::{error, Answer, INDEFINITE, TEMPORARILY_UNAVAILABLE};
+use crate::answer::{error, Answer, ErrorCode};
 
 /// Messages one poll returns per key, at most (the workload reads on).
 const POLL_PAGE: u64 = 20;
@@ -73,7 +73,7 @@ impl Failure {
     fn answer(self) -> Answer {
         match self {
             Failure::Unsent(e) => Answer::NotSent(e),
-            Failure::Lost(e) => error(INDEFINITE, e),
+            Failure::Lost(e) => error(ErrorCode::INDEFINITE, e),
         }
     }
 }
@@ -93,7 +93,10 @@ impl NatsClient {
         let answer = match tokio::time::timeout(timeout, self.perform(body)).await {
             Ok(Ok(a)) => a,
             Ok(Err(f)) => f.answer(),
-            Err(_) => error(0, format!("no answer within {} ms", timeout.as_millis())),
+            Err(_) => error(
+                ErrorCode::TIMEOUT,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ),
         };
         // After anything unclear the connection may hold a stale answer.
         if !matches!(&answer, Answer::Reply(r) if r["type"] != "error") {
@@ -109,7 +112,7 @@ impl NatsClient {
             "commit_offsets" => self.commit(body).await,
             "list_committed_offsets" => self.list_committed(body).await,
             other => Ok(error(
-                10,
+                ErrorCode::NOT_SUPPORTED,
                 format!("the NATS client does not support {other:?}"),
             )),
         }
@@ -137,7 +140,7 @@ impl NatsClient {
             return Ok(js_error(&ack, "publish"));
         }
         Ok(error(
-            TEMPORARILY_UNAVAILABLE,
+            ErrorCode::TEMPORARILY_UNAVAILABLE,
             format!("stream {stream} has no responders"),
         ))
     }
@@ -214,7 +217,7 @@ impl NatsClient {
             }
         }
         Ok(Some(error(
-            TEMPORARILY_UNAVAILABLE,
+            ErrorCode::TEMPORARILY_UNAVAILABLE,
             "lost every race to commit",
         )))
     }
@@ -494,8 +497,8 @@ fn err_code(v: &Value) -> Option<u64> {
 fn js_error(v: &Value, what: &str) -> Answer {
     let text = format!("{what}: {}", v.get("error").unwrap_or(v));
     match err_code(v) {
-        Some(NO_STREAM | WRONG_LAST_SEQUENCE) => error(TEMPORARILY_UNAVAILABLE, text),
-        _ => error(INDEFINITE, text),
+        Some(NO_STREAM | WRONG_LAST_SEQUENCE) => error(ErrorCode::TEMPORARILY_UNAVAILABLE, text),
+        _ => error(ErrorCode::INDEFINITE, text),
     }
 }
 
@@ -509,10 +512,12 @@ mod tests {
         assert_eq!(stream_of(&json!(3)), "k3");
         let gone = json!({"error": {"code": 404, "err_code": NO_STREAM, "description": "stream not found"}});
         assert!(
-            matches!(js_error(&gone, "x"), Answer::Reply(r) if r["code"] == TEMPORARILY_UNAVAILABLE)
+            matches!(js_error(&gone, "x"), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::TEMPORARILY_UNAVAILABLE))
         );
         let busy = json!({"error": {"code": 503, "err_code": 10008, "description": "timeout"}});
-        assert!(matches!(js_error(&busy, "x"), Answer::Reply(r) if r["code"] == INDEFINITE));
+        assert!(
+            matches!(js_error(&busy, "x"), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::INDEFINITE))
+        );
         use base64::Engine as _;
         let data = base64::engine::general_purpose::STANDARD.encode("17");
         assert_eq!(decode_data(Some(&json!(data))).ok(), Some(json!(17)));

@@ -17,13 +17,8 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::answer::{error, Answer, SqlError, INDEFINITE, TEMPORARILY_UNAVAILABLE};
+use crate::answer::{error, Answer, ErrorCode, SqlError};
 use crate::{mysql, postgres};
-
-/// Maelstrom's txn-conflict: a definite abort.
-pub const TXN_CONFLICT: i64 = 30;
-/// Maelstrom's malformed-request: the client cannot run it at all.
-const MALFORMED_REQUEST: i64 = 12;
 
 /// Which server a [`SqlClient`] speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +118,12 @@ impl SqlClient {
         let answer = match tokio::time::timeout(timeout, self.txn(body)).await {
             Ok(a) => a,
             Err(_) if self.committing => error(
-                INDEFINITE,
+                ErrorCode::INDEFINITE,
                 format!("COMMIT unanswered within {} ms", timeout.as_millis()),
             ),
             // COMMIT never left: dropping the connection rolls it back.
             Err(_) => error(
-                TEMPORARILY_UNAVAILABLE,
+                ErrorCode::TEMPORARILY_UNAVAILABLE,
                 format!("no answer within {} ms, before COMMIT", timeout.as_millis()),
             ),
         };
@@ -192,13 +187,13 @@ impl SqlClient {
     async fn txn(&mut self, body: &Value) -> Answer {
         let Some(level) = isolation_sql(&self.isolation) else {
             return error(
-                MALFORMED_REQUEST,
+                ErrorCode::MALFORMED_REQUEST,
                 format!("unknown isolation level {:?}", self.isolation),
             );
         };
         let ops = match parse_ops(body) {
             Ok(ops) => ops,
-            Err(e) => return error(MALFORMED_REQUEST, e),
+            Err(e) => return error(ErrorCode::MALFORMED_REQUEST, e),
         };
         let session = match self.connect().await {
             Ok(s) => s,
@@ -220,9 +215,9 @@ impl SqlClient {
         self.committing = false;
         match committed {
             Ok(()) => Answer::Reply(json!({"type": "txn_ok", "txn": done})),
-            Err(e) if e.conflict => error(TXN_CONFLICT, format!("COMMIT: {}", e.said)),
+            Err(e) if e.conflict => error(ErrorCode::TXN_CONFLICT, format!("COMMIT: {}", e.said)),
             // The server may have committed before the answer was lost.
-            Err(e) => error(INDEFINITE, format!("COMMIT: {}", e.said)),
+            Err(e) => error(ErrorCode::INDEFINITE, format!("COMMIT: {}", e.said)),
         }
     }
 }
@@ -320,9 +315,9 @@ impl Session {
 /// An error before COMMIT was sent: the transaction did not commit.
 fn before_commit(e: SqlError) -> Answer {
     if e.conflict {
-        error(TXN_CONFLICT, e.said)
+        error(ErrorCode::TXN_CONFLICT, e.said)
     } else {
-        error(TEMPORARILY_UNAVAILABLE, e.said)
+        error(ErrorCode::TEMPORARILY_UNAVAILABLE, e.said)
     }
 }
 
@@ -424,9 +419,9 @@ mod tests {
             .expect("the client answers within its own timeout")
     }
 
-    fn code(a: &Answer) -> Option<i64> {
+    fn code(a: &Answer) -> Option<ErrorCode> {
         match a {
-            Answer::Reply(r) => r["code"].as_i64(),
+            Answer::Reply(r) => ErrorCode::of_reply(r),
             Answer::NotSent(_) => None,
         }
     }
@@ -437,7 +432,7 @@ mod tests {
         let server = tokio::spawn(fake_postgres(l, HangUp::AfterBegin));
         let mut c = SqlClient::new(Dialect::Postgres, at, "serializable".into());
         let a = call(&mut c, json!([["r", 1, null]])).await;
-        assert_eq!(code(&a), Some(TEMPORARILY_UNAVAILABLE), "{a:?}");
+        assert_eq!(code(&a), Some(ErrorCode::TEMPORARILY_UNAVAILABLE), "{a:?}");
         server.await.unwrap();
     }
 
@@ -447,7 +442,7 @@ mod tests {
         let server = tokio::spawn(fake_postgres(l, HangUp::AtCommit));
         let mut c = SqlClient::new(Dialect::Postgres, at, "serializable".into());
         let a = call(&mut c, json!([])).await;
-        assert_eq!(code(&a), Some(INDEFINITE), "{a:?}");
+        assert_eq!(code(&a), Some(ErrorCode::INDEFINITE), "{a:?}");
         server.await.unwrap();
     }
 
@@ -469,7 +464,9 @@ mod tests {
             let a = call(&mut c, json!([["append", 1, 2]])).await;
             let definite = match &a {
                 Answer::NotSent(_) => true,
-                Answer::Reply(r) => r["code"] == TEMPORARILY_UNAVAILABLE,
+                Answer::Reply(r) => {
+                    ErrorCode::of_reply(r) == Some(ErrorCode::TEMPORARILY_UNAVAILABLE)
+                }
             };
             assert!(definite, "{dialect:?}: {a:?}");
             server.abort();

@@ -209,7 +209,7 @@ impl StateMachine {
                 return Some(if msg_id == last {
                     result.clone()
                 } else {
-                    error_body(11, "duplicate of an old request")
+                    error_body(code::TEMPORARILY_UNAVAILABLE, "duplicate of an old request")
                 });
             }
         }
@@ -222,16 +222,17 @@ impl StateMachine {
                 json!({"type": "write_ok"})
             }
             Some("cas") => match self.kv.get(&key) {
-                None => error_body(20, "key does not exist"),
-                Some(cur) if *cur != op["from"] => {
-                    error_body(22, &format!("expected {}, found {cur}", op["from"]))
-                }
+                None => error_body(code::KEY_DOES_NOT_EXIST, "key does not exist"),
+                Some(cur) if *cur != op["from"] => error_body(
+                    code::PRECONDITION_FAILED,
+                    &format!("expected {}, found {cur}", op["from"]),
+                ),
                 Some(_) => {
                     self.kv.insert(key, op["to"].clone());
                     json!({"type": "cas_ok"})
                 }
             },
-            _ => error_body(12, "unknown op"),
+            _ => error_body(code::MALFORMED_REQUEST, "unknown op"),
         };
         self.sessions
             .insert(client.clone(), (*msg_id, result.clone()));
@@ -301,13 +302,27 @@ fn wall_clock_ms() -> u64 {
 /// so the answer must be indefinite (0).
 fn refusal(hops: u64, text: &str) -> Value {
     if hops == 0 {
-        error_body(11, text)
+        error_body(code::TEMPORARILY_UNAVAILABLE, text)
     } else {
         error_body(
-            0,
+            code::TIMEOUT,
             &format!("{text} (a forwarded copy; the request may still take effect)"),
         )
     }
+}
+
+/// The Maelstrom error codes this node answers with (docs/protocol.md,
+/// "Error codes"). A system under test speaks the protocol on its own, so
+/// it names them here rather than borrowing faultline's checker types.
+pub(crate) mod code {
+    /// Indefinite: it may yet take effect.
+    pub const TIMEOUT: u32 = 0;
+    /// Not the leader, not ready, too busy: it did not happen, retry.
+    pub const TEMPORARILY_UNAVAILABLE: u32 = 11;
+    pub const NOT_SUPPORTED: u32 = 10;
+    pub const MALFORMED_REQUEST: u32 = 12;
+    pub const KEY_DOES_NOT_EXIST: u32 = 20;
+    pub const PRECONDITION_FAILED: u32 = 22;
 }
 
 fn error_body(code: u32, text: &str) -> Value {
@@ -420,7 +435,11 @@ impl<W: Write> Server<W> {
             return Ok(());
         };
         if self.cluster.is_none() {
-            self.reply(&src, msg_id, error_body(11, "not initialised"));
+            self.reply(
+                &src,
+                msg_id,
+                error_body(code::TEMPORARILY_UNAVAILABLE, "not initialised"),
+            );
             return Ok(());
         }
         match ty.as_str() {
@@ -454,15 +473,25 @@ impl<W: Write> Server<W> {
                     _ => self.reply(
                         &src,
                         msg_id,
-                        error_body(11, "not the leader, or no such node"),
+                        error_body(
+                            code::TEMPORARILY_UNAVAILABLE,
+                            "not the leader, or no such node",
+                        ),
                     ),
                 }
             }
-            "" => self.reply(&src, msg_id, error_body(12, "missing body.type")),
+            "" => self.reply(
+                &src,
+                msg_id,
+                error_body(code::MALFORMED_REQUEST, "missing body.type"),
+            ),
             other => self.reply(
                 &src,
                 msg_id,
-                error_body(10, &format!("unsupported request type {other:?}")),
+                error_body(
+                    code::NOT_SUPPORTED,
+                    &format!("unsupported request type {other:?}"),
+                ),
             ),
         }
         Ok(())
@@ -480,12 +509,16 @@ impl<W: Write> Server<W> {
             self.reply(
                 src,
                 msg_id,
-                error_body(12, "init needs node_id and node_ids"),
+                error_body(code::MALFORMED_REQUEST, "init needs node_id and node_ids"),
             );
             return Ok(());
         };
         let Some(ix) = ids.iter().position(|i| i == me) else {
-            self.reply(src, msg_id, error_body(12, "node_id is not in node_ids"));
+            self.reply(
+                src,
+                msg_id,
+                error_body(code::MALFORMED_REQUEST, "node_id is not in node_ids"),
+            );
             return Ok(());
         };
         self.me = me.to_string();
@@ -524,7 +557,7 @@ impl<W: Write> Server<W> {
         match members::bootstrap(body, &ids, ix) {
             Ok(m) => cfg.members = m,
             Err(e) => {
-                self.reply(src, msg_id, error_body(12, &e));
+                self.reply(src, msg_id, error_body(code::MALFORMED_REQUEST, &e));
                 return Ok(());
             }
         }
@@ -586,7 +619,10 @@ impl<W: Write> Server<W> {
             self.reply(
                 client,
                 msg_id,
-                error_body(12, &format!("malformed {ty:?} request: missing fields")),
+                error_body(
+                    code::MALFORMED_REQUEST,
+                    &format!("malformed {ty:?} request: missing fields"),
+                ),
             );
             return;
         }
@@ -605,7 +641,11 @@ impl<W: Write> Server<W> {
         if c.raft.is_leader() {
             if ty == "read" {
                 if c.reads.len() >= MAX_PENDING_READS {
-                    self.reply(client, msg_id, error_body(11, "too many pending reads"));
+                    self.reply(
+                        client,
+                        msg_id,
+                        error_body(code::TEMPORARILY_UNAVAILABLE, "too many pending reads"),
+                    );
                     return;
                 }
                 let id = c.next_read;
@@ -706,7 +746,7 @@ impl<W: Write> Server<W> {
             if let Some((client, msg_id, key)) = c.reads.remove(&id) {
                 let body = match c.sm.kv.get(&key.to_string()) {
                     Some(v) => json!({"type": "read_ok", "value": v}),
-                    None => error_body(20, "key does not exist"),
+                    None => error_body(code::KEY_DOES_NOT_EXIST, "key does not exist"),
                 };
                 self.reply(&client, msg_id, body);
             }

@@ -12,6 +12,7 @@ pub mod sets;
 pub mod txn;
 
 use faultline_checker::compose::Checker;
+pub use faultline_checker::ErrorCode;
 pub use faultline_checker::Outcome;
 use serde_json::Value;
 
@@ -59,7 +60,7 @@ pub struct Completion {
     pub kind: Outcome,
     pub value: Value,
     /// The error code and text when the node answered with an error.
-    pub error: Option<(i64, String)>,
+    pub error: Option<(ErrorCode, String)>,
 }
 
 /// A seeded stream of ops, shared by every client of a run.
@@ -208,24 +209,17 @@ pub fn on_every_node(f: &'static str, node_count: usize) -> Vec<Invocation> {
         .collect()
 }
 
-/// Error codes that mean the operation did not happen (docs/protocol.md,
-/// "Error codes"); every other code leaves its outcome open.
-pub fn is_definite_error(code: i64) -> bool {
-    matches!(code, 1 | 10 | 11 | 12 | 14 | 20 | 21 | 22 | 30)
-}
-
 /// The completion of an error reply or of a reply of the wrong type;
 /// `Err(reply)` when the reply is `{f}_ok`, for the workload to read.
 pub fn definite_outcome<'a>(inv: &Invocation, reply: &'a Value) -> Result<Completion, &'a Value> {
     let ty = reply.get("type").and_then(Value::as_str).unwrap_or("");
-    if ty == "error" {
-        let code = reply.get("code").and_then(Value::as_i64).unwrap_or(-1);
+    if let Some(code) = ErrorCode::of_reply(reply) {
         let text = reply
             .get("text")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let kind = if code >= 0 && is_definite_error(code) {
+        let kind = if code.is_definite() {
             Outcome::Fail
         } else {
             Outcome::Info
@@ -243,7 +237,7 @@ pub fn definite_outcome<'a>(inv: &Invocation, reply: &'a Value) -> Result<Comple
             kind: Outcome::Info,
             value: inv.value.clone(),
             error: Some((
-                -1,
+                ErrorCode::NO_CODE,
                 format!("unexpected reply type {ty:?} (expected {expected:?} or error)"),
             )),
         });

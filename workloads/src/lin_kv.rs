@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::{definite_outcome, Completion, Generator, Invocation, Workload};
+use crate::{definite_outcome, Completion, ErrorCode, Generator, Invocation, Workload};
 
 pub struct LinKv;
 
@@ -109,10 +109,7 @@ impl Generator for LinKvGen {
 /// Maps a lin-kv reply body to the op's completion.
 pub fn complete(inv: &Invocation, reply: &Value) -> Completion {
     // A read of an absent key is an observation, not a failure.
-    if inv.f == "read"
-        && reply.get("type").and_then(Value::as_str) == Some("error")
-        && reply.get("code").and_then(Value::as_i64) == Some(20)
-    {
+    if inv.f == "read" && ErrorCode::of_reply(reply) == Some(ErrorCode::KEY_DOES_NOT_EXIST) {
         return Completion {
             kind: Outcome::Ok,
             value: Value::Null,

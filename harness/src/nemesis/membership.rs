@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::{fault_rng, Executor, Processes};
+use faultline_checker::ErrorCode;
 use faultline_nemesis::{Action, Link};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -59,13 +60,6 @@ impl MemberState {
         *self.opts.view.write().unwrap_or_else(|e| e.into_inner()) =
             self.members.iter().copied().collect();
     }
-}
-
-/// Whether an error code leaves a change's outcome open, by the rule every
-/// client op is recorded by (docs/protocol.md, "Error codes"): timeout
-/// (0), crash (13), 1000 and up, and any code Maelstrom does not assign.
-fn indefinite_code(code: u64) -> bool {
-    !i64::try_from(code).is_ok_and(faultline_workloads::is_definite_error)
 }
 
 /// How a system answered one change.
@@ -396,9 +390,9 @@ impl<P: Processes> Executor<P> {
                 Some(t) if t.ends_with("_ok") => return Answer::Ok,
                 _ => {}
             }
-            match reply["code"].as_u64() {
+            match ErrorCode::of_reply(&reply) {
                 // Not the leader (it may name it), or a change under way.
-                Some(11) => {
+                Some(ErrorCode::TEMPORARILY_UNAVAILABLE) => {
                     let hint = reply["leader"].as_str();
                     named = hint.and_then(|l| self.node_ids.iter().position(|n| n == l));
                     if named.is_none() {
@@ -406,13 +400,14 @@ impl<P: Processes> Executor<P> {
                     }
                     last = Answer::Refused(reply);
                 }
-                // Timeout (0), crash (13) and the codes from 1000 on leave
-                // the change open: whether it happened is asked afterwards.
-                Some(c) if indefinite_code(c) => {
+                // By the rule every client op is recorded by: timeout,
+                // crash, a node's own codes and unassigned ones leave the
+                // change open, and whether it happened is asked afterwards.
+                Some(c) if !c.is_definite() => {
                     return Answer::Indefinite(format!("code {c}: {}", reply["text"]))
                 }
-                None => return Answer::Indefinite(reply["text"].to_string()),
                 Some(_) => return Answer::Refused(reply),
+                None => return Answer::Indefinite(format!("an unexpected reply: {reply}")),
             }
         }
         last
@@ -514,20 +509,5 @@ impl<P: Processes> Executor<P> {
         });
         value["agree"] = json!(agree);
         Ok(value)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn timeouts_crashes_and_codes_from_1000_leave_a_change_open() {
-        // 2 and 999 are assigned to nothing: a change answered so may
-        // have happened, as a client op answered so is recorded `info`.
-        for c in [0, 2, 13, 999, 1000, 1001, 65535, u64::MAX] {
-            assert!(super::indefinite_code(c), "{c}");
-        }
-        for c in [1, 10, 11, 12, 14, 20, 21, 22, 30] {
-            assert!(!super::indefinite_code(c), "{c}");
-        }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use super::{error_body, Server};
+use super::{code, error_body, Server};
 use crate::raft::{Change, ChangeError, Membership, NodeIx};
 
 /// Most membership requests waiting at once; more are refused.
@@ -74,14 +74,15 @@ impl<W: Write> Server<W> {
     pub(super) fn change_members(&mut self, src: &str, msg_id: u64, ty: &str, body: &Value) {
         let c = self.cluster.as_mut().expect("initialised");
         let node = |k: &str| -> Result<NodeIx, Value> {
-            let name = body
-                .get(k)
-                .and_then(Value::as_str)
-                .ok_or_else(|| error_body(12, &format!("{ty} needs {k:?}, a node id")))?;
-            c.ids
-                .iter()
-                .position(|i| i == name)
-                .ok_or_else(|| error_body(22, &format!("no such node {name:?}")))
+            let name = body.get(k).and_then(Value::as_str).ok_or_else(|| {
+                error_body(
+                    code::MALFORMED_REQUEST,
+                    &format!("{ty} needs {k:?}, a node id"),
+                )
+            })?;
+            c.ids.iter().position(|i| i == name).ok_or_else(|| {
+                error_body(code::PRECONDITION_FAILED, &format!("no such node {name:?}"))
+            })
         };
         let change = match ty {
             "member_add" => node("node").map(Change::Add),
@@ -101,7 +102,10 @@ impl<W: Write> Server<W> {
             return self.reply(
                 src,
                 msg_id,
-                error_body(11, "too many membership requests waiting"),
+                error_body(
+                    code::TEMPORARILY_UNAVAILABLE,
+                    "too many membership requests waiting",
+                ),
             );
         }
         match c.raft.propose_change(change) {
@@ -118,16 +122,21 @@ impl<W: Write> Server<W> {
             }
             Err(ChangeError::NotLeader) => {
                 let leader = c.raft.leader.map(|l| c.ids[l].clone());
-                let mut e = error_body(11, "not the leader");
+                let mut e = error_body(code::TEMPORARILY_UNAVAILABLE, "not the leader");
                 e["leader"] = json!(leader);
                 self.reply(src, msg_id, e);
             }
             Err(ChangeError::InProgress) => self.reply(
                 src,
                 msg_id,
-                error_body(11, "a membership change is in progress"),
+                error_body(
+                    code::TEMPORARILY_UNAVAILABLE,
+                    "a membership change is in progress",
+                ),
             ),
-            Err(ChangeError::Invalid(why)) => self.reply(src, msg_id, error_body(22, &why)),
+            Err(ChangeError::Invalid(why)) => {
+                self.reply(src, msg_id, error_body(code::PRECONDITION_FAILED, &why))
+            }
         }
     }
 
