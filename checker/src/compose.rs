@@ -163,10 +163,19 @@ impl Checker for RaftInvariants {
             return Ok(None);
         };
         let r = raft::check(file, text)?;
-        let summary = match r.violations.first() {
+        let mut summary = match r.violations.first() {
             Some(v) => format!("Raft invariant violated: {}", v.summary),
             None => format!("{} trace events, no violation", r.events),
         };
+        if !r.unknown_events.is_empty() {
+            let kinds: Vec<String> = (r.unknown_events.iter())
+                .map(|(name, n)| format!("{name:?} ×{n}"))
+                .collect();
+            summary += &format!(
+                "; events of unknown kinds not checked: {}",
+                kinds.join(", ")
+            );
+        }
         Ok(Some(CheckerResult::new(
             self.name(),
             r.verdict,

@@ -20,6 +20,7 @@ pub mod prepass;
 pub mod raft;
 pub mod search;
 pub mod sets;
+pub mod trace;
 pub mod txn;
 pub mod unique;
 

@@ -19,10 +19,10 @@
 //! majority of the old configuration and one of the new decide apart.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{CheckError, Located};
+use crate::trace::{self, Parsed, TraceEvent, Traced};
 use crate::Verdict;
 
 /// More violations than this are counted but not listed.
@@ -44,44 +44,12 @@ pub struct Report {
     pub checker: &'static str,
     pub verdict: Verdict,
     pub events: usize,
+    /// Events of kinds faultline does not know, by name: kept, counted,
+    /// never checked (a misspelled `comit` shows here).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown_events: BTreeMap<String, usize>,
     pub violation_count: usize,
     pub violations: Vec<Violation>,
-}
-
-#[derive(Debug, Clone)]
-enum Ev {
-    Start,
-    Vote {
-        term: u64,
-        candidate: String,
-    },
-    Leader {
-        term: u64,
-    },
-    Commit {
-        index: u64,
-        term: u64,
-        /// Set when a leader advanced its commit index by counting replicas.
-        leader_term: Option<u64>,
-        /// Who had matched the index, and the configuration counted in.
-        quorum: Option<(Vec<String>, Conf)>,
-    },
-    Apply {
-        index: u64,
-        term: u64,
-        digest: String,
-    },
-    Truncate {
-        from: u64,
-        term: Option<u64>,
-    },
-    Config {
-        index: u64,
-        term: u64,
-        conf: Conf,
-        from: Conf,
-    },
-    Other,
 }
 
 /// A configuration as traced: its voters, and the old half while joint.
@@ -92,21 +60,16 @@ struct Conf {
 }
 
 impl Conf {
-    fn parse(v: &Value, prefix: &str) -> Option<Conf> {
-        let list = |k: &str| -> Option<Vec<String>> {
-            let mut l: Vec<String> = v
-                .get(k)?
-                .as_array()?
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect();
+    fn new(voters: &[String], old: Option<&Vec<String>>) -> Conf {
+        let sorted = |l: &[String]| {
+            let mut l = l.to_vec();
             l.sort();
-            Some(l)
+            l
         };
-        Some(Conf {
-            voters: list(&format!("{prefix}voters"))?,
-            old: list(&format!("{prefix}old")),
-        })
+        Conf {
+            voters: sorted(voters),
+            old: old.map(|o| sorted(o)),
+        }
     }
 
     fn halves(&self) -> impl Iterator<Item = &Vec<String>> {
@@ -126,17 +89,9 @@ impl Conf {
             (None, Some(old)) => *old == self.voters,
             (Some(_), None) => next.voters == self.voters,
             (None, None) => {
-                let moved = self
-                    .voters
-                    .iter()
-                    .filter(|v| !next.voters.contains(v))
-                    .count()
-                    + next
-                        .voters
-                        .iter()
-                        .filter(|v| !self.voters.contains(v))
-                        .count();
-                moved <= 1
+                let gone = self.voters.iter().filter(|v| !next.voters.contains(v));
+                let new = next.voters.iter().filter(|v| !self.voters.contains(v));
+                gone.count() + new.count() <= 1
             }
             (Some(_), Some(_)) => self == next,
         }
@@ -150,73 +105,8 @@ impl Conf {
     }
 }
 
-fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckError> {
-    let err = |m: String| CheckError::Parse(Located::new(file, n, m));
-    let v: Value =
-        serde_json::from_str(line).map_err(|e| err(format!("not a trace event: {e}")))?;
-    let node = v
-        .get("node")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("trace event lacks \"node\"".into()))?;
-    let event = v
-        .get("event")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("trace event lacks \"event\"".into()))?;
-    let num = |k: &str| -> Result<u64, CheckError> {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| err(format!("{event} event lacks a numeric {k:?}")))
-    };
-    let text = |k: &str| -> Result<String, CheckError> {
-        match v.get(k) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) if !other.is_null() => Ok(other.to_string()),
-            _ => Err(err(format!("{event} event lacks {k:?}"))),
-        }
-    };
-    let ev = match event {
-        "start" => Ev::Start,
-        "vote" => Ev::Vote {
-            term: num("term")?,
-            candidate: text("candidate")?,
-        },
-        "leader" => Ev::Leader { term: num("term")? },
-        "commit" => Ev::Commit {
-            index: num("index")?,
-            term: num("term")?,
-            leader_term: match v.get("leader_term") {
-                None | Some(Value::Null) => None,
-                Some(_) => Some(num("leader_term")?),
-            },
-            quorum: match (v.get("acks").and_then(Value::as_array), Conf::parse(&v, "")) {
-                (Some(acks), Some(conf)) => Some((
-                    acks.iter()
-                        .filter_map(|a| a.as_str().map(String::from))
-                        .collect(),
-                    conf,
-                )),
-                _ => None,
-            },
-        },
-        "apply" => Ev::Apply {
-            index: num("index")?,
-            term: num("term")?,
-            digest: text("digest")?,
-        },
-        "truncate" => Ev::Truncate {
-            from: num("from")?,
-            term: v.get("term").and_then(Value::as_u64),
-        },
-        "config" => Ev::Config {
-            index: num("index")?,
-            term: num("term")?,
-            conf: Conf::parse(&v, "").ok_or_else(|| err("config event lacks \"voters\"".into()))?,
-            from: Conf::parse(&v, "from_")
-                .ok_or_else(|| err("config event lacks \"from_voters\"".into()))?,
-        },
-        _ => Ev::Other,
-    };
-    Ok((node.to_string(), ev))
+fn parse_line(file: &str, n: usize, line: &str) -> Result<Traced, CheckError> {
+    trace::parse_line(line).map_err(|m| CheckError::Parse(Located::new(file, n, m)))
 }
 
 /// How many times leadership moved to another node at or after
@@ -228,45 +118,429 @@ fn parse_line(file: &str, n: usize, line: &str) -> Result<(String, Ev), CheckErr
 pub fn leader_changes(text: &str, since_ns: u64) -> Option<usize> {
     let mut current: Option<String> = None;
     let mut changes = 0;
-    for (n, line) in text.lines().enumerate() {
-        let Ok((node, Ev::Leader { .. })) = parse_line("traces", n + 1, line) else {
+    for line in text.lines() {
+        let Ok(t) = trace::parse_line(line) else {
             continue;
         };
-        let time = serde_json::from_str::<Value>(line)
-            .ok()
-            .and_then(|v| v.get("time")?.as_u64())
-            .unwrap_or(0);
-        if current.as_deref() != Some(node.as_str()) {
-            if time >= since_ns && current.is_some() {
+        if !matches!(t.event, Parsed::Known(TraceEvent::Leader { .. })) {
+            continue;
+        }
+        if current.as_deref() != Some(t.node.as_str()) {
+            if t.time_ns >= since_ns && current.is_some() {
                 changes += 1;
             }
-            current = Some(node);
+            current = Some(t.node);
         }
     }
     current.map(|_| changes)
 }
 
+/// Where an event is: its node and traces.jsonl line.
+struct At<'a> {
+    node: &'a str,
+    line: usize,
+}
+
+/// One invariant, checked event by event: each keeps the state it needs.
+trait Invariant {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found);
+}
+
+/// The violations found so far: all counted, the first `MAX_LISTED` kept.
 #[derive(Default)]
-struct Life {
-    commit: Option<(u64, usize)>,
-    apply: Option<(u64, usize)>,
+struct Found {
+    count: usize,
+    listed: Vec<Violation>,
+}
+
+impl Found {
+    fn push(
+        &mut self,
+        invariant: &'static str,
+        summary: String,
+        nodes: Vec<String>,
+        terms: Vec<u64>,
+        indices: Vec<u64>,
+        lines: Vec<usize>,
+    ) {
+        self.count += 1;
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(Violation {
+                invariant: invariant.into(),
+                summary,
+                nodes,
+                terms,
+                indices,
+                lines,
+            });
+        }
+    }
+}
+
+/// At most one leader per term.
+#[derive(Default)]
+struct ElectionSafety {
+    leaders: HashMap<u64, (String, usize)>,
+}
+
+impl Invariant for ElectionSafety {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Leader { term } = *ev else {
+            return;
+        };
+        let (node, n) = (at.node, at.line);
+        match self.leaders.get(&term) {
+            Some((other, l)) if other != node => found.push(
+                "election-safety",
+                format!("two leaders in term {term}: {other} (line {l}) and {node} (line {n})"),
+                vec![other.clone(), node.to_string()],
+                vec![term],
+                vec![],
+                vec![*l, n],
+            ),
+            Some(_) => {}
+            None => {
+                self.leaders.insert(term, (node.to_string(), n));
+            }
+        }
+    }
+}
+
+/// A node votes for one candidate per term, across restarts.
+#[derive(Default)]
+struct OneVotePerTerm {
+    votes: HashMap<(String, u64), (String, usize)>,
+}
+
+impl Invariant for OneVotePerTerm {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Vote { term, candidate } = ev else {
+            return;
+        };
+        let (node, n, term) = (at.node, at.line, *term);
+        match self.votes.get(&(node.to_string(), term)) {
+            Some((prev, l)) if prev != candidate => found.push(
+                "one-vote-per-term",
+                format!("{node} voted twice in term {term}: for {prev} (line {l}) and for {candidate} (line {n})"),
+                vec![node.to_string(), prev.clone(), candidate.clone()],
+                vec![term],
+                vec![],
+                vec![*l, n],
+            ),
+            Some(_) => {}
+            None => {
+                self.votes
+                    .insert((node.to_string(), term), (candidate.clone(), n));
+            }
+        }
+    }
+}
+
+/// A configuration changes into a joint one, out of one, or by one server.
+#[derive(Default)]
+struct ConfigChangeSafe;
+
+impl Invariant for ConfigChangeSafe {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Config {
+            index,
+            term,
+            voters,
+            old,
+            from_voters,
+            from_old,
+        } = ev
+        else {
+            return;
+        };
+        let (conf, from) = (
+            Conf::new(voters, old.as_ref()),
+            Conf::new(from_voters, from_old.as_ref()),
+        );
+        if !from.steps_safely_to(&conf) {
+            found.push(
+                "config-change-unsafe",
+                format!(
+                    "{}, leader of term {term}, changed the configuration at index {index} from {} straight to {} (line {}): a majority of each can decide without the other; Raft goes through a joint configuration, or moves one server at a time (§6)",
+                    at.node,
+                    from.show(),
+                    conf.show(),
+                    at.line
+                ),
+                vec![at.node.to_string()],
+                vec![*term],
+                vec![*index],
+                vec![at.line],
+            );
+        }
+    }
+}
+
+/// A commit that names who had matched it holds a majority of each half
+/// of the configuration it counted in.
+#[derive(Default)]
+struct CommitQuorum;
+
+impl Invariant for CommitQuorum {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Commit {
+            index,
+            term,
+            acks: Some(acks),
+            voters: Some(voters),
+            old,
+            ..
+        } = ev
+        else {
+            return;
+        };
+        let conf = Conf::new(voters, old.as_ref());
+        if !conf.counts(acks) {
+            found.push(
+                "commit-without-quorum",
+                format!(
+                    "{} committed index {index} (line {}) with only {{{}}} holding it: not a majority of each half of the configuration {} in force",
+                    at.node,
+                    at.line,
+                    acks.join(","),
+                    conf.show()
+                ),
+                vec![at.node.to_string()],
+                vec![*term],
+                vec![*index],
+                vec![at.line],
+            );
+        }
+    }
+}
+
+/// The commit rule itself (the guard of AdvanceCommitIndex in the Raft
+/// TLA+ spec): an earlier term's entry counted onto a majority can still
+/// be overwritten (Figure 8), so checking the rule catches the mistake
+/// without waiting for the rare three-leader chain that turns it into
+/// lost data.
+#[derive(Default)]
+struct LeaderCommitsOwnTerm;
+
+impl Invariant for LeaderCommitsOwnTerm {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Commit {
+            index,
+            term,
+            leader_term: Some(lt),
+            ..
+        } = *ev
+        else {
+            return;
+        };
+        if lt != term {
+            found.push(
+                "leader-commits-own-term",
+                format!(
+                    "{}, leader of term {lt}, committed index {index} of term {term} by counting replicas (line {}); only entries of the leader's own term commit that way (Raft §5.4.2)",
+                    at.node, at.line
+                ),
+                vec![at.node.to_string()],
+                vec![lt, term],
+                vec![index],
+                vec![at.line],
+            );
+        }
+    }
+}
+
+/// Within one life of a node (from a `start` on), an index that only
+/// grows: the commit index, or the last applied one.
+struct Monotonic {
+    invariant: &'static str,
+    /// Per node: the highest index of this life, and its line.
+    lives: HashMap<String, (u64, usize)>,
+}
+
+impl Monotonic {
+    fn new(invariant: &'static str) -> Monotonic {
+        Monotonic {
+            invariant,
+            lives: HashMap::new(),
+        }
+    }
+}
+
+impl Invariant for Monotonic {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let (node, n) = (at.node, at.line);
+        let (index, term, applying) = match (self.invariant, ev) {
+            (_, TraceEvent::Start {}) => {
+                self.lives.remove(node);
+                return;
+            }
+            ("commit-monotonic", TraceEvent::Commit { index, term, .. }) => (*index, *term, false),
+            ("apply-monotonic", TraceEvent::Apply { index, term, .. }) => (*index, *term, true),
+            _ => return,
+        };
+        if let Some(&(prev, l)) = self.lives.get(node) {
+            // A commit may repeat its index; an apply may not.
+            if index < prev || (applying && index == prev) {
+                let summary = match applying {
+                    true => format!("{node} applied index {index} (line {n}) after already applying {prev} (line {l})"),
+                    false => format!("{node}'s commit index went back from {prev} (line {l}) to {index} (line {n})"),
+                };
+                let lines = vec![l, n];
+                found.push(
+                    self.invariant,
+                    summary,
+                    vec![node.to_string()],
+                    vec![term],
+                    vec![prev, index],
+                    lines,
+                );
+            }
+        }
+        let high = self.lives.get(node).map_or(0, |h| h.0).max(index);
+        self.lives.insert(node.to_string(), (high, n));
+    }
+}
+
+/// An index committed with one term is committed with that term on
+/// every node.
+#[derive(Default)]
+struct CommitAgreement {
+    committed: HashMap<u64, (u64, String, usize)>,
+}
+
+impl Invariant for CommitAgreement {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Commit { index, term, .. } = *ev else {
+            return;
+        };
+        let (node, n) = (at.node, at.line);
+        match self.committed.get(&index) {
+            Some((t, other, l)) if *t != term => found.push(
+                "commit-agreement",
+                format!("index {index} committed with term {t} on {other} (line {l}) but term {term} on {node} (line {n})"),
+                vec![other.clone(), node.to_string()],
+                vec![*t, term],
+                vec![index],
+                vec![*l, n],
+            ),
+            Some(_) => {}
+            None => {
+                self.committed.insert(index, (term, node.to_string(), n));
+            }
+        }
+    }
+}
+
+/// Every node applies the same command (term and digest) at an index.
+#[derive(Default)]
+struct StateMachineSafety {
+    applied: HashMap<u64, (u64, String, String, usize)>,
+}
+
+impl Invariant for StateMachineSafety {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let TraceEvent::Apply {
+            index,
+            term,
+            digest,
+        } = ev
+        else {
+            return;
+        };
+        let (node, n, index, term) = (at.node, at.line, *index, *term);
+        match self.applied.get(&index) {
+            Some((t, d, other, l)) if *t != term || d != digest => found.push(
+                "state-machine-safety",
+                format!("index {index}: {other} applied term {t} digest {d} (line {l}) but {node} applied term {term} digest {digest} (line {n})"),
+                vec![other.clone(), node.to_string()],
+                vec![*t, term],
+                vec![index],
+                vec![*l, n],
+            ),
+            Some(_) => {}
+            None => {
+                self.applied
+                    .insert(index, (term, digest.clone(), node.to_string(), n));
+            }
+        }
+    }
+}
+
+/// Nothing committed is truncated: not on the node that committed it
+/// (in this life), nor an entry another node committed with that term.
+#[derive(Default)]
+struct CommittedNotTruncated {
+    /// Per node: the highest commit index of this life, and its line.
+    lives: HashMap<String, (u64, usize)>,
+    committed: HashMap<u64, (u64, String, usize)>,
+}
+
+impl Invariant for CommittedNotTruncated {
+    fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
+        let (node, n) = (at.node, at.line);
+        match *ev {
+            TraceEvent::Start {} => {
+                self.lives.remove(node);
+            }
+            TraceEvent::Commit { index, term, .. } => {
+                let high = self.lives.get(node).map_or(0, |h| h.0).max(index);
+                self.lives.insert(node.to_string(), (high, n));
+                self.committed
+                    .entry(index)
+                    .or_insert_with(|| (term, node.to_string(), n));
+            }
+            TraceEvent::Truncate { from, term } => {
+                if let Some(&(c, l)) = self.lives.get(node).filter(|(c, _)| from <= *c) {
+                    found.push(
+                        "committed-entry-truncated",
+                        format!("{node} truncated its log from index {from} (line {n}) although it had committed up to {c} (line {l})"),
+                        vec![node.to_string()],
+                        vec![],
+                        vec![from, c],
+                        vec![l, n],
+                    );
+                    return;
+                }
+                let Some((t, (ct, other, l))) = term.zip(self.committed.get(&from)) else {
+                    return;
+                };
+                if *ct == t {
+                    found.push(
+                        "committed-entry-truncated",
+                        format!("{node} truncated index {from} of term {t} (line {n}), an entry {other} had committed (line {l})"),
+                        vec![other.clone(), node.to_string()],
+                        vec![t],
+                        vec![from],
+                        vec![*l, n],
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every invariant checked, in the order their violations are listed.
+fn invariants() -> Vec<Box<dyn Invariant>> {
+    vec![
+        Box::new(ElectionSafety::default()),
+        Box::new(OneVotePerTerm::default()),
+        Box::new(ConfigChangeSafe),
+        Box::new(CommitQuorum),
+        Box::new(LeaderCommitsOwnTerm),
+        Box::new(Monotonic::new("commit-monotonic")),
+        Box::new(CommitAgreement::default()),
+        Box::new(Monotonic::new("apply-monotonic")),
+        Box::new(StateMachineSafety::default()),
+        Box::new(CommittedNotTruncated::default()),
+    ]
 }
 
 /// Checks a traces.jsonl text. A torn last line (no newline) is ignored.
 pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
-    let mut violations: Vec<Violation> = Vec::new();
-    let mut count = 0usize;
-    let mut push = |v: Violation| {
-        count += 1;
-        if violations.len() < MAX_LISTED {
-            violations.push(v);
-        }
-    };
-    let mut leaders: HashMap<u64, (String, usize)> = HashMap::new();
-    let mut votes: HashMap<(String, u64), (String, usize)> = HashMap::new();
-    let mut applied: HashMap<u64, (u64, String, String, usize)> = HashMap::new();
-    let mut committed: HashMap<u64, (u64, String, usize)> = HashMap::new();
-    let mut lives: HashMap<String, Life> = HashMap::new();
+    let mut found = Found::default();
+    let mut invariants = invariants();
+    let mut unknown_events: BTreeMap<String, usize> = BTreeMap::new();
     let torn_tail = !text.is_empty() && !text.ends_with('\n');
     let total = text.lines().count();
     let mut events = 0;
@@ -275,217 +549,37 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
         if line.trim().is_empty() {
             continue;
         }
-        let (node, ev) = match parse_line(file, n, line) {
-            Ok(x) => x,
+        let t = match parse_line(file, n, line) {
+            Ok(t) => t,
             Err(_) if torn_tail && n == total => break,
             Err(e) => return Err(e),
         };
         events += 1;
-        match ev {
-            Ev::Start => {
-                lives.insert(node, Life::default());
+        let ev = match t.event {
+            Parsed::Known(ev) => ev,
+            Parsed::Unknown(name) => {
+                *unknown_events.entry(name).or_default() += 1;
+                continue;
             }
-            Ev::Leader { term } => match leaders.get(&term) {
-                Some((other, l)) if *other != node => push(Violation {
-                    invariant: "election-safety".into(),
-                    summary: format!("two leaders in term {term}: {other} (line {l}) and {node} (line {n})"),
-                    nodes: vec![other.clone(), node.clone()],
-                    terms: vec![term],
-                    indices: vec![],
-                    lines: vec![*l, n],
-                }),
-                Some(_) => {}
-                None => {
-                    leaders.insert(term, (node, n));
-                }
-            },
-            Ev::Vote { term, candidate } => match votes.get(&(node.clone(), term)) {
-                Some((prev, l)) if *prev != candidate => push(Violation {
-                    invariant: "one-vote-per-term".into(),
-                    summary: format!(
-                        "{node} voted twice in term {term}: for {prev} (line {l}) and for {candidate} (line {n})"
-                    ),
-                    nodes: vec![node.clone(), prev.clone(), candidate.clone()],
-                    terms: vec![term],
-                    indices: vec![],
-                    lines: vec![*l, n],
-                }),
-                Some(_) => {}
-                None => {
-                    votes.insert((node, term), (candidate, n));
-                }
-            },
-            Ev::Config {
-                index,
-                term,
-                conf,
-                from,
-            } => {
-                if !from.steps_safely_to(&conf) {
-                    push(Violation {
-                        invariant: "config-change-unsafe".into(),
-                        summary: format!(
-                            "{node}, leader of term {term}, changed the configuration at index {index} from {} straight to {} (line {n}): a majority of each can decide without the other; Raft goes through a joint configuration, or moves one server at a time (§6)",
-                            from.show(),
-                            conf.show()
-                        ),
-                        nodes: vec![node.clone()],
-                        terms: vec![term],
-                        indices: vec![index],
-                        lines: vec![n],
-                    });
-                }
-            }
-            Ev::Commit {
-                index,
-                term,
-                leader_term,
-                quorum,
-            } => {
-                if let Some((acks, conf)) = quorum {
-                    if !conf.counts(&acks) {
-                        push(Violation {
-                            invariant: "commit-without-quorum".into(),
-                            summary: format!(
-                                "{node} committed index {index} (line {n}) with only {{{}}} holding it: not a majority of each half of the configuration {} in force",
-                                acks.join(","),
-                                conf.show()
-                            ),
-                            nodes: vec![node.clone()],
-                            terms: vec![term],
-                            indices: vec![index],
-                            lines: vec![n],
-                        });
-                    }
-                }
-                // The commit rule itself (the guard of AdvanceCommitIndex in
-                // the Raft TLA+ spec): an earlier term's entry counted onto a
-                // majority can still be overwritten (Figure 8), so checking
-                // the rule catches the mistake without waiting for the rare
-                // three-leader chain that turns it into lost data.
-                if let Some(lt) = leader_term {
-                    if lt != term {
-                        push(Violation {
-                            invariant: "leader-commits-own-term".into(),
-                            summary: format!(
-                                "{node}, leader of term {lt}, committed index {index} of term {term} by counting replicas (line {n}); only entries of the leader's own term commit that way (Raft §5.4.2)"
-                            ),
-                            nodes: vec![node.clone()],
-                            terms: vec![lt, term],
-                            indices: vec![index],
-                            lines: vec![n],
-                        });
-                    }
-                }
-                let life = lives.entry(node.clone()).or_default();
-                if let Some((prev, l)) = life.commit {
-                    if index < prev {
-                        push(Violation {
-                            invariant: "commit-monotonic".into(),
-                            summary: format!("{node}'s commit index went back from {prev} (line {l}) to {index} (line {n})"),
-                            nodes: vec![node.clone()],
-                            terms: vec![term],
-                            indices: vec![prev, index],
-                            lines: vec![l, n],
-                        });
-                    }
-                }
-                life.commit = Some((index.max(life.commit.map_or(0, |c| c.0)), n));
-                match committed.get(&index) {
-                    Some((t, other, l)) if *t != term => push(Violation {
-                        invariant: "commit-agreement".into(),
-                        summary: format!(
-                            "index {index} committed with term {t} on {other} (line {l}) but term {term} on {node} (line {n})"
-                        ),
-                        nodes: vec![other.clone(), node.clone()],
-                        terms: vec![*t, term],
-                        indices: vec![index],
-                        lines: vec![*l, n],
-                    }),
-                    Some(_) => {}
-                    None => {
-                        committed.insert(index, (term, node, n));
-                    }
-                }
-            }
-            Ev::Apply { index, term, digest } => {
-                let life = lives.entry(node.clone()).or_default();
-                if let Some((prev, l)) = life.apply {
-                    if index <= prev {
-                        push(Violation {
-                            invariant: "apply-monotonic".into(),
-                            summary: format!(
-                                "{node} applied index {index} (line {n}) after already applying {prev} (line {l})"
-                            ),
-                            nodes: vec![node.clone()],
-                            terms: vec![term],
-                            indices: vec![prev, index],
-                            lines: vec![l, n],
-                        });
-                    }
-                }
-                life.apply = Some((index.max(life.apply.map_or(0, |a| a.0)), n));
-                match applied.get(&index) {
-                    Some((t, d, other, l)) if *t != term || *d != digest => push(Violation {
-                        invariant: "state-machine-safety".into(),
-                        summary: format!(
-                            "index {index}: {other} applied term {t} digest {d} (line {l}) but {node} applied term {term} digest {digest} (line {n})"
-                        ),
-                        nodes: vec![other.clone(), node.clone()],
-                        terms: vec![*t, term],
-                        indices: vec![index],
-                        lines: vec![*l, n],
-                    }),
-                    Some(_) => {}
-                    None => {
-                        applied.insert(index, (term, digest, node, n));
-                    }
-                }
-            }
-            Ev::Truncate { from, term } => {
-                let life = lives.entry(node.clone()).or_default();
-                if let Some((c, l)) = life.commit {
-                    if from <= c {
-                        push(Violation {
-                            invariant: "committed-entry-truncated".into(),
-                            summary: format!(
-                                "{node} truncated its log from index {from} (line {n}) although it had committed up to {c} (line {l})"
-                            ),
-                            nodes: vec![node.clone()],
-                            terms: vec![],
-                            indices: vec![from, c],
-                            lines: vec![l, n],
-                        });
-                        continue;
-                    }
-                }
-                if let (Some(t), Some((ct, other, l))) = (term, committed.get(&from)) {
-                    if *ct == t {
-                        push(Violation {
-                            invariant: "committed-entry-truncated".into(),
-                            summary: format!(
-                                "{node} truncated index {from} of term {t} (line {n}), an entry {other} had committed (line {l})"
-                            ),
-                            nodes: vec![other.clone(), node.clone()],
-                            terms: vec![t],
-                            indices: vec![from],
-                            lines: vec![*l, n],
-                        });
-                    }
-                }
-            }
-            Ev::Other => {}
+        };
+        let at = At {
+            node: &t.node,
+            line: n,
+        };
+        for inv in &mut invariants {
+            inv.observe(&at, &ev, &mut found);
         }
     }
     Ok(Report {
         checker: "raft-invariants",
-        verdict: if count == 0 {
+        verdict: if found.count == 0 {
             Verdict::Valid
         } else {
             Verdict::Invalid
         },
         events,
-        violation_count: count,
-        violations,
+        unknown_events,
+        violation_count: found.count,
+        violations: found.listed,
     })
 }

@@ -3,6 +3,7 @@
 //! the fault was on. This is what a run exercised: a partition that never
 //! overlapped an election tested nothing about elections.
 
+use faultline_checker::trace::{self, LeaderCommits, Parsed, TraceEvent};
 use faultline_nemesis::Kind;
 use serde_json::Value;
 
@@ -52,31 +53,29 @@ struct States {
 impl States {
     fn from_traces(lines: &[TraceLine]) -> States {
         let mut spans: [Vec<(u64, u64)>; STATES.len()] = Default::default();
-        let mut leader: Option<&str> = None;
+        let mut leader_commits = LeaderCommits::default();
         // Per term, when its first vote was granted (an election began).
         let mut voting: Vec<(u64, u64)> = Vec::new();
         for l in lines {
-            let event = l.fields.get("event").and_then(Value::as_str);
-            let term = l.fields.get("term").and_then(Value::as_u64);
-            match (event, term) {
-                (Some("vote"), Some(t)) if !voting.iter().any(|&(vt, _)| vt == t) => {
+            // What the checker cannot read, or does not know, met nothing.
+            let Ok(Parsed::Known(ev)) = trace::event_in(&l.fields) else {
+                continue;
+            };
+            let leaders = leader_commits.observe(&l.node, &ev);
+            match ev {
+                TraceEvent::Vote { term: t, .. } if !voting.iter().any(|&(vt, _)| vt == t) => {
                     voting.push((t, l.time));
                 }
-                (Some("leader"), Some(t)) => {
+                TraceEvent::Leader { term: t } => {
                     spans[1].push((l.time, l.time));
-                    leader = Some(&l.node);
                     // Every election up to this term is over.
                     for (_, start) in voting.iter().filter(|&&(vt, _)| vt <= t) {
                         spans[0].push((*start, l.time));
                     }
                     voting.retain(|&(vt, _)| vt > t);
                 }
-                (Some("commit"), _)
-                    if l.fields.contains_key("leader_term") || leader == Some(&l.node) =>
-                {
-                    spans[2].push((l.time, l.time));
-                }
-                (Some("snapshot"), _) => spans[3].push((l.time, l.time)),
+                TraceEvent::Commit { .. } if leaders => spans[2].push((l.time, l.time)),
+                TraceEvent::Snapshot { .. } => spans[3].push((l.time, l.time)),
                 _ => {}
             }
         }
@@ -97,6 +96,12 @@ impl States {
         let upto = s.partition_point(|&(a, _)| a <= end);
         s[..upto].iter().rev().take(64).any(|&(_, b)| b >= start)
     }
+}
+
+/// How often each of `STATES` occurred in `traces`, read as every other
+/// reader of traces reads them (`faultline_checker::trace`).
+pub fn states_occurred(traces: &[TraceLine]) -> [usize; STATES.len()] {
+    compute(&[], traces).occurred
 }
 
 /// Coverage of the run's fault bands by the states in `traces`.

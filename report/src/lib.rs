@@ -16,6 +16,8 @@ mod workload;
 
 use anyhow::Context;
 
+pub use coverage::{states_occurred, STATES};
+
 use data::ReportData;
 use faultline_rundir::{RunDir, REPORT};
 

@@ -3,7 +3,9 @@
 //! messages.jsonl (buffered, flushed periodically and at the end; both
 //! tolerate a torn tail).
 
+use faultline_checker::trace::{self, LeaderCommits, Parsed, TraceEvent};
 use faultline_checker::{Event, EventType, Process};
+use faultline_nemesis::Moment;
 use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -174,10 +176,9 @@ pub struct Recorder {
     /// at the leader.
     leader: watch::Sender<Option<(u64, String)>>,
     moments: broadcast::Sender<Seen>,
-    /// Set once a commit trace said who committed as leader
-    /// (`leader_term`): from then on a commit without it is a follower's,
-    /// even on a node that led before it restarted.
-    commits_name_leader: std::sync::atomic::AtomicBool,
+    /// Which commits are a leader's, by the rule every reader of traces
+    /// uses.
+    leader_commits: Mutex<LeaderCommits>,
     /// Per node, the newest term it was elected in and when.
     elected: Mutex<std::collections::HashMap<String, (u64, Instant)>>,
     /// The first failed write to traces or journal.
@@ -204,7 +205,7 @@ impl Recorder {
             trace_count: AtomicU64::new(0),
             leader: watch::channel(None).0,
             moments: broadcast::channel(MOMENT_BACKLOG).0,
-            commits_name_leader: std::sync::atomic::AtomicBool::new(false),
+            leader_commits: Mutex::new(LeaderCommits::default()),
             elected: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -280,43 +281,57 @@ impl Recorder {
     }
 
     /// The moments a trace event is: a leader elected, a vote granted, a
-    /// commit by a leader (one that says it counted replicas, or, from
-    /// nodes that never say so, the node known to lead; a follower learning
-    /// the commit index is not the moment a leader commits), which is also
-    /// `on-lease` once that leader has led for `LEASE_SETTLE`.
-    fn moments_of(&self, node: &str, body: &Value) -> Vec<faultline_nemesis::Moment> {
-        use faultline_nemesis::Moment;
-        use std::sync::atomic::Ordering::Relaxed;
-        match body.get("event").and_then(Value::as_str) {
-            Some("leader") => vec![Moment::Elect],
-            Some("vote") => vec![Moment::Vote],
-            Some("commit") => {
-                if let Some(led) = body.get("leader_term").and_then(Value::as_u64) {
-                    self.commits_name_leader.store(true, Relaxed);
-                    let e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
-                    let settled = e
-                        .get(node)
-                        .is_some_and(|&(t, at)| t == led && at.elapsed() >= LEASE_SETTLE);
-                    return if settled {
-                        vec![Moment::Commit, Moment::Lease]
-                    } else {
-                        vec![Moment::Commit]
-                    };
-                }
-                let known_leader = !self.commits_name_leader.load(Relaxed)
-                    && self
-                        .leader
-                        .borrow()
-                        .as_ref()
-                        .is_some_and(|(_, l)| l == node);
-                if known_leader {
-                    vec![Moment::Commit]
-                } else {
-                    Vec::new()
+    /// commit by a leader (`LeaderCommits` says which), which is also
+    /// `on-lease` once that leader, naming its term, has led for
+    /// `LEASE_SETTLE`.
+    fn moments_of(&self, node: &str, ev: &TraceEvent, leaders: bool) -> Vec<Moment> {
+        match *ev {
+            TraceEvent::Leader { .. } => vec![Moment::Elect],
+            TraceEvent::Vote { .. } => vec![Moment::Vote],
+            TraceEvent::Commit {
+                leader_term: Some(led),
+                ..
+            } if leaders => {
+                let e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
+                let settled = e
+                    .get(node)
+                    .is_some_and(|&(t, at)| t == led && at.elapsed() >= LEASE_SETTLE);
+                match settled {
+                    true => vec![Moment::Commit, Moment::Lease],
+                    false => vec![Moment::Commit],
                 }
             }
+            TraceEvent::Commit { .. } if leaders => vec![Moment::Commit],
             _ => Vec::new(),
         }
+    }
+
+    /// A leader announces itself when elected and again with each commit
+    /// it counts (`leader_term`): after a restart the newest announcement
+    /// names the node leading now.
+    fn follow_leader(&self, node: &str, ev: &TraceEvent) {
+        let term = match *ev {
+            TraceEvent::Leader { term } => {
+                // When it was elected, for `on-lease`.
+                let mut e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
+                e.insert(node.to_string(), (term, Instant::now()));
+                term
+            }
+            TraceEvent::Commit {
+                leader_term: Some(term),
+                ..
+            } => term,
+            _ => return,
+        };
+        self.leader.send_if_modified(|l| {
+            let newer = l
+                .as_ref()
+                .is_none_or(|(t, n)| term > *t || (term == *t && n != node));
+            if newer {
+                *l = Some((term, node.to_string()));
+            }
+            newer
+        });
     }
 
     pub fn flush(&self) {
@@ -349,39 +364,32 @@ impl Sink for Recorder {
         // Counted before any moment is sent: a trigger that sees no
         // traces yet falls back to the clock.
         self.trace_count.fetch_add(1, Relaxed);
-        // A leader announces itself when elected and again with each
-        // commit it counts (`leader_term`): after a restart the newest
-        // announcement names the node leading now.
-        let event = body.get("event").and_then(Value::as_str);
-        let led = match event {
-            Some("leader") => body.get("term"),
-            Some("commit") => body.get("leader_term"),
-            _ => None,
+        // A line the checker cannot read, or of a kind nobody knows, fires
+        // nothing: the checker names the first and counts the second.
+        let Ok(Parsed::Known(ev)) = trace::event_of(body) else {
+            self.write(&self.traces, &line);
+            return;
         };
-        if let Some(term) = led.and_then(Value::as_u64) {
-            // When it was elected, for `on-lease`.
-            if event == Some("leader") {
-                let mut e = self.elected.lock().unwrap_or_else(|e| e.into_inner());
-                e.insert(node.to_string(), (term, Instant::now()));
-            }
-            self.leader.send_if_modified(|l| {
-                let newer = l
-                    .as_ref()
-                    .is_none_or(|(t, n)| term > *t || (term == *t && n != node));
-                if newer {
-                    *l = Some((term, node.to_string()));
-                }
-                newer
-            });
-        }
+        let leaders = self
+            .leader_commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(node, &ev);
+        self.follow_leader(node, &ev);
         // After the leader watch: a trigger fired by an election finds the
         // new leader there.
         if self.moments.receiver_count() > 0 {
-            for moment in self.moments_of(node, body) {
+            let term = match ev {
+                TraceEvent::Leader { term }
+                | TraceEvent::Vote { term, .. }
+                | TraceEvent::Commit { term, .. } => Some(term),
+                _ => None,
+            };
+            for moment in self.moments_of(node, &ev, leaders) {
                 let _ = self.moments.send(Seen {
                     moment,
                     node: node.to_string(),
-                    term: body.get("term").and_then(Value::as_u64),
+                    term,
                     time_ns: line.time,
                     at: Instant::now(),
                 });

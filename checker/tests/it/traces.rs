@@ -252,3 +252,19 @@ fn leader_changes_count_moves_to_another_node_once_faults_began() {
     let leaderless = r#"{"time":10,"node":"n1","event":"start"}"#;
     assert_eq!(raft::leader_changes(leaderless, 0), None);
 }
+
+#[test]
+fn events_of_unknown_kinds_are_counted_not_checked() {
+    let r = run(&[
+        r#"{"node":"n1","event":"leader","term":1}"#,
+        r#"{"node":"n1","event":"comit","index":1,"term":1}"#,
+        r#"{"node":"n2","event":"comit","index":1,"term":1}"#,
+        r#"{"node":"n2","event":"heartbeat"}"#,
+    ]);
+    assert_eq!(r.verdict, Verdict::Valid);
+    assert_eq!(r.events, 4);
+    let unknown: Vec<(&str, usize)> = (r.unknown_events.iter())
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect();
+    assert_eq!(unknown, [("comit", 2), ("heartbeat", 1)]);
+}

@@ -7,6 +7,7 @@ mod support;
 mod clock;
 mod clock_runtimes;
 mod contain;
+mod contracts;
 mod failover;
 mod faults;
 mod hygiene;
