@@ -12,6 +12,21 @@ use std::time::Duration;
 use crate::history::{Op, Outcome};
 use crate::{linearizability, raft, CheckError, ModelKind, Verdict};
 
+/// Every checker's name: the key its result is stored under in
+/// results.json (docs/report.md), and how every crate looks it up.
+pub mod names {
+    pub const LINEARIZABILITY: &str = "linearizability";
+    pub const RAFT_INVARIANTS: &str = "raft-invariants";
+    pub const TRANSACTIONS: &str = "transactions";
+    /// Judged by the harness: did the cluster answer again once healed.
+    pub const LIVENESS: &str = "liveness";
+    pub const SET_FULL: &str = "set-full";
+    pub const COUNTER: &str = "counter";
+    pub const ECHO: &str = "echo";
+    pub const UNIQUE_IDS: &str = "unique-ids";
+    pub const KAFKA: &str = "kafka";
+}
+
 /// What a checker may look at.
 pub struct Input<'a> {
     /// The client operations, paired.
@@ -40,13 +55,20 @@ pub struct CheckerResult {
 }
 
 impl CheckerResult {
-    /// A result whose details are `report`'s fields.
+    /// A result whose details are `report`'s fields. A report that is not
+    /// a struct (no fields) is kept whole under `report`; one that cannot
+    /// be written says so in the summary and under `details_error`,
+    /// rather than vanishing.
     pub fn new(name: &str, verdict: Verdict, summary: String, report: &impl Serialize) -> Self {
-        let details = match serde_json::to_value(report) {
+        let mut summary = summary;
+        let mut details = match serde_json::to_value(report) {
             Ok(Value::Object(m)) => m,
-            _ => Map::new(),
+            Ok(other) => Map::from_iter([("report".to_string(), other)]),
+            Err(e) => {
+                summary += &format!(" (its details could not be recorded: {e})");
+                Map::from_iter([("details_error".to_string(), Value::from(e.to_string()))])
+            }
         };
-        let mut details = details;
         // Verdict and summary are the interface's own fields.
         details.remove("verdict");
         details.remove("summary");
@@ -58,9 +80,17 @@ impl CheckerResult {
         }
     }
 
-    /// One detail, typed.
-    pub fn detail<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        serde_json::from_value(self.details.get(key)?.clone()).ok()
+    /// One detail, typed: `None` when the checker did not write it, an
+    /// error naming the checker and the key when it is there but not of
+    /// the type asked for (a renamed field must not read as "nothing
+    /// found").
+    pub fn detail<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
+        let Some(v) = self.details.get(key) else {
+            return Ok(None);
+        };
+        T::deserialize(v)
+            .map(Some)
+            .map_err(|e| format!("results.json: checker {:?}, detail {key:?}: {e}", self.name))
     }
 }
 
@@ -108,7 +138,7 @@ pub struct Linearizability {
 
 impl Checker for Linearizability {
     fn name(&self) -> &'static str {
-        "linearizability"
+        names::LINEARIZABILITY
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -155,7 +185,7 @@ pub struct RaftInvariants;
 
 impl Checker for RaftInvariants {
     fn name(&self) -> &'static str {
-        "raft-invariants"
+        names::RAFT_INVARIANTS
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -191,7 +221,7 @@ pub struct Transactions;
 
 impl Checker for Transactions {
     fn name(&self) -> &'static str {
-        "transactions"
+        names::TRANSACTIONS
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -200,7 +230,7 @@ impl Checker for Transactions {
             Ok(t) => t,
             Err(e) => {
                 return Ok(Some(CheckerResult::new(
-                    "transactions",
+                    names::TRANSACTIONS,
                     Verdict::Invalid,
                     format!("a transaction of the wrong shape: {e}"),
                     &serde_json::json!({"malformed": e}),
@@ -212,10 +242,10 @@ impl Checker for Transactions {
             .unwrap_or(crate::txn::ConsistencyModel::StrictSerializable);
         let r = crate::txn::check(&txns, model, input.time_limit);
         if r.committed == 0 && r.anomalies.is_empty() {
-            return Ok(Some(nothing_acknowledged("transactions", r.txns, &r)));
+            return Ok(Some(nothing_acknowledged(names::TRANSACTIONS, r.txns, &r)));
         }
         Ok(Some(CheckerResult::new(
-            "transactions",
+            names::TRANSACTIONS,
             r.verdict,
             r.summary(),
             &r,

@@ -54,7 +54,7 @@ fn delta(op: &Op) -> Option<i64> {
 
 impl Checker for Counter {
     fn name(&self) -> &'static str {
-        "counter"
+        crate::compose::names::COUNTER
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -214,5 +214,5 @@ fn verdict(r: Report) -> CheckerResult {
             ),
         )
     };
-    CheckerResult::new("counter", verdict, summary, &r)
+    CheckerResult::new(crate::compose::names::COUNTER, verdict, summary, &r)
 }

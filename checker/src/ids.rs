@@ -31,7 +31,7 @@ struct EchoReport {
 
 impl Checker for Echo {
     fn name(&self) -> &'static str {
-        "echo"
+        crate::compose::names::ECHO
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -70,7 +70,12 @@ impl Checker for Echo {
                 format!("all {} echoes came back unchanged", r.ok),
             ),
         };
-        Ok(Some(CheckerResult::new("echo", verdict, summary, &r)))
+        Ok(Some(CheckerResult::new(
+            crate::compose::names::ECHO,
+            verdict,
+            summary,
+            &r,
+        )))
     }
 }
 
@@ -95,7 +100,7 @@ struct IdsReport {
 
 impl Checker for UniqueIds {
     fn name(&self) -> &'static str {
-        "unique-ids"
+        crate::compose::names::UNIQUE_IDS
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -157,6 +162,11 @@ impl Checker for UniqueIds {
                 format!("all {} generated ids distinct", r.generated),
             )
         };
-        Ok(Some(CheckerResult::new("unique-ids", verdict, summary, &r)))
+        Ok(Some(CheckerResult::new(
+            crate::compose::names::UNIQUE_IDS,
+            verdict,
+            summary,
+            &r,
+        )))
     }
 }

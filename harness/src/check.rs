@@ -8,7 +8,7 @@
 //! refused for a run directory, never ignored.
 
 use clap::Args;
-use faultline_checker::compose::{self, Input, Linearizability, RaftInvariants};
+use faultline_checker::compose::{self, names, Input, Linearizability, RaftInvariants};
 use faultline_checker::txn::ConsistencyModel;
 use faultline_checker::{CheckerResult, Format, ModelKind, Verdict};
 use serde_json::json;
@@ -80,14 +80,14 @@ fn check_txn_history(path: &Path, s: &Settings) -> Result<CheckerResult, String>
     let r = faultline_checker::txn::check(&txns, model, s.time_limit);
     if r.committed == 0 && r.anomalies.is_empty() {
         return Ok(CheckerResult::new(
-            "transactions",
+            names::TRANSACTIONS,
             Verdict::Unknown,
             format!("{name}: no transaction committed: nothing that could have failed, so nothing to judge"),
             &r,
         ));
     }
     Ok(CheckerResult::new(
-        "transactions",
+        names::TRANSACTIONS,
         r.verdict,
         r.summary(),
         &r,
@@ -169,7 +169,7 @@ fn check_run_dir(path: &Path, s: &Settings) -> Result<(Vec<CheckerResult>, Vec<S
         ));
         cfg.check_time_limit_s = t.as_secs_f64();
     }
-    let liveness = stored.checker("liveness").cloned();
+    let liveness = stored.checker(names::LIVENESS).cloned();
     let (_, mut results) = judge::check(&dir, &cfg, liveness).map_err(|e| format!("{e:#}"))?;
     if stored.interrupted {
         // What it recorded may still show a violation (they only grow),
@@ -217,11 +217,13 @@ fn print_first_failures(files: &[std::path::PathBuf]) {
         if stored.verdict != Some(Verdict::Invalid) {
             continue;
         }
-        if let Some(s) = crate::detect::first_failure_s(&dir, &stored) {
-            println!(
+        match crate::detect::first_failure_s(&dir, &stored) {
+            Ok(Some(s)) => println!(
                 "{}: failed {s:.1} s into the run (its shortest invalid history prefix, or its first Raft violation)",
                 f.display()
-            );
+            ),
+            Ok(None) => {}
+            Err(e) => eprintln!("{}: when it first failed is unknown: {e:#}", f.display()),
         }
     }
 }

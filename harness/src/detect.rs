@@ -27,17 +27,20 @@ const MAX_CHECKS: usize = 40;
 /// earlier of its shortest invalid prefix and its first Raft violation.
 /// Falls back to the anomalies its checkers named when the history
 /// cannot be read back.
-pub fn first_failure_s(dir: &RunDir, results: &Results) -> Option<f64> {
+/// Err when a checker's result cannot be read back as it was written.
+pub fn first_failure_s(dir: &RunDir, results: &Results) -> anyhow::Result<Option<f64>> {
     let prefix = crate::options::load_config(dir)
         .ok()
         .and_then(|cfg| first_invalid_prefix_ns(dir, &cfg).ok().flatten());
-    let exact = [prefix, results.first_violation_ns(dir)]
-        .into_iter()
-        .flatten()
-        .min();
-    exact
-        .map(|ns| ns as f64 / 1e9)
-        .or_else(|| results.detection(dir).map(|d| d.complete_s))
+    let violation = results
+        .first_violation_ns(dir)
+        .map_err(anyhow::Error::msg)?;
+    let exact = [prefix, violation].into_iter().flatten().min();
+    if let Some(ns) = exact {
+        return Ok(Some(ns as f64 / 1e9));
+    }
+    let named = results.detection(dir).map_err(anyhow::Error::msg)?;
+    Ok(named.map(|d| d.complete_s))
 }
 
 /// The time (ns since the run started) of the op completion that ends the

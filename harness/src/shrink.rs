@@ -343,7 +343,9 @@ pub fn run(opts: ShrinkOptions) -> anyhow::Result<PathBuf> {
             results.verdict.map_or("none", |v| v.as_str())
         );
     }
-    let detect_s = results.detection(&original).map(|d| d.complete_s);
+    let detect_s = (results.detection(&original))
+        .map_err(anyhow::Error::msg)?
+        .map(|d| d.complete_s);
     let mut best = cfg.clone();
     best.name = format!("{}-shrunk", cfg.name);
     let exe = std::env::current_exe().context("locating the faultline binary")?;

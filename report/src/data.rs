@@ -70,6 +70,8 @@ pub struct ReportData {
     pub ops: Vec<Op>,
     pub bands: Vec<Band>,
     pub anomaly: Option<Anomaly>,
+    /// The Raft violations listed in results.json.
+    pub raft_violations: Vec<faultline_checker::raft::Violation>,
     /// The last event's time.
     pub end_ns: u64,
     /// traces.jsonl ("" when the run wrote none), read once for the
@@ -89,7 +91,8 @@ impl ReportData {
         Ok(ReportData {
             dir: dir.clone(),
             bands: fault_bands(&events, end_ns),
-            anomaly: results.anomaly(),
+            anomaly: results.anomaly().map_err(anyhow::Error::msg)?,
+            raft_violations: results.raft_violations().map_err(anyhow::Error::msg)?,
             config,
             results,
             events,

@@ -119,15 +119,15 @@ pub fn anomaly(d: &ReportData) -> String {
 }
 
 pub fn raft(d: &ReportData) -> String {
-    let violations = d.results.raft_violations();
+    let violations = &d.raft_violations;
     if violations.is_empty() {
         return String::new();
     }
     let traces: Vec<&str> = d.traces.lines().collect();
     let count = d
         .results
-        .checker("raft-invariants")
-        .and_then(|c| c.detail::<u64>("violation_count"))
+        .checker(faultline_checker::compose::names::RAFT_INVARIANTS)
+        .and_then(|c| c.detail::<u64>("violation_count").ok().flatten())
         .unwrap_or(violations.len() as u64);
     let mut h = format!(
         "<h2>Raft invariant violations</h2><p>The first {} of {count}.</p><table id=\"raft\"><tr><th>invariant</th><th>what</th><th>trace lines</th></tr>",

@@ -3,6 +3,7 @@
 //! counters, every read against the band of values the adds allowed; for
 //! kafka, each key's offsets as each poll saw them, lost writes marked.
 
+use faultline_checker::compose::names;
 use faultline_checker::{CheckerResult, Op, Outcome};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,25 +22,42 @@ const MAX_KEYS: usize = 6;
 pub fn section(d: &ReportData) -> String {
     let find = |name: &str| d.results.checkers.iter().find(|c| c.name == name);
     let mut h = String::new();
-    if let Some(c) = find("set-full") {
+    if let Some(c) = find(names::SET_FULL) {
         h += &sets(c);
     }
-    if let Some(c) = find("counter") {
+    if let Some(c) = find(names::COUNTER) {
         h += &counters(d, c);
     }
-    if let Some(c) = find("kafka") {
+    if let Some(c) = find(names::KAFKA) {
         h += &kafka(d, c);
     }
-    if let Some(c) = find("transactions") {
+    if let Some(c) = find(names::TRANSACTIONS) {
         h += &transactions(d, c);
     }
     h
 }
 
+/// A detail a section is drawn from (its default when the checker did
+/// not write it); Err, for the page, when it is there but unreadable.
+fn read<T: serde::de::DeserializeOwned + Default>(
+    c: &CheckerResult,
+    key: &str,
+) -> Result<T, String> {
+    Ok(c.detail(key)?.unwrap_or_default())
+}
+
+/// What a section shows in place of a detail it could not read.
+fn unreadable(e: &str) -> String {
+    format!("<p class=\"error\">{}</p>", esc(e))
+}
+
 /// Each anomaly with its explanation; the first cycle drawn as a ring of
 /// its transactions with each edge's kind, and those transactions' ops.
 fn transactions(d: &ReportData, c: &CheckerResult) -> String {
-    let anomalies: Vec<Value> = c.detail("anomalies").unwrap_or_default();
+    let anomalies: Vec<Value> = match read(c, "anomalies") {
+        Ok(a) => a,
+        Err(e) => return unreadable(&e),
+    };
     if anomalies.is_empty() {
         return String::new();
     }
@@ -137,8 +155,14 @@ fn cycle_ops(d: &ReportData, a: &Value) -> String {
 }
 
 fn sets(c: &CheckerResult) -> String {
-    let finals: BTreeMap<String, (f64, usize)> = c.detail("final_reads").unwrap_or_default();
-    let lost: BTreeMap<String, Vec<Value>> = c.detail("lost").unwrap_or_default();
+    let finals: BTreeMap<String, (f64, usize)> = match read(c, "final_reads") {
+        Ok(f) => f,
+        Err(e) => return unreadable(&e),
+    };
+    let lost: BTreeMap<String, Vec<Value>> = match read(c, "lost") {
+        Ok(l) => l,
+        Err(e) => return unreadable(&e),
+    };
     let mut h = String::from(
         "<h2>Set</h2><table id=\"set-nodes\"><tr><th>node</th><th>final read at (s)</th><th>elements</th><th>lost</th></tr>",
     );
@@ -246,7 +270,8 @@ fn counters(d: &ReportData, c: &CheckerResult) -> String {
         );
     }
     // Each node's last read must lie in the final band.
-    if let (Some(lower), Some(upper)) = (c.detail::<i64>("lower"), c.detail::<i64>("upper")) {
+    let bounds = (c.detail::<i64>("lower"), c.detail::<i64>("upper"));
+    if let (Ok(Some(lower)), Ok(Some(upper))) = bounds {
         let _ = write!(
             s,
             r#"<rect class="finalband" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>final reads must lie in {lower}..={upper}</title></rect>"#,
@@ -256,7 +281,10 @@ fn counters(d: &ReportData, c: &CheckerResult) -> String {
             (y(lower) - y(upper)) + 6.0
         );
     }
-    let bad: Vec<Value> = c.detail("final_out_of_bounds").unwrap_or_default();
+    let bad: Vec<Value> = match read(c, "final_out_of_bounds") {
+        Ok(b) => b,
+        Err(e) => return s + &unreadable(&e),
+    };
     for b in bad {
         let (Some(t), Some(v)) = (b["time_s"].as_f64(), b["value"].as_i64()) else {
             continue;

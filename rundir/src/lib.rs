@@ -15,6 +15,7 @@ pub mod record;
 pub mod stats;
 
 use anyhow::Context;
+use faultline_checker::compose::names;
 use faultline_checker::linearizability::Anomaly;
 use faultline_checker::raft::Violation;
 use faultline_checker::{CheckerResult, Event, Verdict};
@@ -407,8 +408,10 @@ impl Results {
         }
     }
 
+    /// A figure of the set checker's; the figures are a summary, so one
+    /// that cannot be read is left out (the report reads it strictly).
     fn set_detail(&self, key: &str) -> Option<f64> {
-        self.checker("set-full")?.detail(key)
+        self.checker(names::SET_FULL)?.detail(key).ok().flatten()
     }
 }
 
@@ -431,23 +434,28 @@ impl Results {
     }
 
     /// The linearizability anomaly, if one was found.
-    pub fn anomaly(&self) -> Option<Anomaly> {
-        self.checker("linearizability")?.detail("anomaly")
+    pub fn anomaly(&self) -> Result<Option<Anomaly>, String> {
+        match self.checker(names::LINEARIZABILITY) {
+            Some(c) => c.detail("anomaly"),
+            None => Ok(None),
+        }
     }
 
     /// The Raft violations listed (the first hundred at most).
-    pub fn raft_violations(&self) -> Vec<Violation> {
-        self.checker("raft-invariants")
-            .and_then(|c| c.detail("violations"))
-            .unwrap_or_default()
+    pub fn raft_violations(&self) -> Result<Vec<Violation>, String> {
+        match self.checker(names::RAFT_INVARIANTS) {
+            Some(c) => Ok(c.detail("violations")?.unwrap_or_default()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// When the first anomaly was complete: the linearizability anomaly
     /// when its last op returned (usually the read that saw stale data), a
     /// Raft violation when the trace line that completed it was written.
     /// The earlier counts. A run this long would have caught it.
-    pub fn detection(&self, dir: &RunDir) -> Option<Detection> {
-        let lin = self.anomaly().map(|a| {
+    /// Err when a checker's result cannot be read back as it was written.
+    pub fn detection(&self, dir: &RunDir) -> Result<Option<Detection>, String> {
+        let lin = self.anomaly()?.map(|a| {
             let (start, _) = a.span_ns();
             let done = a
                 .all_ops()
@@ -456,29 +464,33 @@ impl Results {
                 .unwrap_or(start);
             (done, start)
         });
-        let raft = self.first_violation_ns(dir).map(|ns| (ns, ns));
-        let txn = self.first_txn_anomaly_ns(dir);
-        let (done, start) = [lin, raft, txn].into_iter().flatten().min()?;
-        Some(Detection {
+        let raft = self.first_violation_ns(dir)?.map(|ns| (ns, ns));
+        let txn = self.first_txn_anomaly_ns(dir)?;
+        let first = [lin, raft, txn].into_iter().flatten().min();
+        Ok(first.map(|(done, start)| Detection {
             complete_s: done as f64 / 1e9,
             start_s: start as f64 / 1e9,
-        })
+        }))
     }
 
     /// (complete, start) of the transaction anomaly completed first: when
     /// the last of its transactions returned, and when the first began.
-    fn first_txn_anomaly_ns(&self, dir: &RunDir) -> Option<(u64, u64)> {
+    fn first_txn_anomaly_ns(&self, dir: &RunDir) -> Result<Option<(u64, u64)>, String> {
         /// Of an anomaly, only which transactions it involves.
         #[derive(Deserialize)]
         struct Involved {
             txns: Vec<u64>,
         }
-        let anomalies: Vec<Involved> = self.checker("transactions")?.detail("anomalies")?;
+        let Some(c) = self.checker(names::TRANSACTIONS) else {
+            return Ok(None);
+        };
+        let anomalies: Vec<Involved> = c.detail("anomalies")?.unwrap_or_default();
         if anomalies.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let events = dir.load_history().ok()?;
-        let ops = faultline_checker::history::pair("history", &events).ok()?;
+        let events = dir.load_history().map_err(|e| e.to_string())?;
+        let ops =
+            faultline_checker::history::pair("history", &events).map_err(|e| e.to_string())?;
         let times: std::collections::HashMap<u64, (u64, u64)> = ops
             .iter()
             .map(|o| {
@@ -499,18 +511,29 @@ impl Results {
                 Some((done, start))
             })
             .min()
+            .map_or(Ok(None), |first| Ok(Some(first)))
     }
 
     /// The time of the trace line that completed the earliest violation.
-    pub fn first_violation_ns(&self, dir: &RunDir) -> Option<u64> {
+    /// Err when the violation names a line traces.jsonl does not have.
+    pub fn first_violation_ns(&self, dir: &RunDir) -> Result<Option<u64>, String> {
         let first = self
-            .raft_violations()
+            .raft_violations()?
             .iter()
             .filter_map(|v| v.lines.iter().copied().max())
-            .min()?;
-        let text = dir.load_traces_text().ok()?;
-        let line = text.lines().nth(first.checked_sub(1)?)?;
-        Some(serde_json::from_str::<TraceLine>(line).ok()?.time)
+            .min();
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        let text = dir.load_traces_text().map_err(|e| e.to_string())?;
+        let line = (first.checked_sub(1))
+            .and_then(|i| text.lines().nth(i))
+            .ok_or_else(|| {
+                format!("a Raft violation names traces.jsonl line {first}, which it does not have")
+            })?;
+        let t = serde_json::from_str::<TraceLine>(line)
+            .map_err(|e| format!("traces.jsonl line {first}: {e}"))?;
+        Ok(Some(t.time))
     }
 }
 
@@ -586,7 +609,11 @@ mod tests {
             "blocked": op(2, 5_000_000_000, 5_200_000_000)
         });
         let lin = serde_json::json!({"verdict": "invalid", "anomaly": anomaly});
-        let at = |r: &Results| r.detection(&dir).map(|d| (d.complete_s, d.start_s));
+        let at = |r: &Results| {
+            r.detection(&dir)
+                .unwrap()
+                .map(|d| (d.complete_s, d.start_s))
+        };
         assert_eq!(
             at(&results_with(serde_json::json!({"linearizability": lin}))),
             Some((5.2, 1.0))
@@ -601,6 +628,16 @@ mod tests {
         let only_raft = results_with(serde_json::json!({"raft-invariants": raft}));
         assert_eq!(at(&only_raft), Some((7.0, 7.0)));
         assert_eq!(at(&results_with(serde_json::json!({}))), None);
+        // A detail that is there but not of its type is an error that
+        // names it, not "no anomaly".
+        let renamed = serde_json::json!({"verdict": "invalid", "anomaly": {"key": "1"}});
+        let err = results_with(serde_json::json!({"linearizability": renamed}))
+            .detection(&dir)
+            .unwrap_err();
+        assert!(
+            err.contains("\"linearizability\"") && err.contains("\"anomaly\""),
+            "{err}"
+        );
         // Checkers keep their names and order through a store and load.
         std::fs::create_dir_all(dir.nodes_dir()).unwrap();
         dir.store_results(&both).unwrap();

@@ -9,6 +9,7 @@
 //! reported beside the result.
 
 use anyhow::Context;
+use faultline_checker::compose::names;
 use faultline_checker::{CheckerResult, Verdict};
 use faultline_workloads::{Invocation, Outcome, Workload};
 use serde_json::{json, Value};
@@ -130,7 +131,7 @@ fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -
         )
     };
     let details = json!({
-        "checker": "liveness",
+        "checker": names::LIVENESS,
         "keys": reads.len(),
         "unreadable_keys": unreadable,
         "seconds_to_read_all": elapsed_s,
@@ -138,7 +139,7 @@ fn verdict(cfg: &TestConfig, reads: &[Invocation], w: &Work, started: Instant) -
         "waited_after_healing_s": waited_s,
         "pages_read_on": w.follow_ups,
     });
-    CheckerResult::new("liveness", verdict, summary, &details)
+    CheckerResult::new(names::LIVENESS, verdict, summary, &details)
 }
 
 /// What a read without a node reads: its key, or for a read named by its

@@ -494,10 +494,11 @@ fn run_and_read(
         );
     }
     if verdict == Verdict::Invalid {
-        let named = results.detection(&dir);
+        let named = results.detection(&dir)?;
         r.named_detect_s = named.map(|d| d.complete_s);
         r.anomaly_start_s = named.map(|d| d.start_s);
-        r.detect_s = crate::detect::first_failure_s(&dir, &results);
+        r.detect_s =
+            crate::detect::first_failure_s(&dir, &results).map_err(|e| format!("{e:#}"))?;
     }
     Ok(())
 }
