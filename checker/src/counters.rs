@@ -54,7 +54,7 @@ fn delta(op: &Op) -> Option<i64> {
 
 impl Checker for Counter {
     fn name(&self) -> &'static str {
-        crate::compose::names::COUNTER
+        crate::names::COUNTER
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -214,5 +214,5 @@ fn verdict(r: Report) -> CheckerResult {
             ),
         )
     };
-    CheckerResult::new(crate::compose::names::COUNTER, verdict, summary, &r)
+    CheckerResult::new(crate::names::COUNTER, verdict, summary, &r)
 }

@@ -31,7 +31,7 @@ struct EchoReport {
 
 impl Checker for Echo {
     fn name(&self) -> &'static str {
-        crate::compose::names::ECHO
+        crate::names::ECHO
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -71,7 +71,7 @@ impl Checker for Echo {
             ),
         };
         Ok(Some(CheckerResult::new(
-            crate::compose::names::ECHO,
+            crate::names::ECHO,
             verdict,
             summary,
             &r,
@@ -100,7 +100,7 @@ struct IdsReport {
 
 impl Checker for UniqueIds {
     fn name(&self) -> &'static str {
-        crate::compose::names::UNIQUE_IDS
+        crate::names::UNIQUE_IDS
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -163,7 +163,7 @@ impl Checker for UniqueIds {
             )
         };
         Ok(Some(CheckerResult::new(
-            crate::compose::names::UNIQUE_IDS,
+            crate::names::UNIQUE_IDS,
             verdict,
             summary,
             &r,

@@ -91,7 +91,7 @@ fn poll_msgs(v: &Value) -> Option<BTreeMap<String, Pairs>> {
 
 impl Checker for Kafka {
     fn name(&self) -> &'static str {
-        crate::compose::names::KAFKA
+        crate::names::KAFKA
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -417,5 +417,5 @@ fn verdict(r: Report) -> CheckerResult {
     } else {
         summary
     };
-    CheckerResult::new(crate::compose::names::KAFKA, verdict, summary, &r)
+    CheckerResult::new(crate::names::KAFKA, verdict, summary, &r)
 }

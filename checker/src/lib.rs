@@ -16,6 +16,7 @@ pub mod ids;
 pub mod kafka;
 pub mod linearizability;
 pub mod models;
+pub mod names;
 pub mod prepass;
 pub mod raft;
 pub mod search;

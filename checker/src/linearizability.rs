@@ -231,7 +231,7 @@ pub fn check(ops: &[Op], opts: &Options) -> Result<Report, CheckError> {
         Verdict::Valid
     };
     Ok(Report {
-        checker: crate::compose::names::LINEARIZABILITY,
+        checker: crate::names::LINEARIZABILITY,
         model: opts.model.name(),
         verdict,
         ops: ops.len(),

@@ -571,7 +571,7 @@ pub fn check(file: &str, text: &str) -> Result<Report, CheckError> {
         }
     }
     Ok(Report {
-        checker: crate::compose::names::RAFT_INVARIANTS,
+        checker: crate::names::RAFT_INVARIANTS,
         verdict: if found.count == 0 {
             Verdict::Valid
         } else {

@@ -61,7 +61,7 @@ fn parse(s: &str) -> Value {
 
 impl Checker for SetFull {
     fn name(&self) -> &'static str {
-        crate::compose::names::SET_FULL
+        crate::names::SET_FULL
     }
 
     fn check(&self, input: &Input) -> Result<Option<CheckerResult>, CheckError> {
@@ -199,7 +199,7 @@ fn verdict(r: Report) -> CheckerResult {
             ),
         )
     };
-    CheckerResult::new(crate::compose::names::SET_FULL, verdict, summary, &r)
+    CheckerResult::new(crate::names::SET_FULL, verdict, summary, &r)
 }
 
 /// How many reads began after an element was acknowledged and lack it,

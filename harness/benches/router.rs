@@ -9,8 +9,9 @@
 //! Two loads: a light one (one message in flight per node) for latency, and
 //! a saturating one (many in flight) for throughput.
 
+use faultline_net::recorder::Recorder;
 use faultline_net::router::{LinkPolicy, Network};
-use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::record::Clock;
 use faultline_rundir::stats::{LatencyDist, NetStats};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

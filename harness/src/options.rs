@@ -117,7 +117,8 @@ pub struct TestOptions {
     #[arg(long, default_value_t = defaults::LATENCY_MS)]
     #[serde(default = "latency")]
     pub latency: f64,
-    #[arg(long, value_enum, default_value_t = LatencyDist::Constant)]
+    /// How latency varies around its mean: constant, uniform or exponential.
+    #[arg(long, default_value_t = LatencyDist::Constant, value_parser = str::parse::<LatencyDist>)]
     #[serde(default = "latency_dist")]
     pub latency_dist: LatencyDist,
     /// Client request timeout; a timed-out op is recorded as `info`.

@@ -10,10 +10,14 @@
 //! - `tcp`: one proxy per directed link of real servers, the same seam
 //!   over byte streams.
 //!
-//! It records through `faultline_rundir::record` and knows nothing of
-//! processes, systems or checkers.
+//! - `recorder`: traces, the message journal and protocol moments, as
+//!   the network sees them.
+//!
+//! It writes the run directory through `faultline_rundir` and knows
+//! nothing of processes or systems.
 
 pub mod links;
+pub mod recorder;
 pub mod router;
 pub mod services;
 pub mod tcp;

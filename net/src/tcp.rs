@@ -27,8 +27,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::links::{LinkFaults, Links};
+use crate::recorder::Recorder;
 use faultline_nemesis::seed::{derive, Stream};
-use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::record::Clock;
 use faultline_rundir::JournalEntry;
 
 /// Bytes read at a time from one side.

@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use crate::contain::Cell;
 use crate::hygiene;
+use faultline_net::recorder::Recorder;
 use faultline_net::router::Network;
-use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::record::Clock;
 
 /// A node's stderr log stops growing past this (a flooding node must not
 /// fill the disk); what is cut is counted in the log's last line.

@@ -4,12 +4,47 @@
 use serde::{Deserialize, Serialize};
 
 /// How the router delays a message beyond the configured mean.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LatencyDist {
     Constant,
     Uniform,
     Exponential,
+}
+
+impl LatencyDist {
+    pub const ALL: [LatencyDist; 3] = [
+        LatencyDist::Constant,
+        LatencyDist::Uniform,
+        LatencyDist::Exponential,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyDist::Constant => "constant",
+            LatencyDist::Uniform => "uniform",
+            LatencyDist::Exponential => "exponential",
+        }
+    }
+}
+
+impl std::fmt::Display for LatencyDist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for LatencyDist {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        LatencyDist::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                format!("{s:?} is not a latency distribution: constant, uniform or exponential")
+            })
+    }
 }
 
 /// What the stdio router saw and did, counted.

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use super::{Executor, Processes};
-use faultline_rundir::record::{Recorder, Seen};
+use faultline_net::recorder::{Recorder, Seen};
 
 /// What made a step apply: its moment's trace event, or the clock.
 #[derive(Debug, Clone)]

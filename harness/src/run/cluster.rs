@@ -15,11 +15,12 @@ use tokio::sync::mpsc;
 
 use crate::nemesis::Processes;
 use faultline_durable::{CrashReport, Damage, DiskFault, Layer, Loss};
+use faultline_net::recorder::Recorder;
 use faultline_net::router::Network;
 use faultline_process::clock_agent::Agent as ClockAgent;
 use faultline_process::contain::Cell;
 use faultline_process::node::{self, NodeHandle, NodeSpec};
-use faultline_rundir::record::{Clock, Recorder};
+use faultline_rundir::record::Clock;
 use faultline_rundir::ExitInfo;
 use faultline_rundir::RunDir;
 use faultline_rundir::TestConfig;

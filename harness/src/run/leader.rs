@@ -5,7 +5,8 @@
 //! aimed at the leader hit it and `on-elect` moments fire. Asking one node
 //! would follow a cut-off node's stale view; the most-named one does not.
 
-use faultline_rundir::record::{Recorder, Sink};
+use faultline_net::recorder::Recorder;
+use faultline_rundir::record::Sink;
 use faultline_rundir::ProbeStats;
 use faultline_systems::leader::{node_of, LeaderProbe};
 use serde_json::json;

@@ -5,7 +5,8 @@
 
 use faultline_checker::raft;
 use faultline_nemesis::Moment;
-use faultline_rundir::record::{Clock, Recorder, Sink};
+use faultline_net::recorder::Recorder;
+use faultline_rundir::record::{Clock, Sink};
 use faultline_rundir::TraceLine;
 use serde_json::Value;
 use std::path::Path;

@@ -66,6 +66,43 @@ fn no_crate_has_an_import_cycle() {
     }
 }
 
+/// The crates that hold the contracts with users (the run directory,
+/// and the report drawn from it alone) carry no async runtime and no
+/// command line: a tool reading run directories need not build either.
+/// Read from Cargo.lock: every package the crate needs, transitively.
+#[test]
+fn the_run_directory_and_report_need_no_runtime_or_cli() {
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(workspace().join("Cargo.lock")).unwrap()).unwrap();
+    let deps: BTreeMap<&str, Vec<&str>> = lock["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let names = p.get("dependencies").and_then(|d| d.as_array());
+            // An entry is "name" or "name version" when two versions exist.
+            let names = names.into_iter().flatten();
+            let names = names.map(|d| d.as_str().unwrap().split(' ').next().unwrap());
+            (p["name"].as_str().unwrap(), names.collect())
+        })
+        .collect();
+    for root in ["faultline-rundir", "faultline-report"] {
+        let (mut seen, mut todo) = (BTreeSet::new(), vec![root]);
+        while let Some(p) = todo.pop() {
+            if seen.insert(p) {
+                todo.extend(deps.get(p).into_iter().flatten());
+            }
+        }
+        for banned in ["tokio", "clap"] {
+            assert!(!seen.contains(banned), "{root} needs {banned}");
+        }
+        assert!(
+            seen.contains("serde_json"),
+            "{root}: the walk found its dependencies"
+        );
+    }
+}
+
 #[test]
 fn a_cycle_is_found_when_there_is_one() {
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
