@@ -62,6 +62,17 @@ impl MemberState {
     }
 }
 
+/// A refusal after an ask that went unanswered leaves the change open.
+fn open_after(answer: Answer, unanswered: &Option<String>) -> Answer {
+    match (answer, unanswered) {
+        (Answer::Refused(r), Some(why)) => Answer::Indefinite(format!(
+            "refused ({}: {}) after {why}, which may have taken effect",
+            r["code"], r["text"]
+        )),
+        (a, _) => a,
+    }
+}
+
 /// How a system answered one change.
 enum Answer {
     Ok,
@@ -230,7 +241,7 @@ impl<P: Processes> Executor<P> {
         let members = self.ranked();
         let after = self.processes.starts_after_add();
         if !after {
-            if let Err(e) = self.processes.join(node, &members, true).await {
+            if let Err(e) = self.start_member(node, &members, true).await {
                 let answer = json!({"not_started": format!("{e:#}")});
                 return Ok(json!({"change": "add", "node": id, "answer": answer}));
             }
@@ -249,7 +260,7 @@ impl<P: Processes> Executor<P> {
         };
         let mut value = json!({"change": "add", "node": id, "answer": answer.record()});
         if joined && after {
-            if let Err(e) = self.processes.join(node, &members, true).await {
+            if let Err(e) = self.start_member(node, &members, true).await {
                 // A member that never came up: the cluster has it, so the
                 // harness does too (the liveness check judges the rest).
                 value["not_started"] = json!(format!("{e:#}"));
@@ -258,7 +269,7 @@ impl<P: Processes> Executor<P> {
         if joined {
             self.enter(node);
         } else if !after {
-            self.processes.leave(node).await;
+            self.stop_outsider(node).await;
         }
         Ok(value)
     }
@@ -297,7 +308,7 @@ impl<P: Processes> Executor<P> {
         }
         let mut value = json!({"change": "replace", "remove": old_id, "add": new_id});
         let members = self.ranked();
-        if let Err(e) = self.processes.join(new, &members, true).await {
+        if let Err(e) = self.start_member(new, &members, true).await {
             value["answer"] = json!({"not_started": format!("{e:#}")});
             return Ok(value);
         }
@@ -311,13 +322,38 @@ impl<P: Processes> Executor<P> {
         if voters.contains(&new) {
             self.enter(new);
         } else {
-            self.processes.leave(new).await;
+            self.stop_outsider(new).await;
         }
         if !voters.contains(&old) {
             self.exit(old).await;
         }
         value["answer"] = answer.record();
         Ok(value)
+    }
+
+    /// Starts `node` to join: once running it is neither down nor
+    /// paused, so no later restart of a fault's scope starts it twice (a
+    /// crash's recover used to respawn a node membership had just started,
+    /// orphaning the first process, whose exit failed the run).
+    async fn start_member(
+        &mut self,
+        node: usize,
+        members: &[usize],
+        fresh: bool,
+    ) -> anyhow::Result<()> {
+        self.processes.join(node, members, fresh).await?;
+        self.down.remove(&node);
+        self.paused.remove(&node);
+        self.refused.remove(&node);
+        Ok(())
+    }
+
+    /// Stops a node started to join that did not: not a member, so no
+    /// fault's undo restarts or resumes it.
+    async fn stop_outsider(&mut self, node: usize) {
+        self.down.remove(&node);
+        self.paused.remove(&node);
+        self.processes.leave(node).await;
     }
 
     fn enter(&mut self, node: usize) {
@@ -363,6 +399,11 @@ impl<P: Processes> Executor<P> {
                 .filter(|&i| Some(i) != leader),
         );
         let mut last = Answer::NotAsked("no member was up to ask".into());
+        // An ask that went unanswered may still take effect: a refusal
+        // after it ("already a member") says nothing of the change. A
+        // definite refusal of one copy read as "not added" once stopped a
+        // node the cluster had added and even elected.
+        let mut unanswered: Option<String> = None;
         // The leader an answer named is asked next, then the turn goes on.
         let (mut turn, mut named) = (0, None);
         for _ in 0..MAX_ASKS {
@@ -383,7 +424,9 @@ impl<P: Processes> Executor<P> {
                 .ask(via, body.clone(), left.min(per_ask))
                 .await
             else {
-                last = Answer::Indefinite(format!("no answer from {}", self.node_ids[via]));
+                let why = format!("no answer from {}", self.node_ids[via]);
+                unanswered.get_or_insert_with(|| why.clone());
+                last = Answer::Indefinite(why);
                 continue;
             };
             match reply["type"].as_str() {
@@ -406,11 +449,11 @@ impl<P: Processes> Executor<P> {
                 Some(c) if !c.is_definite() => {
                     return Answer::Indefinite(format!("code {c}: {}", reply["text"]))
                 }
-                Some(_) => return Answer::Refused(reply),
+                Some(_) => return open_after(Answer::Refused(reply), &unanswered),
                 None => return Answer::Indefinite(format!("an unexpected reply: {reply}")),
             }
         }
-        last
+        open_after(last, &unanswered)
     }
 
     /// The voters the system reports (the new half while joint), asked of
@@ -490,7 +533,7 @@ impl<P: Processes> Executor<P> {
                 let staying: Vec<usize> = members.intersection(&voters).copied().collect();
                 let mut started = Vec::new();
                 for &node in voters.difference(&members) {
-                    match self.processes.join(node, &staying, false).await {
+                    match self.start_member(node, &staying, false).await {
                         Ok(()) => started.push(node),
                         Err(e) => eprintln!("faultline: warning: a member the system reports could not start: {e:#}"),
                     }
@@ -509,5 +552,27 @@ impl<P: Processes> Executor<P> {
         });
         value["agree"] = json!(agree);
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{open_after, Answer};
+    use serde_json::json;
+
+    /// A refusal of one copy after another copy went unanswered is no
+    /// refusal of the change: "already a member" means the first took.
+    #[test]
+    fn a_refusal_after_an_unanswered_ask_leaves_the_change_open() {
+        let refused = || Answer::Refused(json!({"code": 22, "text": "node 4 is already a member"}));
+        let why = Some("no answer from n5".to_string());
+        match open_after(refused(), &why) {
+            Answer::Indefinite(w) => {
+                assert!(w.contains("already a member") && w.contains("n5"), "{w}")
+            }
+            _ => panic!("still a refusal"),
+        }
+        assert!(matches!(open_after(refused(), &None), Answer::Refused(_)));
+        assert!(matches!(open_after(Answer::Ok, &why), Answer::Ok));
     }
 }

@@ -890,8 +890,13 @@ impl Processes for Cluster {
         let mut refused = Vec::new();
         let Some(server) = self.server.clone() else {
             // Stdio nodes, one at a time: each must answer init, or have
-            // exited refusing to start.
+            // exited refusing to start. One already running (membership
+            // started it meanwhile) is up: a second incarnation would
+            // orphan the first.
             for &i in nodes {
+                if self.is_running(i) {
+                    continue;
+                }
                 self.respawn(i)?;
                 let node = self.nodes[i].as_mut().expect("respawned");
                 let inbox = &mut self.inboxes[i];
