@@ -67,12 +67,13 @@ impl CheckerResult {
         }
     }
 
-    /// One detail, typed: `None` when the checker did not write it, an
-    /// error naming the checker and the key when it is there but not of
-    /// the type asked for (a renamed field must not read as "nothing
-    /// found").
+    /// One detail, typed: `None` when the checker did not write it (or
+    /// wrote `null`), an error naming the checker and the key when it is
+    /// there but not of the type asked for (a renamed field must not read
+    /// as "nothing found").
     pub fn detail<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
-        let Some(v) = self.details.get(key) else {
+        // A checker writes `null` for what it did not find (no anomaly).
+        let Some(v) = self.details.get(key).filter(|v| !v.is_null()) else {
             return Ok(None);
         };
         T::deserialize(v)

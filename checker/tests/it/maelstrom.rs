@@ -351,3 +351,22 @@ fn sets_and_counters_judge_the_final_reads_and_nothing_acknowledged_is_unknown()
         );
     }
 }
+
+/// A detail written as `null` (nothing found) reads as absent; one of the
+/// wrong type is an error naming the checker and the key.
+#[test]
+fn details_read_back_strictly() {
+    let r = CheckerResult::new(
+        "linearizability",
+        Verdict::Valid,
+        String::new(),
+        &serde_json::json!({"anomaly": null, "ops": "many"}),
+    );
+    assert_eq!(r.detail::<u64>("anomaly"), Ok(None));
+    assert_eq!(r.detail::<u64>("absent"), Ok(None));
+    let err = r.detail::<u64>("ops").unwrap_err();
+    assert!(
+        err.contains("\"linearizability\"") && err.contains("\"ops\""),
+        "{err}"
+    );
+}
