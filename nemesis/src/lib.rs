@@ -11,6 +11,8 @@
 //!   leaders, splits, rings of majorities) kept clear of faults that would
 //!   hide them; `windows::ring` gives each ring its leader loss;
 //! - `check`: what every schedule must be, drawn or written by hand;
+//! - `effect`: what a crash or disk fault did to a node, as its record
+//!   says (written by the executor, read by the report);
 //! - `seed`: every random stream of a run, derived from the test seed.
 //!
 //! The same seed and configuration always give the same schedule, and
@@ -21,6 +23,7 @@
 pub mod action;
 mod check;
 pub mod draw;
+pub mod effect;
 pub mod seed;
 pub mod spec;
 #[cfg(test)]

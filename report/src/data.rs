@@ -6,7 +6,9 @@
 use anyhow::Context;
 use faultline_checker::linearizability::Anomaly;
 use faultline_checker::{history, Event, Op};
+use faultline_nemesis::effect::{CrashEffect, DiskEffect};
 use faultline_nemesis::Kind;
+use serde::Deserialize;
 use serde_json::Value;
 
 use faultline_rundir::TestConfig;
@@ -172,77 +174,66 @@ fn join(a: &str, b: &str) -> String {
 }
 
 /// Per node, what a crash dropped or what a disk fault damaged:
-/// `n2 lost wal 4.1 KB (torn)`, `n3 wal [1024, +8) flipped`.
+/// `n2 lost wal 4096 B (torn: wal)`, `n3 wal bytes [1024, 1032) flip`. A
+/// record that does not read as its kind's effects says so on the band.
 fn effects(value: &Value) -> String {
-    let Some(list) = value.get("effects").and_then(Value::as_array) else {
+    let Some(list) = value.get("effects") else {
         return String::new();
     };
-    let fault = value.get("fault").and_then(Value::as_str).unwrap_or("");
-    let parts: Vec<String> = list
-        .iter()
-        .filter_map(|e| {
-            let node = e.get("node").and_then(Value::as_str)?;
-            Some(format!("{node} {}", node_effect(e, fault)))
-        })
-        .collect();
-    parts.join("; ")
+    let parts: Result<Vec<String>, serde_json::Error> = match value.get("fault") {
+        Some(fault) => {
+            let fault = plain(fault);
+            Vec::<DiskEffect>::deserialize(list)
+                .map(|l| l.iter().map(|e| disk_effect(e, &fault)).collect())
+        }
+        None => Vec::<CrashEffect>::deserialize(list).map(|l| l.iter().map(crash_effect).collect()),
+    };
+    match parts {
+        Ok(parts) => parts.join("; "),
+        Err(e) => format!("effects unreadable ({e})"),
+    }
 }
 
-fn node_effect(e: &Value, fault: &str) -> String {
-    let n = |k: &str| e.get(k).and_then(Value::as_u64).unwrap_or(0);
-    if let Some(why) = e.get("spared").and_then(Value::as_str) {
-        return format!("spared ({why})");
-    }
-    if let Some(file) = e.get("file") {
-        return match file.as_str() {
-            None => "has no files to damage".into(),
-            Some(f) if fault == "truncate" => {
-                format!(
-                    "{f} cut to {} bytes (lost the last {})",
-                    n("offset"),
-                    n("length")
-                )
-            }
-            Some(f) => format!(
-                "{f} bytes [{}, {}) {fault}",
-                n("offset"),
-                n("offset") + n("length")
-            ),
-        };
-    }
-    let lost: Vec<String> = e
-        .get("lost")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            format!(
-                "{} {} B",
-                plain(&l["file"]),
-                l["bytes"].as_u64().unwrap_or(0)
-            )
-        })
-        .collect();
-    let mut out = if lost.is_empty() {
-        "lost nothing".to_string()
-    } else {
-        format!("lost {}", lost.join(", "))
+fn disk_effect(e: &DiskEffect, fault: &str) -> String {
+    let what = match e {
+        DiskEffect::Spared { spared, .. } => format!("spared ({spared})"),
+        DiskEffect::NoFiles { .. } => "has no files to damage".into(),
+        DiskEffect::Damaged {
+            file,
+            offset,
+            length,
+            ..
+        } if fault == "truncate" => {
+            format!("{file} cut to {offset} bytes (lost the last {length})")
+        }
+        DiskEffect::Damaged {
+            file,
+            offset,
+            length,
+            ..
+        } => format!("{file} bytes [{offset}, {}) {fault}", offset + length),
     };
-    for (key, what) in [
-        ("torn", "torn"),
-        ("undone", "undone"),
-        ("not_undone", "kept"),
+    format!("{} {what}", e.node())
+}
+
+fn crash_effect(e: &CrashEffect) -> String {
+    let lost: Vec<String> = (e.lost.iter())
+        .map(|l| format!("{} {} B", l.file, l.bytes))
+        .collect();
+    let mut out = match lost.is_empty() {
+        true => "lost nothing".to_string(),
+        false => format!("lost {}", lost.join(", ")),
+    };
+    for (list, what) in [
+        (&e.torn, "torn"),
+        (&e.undone, "undone"),
+        (&e.not_undone, "kept"),
     ] {
-        if let Some(list) = e
-            .get(key)
-            .and_then(Value::as_array)
-            .filter(|l| !l.is_empty())
-        {
-            let names: Vec<String> = list.iter().map(plain).collect();
-            out += &format!(" ({what}: {})", names.join(", "));
+        if !list.is_empty() {
+            out += &format!(" ({what}: {})", list.join(", "));
         }
     }
-    out
+    format!("{} {out}", e.node)
 }
 
 /// `refused to start: n2` from an undo's record.
@@ -253,5 +244,39 @@ fn refusals(value: &Value) -> String {
             format!("refused to start (fail-stop): {}", ids.join(","))
         }
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history with every effect kind (a crash's lost, torn, undone and
+    /// kept; a disk fault's damaged, truncated, spared and file-less
+    /// nodes; a refusal to start) and one record whose effects were
+    /// renamed: each band says what its typed record says, and the
+    /// renamed one says it could not be read.
+    #[test]
+    fn every_effect_kind_is_drawn_from_its_typed_record() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../nemesis/tests/golden/effects-history.jsonl"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let events: Vec<Event> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let bands = fault_bands(&events, 9_000_000_000);
+        let effects: Vec<&str> = bands.iter().map(|b| b.effect.as_str()).collect();
+        assert_eq!(
+            effects,
+            [
+                "n1 lost wal 4096 B (torn: wal) (undone: create snap.tmp); n2 lost nothing (kept: rename x: gone); refused to start (fail-stop): n1",
+                "n3 wal bytes [1024, 1032) flip; n4 has no files to damage; n1 spared (refused to start after an earlier fault)",
+                "n5 snap cut to 100 bytes (lost the last 60)",
+                "effects unreadable (missing field `lost`)",
+            ]
+        );
     }
 }

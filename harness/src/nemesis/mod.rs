@@ -11,6 +11,7 @@ pub mod membership;
 pub mod triggers;
 
 use anyhow::Context;
+use faultline_nemesis::effect::{CrashEffect, DiskEffect, LostFile};
 use faultline_nemesis::seed::{derive, Stream};
 use faultline_nemesis::{
     partition_cut, Action, DiskFault, Link, LossKind, MessageRates, Moment, Named, Scope, Shape,
@@ -682,7 +683,7 @@ impl<P: Processes> Executor<P> {
             LossKind::Subset => faultline_durable::Loss::Subset,
             LossKind::Torn => faultline_durable::Loss::TornPrefix,
         };
-        let mut lost = Vec::new();
+        let mut lost: Vec<CrashEffect> = Vec::new();
         let mut reached = serde_json::Map::new();
         for &i in &nodes {
             self.paused.remove(&i);
@@ -692,12 +693,19 @@ impl<P: Processes> Executor<P> {
                 .await?;
             reached.insert(self.node_ids[i].clone(), json!(pids));
             self.down.insert(i);
-            let files: Vec<Value> = r
-                .lost
-                .iter()
-                .map(|(f, b)| json!({"file": f, "bytes": b}))
-                .collect();
-            lost.push(json!({"node": self.node_ids[i], "lost": files, "torn": r.torn, "undone": r.undone, "not_undone": r.not_undone}));
+            let path = |p: &std::path::PathBuf| p.to_string_lossy().into_owned();
+            lost.push(CrashEffect {
+                node: self.node_ids[i].clone(),
+                lost: (r.lost.iter())
+                    .map(|(f, bytes)| LostFile {
+                        file: path(f),
+                        bytes: *bytes,
+                    })
+                    .collect(),
+                torn: r.torn.iter().map(path).collect(),
+                undone: r.undone,
+                not_undone: r.not_undone,
+            });
         }
         // A power loss of a node that was not running still drops what it
         // never synced: recorded whatever it killed.
@@ -720,14 +728,17 @@ impl<P: Processes> Executor<P> {
             DiskFault::Truncate => faultline_durable::DiskFault::Truncate,
             DiskFault::Zero => faultline_durable::DiskFault::Zero,
         };
-        let mut effects = Vec::new();
+        let mut effects: Vec<DiskEffect> = Vec::new();
         let nodes = self.place(nodes);
         for &i in &nodes {
             if self.refused.contains(&i) {
                 // Its disk is known bad: damaging it again could destroy
                 // the evidence it refused on (a checksum, a length) and
                 // test nothing an operator would let happen.
-                effects.push(json!({"node": self.node_ids[i], "spared": "refused to start after an earlier fault"}));
+                effects.push(DiskEffect::Spared {
+                    node: self.node_ids[i].clone(),
+                    spared: "refused to start after an earlier fault".into(),
+                });
                 continue;
             }
             self.paused.remove(&i);
@@ -736,11 +747,16 @@ impl<P: Processes> Executor<P> {
                 .damage(i, how, &mut fault_rng(seed, i))
                 .await?;
             self.down.insert(i);
-            let node = &self.node_ids[i];
+            let node = self.node_ids[i].clone();
             effects.push(match d {
-                Some(d) => json!({"node": node, "file": d.file, "offset": d.offset,
-                    "length": d.length, "file_bytes": d.file_bytes}),
-                None => json!({"node": node, "file": null}),
+                Some(d) => DiskEffect::Damaged {
+                    node,
+                    file: d.file.to_string_lossy().into_owned(),
+                    offset: d.offset,
+                    length: d.length,
+                    file_bytes: d.file_bytes,
+                },
+                None => DiskEffect::NoFiles { node, file: () },
             });
         }
         Ok(json!({"nodes": self.ids(nodes), "fault": fault.name(), "effects": effects}))
