@@ -154,6 +154,19 @@ struct Found {
 }
 
 impl Found {
+    /// A violation by this event alone: its node, its line.
+    fn here(
+        &mut self,
+        invariant: &'static str,
+        at: &At,
+        summary: String,
+        terms: Vec<u64>,
+        indices: Vec<u64>,
+    ) {
+        let (nodes, lines) = (vec![at.node.to_string()], vec![at.line]);
+        self.push(invariant, summary, nodes, terms, indices, lines);
+    }
+
     fn push(
         &mut self,
         invariant: &'static str,
@@ -258,8 +271,9 @@ impl Invariant for ConfigChangeSafe {
             Conf::new(from_voters, from_old.as_ref()),
         );
         if !from.steps_safely_to(&conf) {
-            found.push(
+            found.here(
                 "config-change-unsafe",
+                at,
                 format!(
                     "{}, leader of term {term}, changed the configuration at index {index} from {} straight to {} (line {}): a majority of each can decide without the other; Raft goes through a joint configuration, or moves one server at a time (§6)",
                     at.node,
@@ -267,10 +281,8 @@ impl Invariant for ConfigChangeSafe {
                     conf.show(),
                     at.line
                 ),
-                vec![at.node.to_string()],
                 vec![*term],
                 vec![*index],
-                vec![at.line],
             );
         }
     }
@@ -296,8 +308,9 @@ impl Invariant for CommitQuorum {
         };
         let conf = Conf::new(voters, old.as_ref());
         if !conf.counts(acks) {
-            found.push(
+            found.here(
                 "commit-without-quorum",
+                at,
                 format!(
                     "{} committed index {index} (line {}) with only {{{}}} holding it: not a majority of each half of the configuration {} in force",
                     at.node,
@@ -305,10 +318,8 @@ impl Invariant for CommitQuorum {
                     acks.join(","),
                     conf.show()
                 ),
-                vec![at.node.to_string()],
                 vec![*term],
                 vec![*index],
-                vec![at.line],
             );
         }
     }
@@ -334,16 +345,15 @@ impl Invariant for LeaderCommitsOwnTerm {
             return;
         };
         if lt != term {
-            found.push(
+            found.here(
                 "leader-commits-own-term",
+                at,
                 format!(
                     "{}, leader of term {lt}, committed index {index} of term {term} by counting replicas (line {}); only entries of the leader's own term commit that way (Raft §5.4.2)",
                     at.node, at.line
                 ),
-                vec![at.node.to_string()],
                 vec![lt, term],
                 vec![index],
-                vec![at.line],
             );
         }
     }
