@@ -239,10 +239,20 @@ impl System {
                     candidates: Vec::new(),
                 }
             }
-            Some(_) => ClientKind::Etcd {
+            Some("etcd") => ClientKind::Etcd {
                 address,
                 serializable: f.client.serializable_reads,
             },
+            // Checked against BUILTIN_CLIENTS when the file was read: a
+            // name listed there but not here must not become an etcd
+            // client (as `Some(_)` made it).
+            Some(other) => {
+                return Err(SystemError {
+                    source_name: self.source.clone(),
+                    line: None,
+                    message: format!("faultline knows the built-in client {other:?} but cannot plan it (a faultline bug)"),
+                })
+            }
             None => ClientKind::Command(
                 f.client
                     .command
