@@ -362,15 +362,16 @@ impl Invariant for LeaderCommitsOwnTerm {
 /// Within one life of a node (from a `start` on), an index that only
 /// grows: the commit index, or the last applied one.
 struct Monotonic {
-    invariant: &'static str,
+    /// The applied index (else the commit index).
+    applying: bool,
     /// Per node: the highest index of this life, and its line.
     lives: HashMap<String, (u64, usize)>,
 }
 
 impl Monotonic {
-    fn new(invariant: &'static str) -> Monotonic {
+    fn new(applying: bool) -> Monotonic {
         Monotonic {
-            invariant,
+            applying,
             lives: HashMap::new(),
         }
     }
@@ -379,13 +380,14 @@ impl Monotonic {
 impl Invariant for Monotonic {
     fn observe(&mut self, at: &At, ev: &TraceEvent, found: &mut Found) {
         let (node, n) = (at.node, at.line);
-        let (index, term, applying) = match (self.invariant, ev) {
+        let applying = self.applying;
+        let (index, term) = match (applying, ev) {
             (_, TraceEvent::Start {}) => {
                 self.lives.remove(node);
                 return;
             }
-            ("commit-monotonic", TraceEvent::Commit { index, term, .. }) => (*index, *term, false),
-            ("apply-monotonic", TraceEvent::Apply { index, term, .. }) => (*index, *term, true),
+            (false, TraceEvent::Commit { index, term, .. }) => (*index, *term),
+            (true, TraceEvent::Apply { index, term, .. }) => (*index, *term),
             _ => return,
         };
         if let Some(&(prev, l)) = self.lives.get(node) {
@@ -396,8 +398,12 @@ impl Invariant for Monotonic {
                     false => format!("{node}'s commit index went back from {prev} (line {l}) to {index} (line {n})"),
                 };
                 let lines = vec![l, n];
+                let invariant = match applying {
+                    true => "apply-monotonic",
+                    false => "commit-monotonic",
+                };
                 found.push(
-                    self.invariant,
+                    invariant,
                     summary,
                     vec![node.to_string()],
                     vec![term],
@@ -538,9 +544,9 @@ fn invariants() -> Vec<Box<dyn Invariant>> {
         Box::new(ConfigChangeSafe),
         Box::new(CommitQuorum),
         Box::new(LeaderCommitsOwnTerm),
-        Box::new(Monotonic::new("commit-monotonic")),
+        Box::new(Monotonic::new(false)),
         Box::new(CommitAgreement::default()),
-        Box::new(Monotonic::new("apply-monotonic")),
+        Box::new(Monotonic::new(true)),
         Box::new(StateMachineSafety::default()),
         Box::new(CommittedNotTruncated::default()),
     ]

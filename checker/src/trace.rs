@@ -83,16 +83,7 @@ pub enum Parsed {
 pub struct Traced {
     pub time_ns: u64,
     pub node: String,
-    /// `harness` or `leader-probe` for lines faultline wrote itself.
-    pub source: Option<String>,
     pub event: Parsed,
-}
-
-impl Traced {
-    /// Whether a node sent it (not the harness's start/exit of a node).
-    pub fn from_node(&self) -> bool {
-        self.source.as_deref() != Some("harness")
-    }
 }
 
 /// Reads an event from a trace body or line (`event` and its fields).
@@ -224,7 +215,6 @@ pub fn parse_line(line: &str) -> Result<Traced, String> {
         .to_string();
     Ok(Traced {
         time_ns: v.get("time").and_then(Value::as_u64).unwrap_or(0),
-        source: v.get("source").and_then(Value::as_str).map(String::from),
         event: event_of(&v)?,
         node,
     })

@@ -16,7 +16,7 @@ mod workload;
 
 use anyhow::Context;
 
-pub use coverage::{states_occurred, STATES};
+pub use coverage::states_occurred;
 
 use data::ReportData;
 use faultline_rundir::{RunDir, REPORT};
