@@ -328,8 +328,11 @@ fn a_paused_node_is_killed_at_once() {
     assert!(!f.stderr.contains("did not settle"), "{}", f.stderr);
     let kills = nemesis_ops(&latest(tmp.path()), "kill");
     assert_eq!(kills.len(), 1, "{kills:?}");
+    // A frozen kill waits out its 5 s bound (done at 6.5 s); one that
+    // thaws first is done within moments, up to ~0.7 s on a loaded CI
+    // machine (2.15 s once), so the line is drawn between the two.
     let at_ms = kills[0]["time"].as_u64().unwrap() / 1_000_000;
-    assert!(at_ms < 2_000, "the kill took until {at_ms} ms");
+    assert!(at_ms < 4_500, "the kill took until {at_ms} ms");
     assert_nothing_left(tmp.path(), &latest(tmp.path()));
 }
 
