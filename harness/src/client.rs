@@ -15,8 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use faultline_net::router::Network;
 use faultline_rundir::record::History;
-use faultline_systems::adapter::Adapter;
-use faultline_systems::etcd::{Answer, EtcdClient};
+use faultline_systems::client::{Answer, Caller, Connection, Endpoint};
 
 /// The one thing the nemesis may do to the client load: make it burst.
 pub trait Load: Send + Sync {
@@ -76,21 +75,14 @@ impl Load for Pacer {
 const NODE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How a client's requests reach its node and its answers come back.
-// One per client, made once and moved into its task: the size of the
-// largest variant costs nothing worth a box.
-#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     /// Through the stdio router; replies arrive in the client's inbox.
     Stdio {
         net: Arc<Network>,
         inbox: mpsc::Receiver<Value>,
     },
-    /// A real server's built-in client.
-    Etcd(EtcdClient),
-    Nats(faultline_systems::nats::NatsClient),
-    Sql(faultline_systems::sql::SqlClient),
-    /// A user's adapter program for their server.
-    Adapter(Adapter),
+    /// A real server's client (built in, or the user's adapter).
+    Server(Box<dyn Connection>),
 }
 
 impl Conn {
@@ -118,10 +110,12 @@ pub struct Client {
     /// With membership changes: the members now. A client whose node left
     /// asks a member instead.
     pub members: Option<crate::nemesis::membership::MemberView>,
-    /// A real server's client of each node, for following a member when
+    /// A real server's endpoint of each node, for following a member when
     /// this client's own node left; and the node `conn` talks to now.
-    pub server_clients: Option<Vec<faultline_systems::system::ClientKind>>,
+    pub endpoints: Option<Vec<Arc<dyn Endpoint>>>,
     conn_node: usize,
+    /// Where a client's own log goes (an adapter's stderr).
+    pub log_dir: std::path::PathBuf,
 }
 
 /// Who a client is and what it asks; how it connects is its `Conn`.
@@ -150,8 +144,9 @@ impl Client {
             workload: spec.workload,
             timeout: spec.timeout,
             members: None,
-            server_clients: None,
+            endpoints: None,
             conn_node: spec.node,
+            log_dir: std::path::PathBuf::new(),
         }
     }
 
@@ -200,7 +195,7 @@ impl Client {
             (Conn::Stdio { net, .. }, _) if self.home() != self.node => {
                 (self.home(), net.node_ids()[self.home()].clone())
             }
-            (Conn::Etcd(_), _) if self.conn_node != self.node => {
+            (Conn::Server(_), _) if self.conn_node != self.node => {
                 (self.conn_node, format!("n{}", self.conn_node + 1))
             }
             _ => (self.node, self.node_id.clone()),
@@ -214,17 +209,8 @@ impl Client {
                 .send_to_node(&format!("c{}", self.k), node, &body)
                 .map(|()| None)
                 .map_err(|e| e.to_string()),
-            Conn::Etcd(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
-            Conn::Nats(c) => answered(c.call(&body, self.timeout).await, self.workload, inv),
-            Conn::Sql(c) => {
-                let answer = c.call(&body, self.timeout).await;
-                if let Some(n) = served_by(&answer) {
-                    extra.insert("served_by".into(), json!(n));
-                }
-                answered(answer, self.workload, inv)
-            }
-            Conn::Adapter(a) => {
-                let answer = a.call(&body, msg_id, self.timeout).await;
+            Conn::Server(c) => {
+                let answer = c.call(&body, msg_id, self.timeout).await;
                 if let Some(n) = served_by(&answer) {
                     extra.insert("served_by".into(), json!(n));
                 }
@@ -274,25 +260,24 @@ impl Client {
         (completion_type(c.kind), c.value)
     }
 
-    /// An etcd client whose node left the cluster talks to the member
-    /// that stands in for it (and back to its own once it is in again).
+    /// A server's client whose node left the cluster talks to the member
+    /// that stands in for it (and back to its own once it is in again),
+    /// through a new connection to that member's endpoint.
     fn follow_home(&mut self) {
         let home = self.home();
-        if home == self.conn_node || !matches!(self.conn, Conn::Etcd(_)) {
+        if home == self.conn_node || !matches!(self.conn, Conn::Server(_)) {
             return;
         }
-        let kind = self.server_clients.as_ref().and_then(|k| k.get(home));
-        if let Some(faultline_systems::system::ClientKind::Etcd {
-            address,
-            serializable,
-        }) = kind
-        {
-            self.conn = Conn::Etcd(EtcdClient {
-                address: address.clone(),
-                serializable: *serializable,
-            });
-            self.conn_node = home;
-        }
+        let Some(endpoint) = self.endpoints.as_ref().and_then(|e| e.get(home)) else {
+            return;
+        };
+        let caller = Caller {
+            client: format!("c{}", self.k),
+            node: format!("n{}", home + 1),
+            log_dir: self.log_dir.clone(),
+        };
+        self.conn = Conn::Server(endpoint.connect(&caller));
+        self.conn_node = home;
     }
 
     /// The node this client asks: its own, or while it is out of the
@@ -314,9 +299,7 @@ impl Client {
     fn node_up(&self) -> bool {
         match &self.conn {
             Conn::Stdio { net, .. } => net.is_attached(self.home()),
-            Conn::Etcd(_) | Conn::Nats(_) | Conn::Sql(_) | Conn::Adapter(_) => {
-                !self.node_unreachable
-            }
+            Conn::Server(_) => !self.node_unreachable,
         }
     }
 

@@ -6,6 +6,7 @@
 //! the run and started again if it dies. Its stderr goes to the node's log
 //! folder as `adapter-cK.log`.
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::answer::{error, Answer, ErrorCode};
+use crate::client::{Caller, Connection, Endpoint};
 use faultline_process::hygiene;
 
 /// The longest line an adapter may write.
@@ -36,6 +38,38 @@ impl Drop for Running {
         );
         let _ = self.child.start_kill();
         hygiene::unregister(self.pid);
+    }
+}
+
+/// `[client] command`: the user's adapter program and its arguments,
+/// this node's placeholders filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterEndpoint {
+    pub argv: Vec<String>,
+}
+
+impl Endpoint for AdapterEndpoint {
+    fn connect(&self, caller: &Caller) -> Box<dyn Connection> {
+        let log = caller
+            .log_dir
+            .join(format!("adapter-{}.log", caller.client));
+        Box::new(Adapter::new(
+            self.argv.clone(),
+            caller.client.clone(),
+            caller.node.clone(),
+            log,
+        ))
+    }
+}
+
+impl Connection for Adapter {
+    fn call<'a>(
+        &'a mut self,
+        body: &'a Value,
+        msg_id: u64,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Answer> {
+        Box::pin(Adapter::call(self, body, msg_id, timeout))
     }
 }
 

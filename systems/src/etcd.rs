@@ -10,13 +10,48 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client::{BadSetting, Caller, ClientKind, ClientSettings, Connection, Endpoint};
 use crate::http::{self, Unsent};
 
 pub use crate::answer::Answer;
 use crate::answer::{error, ErrorCode};
+
+/// `[client] adapter = "etcd"`.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl ClientKind for Kind {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn plan(&self, s: ClientSettings) -> Result<Arc<dyn Endpoint>, BadSetting> {
+        Ok(Arc::new(EtcdClient {
+            address: s.address,
+            serializable: s.serializable_reads,
+        }))
+    }
+}
+
+// The gateway is plain HTTP, one connection a request: a client holds
+// nothing but where to go.
+impl Endpoint for EtcdClient {
+    fn connect(&self, _: &Caller) -> Box<dyn Connection> {
+        Box::new(self.clone())
+    }
+}
+
+impl Connection for EtcdClient {
+    fn call<'a>(&'a mut self, body: &'a Value, _: u64, timeout: Duration) -> BoxFuture<'a, Answer> {
+        Box::pin(EtcdClient::call(self, body, timeout))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EtcdClient {

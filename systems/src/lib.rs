@@ -7,20 +7,23 @@
 //! - `server`: a planned cluster laid out for a run (its loopback slot,
 //!   each node's private /etc/hosts, its processes) and its readiness
 //!   probes;
+//! - `client`: the traits every built-in client implements, and the
+//!   registry of their names;
 //! - `leader`: asking a node who leads (an HTTP answer or a command);
 //! - `etcd`: the built-in client of etcd's v3 JSON gateway (over `http`);
 //! - `nats`: the built-in NATS JetStream client of the `kafka` workload;
 //! - `sql`: the built-in SQL client of the transaction workloads, with
 //!   its dialects `postgres` (PostgreSQL) and `mysql` (MariaDB, Galera);
 //! - `adapter`: the generic client, a user's program speaking Maelstrom's
-//!   client protocol on stdio. Built-in clients of further servers belong
-//!   beside these.
+//!   client protocol on stdio. A further built-in client is a module
+//!   beside these and a line in `client::Registry::builtin`.
 //!
 //! It starts processes through `faultline_process` and writes logs where
 //! `faultline_rundir` says; it knows nothing of the nemesis or checkers.
 
 pub mod adapter;
 pub mod answer;
+pub mod client;
 pub mod etcd;
 pub mod http;
 pub mod leader;

@@ -15,12 +15,52 @@
 //! definite when they say nothing was stored (no stream, a wrong expected
 //! sequence) and indefinite otherwise.
 
+use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::answer::{error, Answer, ErrorCode};
+use crate::client::{self, BadSetting, Caller, ClientKind, ClientSettings, Endpoint};
+
+/// `[client] adapter = "nats"`: streams replicated on every node.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl ClientKind for Kind {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn plan(&self, s: ClientSettings) -> Result<Arc<dyn Endpoint>, BadSetting> {
+        Ok(Arc::new(NatsEndpoint {
+            address: s.address,
+            replicas: s.node_count.max(1),
+        }))
+    }
+}
+
+/// A NATS server's address and the replicas of each stream made there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsEndpoint {
+    pub address: String,
+    pub replicas: usize,
+}
+
+impl Endpoint for NatsEndpoint {
+    fn connect(&self, _: &Caller) -> Box<dyn client::Connection> {
+        Box::new(NatsClient::new(self.address.clone(), self.replicas))
+    }
+}
+
+impl client::Connection for NatsClient {
+    fn call<'a>(&'a mut self, body: &'a Value, _: u64, timeout: Duration) -> BoxFuture<'a, Answer> {
+        Box::pin(NatsClient::call(self, body, timeout))
+    }
+}
 
 /// Messages one poll returns per key, at most (the workload reads on).
 const POLL_PAGE: u64 = 20;

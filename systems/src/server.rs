@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::system::{ClientKind, ProcessPlan, RunAs, RunSettings, StepPlan, System};
+use crate::client::Endpoint;
+use crate::system::{ProcessPlan, RunAs, RunSettings, StepPlan, System};
 use faultline_process::node::{NodeHandle, NodeSpec};
 use faultline_rundir::RunDir;
 
@@ -37,7 +38,7 @@ pub struct ServerMode {
     pub ready_timeout: Duration,
     pub stop_signal: nix::sys::signal::Signal,
     pub stop_grace: Duration,
-    pub clients: Vec<ClientKind>,
+    pub clients: Vec<std::sync::Arc<dyn Endpoint>>,
     pub peer_ports: Vec<u16>,
     pub peer_source: faultline_net::tcp::PeerSource,
     /// The run's address slot (see `System::node_ip`).

@@ -14,11 +14,84 @@
 //! ended without COMMIT); an error, a lost connection or a timeout during
 //! COMMIT is indefinite.
 
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::answer::{error, Answer, ErrorCode, SqlError};
+use crate::client::{BadSetting, Caller, ClientKind, ClientSettings, Connection, Endpoint};
 use crate::{mysql, postgres};
+
+/// `[client] adapter = "postgres"` or `"mysql"`: one kind a dialect.
+pub struct Kind {
+    name: &'static str,
+    dialect: Dialect,
+}
+
+pub static POSTGRES: Kind = Kind {
+    name: "postgres",
+    dialect: Dialect::Postgres,
+};
+
+pub static MYSQL: Kind = Kind {
+    name: "mysql",
+    dialect: Dialect::Mysql,
+};
+
+impl ClientKind for Kind {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["isolation", "target_session_attrs"]
+    }
+
+    fn plan(&self, s: ClientSettings) -> Result<Arc<dyn Endpoint>, BadSetting> {
+        let isolation = s.isolation.unwrap_or_else(|| "serializable".into());
+        if isolation_sql(&isolation).is_none() {
+            return Err(BadSetting {
+                key: "isolation",
+                message: format!(
+                    "[client] isolation {isolation:?} is none of serializable, \
+                     repeatable-read, read-committed, read-uncommitted"
+                ),
+            });
+        }
+        Ok(Arc::new(SqlEndpoint {
+            dialect: self.dialect,
+            address: s.address,
+            isolation,
+            candidates: s.candidates,
+        }))
+    }
+}
+
+/// A SQL server's address, the isolation its transactions run at, and
+/// with `target_session_attrs = "read-write"` every node to follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlEndpoint {
+    pub dialect: Dialect,
+    pub address: String,
+    pub isolation: String,
+    pub candidates: Vec<(String, String)>,
+}
+
+impl Endpoint for SqlEndpoint {
+    fn connect(&self, _: &Caller) -> Box<dyn Connection> {
+        Box::new(
+            SqlClient::new(self.dialect, self.address.clone(), self.isolation.clone())
+                .following(self.candidates.clone()),
+        )
+    }
+}
+
+impl Connection for SqlClient {
+    fn call<'a>(&'a mut self, body: &'a Value, _: u64, timeout: Duration) -> BoxFuture<'a, Answer> {
+        Box::pin(SqlClient::call(self, body, timeout))
+    }
+}
 
 /// Which server a [`SqlClient`] speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,10 +18,7 @@ use crate::client::{Client, ClientSpec, Conn, Pacer};
 use crate::nemesis::triggers::{self, MomentFeed};
 use crate::nemesis::Executor;
 use faultline_rundir::TestConfig;
-use faultline_systems::adapter::Adapter;
-use faultline_systems::etcd::EtcdClient;
-use faultline_systems::nats::NatsClient;
-use faultline_systems::system::ClientKind;
+use faultline_systems::client::Caller;
 
 /// What the main phase leaves for the next ones.
 pub struct Loaded {
@@ -77,7 +74,8 @@ pub async fn run(
         };
         let mut c = Client::new(spec, conn(rec, k, node, &ids[node]), rec.history.clone());
         c.members = members.clone();
-        c.server_clients = rec.clients.clone();
+        c.endpoints = rec.clients.clone();
+        c.log_dir = rec.adapter_logs.clone();
         let (gen, pacer, cancel) = (gen.clone(), pacer.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
             let r = c.run(&gen, &pacer, deadline, &cancel).await;
@@ -122,34 +120,11 @@ fn mark(rec: &Recording, f: &str, cfg: &TestConfig) -> anyhow::Result<()> {
 /// How client `k` reaches `node`: the router, or the server's client.
 fn conn(rec: &Recording, k: usize, node: usize, node_id: &str) -> Conn {
     match rec.clients.as_ref().map(|c| &c[node]) {
-        Some(ClientKind::Etcd {
-            address,
-            serializable,
-        }) => Conn::Etcd(EtcdClient {
-            address: address.clone(),
-            serializable: *serializable,
-        }),
-        Some(ClientKind::Sql {
-            dialect,
-            address,
-            isolation,
-            candidates,
-        }) => Conn::Sql(
-            faultline_systems::sql::SqlClient::new(*dialect, address.clone(), isolation.clone())
-                .following(candidates.clone()),
-        ),
-        Some(ClientKind::Nats { address, replicas }) => {
-            Conn::Nats(NatsClient::new(address.clone(), *replicas))
-        }
-        Some(ClientKind::Command(argv)) => {
-            let log = rec.adapter_logs.join(format!("adapter-c{k}.log"));
-            Conn::Adapter(Adapter::new(
-                argv.clone(),
-                format!("c{k}"),
-                node_id.to_string(),
-                log,
-            ))
-        }
+        Some(endpoint) => Conn::Server(endpoint.connect(&Caller {
+            client: format!("c{k}"),
+            node: node_id.to_string(),
+            log_dir: rec.adapter_logs.clone(),
+        })),
         None => Conn::stdio(rec.net.clone(), k),
     }
 }

@@ -29,8 +29,8 @@ use faultline_rundir::record::{Clock, History};
 use faultline_rundir::ExitInfo;
 use faultline_rundir::TestConfig;
 use faultline_rundir::{Results, RunDir};
+use faultline_systems::client::Endpoint;
 use faultline_systems::server::ServerMode;
-use faultline_systems::system::ClientKind;
 
 /// The longest a fault on the leader of a probed system holds, waiting
 /// for the system to name another (a failover takes seconds: a sentinel's
@@ -53,7 +53,7 @@ pub struct Recording {
     pub links: Arc<dyn Links>,
     pub tcp: Option<Arc<TcpLinks>>,
     /// How clients reach each node of a real server.
-    pub clients: Option<Vec<ClientKind>>,
+    pub clients: Option<Vec<Arc<dyn Endpoint>>>,
     /// Where client adapters' stderr goes.
     pub adapter_logs: PathBuf,
 }

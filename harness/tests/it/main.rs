@@ -4,6 +4,7 @@
 
 mod support;
 
+mod clients;
 mod clock;
 mod clock_runtimes;
 mod contain;

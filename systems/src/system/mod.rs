@@ -37,7 +37,10 @@ use template::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml::Spanned;
+
+use crate::client::{ClientSettings, Endpoint, Registry};
 
 /// The systems bundled with faultline, by name.
 const BUNDLED: &[(&str, &str)] = &[
@@ -65,9 +68,6 @@ pub fn scratch_dir(data_dir: &Path) -> PathBuf {
     name.push(".scratch");
     data_dir.with_file_name(name)
 }
-
-/// The clients faultline carries for `[client] adapter`.
-const BUILTIN_CLIENTS: &[&str] = &["etcd", "nats", "postgres", "mysql"];
 
 /// How many nodes a system may have: node k listens on 127.0.S.k and the
 /// proxy of link i -> j on 127.(100+i).j.S, S being the run's slot.
@@ -291,29 +291,6 @@ struct StopFile {
     grace_ms: Option<u64>,
 }
 
-/// How clients reach a node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClientKind {
-    /// The built-in etcd v3 JSON-gateway client, at this address.
-    Etcd { address: String, serializable: bool },
-    /// The built-in NATS JetStream client, at this address, creating
-    /// streams with this many replicas.
-    Nats { address: String, replicas: usize },
-    /// The built-in SQL client (PostgreSQL, or the MySQL protocol), at this
-    /// address and isolation level.
-    Sql {
-        dialect: crate::sql::Dialect,
-        address: String,
-        isolation: String,
-        /// With `target_session_attrs = "read-write"`: every node's id and
-        /// address, this node's first; the client uses the first that
-        /// accepts writes. Empty: `address` only.
-        candidates: Vec<(String, String)>,
-    },
-    /// A Maelstrom-protocol adapter: program and arguments.
-    Command(Vec<String>),
-}
-
 /// A process beside a node's server, every placeholder filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessPlan {
@@ -347,7 +324,7 @@ pub struct RunSettings {
 }
 
 /// One node of a system, every placeholder filled in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NodePlan {
     pub id: String,
     pub ip: String,
@@ -357,7 +334,8 @@ pub struct NodePlan {
     pub env: Vec<(String, String)>,
     pub ready_tcp: Option<String>,
     pub ready_http: Option<String>,
-    pub client: ClientKind,
+    /// How clients reach it.
+    pub client: Arc<dyn Endpoint>,
     /// The server's name among the node's processes.
     pub process_name: String,
     /// What runs beside the server, in start order.
@@ -381,6 +359,8 @@ pub struct System {
     pub dir: PathBuf,
     file: File,
     text: String,
+    /// The built-in clients `[client] adapter` may name.
+    clients: Registry,
 }
 
 /// A bad system file, with where.
@@ -435,6 +415,11 @@ impl System {
     }
 
     pub fn parse(source: &str, text: &str) -> Result<System, SystemError> {
+        System::parse_with(source, text, Registry::builtin())
+    }
+
+    /// A system file whose `[client] adapter` may name any of `clients`.
+    pub fn parse_with(source: &str, text: &str, clients: Registry) -> Result<System, SystemError> {
         let err = |line, message| SystemError {
             source_name: source.into(),
             line,
@@ -455,6 +440,7 @@ impl System {
             dir,
             file,
             text: text.into(),
+            clients,
         };
         sys.check()
             .map_err(|(span, m)| err(span.map(|s| line_of(text, s)), m))?;

@@ -23,23 +23,26 @@ impl System {
         }
         let first: Vec<usize> = (1..=run.members.unwrap_or(n).min(n)).collect();
         let join = self.join_of(&first, n, slot, &data_dir, run);
-        let mut plans: Vec<NodePlan> = (1..=n)
-            .map(|k| self.plan_node(self.node_vars(k, n, slot, &data_dir, run), &join, "new"))
+        let vars: Vec<_> = (1..=n)
+            .map(|k| self.node_vars(k, n, slot, &data_dir, run))
+            .collect();
+        // Following the primary, each node's client knows every node, its
+        // own first.
+        let all: Vec<(String, String)> = if self.follows_primary()? {
+            vars.iter()
+                .map(|v| (v["node_id"].clone(), self.client_address(v)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let plans = vars
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| {
+                let candidates = all.iter().cycle().skip(k).take(all.len()).cloned();
+                self.plan_node(v, &join, "new", candidates.collect())
+            })
             .collect::<Result<_, _>>()?;
-        if self.follows_primary()? {
-            let all: Vec<(String, String)> = plans
-                .iter()
-                .filter_map(|p| match &p.client {
-                    ClientKind::Sql { address, .. } => Some((p.id.clone(), address.clone())),
-                    _ => None,
-                })
-                .collect();
-            for (k, p) in plans.iter_mut().enumerate() {
-                if let ClientKind::Sql { candidates, .. } = &mut p.client {
-                    *candidates = all[k..].iter().chain(&all[..k]).cloned().collect();
-                }
-            }
-        }
         Ok(plans)
     }
 
@@ -82,6 +85,7 @@ impl System {
             self.node_vars(k, n, slot, &data_dir, run),
             &join,
             "existing",
+            Vec::new(),
         )
     }
 
@@ -188,6 +192,7 @@ impl System {
         mut v: BTreeMap<String, String>,
         join: &str,
         cluster_state: &str,
+        candidates: Vec<(String, String)>,
     ) -> Result<NodePlan, SystemError> {
         v.insert("join".into(), join.to_string());
         v.insert("cluster_state".into(), cluster_state.to_string());
@@ -198,69 +203,7 @@ impl System {
             .iter()
             .map(|p| self.plan_process(p, &v))
             .collect::<Result<_, _>>()?;
-        let address = fill(
-            f.client
-                .address
-                .as_ref()
-                .map(|a| a.get_ref().as_str())
-                .unwrap_or(""),
-            &v,
-        );
-        let client = match f.client.adapter.as_deref() {
-            Some("nats") => ClientKind::Nats {
-                address,
-                replicas: v["node_count"].parse().unwrap_or(1),
-            },
-            Some(a @ ("postgres" | "mysql")) => {
-                let isolation = f
-                    .client
-                    .isolation
-                    .as_ref()
-                    .map_or("serializable".into(), |i| fill(i.get_ref(), &v));
-                if crate::sql::isolation_sql(&isolation).is_none() {
-                    let line = f.client.isolation.as_ref();
-                    return Err(SystemError {
-                        source_name: self.source.clone(),
-                        line: line.map(|i| line_of(&self.text, i.span().start)),
-                        message: format!(
-                            "[client] isolation {isolation:?} is none of serializable, \
-                             repeatable-read, read-committed, read-uncommitted"
-                        ),
-                    });
-                }
-                ClientKind::Sql {
-                    dialect: if a == "mysql" {
-                        crate::sql::Dialect::Mysql
-                    } else {
-                        crate::sql::Dialect::Postgres
-                    },
-                    address,
-                    isolation,
-                    candidates: Vec::new(),
-                }
-            }
-            Some("etcd") => ClientKind::Etcd {
-                address,
-                serializable: f.client.serializable_reads,
-            },
-            // Checked against BUILTIN_CLIENTS when the file was read: a
-            // name listed there but not here must not become an etcd
-            // client (as `Some(_)` made it).
-            Some(other) => {
-                return Err(SystemError {
-                    source_name: self.source.clone(),
-                    line: None,
-                    message: format!("faultline knows the built-in client {other:?} but cannot plan it (a faultline bug)"),
-                })
-            }
-            None => ClientKind::Command(
-                f.client
-                    .command
-                    .iter()
-                    .map(|c| fill(c.get_ref(), &v))
-                    .collect(),
-            ),
-        };
+        let client = self.plan_client(&v, candidates)?;
         Ok(NodePlan {
             program,
             args: f.args.iter().map(|a| fill(a.get_ref(), &v)).collect(),
@@ -286,6 +229,61 @@ impl System {
                 every: std::time::Duration::from_millis(l.every_ms.max(50)),
             }),
         })
+    }
+
+    /// This node's `[client] address`.
+    fn client_address(&self, v: &BTreeMap<String, String>) -> String {
+        let address = self.file.client.address.as_ref();
+        fill(address.map_or("", |a| a.get_ref().as_str()), v)
+    }
+
+    /// How clients reach the node of `v`: its built-in client, planned by
+    /// its kind, or the user's adapter command.
+    fn plan_client(
+        &self,
+        v: &BTreeMap<String, String>,
+        candidates: Vec<(String, String)>,
+    ) -> Result<Arc<dyn Endpoint>, SystemError> {
+        let c = &self.file.client;
+        let Some(name) = c.adapter.as_deref() else {
+            let argv = c.command.iter().map(|t| fill(t.get_ref(), v)).collect();
+            return Ok(Arc::new(crate::adapter::AdapterEndpoint { argv }));
+        };
+        let err = |line: Option<usize>, message| SystemError {
+            source_name: self.source.clone(),
+            line,
+            message,
+        };
+        // Checked against the registry when the file was read.
+        let kind = self.clients.get(name).ok_or_else(|| {
+            err(
+                None,
+                format!("unknown [client] adapter {name:?} (a faultline bug: it was checked)"),
+            )
+        })?;
+        let settings = ClientSettings {
+            address: self.client_address(v),
+            isolation: c.isolation.as_ref().map(|i| fill(i.get_ref(), v)),
+            serializable_reads: c.serializable_reads,
+            node_count: v["node_count"].parse().unwrap_or(1),
+            candidates,
+        };
+        kind.plan(settings).map_err(|bad| {
+            let at = self.client_key_span(bad.key);
+            err(at.map(|s| line_of(&self.text, s)), bad.message)
+        })
+    }
+
+    /// Where a `[client]` key's value starts in the file, if it is set.
+    pub(super) fn client_key_span(&self, key: &str) -> Option<usize> {
+        let c = &self.file.client;
+        let span = match key {
+            "address" => c.address.as_ref()?.span(),
+            "isolation" => c.isolation.as_ref()?.span(),
+            "target_session_attrs" => c.target_session_attrs.as_ref()?.span(),
+            _ => return None,
+        };
+        Some(span.start)
     }
 
     /// A binary template filled in and looked up as exec would.

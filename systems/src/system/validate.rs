@@ -109,22 +109,43 @@ impl System {
                 ));
             }
         }
-        let builtin = |a: &str| BUILTIN_CLIENTS.contains(&a);
-        match (&f.client.adapter, f.client.command.is_empty()) {
-            (Some(a), true) if builtin(a) && f.client.address.is_some() => Ok(()),
-            (Some(a), true) if builtin(a) => {
-                Err((None, format!("[client] adapter = {a:?} needs address")))
-            }
-            (Some(a), _) if !builtin(a) => Err((
+        let kind = f
+            .client
+            .adapter
+            .as_deref()
+            .map(|a| (a, self.clients.get(a)));
+        match (kind, f.client.command.is_empty()) {
+            (Some((a, None)), _) => Err((
                 None,
                 format!(
                     "unknown [client] adapter {a:?} (available: {})",
-                    BUILTIN_CLIENTS.join(", ")
+                    self.clients.names().join(", ")
                 ),
             )),
-            (None, false) => Ok(()),
+            (Some((a, Some(_))), true) if f.client.address.is_none() => {
+                Err((None, format!("[client] adapter = {a:?} needs address")))
+            }
+            (Some((_, Some(k))), true) => self.check_client_keys(k.keys()),
+            (None, false) => self.check_client_keys(&[]),
             _ => Err((None, "[client] needs adapter or command, not both".into())),
         }
+    }
+
+    /// The optional `[client]` keys the file sets are ones its client
+    /// reads: one that would be ignored is refused, naming it.
+    fn check_client_keys(&self, reads: &[&str]) -> Result<(), (Option<usize>, String)> {
+        for key in ["isolation", "target_session_attrs"] {
+            if let Some(at) = self.client_key_span(key) {
+                if !reads.contains(&key) {
+                    let who = self.file.client.adapter.as_deref().unwrap_or("command");
+                    return Err((
+                        Some(at),
+                        format!("[client] {key} does not apply to the {who:?} client"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Process names are plain (they appear in file names and in
@@ -195,12 +216,11 @@ impl System {
             }
         }
         if let Some(t) = &f.client.target_session_attrs {
-            let sql = matches!(f.client.adapter.as_deref(), Some("postgres" | "mysql"));
-            if !sql || !["any", "read-write"].contains(&t.get_ref().as_str()) {
+            if !["any", "read-write"].contains(&t.get_ref().as_str()) {
                 return Err((
                     Some(t.span().start),
                     format!(
-                        "[client] target_session_attrs {:?}: \"any\" or \"read-write\", for adapter \"postgres\" or \"mysql\"",
+                        "[client] target_session_attrs {:?} is neither \"any\" nor \"read-write\"",
                         t.get_ref()
                     ),
                 ));
