@@ -1,29 +1,47 @@
-//! The built-in NATS JetStream client, for the `kafka` workload. Each key
-//! `K` is a stream `kK` (subject `kK`) replicated on every node; a send is
-//! a publish whose acknowledged stream sequence is the offset; a poll
-//! reads messages in sequence order from an offset, one direct get
-//! (`next_by_subj`) each, at most `POLL_PAGE` a key; committed offsets live
-//! in the stream `offsets` (subject `offsets.kK`, one message kept per
-//! subject), raised only: a commit reads the last one and publishes the
-//! larger offset with `Nats-Expected-Last-Subject-Sequence`, so two
-//! clients' commits never lower it.
+//! The built-in NATS JetStream client, for the `kafka` workload, on NATS's
+//! own Rust client (`async-nats`). Each key `K` is a stream `kK` (subject
+//! `kK`) replicated on every node; a send is a publish whose acknowledged
+//! stream sequence is the offset; a poll reads messages in sequence order
+//! from an offset, one get (`next_by_subj`) each, at most `POLL_PAGE` a
+//! key; committed offsets live in the stream `offsets` (subject
+//! `offsets.kK`, one message kept per subject), raised only: a commit
+//! reads the last one and publishes the larger offset with an expected
+//! last subject sequence, so two clients' commits never lower it.
 //!
-//! The NATS client protocol is spoken directly (text commands over TCP):
-//! one connection per client, made on first use and made again after an
-//! error. A request that never reached the server did not happen; one
-//! sent whose answer was lost is indefinite; JetStream's own errors are
-//! definite when they say nothing was stored (no stream, a wrong expected
-//! sequence) and indefinite otherwise.
+//! One connection per client, to its own node only (servers the cluster
+//! advertises are ignored, and a lost connection is not re-established
+//! behind the client's back: it is dropped and made again on the next
+//! request). Outcomes are mapped soundly (`publish_stored` and the tests
+//! below say it kind by kind): a request on a connection that could not
+//! be made never happened; once connected, the library queues a request
+//! before it is written, so whether a lost one reached the server is
+//! unknown and it is indefinite; JetStream's own errors are definite when
+//! they say nothing was stored (no stream, a wrong expected sequence) and
+//! indefinite otherwise.
 
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use crate::answer::{error, Answer, ErrorCode};
 use crate::client::{self, BadSetting, Caller, ClientKind, ClientSettings, Endpoint};
+
+/// Messages one poll returns per key, at most (the workload reads on).
+const POLL_PAGE: u64 = 20;
+/// How often a publish that found no stream tries again, and how long it
+/// waits before each try.
+const NO_RESPONDER_RETRIES: usize = 4;
+const NO_RESPONDER_PAUSE: Duration = Duration::from_millis(100);
+/// How often a commit retries after losing a race with another commit.
+const MAX_COMMIT_RACES: usize = 8;
+/// How long making a connection may take; the request's own timeout
+/// bounds it too.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// JetStream's "stream not found" and "stream name in use" error codes.
+const NO_STREAM: u64 = 10059;
+const STREAM_EXISTS: u64 = 10058;
 
 /// `[client] adapter = "nats"`: streams replicated on every node.
 pub struct Kind;
@@ -62,48 +80,25 @@ impl client::Connection for NatsClient {
     }
 }
 
-/// Messages one poll returns per key, at most (the workload reads on).
-const POLL_PAGE: u64 = 20;
-/// The longest protocol line or payload read.
-const MAX_LINE_BYTES: usize = 64 << 10;
-const MAX_PAYLOAD_BYTES: usize = 8 << 20;
-/// How often a publish that found no stream tries again, and how long it
-/// waits before each try.
-const NO_RESPONDER_RETRIES: usize = 4;
-const NO_RESPONDER_PAUSE: Duration = Duration::from_millis(100);
-/// How often a commit retries after losing a race with another commit.
-const MAX_COMMIT_RACES: usize = 8;
-/// JetStream's "no message found" and "stream not found" error codes.
-const NO_MESSAGE: u64 = 10037;
-const NO_STREAM: u64 = 10059;
-const STREAM_EXISTS: u64 = 10058;
-const WRONG_LAST_SEQUENCE: u64 = 10071;
-
-#[derive(Debug)]
 pub struct NatsClient {
     pub address: String,
     /// Replicas of each stream it creates: the cluster's size.
     pub replicas: usize,
-    conn: Option<Connection>,
-    next_request: u64,
+    conn: Option<jetstream::Context>,
 }
 
-#[derive(Debug)]
-struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    inbox: String,
-}
-
-/// One message the server delivered to us.
-struct Delivery {
-    subject: String,
-    /// The status of a headers message (`NATS/1.0 503` for no responders).
-    status: Option<u16>,
-    payload: Vec<u8>,
+impl std::fmt::Debug for NatsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NatsClient({}, {} replicas)",
+            self.address, self.replicas
+        )
+    }
 }
 
 /// How a request went wrong: before anything was sent, or after.
+#[derive(Debug)]
 enum Failure {
     Unsent(String),
     Lost(String),
@@ -118,13 +113,41 @@ impl Failure {
     }
 }
 
+/// What a failed publish says about the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Not stored: the subject has no stream (no responders).
+    NoStream,
+    /// Not stored: the expected last sequence differed (a race lost).
+    Raced,
+    /// Not stored: refused before it was queued.
+    Refused,
+    /// Unknown: queued, and its acknowledgement never came.
+    Maybe,
+}
+
+/// Whether a publish that failed this way may have been stored.
+fn publish_stored(kind: &PublishErrorKind) -> Stored {
+    match kind {
+        PublishErrorKind::StreamNotFound => Stored::NoStream,
+        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId => Stored::Raced,
+        // Checked before the message is queued.
+        PublishErrorKind::MaxAckPending | PublishErrorKind::MaxPayloadExceeded => Stored::Refused,
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other => {
+            Stored::Maybe
+        }
+        // A kind added in a later version: assume the worst.
+        #[allow(unreachable_patterns)]
+        _ => Stored::Maybe,
+    }
+}
+
 impl NatsClient {
     pub fn new(address: String, replicas: usize) -> NatsClient {
         NatsClient {
             address,
             replicas,
             conn: None,
-            next_request: 0,
         }
     }
 
@@ -138,11 +161,29 @@ impl NatsClient {
                 format!("no answer within {} ms", timeout.as_millis()),
             ),
         };
-        // After anything unclear the connection may hold a stale answer.
+        // After anything unclear the connection may deliver a stale
+        // answer or a queued request later: start afresh.
         if !matches!(&answer, Answer::Reply(r) if r["type"] != "error") {
             self.conn = None;
         }
         answer
+    }
+
+    /// The JetStream context of this client's connection, made if need be.
+    async fn js(&mut self) -> Result<jetstream::Context, Failure> {
+        if let Some(js) = &self.conn {
+            return Ok(js.clone());
+        }
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .ignore_discovered_servers()
+            .max_reconnects(1)
+            .connect(self.address.as_str())
+            .await
+            .map_err(|e| Failure::Unsent(format!("cannot connect to {}: {e}", self.address)))?;
+        let js = jetstream::new(client);
+        self.conn = Some(js.clone());
+        Ok(js)
     }
 
     async fn perform(&mut self, body: &Value) -> Result<Answer, Failure> {
@@ -162,22 +203,26 @@ impl NatsClient {
         let stream = stream_of(&body["key"]);
         let payload = body["msg"].to_string();
         for attempt in 0..NO_RESPONDER_RETRIES {
-            let d = self.request(&stream, payload.as_bytes(), None).await?;
-            if d.status == Some(503) {
+            let js = self.js().await?;
+            match publish(&js, &stream, &payload, None).await {
+                Ok(seq) => return Ok(Answer::Reply(json!({"type": "send_ok", "offset": seq}))),
                 // No stream (yet: a new one takes a moment to answer):
                 // nothing was stored. Make it, then publish again.
-                if attempt == 0 {
-                    self.create_stream(&stream, std::slice::from_ref(&stream), None)
-                        .await?;
+                Err((Stored::NoStream, _)) => {
+                    if attempt == 0 {
+                        self.create_stream(&stream, std::slice::from_ref(&stream), None)
+                            .await?;
+                    }
+                    tokio::time::sleep(NO_RESPONDER_PAUSE).await;
                 }
-                tokio::time::sleep(NO_RESPONDER_PAUSE).await;
-                continue;
+                Err((Stored::Maybe, e)) => return Err(Failure::Lost(format!("publish: {e}"))),
+                Err((Stored::Raced | Stored::Refused, e)) => {
+                    return Ok(error(
+                        ErrorCode::TEMPORARILY_UNAVAILABLE,
+                        format!("publish: {e}"),
+                    ))
+                }
             }
-            let ack = parse(&d)?;
-            if let Some(seq) = ack["seq"].as_u64() {
-                return Ok(Answer::Reply(json!({"type": "send_ok", "offset": seq})));
-            }
-            return Ok(js_error(&ack, "publish"));
         }
         Ok(error(
             ErrorCode::TEMPORARILY_UNAVAILABLE,
@@ -186,26 +231,27 @@ impl NatsClient {
     }
 
     async fn poll(&mut self, body: &Value) -> Result<Answer, Failure> {
+        let js = self.js().await?;
         let mut msgs = Map::new();
         let offsets = body["offsets"].as_object().cloned().unwrap_or_default();
         for (key, from) in offsets {
-            let stream = stream_of(&Value::String(key.clone()));
+            let name = stream_of(&Value::String(key.clone()));
+            let stream = js
+                .get_stream_no_info(&name)
+                .await
+                .map_err(|e| Failure::Lost(format!("stream {name}: {e}")))?;
             let mut seq = from.as_u64().unwrap_or(0);
             let mut got = Vec::new();
             while (got.len() as u64) < POLL_PAGE {
-                let ask = json!({"seq": seq, "next_by_subj": stream});
-                let v = self
-                    .api(&format!("$JS.API.STREAM.MSG.GET.{stream}"), &ask)
-                    .await?;
-                match (v["message"].as_object(), err_code(&v)) {
-                    (Some(m), _) => {
-                        let at = m.get("seq").and_then(Value::as_u64).unwrap_or(seq);
-                        let data = decode_data(m.get("data"))?;
-                        got.push(json!([at, data]));
-                        seq = at + 1;
+                match stream.get_first_raw_message_by_subject(&name, seq).await {
+                    Ok(m) => {
+                        got.push(json!([m.sequence, message_value(&m.payload)?]));
+                        seq = m.sequence + 1;
                     }
-                    (None, Some(NO_MESSAGE | NO_STREAM)) => break,
-                    (None, _) => return Ok(js_error(&v, "poll")),
+                    Err(e) => match read_gap(e.kind()) {
+                        Ok(()) => break,
+                        Err(code) => return Ok(js_error(code, format!("poll: {e}"))),
+                    },
                 }
             }
             msgs.insert(key, Value::Array(got));
@@ -239,21 +285,21 @@ impl NatsClient {
             if current.is_some_and(|c| c >= offset) {
                 return Ok(None);
             }
-            let header = format!("Nats-Expected-Last-Subject-Sequence: {last_seq}");
-            let d = self
-                .request(subject, offset.to_string().as_bytes(), Some(&header))
-                .await?;
-            if d.status == Some(503) {
-                self.create_offsets_stream().await?;
-                tokio::time::sleep(NO_RESPONDER_PAUSE).await;
-                continue;
-            }
-            let ack = parse(&d)?;
-            if ack["seq"].as_u64().is_some() {
-                return Ok(None);
-            }
-            if err_code(&ack) != Some(WRONG_LAST_SEQUENCE) {
-                return Ok(Some(js_error(&ack, "commit")));
+            let js = self.js().await?;
+            match publish(&js, subject, &offset.to_string(), Some(last_seq)).await {
+                Ok(_) => return Ok(None),
+                Err((Stored::NoStream, _)) => {
+                    self.create_offsets_stream().await?;
+                    tokio::time::sleep(NO_RESPONDER_PAUSE).await;
+                }
+                Err((Stored::Raced, _)) => {}
+                Err((Stored::Refused, e)) => {
+                    return Ok(Some(error(
+                        ErrorCode::TEMPORARILY_UNAVAILABLE,
+                        format!("commit: {e}"),
+                    )))
+                }
+                Err((Stored::Maybe, e)) => return Err(Failure::Lost(format!("commit: {e}"))),
             }
         }
         Ok(Some(error(
@@ -267,16 +313,17 @@ impl NatsClient {
         &mut self,
         subject: &str,
     ) -> Result<Result<(Option<u64>, u64), Answer>, Failure> {
-        let ask = json!({"last_by_subj": subject});
-        let v = self.api("$JS.API.STREAM.MSG.GET.offsets", &ask).await?;
-        if let Some(m) = v["message"].as_object() {
-            let seq = m.get("seq").and_then(Value::as_u64).unwrap_or(0);
-            let offset = decode_data(m.get("data"))?.as_u64();
-            return Ok(Ok((offset, seq)));
-        }
-        match err_code(&v) {
-            Some(NO_MESSAGE | NO_STREAM) => Ok(Ok((None, 0))),
-            _ => Ok(Err(js_error(&v, "read a committed offset"))),
+        let js = self.js().await?;
+        let stream = js
+            .get_stream_no_info("offsets")
+            .await
+            .map_err(|e| Failure::Lost(format!("stream offsets: {e}")))?;
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Ok((message_value(&m.payload)?.as_u64(), m.sequence))),
+            Err(e) => match last_gap(e.kind()) {
+                Ok(()) => Ok(Ok((None, 0))),
+                Err(code) => Ok(Err(js_error(code, format!("read a committed offset: {e}")))),
+            },
         }
     }
 
@@ -311,186 +358,73 @@ impl NatsClient {
         &mut self,
         name: &str,
         subjects: &[String],
-        per_subject: Option<u64>,
+        per_subject: Option<i64>,
     ) -> Result<(), Failure> {
-        let mut config = json!({"name": name, "subjects": subjects, "num_replicas": self.replicas,
-            "storage": "file", "retention": "limits"});
-        if let Some(n) = per_subject {
-            config["max_msgs_per_subject"] = json!(n);
-        }
-        let v = self
-            .api(&format!("$JS.API.STREAM.CREATE.{name}"), &config)
-            .await?;
-        match err_code(&v) {
-            None | Some(STREAM_EXISTS) => Ok(()),
-            Some(_) => Err(Failure::Lost(format!("creating stream {name}: {v}"))),
-        }
-    }
-
-    /// A JetStream API call: a JSON request, a JSON answer.
-    async fn api(&mut self, subject: &str, body: &Value) -> Result<Value, Failure> {
-        let d = self
-            .request(subject, body.to_string().as_bytes(), None)
-            .await?;
-        parse(&d)
-    }
-
-    /// Publishes `payload` to `subject` and waits for the answer to it.
-    async fn request(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-        header: Option<&str>,
-    ) -> Result<Delivery, Failure> {
-        if self.conn.is_none() {
-            self.conn = Some(Connection::open(&self.address).await?);
-        }
-        self.next_request += 1;
-        let conn = self.conn.as_mut().expect("just opened");
-        let reply = format!("{}.{}", conn.inbox, self.next_request);
-        let frame = match header {
-            Some(h) => {
-                let head = format!("NATS/1.0\r\n{h}\r\n\r\n");
-                let mut f = format!(
-                    "HPUB {subject} {reply} {} {}\r\n{head}",
-                    head.len(),
-                    head.len() + payload.len()
-                )
-                .into_bytes();
-                f.extend_from_slice(payload);
-                f
-            }
-            None => {
-                let mut f = format!("PUB {subject} {reply} {}\r\n", payload.len()).into_bytes();
-                f.extend_from_slice(payload);
-                f
-            }
+        let config = stream::Config {
+            name: name.to_string(),
+            subjects: subjects.to_vec(),
+            num_replicas: self.replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_messages_per_subject: per_subject.unwrap_or(-1),
+            ..Default::default()
         };
-        let mut frame = frame;
-        frame.extend_from_slice(b"\r\n");
-        if let Err(e) = conn.writer.write_all(&frame).await {
-            self.conn = None;
-            return Err(Failure::Lost(format!("sending to {}: {e}", self.address)));
-        }
-        loop {
-            let d = conn.next().await.map_err(Failure::Lost)?;
-            if d.subject == reply {
-                return Ok(d);
-            }
+        let js = self.js().await?;
+        match js.create_stream(config).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.kind() {
+                jetstream::context::CreateStreamErrorKind::JetStream(j)
+                    if j.error_code().0 == STREAM_EXISTS =>
+                {
+                    Ok(())
+                }
+                _ => Err(Failure::Lost(format!("creating stream {name}: {e}"))),
+            },
         }
     }
 }
 
-impl Connection {
-    /// Connects, reads INFO, says CONNECT (headers on, no-responders on)
-    /// and subscribes to its inbox; a PING's PONG proves the server heard.
-    async fn open(address: &str) -> Result<Connection, Failure> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| Failure::Unsent(format!("cannot connect to {address}: {e}")))?;
-        let (r, w) = stream.into_split();
-        let inbox = format!("_INBOX.fl{}", rand::random::<u64>());
-        let mut c = Connection {
-            reader: BufReader::new(r),
-            writer: w,
-            inbox,
-        };
-        let unsent = |e: String| Failure::Unsent(format!("{address}: {e}"));
-        let info = c.line().await.map_err(unsent)?;
-        if !info.starts_with("INFO ") {
-            return Err(unsent(format!("not a NATS server: {info:?}")));
-        }
-        let hello = format!(
-            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"lang\":\"faultline\",\"version\":\"0\"}}\r\nSUB {}.* 1\r\nPING\r\n",
-            c.inbox
-        );
-        c.writer
-            .write_all(hello.as_bytes())
-            .await
-            .map_err(|e| unsent(e.to_string()))?;
-        loop {
-            match c.line().await.map_err(unsent)?.as_str() {
-                "PONG" => return Ok(c),
-                "+OK" => {}
-                l if l.starts_with("-ERR") => return Err(unsent(l.to_string())),
-                l if l.starts_with("INFO ") => {}
-                other => return Err(unsent(format!("unexpected {other:?}"))),
-            }
-        }
+/// Publishes and waits for the acknowledgement: the stream sequence, or
+/// whether a failed publish may have been stored, and why it failed.
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    payload: &str,
+    expected_last: Option<u64>,
+) -> Result<u64, (Stored, String)> {
+    let mut message =
+        jetstream::message::PublishMessage::build().payload(payload.to_string().into());
+    if let Some(seq) = expected_last {
+        message = message.expected_last_subject_sequence(seq);
     }
+    let fail = |e: jetstream::context::PublishError| (publish_stored(&e.kind()), e.to_string());
+    let ack = js
+        .send_publish(subject.to_string(), message)
+        .await
+        .map_err(fail)?;
+    Ok(ack.await.map_err(fail)?.sequence)
+}
 
-    /// One protocol line, without its CRLF.
-    async fn line(&mut self) -> Result<String, String> {
-        let mut buf = Vec::new();
-        let n = (&mut self.reader)
-            .take(MAX_LINE_BYTES as u64)
-            .read_until(b'\n', &mut buf)
-            .await
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        if !buf.ends_with(b"\n") {
-            return Err(format!("a protocol line over {MAX_LINE_BYTES} bytes"));
-        }
-        Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+/// A get by subject that found nothing (`Ok`), or the JetStream error
+/// code of one that failed otherwise.
+fn read_gap(kind: stream::RawMessageErrorKind) -> Result<(), Option<u64>> {
+    use stream::RawMessageErrorKind as K;
+    match kind {
+        K::NoMessageFound => Ok(()),
+        K::JetStream(j) if j.error_code().0 == NO_STREAM => Ok(()),
+        K::JetStream(j) => Err(Some(j.error_code().0)),
+        _ => Err(None),
     }
+}
 
-    /// The next message for us, answering the server's PINGs meanwhile.
-    async fn next(&mut self) -> Result<Delivery, String> {
-        loop {
-            let line = self.line().await?;
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                ["PING"] => self
-                    .writer
-                    .write_all(b"PONG\r\n")
-                    .await
-                    .map_err(|e| e.to_string())?,
-                ["MSG", subject, _sid, .., len] => {
-                    let payload = self.payload(len).await?;
-                    let subject = subject.to_string();
-                    return Ok(Delivery {
-                        subject,
-                        status: None,
-                        payload,
-                    });
-                }
-                ["HMSG", subject, _sid, .., head_len, total] => {
-                    let subject = subject.to_string();
-                    let all = self.payload(total).await?;
-                    let head_len = head_len.parse::<usize>().map_err(|e| e.to_string())?;
-                    let (head, payload) = all.split_at(head_len.min(all.len()));
-                    let status = String::from_utf8_lossy(head)
-                        .lines()
-                        .next()
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
-                    return Ok(Delivery {
-                        subject,
-                        status,
-                        payload: payload.to_vec(),
-                    });
-                }
-                [w, ..] if w.starts_with("-ERR") => return Err(line),
-                _ => {} // +OK, PONG, INFO updates
-            }
-        }
-    }
-
-    async fn payload(&mut self, len: &str) -> Result<Vec<u8>, String> {
-        let len: usize = len
-            .parse()
-            .map_err(|e| format!("payload length {len:?}: {e}"))?;
-        if len > MAX_PAYLOAD_BYTES {
-            return Err(format!("a payload of {len} bytes"));
-        }
-        let mut buf = vec![0u8; len + 2];
-        self.reader
-            .read_exact(&mut buf)
-            .await
-            .map_err(|e| e.to_string())?;
-        buf.truncate(len);
-        Ok(buf)
+/// As `read_gap`, for the last message of a subject.
+fn last_gap(kind: stream::LastRawMessageErrorKind) -> Result<(), Option<u64>> {
+    use stream::LastRawMessageErrorKind as K;
+    match kind {
+        K::NoMessageFound => Ok(()),
+        K::JetStream(j) if j.error_code().0 == NO_STREAM => Ok(()),
+        K::JetStream(j) => Err(Some(j.error_code().0)),
+        _ => Err(None),
     }
 }
 
@@ -502,42 +436,17 @@ fn stream_of(key: &Value) -> String {
     }
 }
 
-/// A JetStream answer as JSON.
-fn parse(d: &Delivery) -> Result<Value, Failure> {
-    if let (Some(status), true) = (d.status, d.payload.is_empty()) {
-        return Err(Failure::Lost(format!("NATS status {status} and no answer")));
-    }
-    serde_json::from_slice(&d.payload).map_err(|e| {
-        Failure::Lost(format!(
-            "an answer that is not JSON ({e}): {:?}",
-            String::from_utf8_lossy(&d.payload)
-        ))
-    })
-}
-
-/// A message's data (base64 of the JSON the workload sent).
-fn decode_data(data: Option<&Value>) -> Result<Value, Failure> {
-    use base64::Engine as _;
-    let raw = data.and_then(Value::as_str).unwrap_or("");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(raw)
-        .map_err(|e| Failure::Lost(format!("message data is not base64: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| Failure::Lost(format!("message is not JSON: {e}")))
-}
-
-/// JetStream's `err_code`, when the answer is an error.
-fn err_code(v: &Value) -> Option<u64> {
-    let e = v.get("error")?;
-    Some(e["err_code"].as_u64().unwrap_or(0))
+/// A stored message's payload: the JSON the workload sent.
+fn message_value(payload: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(payload).map_err(|e| Failure::Lost(format!("message is not JSON: {e}")))
 }
 
 /// A JetStream error as a reply: definite when it says nothing was
 /// stored, indefinite otherwise (a timeout inside the cluster may still
 /// have committed).
-fn js_error(v: &Value, what: &str) -> Answer {
-    let text = format!("{what}: {}", v.get("error").unwrap_or(v));
-    match err_code(v) {
-        Some(NO_STREAM | WRONG_LAST_SEQUENCE) => error(ErrorCode::TEMPORARILY_UNAVAILABLE, text),
+fn js_error(code: Option<u64>, text: String) -> Answer {
+    match code {
+        Some(NO_STREAM) => error(ErrorCode::TEMPORARILY_UNAVAILABLE, text),
         _ => error(ErrorCode::INDEFINITE, text),
     }
 }
@@ -545,21 +454,68 @@ fn js_error(v: &Value, what: &str) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_nats::jetstream::context::PublishError;
 
     #[test]
-    fn keys_are_streams_and_errors_say_what_happened() {
+    fn keys_are_streams_and_json_errors_say_what_happened() {
         assert_eq!(stream_of(&json!("3")), "k3");
         assert_eq!(stream_of(&json!(3)), "k3");
-        let gone = json!({"error": {"code": 404, "err_code": NO_STREAM, "description": "stream not found"}});
-        assert!(
-            matches!(js_error(&gone, "x"), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::TEMPORARILY_UNAVAILABLE))
+        let code = |a: Answer| match a {
+            Answer::Reply(r) => ErrorCode::of_reply(&r),
+            Answer::NotSent(_) => None,
+        };
+        assert_eq!(
+            code(js_error(Some(NO_STREAM), "x".into())),
+            Some(ErrorCode::TEMPORARILY_UNAVAILABLE)
         );
-        let busy = json!({"error": {"code": 503, "err_code": 10008, "description": "timeout"}});
-        assert!(
-            matches!(js_error(&busy, "x"), Answer::Reply(r) if ErrorCode::of_reply(&r) == Some(ErrorCode::INDEFINITE))
+        // A JetStream timeout (10008) or no code at all: maybe stored.
+        assert_eq!(
+            code(js_error(Some(10008), "x".into())),
+            Some(ErrorCode::INDEFINITE)
         );
-        use base64::Engine as _;
-        let data = base64::engine::general_purpose::STANDARD.encode("17");
-        assert_eq!(decode_data(Some(&json!(data))).ok(), Some(json!(17)));
+        assert_eq!(
+            code(js_error(None, "x".into())),
+            Some(ErrorCode::INDEFINITE)
+        );
+        assert_eq!(message_value(b"17").ok(), Some(json!(17)));
+        assert!(message_value(b"not json").is_err());
+    }
+
+    /// Every way a publish fails, and whether its message may be stored:
+    /// only a publish that never got an acknowledgement is indefinite.
+    #[test]
+    fn each_publish_error_kind_is_definite_or_not() {
+        let cases = [
+            (PublishErrorKind::StreamNotFound, Stored::NoStream),
+            (PublishErrorKind::WrongLastSequence, Stored::Raced),
+            (PublishErrorKind::WrongLastMessageId, Stored::Raced),
+            (PublishErrorKind::MaxAckPending, Stored::Refused),
+            (PublishErrorKind::MaxPayloadExceeded, Stored::Refused),
+            (PublishErrorKind::TimedOut, Stored::Maybe),
+            (PublishErrorKind::BrokenPipe, Stored::Maybe),
+            (PublishErrorKind::Other, Stored::Maybe),
+        ];
+        for (kind, stored) in cases {
+            let e = PublishError::new(kind);
+            assert_eq!(publish_stored(&e.kind()), stored, "{e}");
+        }
+    }
+
+    /// A server that is not there: the request never left, so it did not
+    /// happen (`NotSent`), and the next request connects afresh.
+    #[tokio::test]
+    async fn a_request_to_no_server_is_not_sent() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut c = NatsClient::new(format!("127.0.0.1:{port}"), 1);
+        let send = json!({"type": "send", "key": "1", "msg": 5});
+        let a = c.call(&send, Duration::from_secs(5)).await;
+        assert!(
+            matches!(a, Answer::NotSent(ref e) if e.contains("cannot connect")),
+            "{a:?}"
+        );
+        assert!(c.conn.is_none());
     }
 }
