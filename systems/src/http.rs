@@ -1,4 +1,4 @@
-//! The little HTTP/1.1 the built-in clients and probes need: one request
+//! The little HTTP/1.1 the readiness and leader probes need: one request
 //! per connection, a JSON body, an answer read to its end (plain or
 //! chunked) and bounded in size.
 

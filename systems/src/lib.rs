@@ -10,7 +10,7 @@
 //! - `client`: the traits every built-in client implements, and the
 //!   registry of their names;
 //! - `leader`: asking a node who leads (an HTTP answer or a command);
-//! - `etcd`: the built-in client of etcd's v3 JSON gateway (over `http`);
+//! - `etcd`: the built-in etcd client, on etcd-client (etcd's v3 gRPC API);
 //! - `nats`: the built-in NATS JetStream client of the `kafka` workload;
 //! - `sql`: the built-in SQL client of the transaction workloads, with
 //!   its dialects `postgres` (PostgreSQL) and `mysql` (MariaDB, Galera);
