@@ -764,9 +764,12 @@ fn a_ring_of_majorities_loses_its_leader_and_only_its_leader() {
     // and rings are many since partitions aimed at a commit make them.
     // (67 over these 30 seeds; none when they were moved out.)
     assert!(powered_off >= 30, "{powered_off} power losses beside rings");
-    // Met by chance, 2 of 48 rings did (the pass turned off).
+    // Met by chance, 2 of 48 rings did (the pass turned off); moving only
+    // losses that fire at once, 72 % of rings over 300 seeds; re-aiming
+    // one that waited for an election when none fires at once, 85 %
+    // (99 of 115 over these 30).
     assert!(
-        lost * 4 >= windows.len() * 3,
+        lost * 5 >= windows.len() * 4,
         "{lost} of {} rings lose their leader",
         windows.len()
     );
@@ -837,4 +840,39 @@ fn membership_changes_wait_out_stale_leader_windows() {
         }
     }
     assert!(total >= 30 * 18, "{total} changes over 30 runs");
+}
+
+/// A ring whose only leader loss waits for an election (which a standing
+/// ring never holds) gets that loss a quarter of the way in, re-aimed at
+/// the leader's next commit, and ended by the ring's heal.
+#[test]
+fn a_leader_loss_aimed_at_an_election_moves_into_a_ring_at_a_commit() {
+    let ring = partition_cut(
+        Shape::MajoritiesRing,
+        5,
+        &mut ChaCha8Rng::seed_from_u64(1),
+        None,
+    );
+    let steps: Vec<Step> = serde_json::from_value(serde_json::json!([
+        {"at_ms": 2000, "action": {"f": "start-partition", "shape": "majorities-ring", "cut": ring},
+         "on": {"moment": "on-commit", "within_ms": 1000}},
+        {"at_ms": 5000, "action": {"f": "stop-partition"}},
+        {"at_ms": 12000, "action": {"f": "kill", "nodes": [], "leader": true},
+         "on": {"moment": "on-elect", "within_ms": 1000}},
+        {"at_ms": 14000, "action": {"f": "restart", "nodes": []}},
+    ]))
+    .unwrap();
+    let out = crate::windows::keep_windows_exposed(steps, 5, 500, 30_000);
+    let kill = out
+        .iter()
+        .find(|s| matches!(s.action, Action::Kill { .. }))
+        .unwrap();
+    // Surely standing from 3000 ms (its latest start) to 5000 ms.
+    assert_eq!(kill.at_ms, 3500, "{out:?}");
+    assert_eq!(kill.on.map(|t| t.moment), Some(Moment::Commit), "{out:?}");
+    let restart = out
+        .iter()
+        .find(|s| matches!(s.action, Action::Restart { .. }))
+        .unwrap();
+    assert_eq!(restart.at_ms, 5000, "{out:?}");
 }
