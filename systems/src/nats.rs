@@ -320,7 +320,7 @@ impl NatsClient {
             .map_err(|e| Failure::Lost(format!("stream offsets: {e}")))?;
         match stream.get_last_raw_message_by_subject(subject).await {
             Ok(m) => Ok(Ok((message_value(&m.payload)?.as_u64(), m.sequence))),
-            Err(e) => match last_gap(e.kind()) {
+            Err(e) => match read_gap(e.kind()) {
                 Ok(()) => Ok(Ok((None, 0))),
                 Err(code) => Ok(Err(js_error(code, format!("read a committed offset: {e}")))),
             },
@@ -405,20 +405,10 @@ async fn publish(
     Ok(ack.await.map_err(fail)?.sequence)
 }
 
-/// A get by subject that found nothing (`Ok`), or the JetStream error
-/// code of one that failed otherwise.
-fn read_gap(kind: stream::RawMessageErrorKind) -> Result<(), Option<u64>> {
-    use stream::RawMessageErrorKind as K;
-    match kind {
-        K::NoMessageFound => Ok(()),
-        K::JetStream(j) if j.error_code().0 == NO_STREAM => Ok(()),
-        K::JetStream(j) => Err(Some(j.error_code().0)),
-        _ => Err(None),
-    }
-}
-
-/// As `read_gap`, for the last message of a subject.
-fn last_gap(kind: stream::LastRawMessageErrorKind) -> Result<(), Option<u64>> {
+/// A get by subject (the next from a sequence, or the last) that found
+/// nothing (`Ok`), or the JetStream error code of one that failed
+/// otherwise. (The library's two error kinds are one type.)
+fn read_gap(kind: stream::LastRawMessageErrorKind) -> Result<(), Option<u64>> {
     use stream::LastRawMessageErrorKind as K;
     match kind {
         K::NoMessageFound => Ok(()),
@@ -499,6 +489,22 @@ mod tests {
             let e = PublishError::new(kind);
             assert_eq!(publish_stored(&e.kind()), stored, "{e}");
         }
+    }
+
+    /// Every way a get by subject fails: found nothing (no message, no
+    /// stream yet), or failed, with JetStream's code when it gave one.
+    #[test]
+    fn each_get_error_kind_is_a_gap_or_a_failure() {
+        use stream::LastRawMessageErrorKind as K;
+        let js = |err_code: u64| -> jetstream::Error {
+            serde_json::from_value(json!({"code": 404, "err_code": err_code, "description": "x"}))
+                .unwrap()
+        };
+        assert_eq!(read_gap(K::NoMessageFound), Ok(()));
+        assert_eq!(read_gap(K::JetStream(js(NO_STREAM))), Ok(()));
+        assert_eq!(read_gap(K::JetStream(js(10008))), Err(Some(10008)));
+        assert_eq!(read_gap(K::InvalidSubject), Err(None));
+        assert_eq!(read_gap(K::Other), Err(None));
     }
 
     /// A server that is not there: the request never left, so it did not
