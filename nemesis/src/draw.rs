@@ -35,15 +35,29 @@ pub fn isolate(node: usize, n: usize) -> Vec<Link> {
     cut_between(&[vec![node], others])
 }
 
-/// Each node sees a majority (itself and its ring neighbours, n/2 others,
-/// half each side), but no two nodes see the same majority.
+/// Each node hears a majority (itself and ring neighbours at both sides),
+/// but no two nodes hear the same majority; where the ring allows, a bare
+/// one (n/2 others: its nearest neighbours, and on an even ring whose half
+/// is odd, the node across). Bare is what exposes a node that votes for a
+/// stale log: the leader then commits with every node it hears, the rest
+/// lag, and once it is lost only a lagging node reaches a majority. With
+/// the nearest n/2 rounded up (all this did before), a ring of six heard
+/// four others and an up-to-date node could win after the leader died;
+/// under `all` membership changes make six members common. On 7, 11, ...
+/// nodes a symmetric ring cannot be bare (n/2 is odd and there is no node
+/// across), so each hears one more.
 fn majorities_ring(n: usize) -> Vec<Link> {
-    let reach = (n / 2).div_ceil(2);
+    let half = n / 2;
+    let heard = |d: usize| match (half % 2, n % 2) {
+        (0, _) => d <= half / 2,
+        (_, 0) => d <= (half - 1) / 2 || d == half,
+        _ => d <= half.div_ceil(2),
+    };
     let mut cut = Vec::new();
     for i in 0..n {
         for j in 0..n {
             let d = (i + n - j) % n;
-            if i != j && d.min(n - d) > reach {
+            if i != j && !heard(d.min(n - d)) {
                 cut.push((i, j));
             }
         }

@@ -876,3 +876,33 @@ fn a_leader_loss_aimed_at_an_election_moves_into_a_ring_at_a_commit() {
         .unwrap();
     assert_eq!(restart.at_ms, 5000, "{out:?}");
 }
+
+/// A ring of majorities exposes a node that votes for a stale log: the
+/// leader commits only with nodes it hears; lose it, and no node that
+/// heard it (up to date) reaches a majority of the living, while one that
+/// did not (lagging) does. Symmetric rings can be bare on 4, 5, 6, 8, 9
+/// and 10 nodes (not on 7, where n/2 is odd and no node is across).
+#[test]
+fn a_bare_ring_lets_only_a_lagging_node_win_once_the_leader_is_lost() {
+    for n in [4, 5, 6, 8, 9, 10] {
+        let cut = partition_cut(
+            Shape::MajoritiesRing,
+            n,
+            &mut ChaCha8Rng::seed_from_u64(1),
+            None,
+        );
+        let hears =
+            |a: usize, b: usize| a == b || (!cut.contains(&(a, b)) && !cut.contains(&(b, a)));
+        for leader in 0..n {
+            for node in (0..n).filter(|&x| x != leader) {
+                let votes = (0..n).filter(|&v| v != leader && hears(node, v)).count();
+                let lagging = !hears(leader, node);
+                assert_eq!(
+                    votes > n / 2,
+                    lagging,
+                    "ring on {n}, leader {leader} lost: node {node} (lagging: {lagging}) reaches {votes}"
+                );
+            }
+        }
+    }
+}
