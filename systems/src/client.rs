@@ -3,11 +3,11 @@
 //! (`Endpoint`), and one client's connection to it (`Connection`).
 //!
 //! Adding a built-in client is a module that implements `ClientKind` and
-//! one line in `Registry::builtin`. The harness sees only these traits:
-//! it connects each client to its node's endpoint and, while that node is
-//! out of the cluster, to the endpoint of the member standing in for it
-//! (every server client can follow, since any member of a server cluster
-//! takes any request).
+//! one line in `registry::Registry::builtin`. The harness sees only these
+//! traits: it connects each client to its node's endpoint and, while that
+//! node is out of the cluster, to the endpoint of the member standing in
+//! for it (every server client can follow, since any member of a server
+//! cluster takes any request).
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -87,47 +87,4 @@ pub trait Connection: Send {
         msg_id: u64,
         timeout: Duration,
     ) -> BoxFuture<'a, Answer>;
-}
-
-/// The client kinds a system file may name.
-#[derive(Clone)]
-pub struct Registry(Vec<&'static dyn ClientKind>);
-
-impl Registry {
-    /// The clients faultline carries.
-    pub fn builtin() -> Registry {
-        Registry(vec![
-            &crate::etcd::KIND,
-            &crate::nats::KIND,
-            &crate::sql::POSTGRES,
-            &crate::sql::MYSQL,
-        ])
-    }
-
-    /// This registry and `kind` (replacing one of the same name).
-    pub fn with(mut self, kind: &'static dyn ClientKind) -> Registry {
-        self.0.retain(|k| k.name() != kind.name());
-        self.0.push(kind);
-        self
-    }
-
-    pub fn get(&self, name: &str) -> Option<&'static dyn ClientKind> {
-        self.0.iter().copied().find(|k| k.name() == name)
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.0.iter().map(|k| k.name()).collect()
-    }
-}
-
-impl Default for Registry {
-    fn default() -> Registry {
-        Registry::builtin()
-    }
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Registry").field(&self.names()).finish()
-    }
 }

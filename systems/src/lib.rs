@@ -7,8 +7,8 @@
 //! - `server`: a planned cluster laid out for a run (its loopback slot,
 //!   each node's private /etc/hosts, its processes) and its readiness
 //!   probes;
-//! - `client`: the traits every built-in client implements, and the
-//!   registry of their names;
+//! - `client`: the traits every built-in client implements, and
+//!   `registry` the kinds a system file may name;
 //! - `leader`: asking a node who leads (an HTTP answer or a command);
 //! - `etcd`: the built-in etcd client, on etcd-client (etcd's v3 gRPC API);
 //! - `nats`: the built-in NATS JetStream client of the `kafka` workload;
@@ -16,7 +16,7 @@
 //!   its dialects `postgres` (PostgreSQL) and `mysql` (MariaDB, Galera);
 //! - `adapter`: the generic client, a user's program speaking Maelstrom's
 //!   client protocol on stdio. A further built-in client is a module
-//!   beside these and a line in `client::Registry::builtin`.
+//!   beside these and a line in `registry::Registry::builtin`.
 //!
 //! It starts processes through `faultline_process` and writes logs where
 //! `faultline_rundir` says; it knows nothing of the nemesis or checkers.
@@ -32,6 +32,7 @@ pub mod mysql;
 pub mod nats;
 pub mod own_user;
 pub mod postgres;
+pub mod registry;
 pub mod server;
 pub mod sql;
 pub mod system;

@@ -8,8 +8,9 @@ use faultline::client::{Client, ClientSpec, Conn};
 use faultline_checker::EventType;
 use faultline_rundir::record::{Clock, History};
 use faultline_systems::client::{
-    Answer, BadSetting, Caller, ClientKind, ClientSettings, Connection, Endpoint, Registry,
+    Answer, BadSetting, Caller, ClientKind, ClientSettings, Connection, Endpoint,
 };
+use faultline_systems::registry::Registry;
 use faultline_systems::system::{RunSettings, System};
 use faultline_workloads::{Invocation, Workload};
 use futures::future::BoxFuture;

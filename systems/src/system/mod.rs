@@ -40,7 +40,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
 
-use crate::client::{ClientSettings, Endpoint, Registry};
+use crate::client::{ClientSettings, Endpoint};
+use crate::registry::Registry;
 
 /// The systems bundled with faultline, by name.
 const BUNDLED: &[(&str, &str)] = &[
